@@ -1,0 +1,40 @@
+"""The graph room: nodes, parameters, traced ops, modules, backward and rendering."""
+
+from .execute import CodeError
+from .module import Module
+from .node import ErrorInfo, Feedback, Node, Param, is_tracing, no_trace, node, param
+from .op import BoundOp, ExecutionError, Op, OpInfo, format, length, op
+from .render import RenderBudgetError, Rendering, render, to_dot
+from .sandbox import get_default_sandbox, set_default_sandbox
+from .subgraph import NoTrainableAncestor, Subgraph, backward, minimal_subgraph, zero_feedback
+
+__all__ = [
+    "BoundOp",
+    "CodeError",
+    "ErrorInfo",
+    "ExecutionError",
+    "Feedback",
+    "Module",
+    "NoTrainableAncestor",
+    "Node",
+    "Op",
+    "OpInfo",
+    "Param",
+    "RenderBudgetError",
+    "Rendering",
+    "Subgraph",
+    "backward",
+    "format",
+    "get_default_sandbox",
+    "is_tracing",
+    "length",
+    "minimal_subgraph",
+    "no_trace",
+    "node",
+    "op",
+    "param",
+    "render",
+    "set_default_sandbox",
+    "to_dot",
+    "zero_feedback",
+]

@@ -1,0 +1,134 @@
+"""The one place model-written code is compiled and run, so limits can wrap it."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import linecache
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .node import ErrorInfo
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+_CACHE_SIZE = 64
+
+
+class CodeError(Exception):
+    """Code of a parameter failed to compile, define its function, or run (e.g. in a sandbox)."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(str(info))
+        self.info = info
+
+
+def code_filename(name: str, source: str) -> str:
+    digest = hashlib.sha1(source.encode()).hexdigest()[:12]
+    return f"<backfeed:{name}:{digest}>"
+
+
+def compile_function(
+    source: str, name: str, globals_: dict[str, Any], parameter: str | None = None
+) -> Callable[..., Any]:
+    """Compile `source`, which must define function `name`; decorators on it are dropped."""
+    filename = code_filename(name, source)
+    try:
+        tree = ast.parse(source, filename)
+    except SyntaxError as exc:
+        raise CodeError(
+            ErrorInfo("SyntaxError", exc.msg, exc.lineno, (exc.text or "").rstrip(), parameter)
+        ) from None
+    target = None
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) and stmt.name == name:
+            stmt.decorator_list = []
+            target = stmt
+    if target is None:
+        raise CodeError(
+            ErrorInfo("DefinitionError", f"the code must define a function named {name!r}",
+                      parameter=parameter)
+        )
+    namespace: dict[str, Any] = {}
+    try:
+        exec(compile(tree, filename, "exec"), globals_, namespace)
+    except Exception as exc:
+        raise CodeError(error_info(exc, filename, parameter, source)) from None
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    return namespace[name]
+
+
+class FunctionCache:
+    """Compiled functions of one code parameter, one per distinct source, least recent evicted."""
+
+    def __init__(self, size: int = _CACHE_SIZE) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, Callable[..., Any] | CodeError] = OrderedDict()
+
+    def get(
+        self, source: str, name: str, globals_: dict[str, Any], parameter: str | None = None
+    ) -> Callable[..., Any]:
+        entry = self._entries.get(source)
+        if entry is None:
+            try:
+                entry = compile_function(source, name, globals_, parameter)
+            except CodeError as exc:
+                entry = exc
+            self._entries[source] = entry
+            if len(self._entries) > self.size:
+                old, _ = self._entries.popitem(last=False)
+                linecache.cache.pop(code_filename(name, old), None)
+        else:
+            self._entries.move_to_end(source)
+        if isinstance(entry, CodeError):
+            raise CodeError(entry.info)
+        return entry
+
+
+def error_info(
+    exc: BaseException,
+    filename: str | None = None,
+    parameter: str | None = None,
+    source: str | None = None,
+    line_offset: int = 0,
+) -> ErrorInfo:
+    """Describe `exc`; when its traceback passes through `filename`, name the failing line."""
+    if isinstance(exc, CodeError):
+        return exc.info
+    lineno = None
+    if filename is not None:
+        lineno = _innermost_line(exc.__traceback__, filename)
+    line = None
+    if lineno is not None:
+        lineno -= line_offset
+        if source is not None and 1 <= lineno <= len(source.splitlines()):
+            line = source.splitlines()[lineno - 1]
+    message = str(exc) or "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return ErrorInfo(type(exc).__name__, message, lineno, line, parameter)
+
+
+def _innermost_line(tb: TracebackType | None, filename: str) -> int | None:
+    lineno = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            lineno = tb.tb_lineno
+        tb = tb.tb_next
+    return lineno
+
+
+def run_code(
+    function: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    sandbox: Any = None,
+    source: str | None = None,
+    name: str | None = None,
+) -> Any:
+    """Run model-written code: in-process, or through `sandbox.call` when one is set."""
+    if sandbox is not None:
+        return sandbox.call(function, args, kwargs, source=source, name=name)
+    return function(*args, **kwargs)

@@ -1,0 +1,329 @@
+"""Nodes of a traced run: values, trainable parameters, feedback and errors."""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .op import OpInfo
+
+# Creation order doubles as a topological order: a node's inputs always exist before it.
+_next_id = itertools.count().__next__
+_tracing: contextvars.ContextVar[bool] = contextvars.ContextVar("backfeed_tracing", default=True)
+# Inside an op's body: the parameters whose `.value` the body reads (hidden inputs).
+_reads: contextvars.ContextVar[list | None] = contextvars.ContextVar("backfeed_reads", default=None)
+
+
+def is_tracing() -> bool:
+    """Whether ops called in this thread or task record nodes."""
+    return _tracing.get()
+
+
+@contextmanager
+def no_trace() -> Iterator[None]:
+    """Run ops on plain values without recording a graph (in this thread or task only)."""
+    token = _tracing.set(False)
+    try:
+        yield
+    finally:
+        _tracing.reset(token)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What the world said about an output: a score, a sentence, or both."""
+
+    score: float | None = None
+    text: str = ""
+    details: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, feedback: Feedback | str | float | int) -> Feedback:
+        """Normalise a str, a number or a Feedback into a Feedback."""
+        if isinstance(feedback, Feedback):
+            return feedback
+        if isinstance(feedback, bool):
+            return cls(score=float(feedback), text=str(feedback))
+        if isinstance(feedback, int | float):
+            return cls(score=float(feedback))
+        if isinstance(feedback, str):
+            return cls(text=feedback)
+        raise TypeError(
+            f"feedback must be a str, a number or bf.Feedback, not {type(feedback).__name__}"
+        )
+
+    def __str__(self) -> str:
+        parts = []
+        if self.score is not None:
+            parts.append(f"score={self.score:g}")
+        if self.text:
+            parts.append(self.text)
+        if self.details:
+            parts.append(f"details={self.details}")
+        return "; ".join(parts) or "(empty feedback)"
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """An exception raised while computing a node, with the failing line when known."""
+
+    type: str
+    message: str
+    lineno: int | None = None
+    line: str | None = None
+    parameter: str | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.lineno is not None:
+            where = f" at line {self.lineno}"
+            if self.parameter:
+                where += f" of {self.parameter}"
+            if self.line:
+                where += f": {self.line.strip()}"
+        return f"{self.type}: {self.message}{where}"
+
+
+class Node:
+    """A value in a traced run, with the operation and inputs that produced it.
+
+    A node holds its inputs (never its consumers), so a graph lives exactly as long as
+    the outputs the user keeps.
+    """
+
+    __slots__ = ("__weakref__", "_feedback", "_value", "error", "id", "inputs", "name", "op")
+
+    def __init__(
+        self,
+        value: Any,
+        *,
+        name: str | None = None,
+        op: OpInfo | None = None,
+        inputs: tuple[tuple[str, Node], ...] = (),
+        error: ErrorInfo | None = None,
+    ) -> None:
+        self._value = value
+        self.name = name
+        self.op = op
+        self.inputs = inputs
+        self.error = error
+        self.id = _next_id()
+        self._feedback: list[Feedback] | None = None
+
+    # -- value -----------------------------------------------------------------------
+    @property
+    def value(self) -> Any:
+        """The plain Python value (read inside an op's body, the node becomes an input)."""
+        reads = _reads.get()
+        if reads is not None:
+            reads.append(self)
+        return self._value
+
+    @property
+    def trainable(self) -> bool:
+        return False
+
+    @property
+    def feedback(self) -> list[Feedback]:
+        """Feedback given to this node as an output."""
+        return list(self._feedback or ())
+
+    def backward(self, feedback: Feedback | str | float | int) -> list[Param]:
+        """Give this output feedback; every parameter it depends on will see it."""
+        from .subgraph import backward
+
+        return backward(self, feedback)
+
+    def __repr__(self) -> str:
+        label = self.name or (self.op.name if self.op else "node")
+        if self.error is not None:
+            return f"<Node {label} error={self.error}>"
+        return f"<Node {label}={_short(self._value)}>"
+
+    # Identity, not value, decides membership in sets and dicts (== is a traced op).
+    __hash__ = object.__hash__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __str__(self) -> str:
+        return str(self._value)
+
+    def __format__(self, spec: str) -> str:
+        return format(self._value, spec)
+
+    def __index__(self) -> int:
+        return self._value.__index__()
+
+    def __float__(self) -> float:
+        return float(self._value)
+
+    def __int__(self) -> int:
+        return int(self._value)
+
+    def __iter__(self) -> Iterator[Any]:
+        if isinstance(self._value, dict):
+            yield from self._value  # keys are plain; index the node to trace a lookup
+            return
+        for i in range(len(self._value)):
+            yield self[i]
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Methods of the value (str.upper, list.index, dict.get, ...) become traced ops.
+        if attribute.startswith("_"):
+            raise AttributeError(attribute)
+        method = getattr(self._value, attribute, None)
+        if not callable(method):
+            raise AttributeError(
+                f"{type(self._value).__name__} value of node {self!r} has no method {attribute!r}"
+            )
+        from .op import method_op
+
+        return method_op(self, attribute)
+
+
+_KINDS: dict[type, str] = {
+    str: "str",
+    int: "int",
+    float: "float",
+    bool: "bool",
+    list: "list",
+    dict: "dict",
+}
+PARAM_KINDS = ("str", "int", "float", "bool", "list", "dict", "code")
+_auto_names = itertools.count()
+
+
+class Param(Node):
+    """A trainable node: its value may change, within its type, bounds and choices."""
+
+    __slots__ = ("_outputs", "bounds", "choices", "constraint", "description", "kind")
+
+    def __init__(
+        self,
+        value: Any,
+        *,
+        name: str | None = None,
+        description: str = "",
+        constraint: str | None = None,
+        bounds: tuple[float | None, float | None] | None = None,
+        choices: list[Any] | None = None,
+        kind: str | None = None,
+    ) -> None:
+        self.kind = kind or infer_kind(value)
+        if self.kind not in PARAM_KINDS:
+            raise ValueError(f"unknown parameter kind {self.kind!r}; expected one of {PARAM_KINDS}")
+        if bounds is not None and self.kind not in ("int", "float"):
+            raise ValueError(f"bounds apply to int and float parameters, not {self.kind}")
+        self.bounds = tuple(bounds) if bounds is not None else None
+        self.choices = list(choices) if choices is not None else None
+        self.description = description
+        self.constraint = constraint
+        self._outputs: dict[int, Node] = {}
+        super().__init__(None, name=name or f"param{next(_auto_names)}")
+        self._value = self.validate(value)
+
+    @property
+    def trainable(self) -> bool:
+        return True
+
+    @Node.value.setter
+    def value(self, new: Any) -> None:
+        self._value = self.validate(new)
+
+    def validate(self, value: Any) -> Any:
+        """Return `value` as this parameter's type, or raise TypeError/ValueError saying why."""
+        kind = self.kind
+        if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        expected = str if kind == "code" else next(t for t, k in _KINDS.items() if k == kind)
+        if type(value) is not expected:
+            raise TypeError(
+                f"parameter {self.name!r} is {kind}; got {type(value).__name__} {_short(value)}"
+            )
+        if kind == "float" and not math.isfinite(value):
+            raise ValueError(f"parameter {self.name!r} must be finite, got {value}")
+        if self.bounds is not None:
+            lo, hi = self.bounds
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                raise ValueError(
+                    f"parameter {self.name!r} must lie in [{lo}, {hi}], got {value}"
+                )
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(
+                f"parameter {self.name!r} must be one of {self.choices}, got {_short(value)}"
+            )
+        return value
+
+    @property
+    def feedback(self) -> list[tuple[Node, Feedback]]:
+        """(output, feedback) pairs for every output this parameter influenced."""
+        return [(out, fb) for out in self._outputs.values() for fb in out._feedback or ()]
+
+    @property
+    def outputs(self) -> list[Node]:
+        """Outputs that received feedback and depend on this parameter."""
+        return list(self._outputs.values())
+
+    def zero_feedback(self) -> None:
+        """Forget feedback (and release the graphs it kept alive)."""
+        for out in self._outputs.values():
+            out._feedback = None
+        self._outputs = {}
+
+    def __repr__(self) -> str:
+        return f"<Param {self.name}: {self.kind} = {_short(self._value)}>"
+
+
+def infer_kind(value: Any) -> str:
+    """The parameter kind of a plain value, or a TypeError naming the unsupported type."""
+    kind = _KINDS.get(type(value))
+    if kind is None:
+        raise TypeError(
+            f"unsupported parameter type {type(value).__name__}; "
+            "a parameter holds a str, int, float, bool, list, dict or code"
+        )
+    return kind
+
+
+def param(
+    value: Any,
+    name: str | None = None,
+    description: str = "",
+    constraint: str | None = None,
+    *,
+    bounds: tuple[float | None, float | None] | None = None,
+    choices: list[Any] | None = None,
+    kind: str | None = None,
+) -> Param:
+    """Create a trainable parameter. Its type is fixed now and checked on every update."""
+    return Param(
+        value,
+        name=name,
+        description=description,
+        constraint=constraint,
+        bounds=bounds,
+        choices=choices,
+        kind=kind,
+    )
+
+
+def node(value: Any, name: str | None = None) -> Node:
+    """Wrap a value as a traced constant or input (a node is returned unchanged)."""
+    if isinstance(value, Node):
+        return value
+    return Node(value, name=name)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
