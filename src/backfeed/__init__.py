@@ -1,6 +1,6 @@
 """backfeed: optimize whole AI workflows the way autograd optimizes neural networks."""
 
-from . import graph, llm
+from . import graph, llm, optim
 from .budget import Budget, BudgetExceeded
 from .graph import (
     CodeError,
@@ -45,6 +45,7 @@ __all__ = [
     "graph",
     "len",
     "llm",
+    "optim",
     "minimal_subgraph",
     "no_trace",
     "node",
