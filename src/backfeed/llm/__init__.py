@@ -1,6 +1,7 @@
 """Model access: the protocol, backends and the policies wrapped around them."""
 
 from .base import LLM, BaseLLM, Completion, LLMError, Message, Usage
+from .meter import Metered, Spend
 from .scripted import Scripted, ScriptedCall, ScriptExhausted
 
 __all__ = [
@@ -9,8 +10,10 @@ __all__ = [
     "Completion",
     "LLMError",
     "Message",
+    "Metered",
     "ScriptExhausted",
     "Scripted",
     "ScriptedCall",
+    "Spend",
     "Usage",
 ]
