@@ -7,7 +7,7 @@ import itertools
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -176,6 +176,12 @@ class Node:
             return
         for i in range(len(self._value)):
             yield self[i]
+
+    def len(self) -> Node:
+        """Traced `len(value)` (Python's own `len(node)` must return a plain int)."""
+        from .op import length
+
+        return length(self)
 
     def __getattr__(self, attribute: str) -> Any:
         # Methods of the value (str.upper, list.index, dict.get, ...) become traced ops.

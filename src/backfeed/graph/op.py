@@ -102,19 +102,15 @@ def _add_hidden_inputs(
 
 
 def _apply(info: OpInfo, func: Callable[..., Any], names: tuple[str, ...], *args: Any) -> Any:
-    """Fast path for built-in operators: positional arguments only."""
+    """Fast path for built-in operators: positional arguments, no user code to watch."""
     if not _tracing.get():
         return func(*[a._value if isinstance(a, Node) else a for a in args])
-    inputs = []
-    values = []
-    for name, a in zip(names, args):
-        if isinstance(a, Node):
-            inputs.append((name, a))
-            values.append(a._value)
-        else:
-            inputs.append((name, Node(a)))
-            values.append(a)
-    return _record(info, lambda: func(*values), inputs)
+    inputs = [(name, a if isinstance(a, Node) else Node(a)) for name, a in zip(names, args)]
+    try:
+        result = func(*[n._value for _, n in inputs])
+    except Exception as exc:
+        return _finish(info, inputs, None, None, exc, None, None)
+    return Node(result, op=info, inputs=tuple(inputs))
 
 
 # -- operators on nodes -------------------------------------------------------------------
@@ -182,7 +178,7 @@ def length(obj: Any) -> Any:
     return _apply(_LEN, len, ("obj",), obj)
 
 
-def format(template: Any, **values: Any) -> Any:  # noqa: A001 - mirrors str.format
+def format(template: Any, **values: Any) -> Any:
     """Traced `template.format(**values)` where template and values may be nodes."""
     if not _tracing.get():
         plain = {k: v._value if isinstance(v, Node) else v for k, v in values.items()}
