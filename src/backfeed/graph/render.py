@@ -208,7 +208,7 @@ class _Renderer:
         inline = self.inline
         args = ", ".join([
             f"{arg}={names.get(id(child)) or inline.get(id(child)) or self._ref(child)}"
-            for arg, child in n.inputs
+            for arg, child in zip(n.arg_names, n.args)
             if arg != "__code__"
         ])
         head = f"{name} = {op.name}({args})"
@@ -451,7 +451,7 @@ def to_dot(target: Subgraph | Param | Iterable[Param]) -> str:
         out.append(f"  {node_id(n)} [{', '.join(attrs)}];")
     ids = {id(n) for n in subgraph.nodes}
     for n in subgraph.nodes:
-        for arg, child in n.inputs:
+        for arg, child in zip(n.arg_names, n.args):
             if id(child) in ids:
                 out.append(f'  {node_id(child)} -> {node_id(n)} [label="{arg}"];')
     out.append("}")

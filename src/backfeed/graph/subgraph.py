@@ -18,7 +18,7 @@ def ancestors(outputs: Iterable[Node]) -> dict[int, Node]:
     seen: dict[int, Node] = {id(o): o for o in outputs}
     stack = list(seen.values())
     while stack:
-        for _, child in stack.pop().inputs:
+        for child in stack.pop().args:
             if id(child) not in seen:
                 seen[id(child)] = child
                 stack.append(child)
@@ -94,7 +94,7 @@ def minimal_subgraph(params: Iterable[Param], outputs: Iterable[Node] | None = N
             d = 0
         else:
             d = 0
-            for _, child in n.inputs:
+            for child in n.args:
                 dc = distance.get(id(child))
                 if dc is not None and (d == 0 or dc < d - 1):
                     d = dc + 1
@@ -105,7 +105,7 @@ def minimal_subgraph(params: Iterable[Param], outputs: Iterable[Node] | None = N
     selected = {id(n): n for n in on_path}
     path_ids = set(selected)
     for n in on_path:
-        for _, child in n.inputs:
+        for child in n.args:
             if id(child) not in selected:
                 selected[id(child)] = child
                 distance[id(child)] = distance[id(n)] + 1
