@@ -112,7 +112,11 @@ class Node:
         args: tuple[Node, ...] = (),
         arg_names: tuple[str, ...] = (),
         error: ErrorInfo | None = None,
+        inputs: tuple[tuple[str, Node], ...] | None = None,
     ) -> None:
+        if inputs is not None:  # (name, node) pairs, the readable form
+            arg_names = tuple(name for name, _ in inputs)
+            args = tuple(child for _, child in inputs)
         self._value = value
         self.name = name
         self.op = op
