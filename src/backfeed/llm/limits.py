@@ -38,6 +38,7 @@ class Limiter:
         requests_per_minute: int | None = None,
         tokens_per_minute: int | None = None,
         *,
+        window_s: float = WINDOW_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         for name, value in (("max_in_flight", max_in_flight),
@@ -48,6 +49,7 @@ class Limiter:
         self.max_in_flight = max_in_flight
         self.requests_per_minute = requests_per_minute
         self.tokens_per_minute = tokens_per_minute
+        self.window_s = window_s
         self.clock = clock
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -57,12 +59,12 @@ class Limiter:
     def _wait_needed(self, tokens: int) -> float:
         """0 when a request of `tokens` may start now, else seconds until it might. Holds _cond."""
         now = self.clock()
-        while self._window and now - self._window[0][0] >= WINDOW_S:
+        while self._window and now - self._window[0][0] >= self.window_s:
             self._window.popleft()
         if self.max_in_flight is not None and self.in_flight >= self.max_in_flight:
             return 1.0  # woken by a release long before this
         until_oldest_leaves = (
-            WINDOW_S - (now - self._window[0][0]) if self._window else 0.0
+            self.window_s - (now - self._window[0][0]) if self._window else 0.0
         )
         if self.requests_per_minute is not None and len(self._window) >= self.requests_per_minute:
             return max(until_oldest_leaves, 0.001)
