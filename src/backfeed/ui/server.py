@@ -70,10 +70,15 @@ def create_app(store: str | Path, *, host: str = "127.0.0.1", token: str | None 
     def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    def no_icon(request: Request) -> Response:
+        return Response(status_code=204)
+
     def api_meta(request: Request) -> Response:
         return JSONResponse(meta)
 
     def api_runs(request: Request) -> Response:
+        if not store_path.is_file():  # no run yet: an empty list that fills once one starts
+            return JSONResponse({"runs": [], "note": f"no run store at {store_path} yet"})
         with reader() as r:
             return JSONResponse({"runs": r.runs()})
 
@@ -94,6 +99,7 @@ def create_app(store: str | Path, *, host: str = "127.0.0.1", token: str | None 
         Route("/", page),
         Route("/runs/{run_id}", page),
         Route("/runs/{run_id}/steps/{step:int}", page),
+        Route("/favicon.ico", no_icon),
         Route("/api/meta", api_meta),
         Route("/api/runs", api_runs),
         Route("/api/runs/{run_id}", api_run),
@@ -101,7 +107,10 @@ def create_app(store: str | Path, *, host: str = "127.0.0.1", token: str | None 
         Route("/api/runs/{run_id}/steps/{step:int}/graph.svg", api_graph),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={views.NotFound: _not_found})
+    app = Starlette(
+        routes=routes,
+        exception_handlers={views.NotFound: _not_found, views.StoreMissing: _not_found},
+    )
     return _Guard(app, host=host, token=token)
 
 

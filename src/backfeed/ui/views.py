@@ -391,15 +391,24 @@ class RunReader:
         return dot
 
     # -- values over time -----------------------------------------------------------------
-    def values_at(self, ref: str, step: int) -> tuple[int, dict[str, Any]]:
-        """(candidate id, parameter values) produced at a step: its candidate, else its parent."""
+    def values_at(self, ref: str, step: int | str) -> tuple[int, dict[str, Any]]:
+        """(candidate id, parameter values) at a step: the candidate it produced, else its parent.
+
+        `step` may also be "seed" (the starting values) or "best" (the run's best candidate).
+        """
         run_id = self.resolve(ref)
         candidates = {c["id"]: c for c in self.candidates(run_id)}
         steps = {s["step"]: s for s in self.steps(run_id)}
-        if step == -1 or (step not in steps and step < 0):
-            seeds = [c for c in candidates.values() if c["origin"] == "seed"]
-            if seeds:
-                return seeds[0]["id"], seeds[0]["values"]
+        if step == "seed":
+            seeds = [c for c in candidates.values() if c["origin"] == "seed"] or list(candidates.values())[:1]
+            if not seeds:
+                raise NotFound(f"run {run_id!r} has no candidates yet")
+            return seeds[0]["id"], seeds[0]["values"]
+        if step == "best":
+            best = self._run_row(run_id)["best_candidate"]
+            if best not in candidates:
+                raise NotFound(f"run {run_id!r} has no best candidate yet")
+            return best, candidates[best]["values"]
         if step not in steps:
             raise NotFound(f"run {run_id!r} has no step {step} (steps: {_ranges(sorted(steps))})")
         s = steps[step]

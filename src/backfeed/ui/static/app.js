@@ -30,7 +30,7 @@ function svg(tag, attrs, text) {
 }
 function show(...nodes) {
   const main = document.getElementById("main");
-  main.replaceChildren(...nodes);
+  main.replaceChildren(el("div", {}, ...nodes));
 }
 function crumbs(...parts) {
   const nav = document.getElementById("crumbs");
@@ -74,10 +74,11 @@ async function api(path) {
 function setLive(on) {
   document.getElementById("live").hidden = !on;
 }
-function poll(render, live) {
+function poll(render, live, idleMs) {
+  // Poll fast while a run is writing; the runs list also polls slowly to notice new runs.
   clearTimeout(pollTimer);
   setLive(live);
-  if (live) pollTimer = setTimeout(render, POLL_MS);
+  if (live || idleMs) pollTimer = setTimeout(render, live ? POLL_MS : idleMs);
 }
 function fail(err) {
   show(el("p", { class: "error" }, String(err && err.message ? err.message : err)));
@@ -114,7 +115,7 @@ async function renderRuns() {
           el("th", {}, "started"))),
         el("tbody", {}, rows)));
   }
-  poll(() => renderRuns().catch(fail), runs.some((r) => r.status === "running"));
+  poll(() => renderRuns().catch(fail), runs.some((r) => r.status === "running"), 10000);
 }
 
 // ---------- charts ----------
@@ -138,11 +139,15 @@ function scoreChart(title, points, xKey, xFmt) {
   const axis = { stroke: "#94a3b8", "stroke-width": 1 };
   root.appendChild(svg("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, ...axis }));
   root.appendChild(svg("line", { x1: L, y1: T, x2: L, y2: H - B, ...axis }));
+  let lastTick = null;
   for (let i = 0; i <= 4; i++) {
     const yv = y0 + ((y1 - y0) * i) / 4, xv = x0 + ((x1 - x0) * i) / 4;
     root.appendChild(svg("line", { x1: L, x2: W - R, y1: sy(yv), y2: sy(yv), stroke: "#f1f5f9" }));
     root.appendChild(svg("text", { x: L - 6, y: sy(yv) + 4, "text-anchor": "end", "font-size": 10, fill: "#64748b" }, yv.toFixed(2)));
-    root.appendChild(svg("text", { x: sx(xv), y: H - B + 14, "text-anchor": "middle", "font-size": 10, fill: "#64748b" }, xFmt(xv)));
+    if (xFmt(xv) !== lastTick) {
+      lastTick = xFmt(xv);
+      root.appendChild(svg("text", { x: sx(xv), y: H - B + 14, "text-anchor": "middle", "font-size": 10, fill: "#64748b" }, lastTick));
+    }
   }
   root.appendChild(svg("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle", "font-size": 11, fill: "#334155" }, xKey));
   const sorted = pts.slice().sort((a, b) => a.x - b.x);
@@ -182,7 +187,8 @@ function lineage(candidates, runId, bestId) {
       const label = [el("span", { class: "cand" + (String(c.id) === String(bestId) ? " best" : "") }, String(c.id)),
         " · score " + fmt.score(c.score)];
       if ((c.parents || []).length > 1) label.push(" · merge of " + c.parents.join(" + "));
-      if (c.step !== null && c.step !== undefined) label.push(" · ", el("a", { href: stepHref(runId, c.step) }, "step " + c.step));
+      if (c.origin === "seed" || c.step === null || c.step === undefined || c.step < 0) label.push(" · seed");
+      else label.push(" · ", el("a", { href: stepHref(runId, c.step) }, "step " + c.step));
       if (c.status) label.push(" · ", el("span", { class: "muted" }, c.status));
       return el("li", { "data-candidate": c.id }, label, branch(String(c.id)));
     }));
@@ -322,6 +328,11 @@ async function renderStep(id, step) {
       : el("p", { class: "muted" }, "No trace graph was recorded for this step."),
     el("h2", {}, "Feedback"),
     feedback.length ? feedback : el("p", { class: "muted" }, "No feedback recorded."),
+    (d.decisions || []).length ? [el("h2", {}, "Decision"), el("div", { id: "decisions" }, d.decisions.map((x) =>
+      el("div", { class: "panel" + (x.accepted ? "" : " rejected") },
+        el("span", { class: "tag " + (x.accepted ? "tag-applied" : "tag-rejected") }, x.accepted ? "kept" : "not kept"),
+        ` candidate ${x.candidate}: `, x.reason,
+        el("span", { class: "muted" }, ` (score ${fmt.score(x.parent_score)} → ${fmt.score(x.child_score)})`))))] : null,
     el("h2", {}, "Parameters: proposed and applied"),
     (d.updates || []).length ? el("div", { id: "updates" }, (d.updates || []).map(updatePanel)) : el("p", { class: "muted" }, "No parameter was proposed."),
     el("h2", {}, `Rejected suggestions (${(d.rejected || []).length})`),
