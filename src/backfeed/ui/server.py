@@ -151,7 +151,8 @@ class _Guard:
                     "Open it as http://HOST:PORT/?token=YOUR_TOKEN",
                 )
                 return
-            set_cookie = TOKEN_COOKIE + "=" not in headers.get("cookie", "")
+            # A token given in the address is kept in a cookie, so the page's own requests carry it.
+            set_cookie = b"token=" in scope.get("query_string", b"")
 
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":

@@ -224,7 +224,7 @@ class RunReader:
         candidates = self.candidates(run_id)
         by_id = {c["id"]: c for c in candidates}
         best = by_id.get(run["best_candidate"])
-        run["best_params"] = best["values"] if best else {}
+        run["best_params"] = {k: value_text(v) for k, v in (best["values"] if best else {}).items()}
         steps = self.steps(run_id)
         reports: dict[int, list[dict[str, Any]]] = {}
         for rep in self.reports(run_id):
@@ -294,6 +294,7 @@ class RunReader:
                 updates.append(
                     {
                         **u,
+                        **_texts(u),
                         "candidate": rep["candidate"],
                         "diff": text_diff(
                             u.get("old"),
@@ -305,7 +306,7 @@ class RunReader:
                         else [],
                     }
                 )
-            rejected += [{**r, "candidate": rep["candidate"]} for r in rep.get("rejected", [])]
+            rejected += [{**r, **_texts(r), "candidate": rep["candidate"]} for r in rep.get("rejected", [])]
             prompts += rep.get("prompts", [])
             answers += rep.get("answers", [])
             if rep.get("reasoning"):
@@ -436,6 +437,14 @@ class RunReader:
                 rows.append(d)
             out[table] = rows
         return out
+
+
+def _texts(update: dict[str, Any]) -> dict[str, str | None]:
+    """Display text of an update's values, written the same way as its diff."""
+    return {
+        f"{key}_text": None if update.get(key) is None else value_text(update[key])
+        for key in ("old", "proposed", "new")
+    }
 
 
 def pareto_wins(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -283,9 +283,9 @@ function updatePanel(u) {
   const parts = [el("div", { class: "param-head" }, el("span", { class: "param-name" }, u.name), tag)];
   if (u.reason) parts.push(el("p", {}, el("span", { class: "reason" }, "reason: "), u.reason));
   parts.push(el("div", { class: "kv" },
-    el("div", {}, "before"), el("pre", { class: "box value-old" }, fmt.value(u.old)),
-    el("div", {}, "proposed"), el("pre", { class: "box value-proposed" }, fmt.value(u.proposed)),
-    el("div", {}, "applied"), el("pre", { class: "box value-new" }, u.applied ? fmt.value(u.new) : "(not applied)")));
+    el("div", {}, "before"), el("pre", { class: "box value-old" }, fmt.value(u.old_text)),
+    el("div", {}, "proposed"), el("pre", { class: "box value-proposed" }, fmt.value(u.proposed_text)),
+    el("div", {}, "applied"), el("pre", { class: "box value-new" }, u.applied ? fmt.value(u.new_text) : "(not applied)")));
   if (u.diff && u.diff.length) parts.push(el("h3", {}, "diff"), diffBlock(u.diff));
   return el("div", { class: "panel update" + (u.applied ? "" : " rejected"), "data-param": u.name }, parts);
 }
@@ -294,7 +294,7 @@ function rejectedPanel(r) {
   return el("div", { class: "panel rejected rejected-suggestion", "data-param": r.name },
     el("div", { class: "param-head" }, el("span", { class: "param-name" }, r.name), el("span", { class: "tag tag-rejected" }, "rejected")),
     el("p", {}, el("span", { class: "reason" }, "reason: "), el("span", { class: "reason-text" }, r.reason || "(no reason recorded)")),
-    el("div", { class: "kv" }, el("div", {}, "suggested"), el("pre", { class: "box" }, fmt.value(r.proposed))));
+    el("div", { class: "kv" }, el("div", {}, "suggested"), el("pre", { class: "box" }, fmt.value(r.proposed_text))));
 }
 
 function messages(prompt) {
