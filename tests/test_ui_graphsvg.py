@@ -66,3 +66,13 @@ def test_layout_survives_cycles_and_empty_graphs():
     ET.fromstring(svg)
     assert "&lt;c&gt;" in svg
     ET.fromstring(layout_svg(parse_dot("digraph {}")))
+
+
+def test_graphviz_is_used_when_dot_is_installed(tmp_path, monkeypatch):
+    fake = tmp_path / "dot"
+    fake.write_text('#!/bin/sh\ncat > /dev/null\necho \'<?xml version="1.0"?>\'\necho "<svg id=from-graphviz></svg>"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert dot_to_svg('digraph {\n  a -> b;\n}') == "<svg id=from-graphviz></svg>\n"
+    fake.write_text("#!/bin/sh\nexit 3\n")  # a broken graphviz: our own layout instead
+    assert "<text" in dot_to_svg('digraph {\n  a -> b;\n}')

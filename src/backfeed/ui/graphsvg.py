@@ -95,7 +95,18 @@ def _ranks(graph: DotGraph) -> dict[str, int]:
             on_path.add(node)
             stack.append((node, True))
             stack.extend((p, False) for p in preds[node] if p not in rank and p not in on_path)
+    succs: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for src, dst, _ in graph.edges:
+        succs[src].append(dst)
+    for node in graph.nodes:  # inputs sit just left of their first use, not all in column 0
+        if not preds[node] and succs[node]:
+            rank[node] = max(0, min(rank[s] for s in succs[node]) - 1)
     return rank
+
+
+def _barycentre(node: str, preds: dict[str, list[str]], pos: dict[str, tuple[float, float]]) -> float:
+    ys = [pos[p][1] for p in preds[node] if p in pos]
+    return sum(ys) / len(ys) if ys else 0.0
 
 
 def layout_svg(graph: DotGraph) -> str:
@@ -118,8 +129,8 @@ def layout_svg(graph: DotGraph) -> str:
     height = 0.0
     for r in sorted(layers):
         nodes = layers[r]
-        if r:  # barycentre ordering keeps edges short
-            nodes.sort(key=lambda n: sum(pos[p][1] for p in preds[n] if p in pos) / max(1, len([p for p in preds[n] if p in pos])))
+        if r:  # the chain of operations first, by barycentre of its inputs; then the inputs
+            nodes.sort(key=lambda n: (not preds[n], _barycentre(n, preds, pos)))
         width = max(size[n][0] for n in nodes)
         y = 10.0
         for n in nodes:
