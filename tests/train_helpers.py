@@ -45,6 +45,7 @@ def dataset(n_per_kind: int = 2, kinds: tuple[str, ...] = KINDS) -> list[tuple[s
 
 def metric(example: tuple[str, int], output: str) -> bf.Feedback:
     kind = example[0]
+    _maybe_hang("METRIC")
     _count("METRIC_LOG")
     if output == f"right-{kind}":
         return bf.Feedback(score=1.0, text="correct")
@@ -57,6 +58,15 @@ def _count(var: str) -> None:
     if path:
         with open(path, "a") as f:
             f.write("x\n")
+
+
+def _maybe_hang(what: str) -> None:
+    """With $HANG_<what>_AT=n, the call after n completed ones marks $HANG_MARK and hangs."""
+    hang = os.environ.get(f"HANG_{what}_AT")
+    log = os.environ.get(f"{what}_LOG")
+    if hang and log and os.path.exists(log) and sum(1 for _ in open(log)) >= int(hang):
+        open(os.environ["HANG_MARK"], "w").close()
+        time.sleep(600)
 
 
 class FixOptimizer(Optimizer):
@@ -97,11 +107,8 @@ class FixOptimizer(Optimizer):
 
 def overfit_answer(messages: list[dict[str, str]], options: dict[str, Any]) -> str:
     """Fix the first failing kind named in the feedback; reset every other parameter."""
+    _maybe_hang("LLM")
     _count("LLM_LOG")
-    hang = os.environ.get("HANG_LLM_AT")
-    if hang and sum(1 for _ in open(os.environ["LLM_LOG"])) >= int(hang):
-        open(os.environ["HANG_MARK"], "w").close()
-        time.sleep(600)
     text = messages[-1]["content"]
     for line in text.splitlines():
         if line.startswith("needs "):
