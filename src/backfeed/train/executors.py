@@ -1,7 +1,8 @@
 """Executors evaluate one candidate on many examples in parallel: threads, asyncio or Ray.
 
-The protocol is one method, `evaluate(module, values, items, metric, forward)`, returning one
-`Traced` per (index, example) in input order, so results never depend on the executor. An
+The protocol is one method, `evaluate(module, values, items, metric, forward, on_result)`,
+returning one `Traced` per (index, example) in input order, so results never depend on the
+executor; `on_result` is called as each one finishes (the trainer stores it at once). An
 in-process executor evaluates the module as loaded (its outputs keep their graphs); a remote one
 (`in_process = False`) ships the module and `values` to workers and returns plain results.
 """
@@ -11,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from .evaluate import Forward, Metric, Traced, arun_one, evaluate_values, run_one
 
 Items = list[tuple[int, Any]]
+OnResult = Callable[[Traced], None] | None
 
 
 @runtime_checkable
@@ -25,7 +28,8 @@ class Executor(Protocol):
     in_process: bool
 
     def evaluate(self, module: Any, values: dict[str, Any], items: Items,
-                 metric: Metric | None, forward: Forward | None) -> list[Traced]: ...
+                 metric: Metric | None, forward: Forward | None,
+                 on_result: OnResult = None) -> list[Traced]: ...
 
     def close(self) -> None: ...
 
@@ -49,9 +53,13 @@ class Threads:
         return f"Threads({self.n})"
 
     def evaluate(self, module: Any, values: dict[str, Any], items: Items,
-                 metric: Metric | None, forward: Forward | None) -> list[Traced]:
+                 metric: Metric | None, forward: Forward | None,
+                 on_result: OnResult = None) -> list[Traced]:
         def one(item: tuple[int, Any]) -> Traced:
-            return run_one(module, item[1], item[0], metric, forward)
+            t = run_one(module, item[1], item[0], metric, forward)
+            if on_result is not None:
+                on_result(t)
+            return t
 
         if self.n == 1 or len(items) <= 1:
             return [one(item) for item in items]
@@ -79,7 +87,8 @@ class Async:
         return f"Async({self.n})"
 
     def evaluate(self, module: Any, values: dict[str, Any], items: Items,
-                 metric: Metric | None, forward: Forward | None) -> list[Traced]:
+                 metric: Metric | None, forward: Forward | None,
+                 on_result: OnResult = None) -> list[Traced]:
         async def main() -> list[Traced]:
             loop = asyncio.get_running_loop()
             loop.set_default_executor(self._threads())
@@ -87,7 +96,10 @@ class Async:
 
             async def one(item: tuple[int, Any]) -> Traced:
                 async with gate:
-                    return await arun_one(module, item[1], item[0], metric, forward)
+                    t = await arun_one(module, item[1], item[0], metric, forward)
+                if on_result is not None:
+                    on_result(t)
+                return t
 
             return list(await asyncio.gather(*(one(item) for item in items)))
 
@@ -149,15 +161,24 @@ class Ray:
         return ray
 
     def evaluate(self, module: Any, values: dict[str, Any], items: Items,
-                 metric: Metric | None, forward: Forward | None) -> list[Traced]:
+                 metric: Metric | None, forward: Forward | None,
+                 on_result: OnResult = None) -> list[Traced]:
         if not items:
             return []
         ray = self._ray()
         shipped = ray.put((module, values, metric, forward))
         chunks = [items[i : i + self.chunk] for i in range(0, len(items), self.chunk)]
         refs = [self._task.remote(shipped, chunk) for chunk in chunks]
-        results = [r for batch in ray.get(refs) for r in batch]
-        return [Traced(r) for r in results]
+        done: dict[Any, list[Traced]] = {}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                done[ref] = [Traced(r) for r in ray.get(ref)]
+                if on_result is not None:
+                    for t in done[ref]:
+                        on_result(t)
+        return [t for ref in refs for t in done[ref]]
 
     def close(self) -> None:
         """Leaves Ray running (the user or the test that started it shuts it down)."""

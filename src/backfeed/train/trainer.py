@@ -278,8 +278,8 @@ class Trainer:
                 self.module.load_state_dict(cand.values)
             executor = self.executor if (self.executor.in_process or not trace) else Threads(1)
             items = [(i, data[i]) for i in missing]
-            for t in executor.evaluate(self.module, cand.values, items, self.metric, self.forward):
-                store_result(t)
+            executor.evaluate(self.module, cand.values, items, self.metric, self.forward,
+                              store_result)
             self._progress.update(self)
         if short:
             raise _Stop(f"metric_calls: budget of {limit} metric calls reached")
