@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-import train_helpers as h
 
 import backfeed as bf
+import train_helpers as h
 from backfeed.store import RunStore
 
 HELPER = str(Path(h.__file__))
