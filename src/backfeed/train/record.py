@@ -90,7 +90,8 @@ class Recorded(BaseLLM):
 class Probe(BaseLLM):
     """Captures the requests an optimizer makes and answers `answer` without calling a model."""
 
-    def __init__(self, model: str = "probe", answer: str = "{}") -> None:
+    def __init__(self, model: str = "probe",
+                 answer: str = '{"reasoning": "", "answer": "", "suggestion": {}}') -> None:
         self.model = model
         self.answer = answer
         self.requests: list[tuple[list[Message], dict[str, Any]]] = []

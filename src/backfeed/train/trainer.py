@@ -678,7 +678,7 @@ class Trainer:
                      for m in msgs) / max(1, len(probe.requests))
         max_tokens = [o["max_tokens"] for _, o in probe.requests if o.get("max_tokens")]
         value_tokens = estimate_tokens(str(module_state))
-        completion = min(max_tokens[0], value_tokens + 60) if max_tokens else value_tokens + 60
+        completion = min(max_tokens[0], value_tokens + 30) if max_tokens else value_tokens + 30
         steps = self._expected_steps(calls_per_step, prompt + completion)
         val_n = len(self._val[1])
         judge_calls = self.minibatch_size * 2 if self.strategy.pairwise else 0
