@@ -12,6 +12,7 @@ from .runstore import (
     StepReportRecord,
     UnknownRun,
     default_store_path,
+    to_json,
     values_hash,
 )
 
@@ -27,5 +28,6 @@ __all__ = [
     "StepReportRecord",
     "UnknownRun",
     "default_store_path",
+    "to_json",
     "values_hash",
 ]
