@@ -137,3 +137,70 @@ def make_run(
         store.update_run(run_id, status="finished", stop_reason="max_steps")
     store.close()
     return run_id
+
+
+# -- the same task through the real trainer (bf.train) -------------------------------------
+
+
+class Calculator(bf.Module):
+    """The task above as a module: an offset and a system prompt shape every answer."""
+
+    def __init__(self) -> None:
+        self.x = bf.param(1.0, name="x", description="offset added to the input")
+        self.system_prompt = bf.param("Answer briefly.", name="system_prompt", description="system prompt")
+
+    def forward(self, value: int) -> bf.Node:
+        return answer(self.system_prompt, scale(self.x + value, bf.node(4, name="factor")))
+
+
+def answer_metric(example: tuple[int, float], output: str) -> bf.Feedback:
+    got = float(output.rsplit(" ", 1)[-1])
+    return bf.Feedback(score=-abs(got - example[1]), text=f"expected {example[1]}, got {got}")
+
+
+class TraceOptimizer(bf.optim.Optimizer):
+    """A small real optimizer: shows its LLM the rendered trace, applies or rejects each suggestion."""
+
+    def _step(self, report: StepReport) -> None:
+        messages = [{"role": "system", "content": "You improve parameters. Answer in JSON."},
+                    {"role": "user", "content": bf.render(self.params).text}]
+        report.prompts.append(messages)
+        completion = self.llm.complete(messages)
+        report.answers.append(completion.text)
+        report.prompt_tokens += completion.usage.prompt_tokens
+        report.completion_tokens += completion.usage.completion_tokens
+        report.cost_usd += completion.cost_usd
+        parsed = json.loads(completion.text)
+        report.reasoning = parsed.get("reasoning", "")
+        for name, value in parsed.get("suggestion", {}).items():
+            try:
+                p = self.param(name)
+            except KeyError as e:
+                report.rejected.append(ParamUpdate(name, None, value, reason=str(e.args[0])))
+                continue
+            old = p.value
+            try:
+                p.value = value
+            except (TypeError, ValueError) as e:
+                update = ParamUpdate(name, old, value, old, reason=str(e))
+                report.updates.append(update)
+                report.rejected.append(update)
+                continue
+            report.updates.append(ParamUpdate(name, old, value, p.value, applied=True))
+
+
+def train_run(path: str | Path, *, payload: bool = True, steps: int = 3) -> str:
+    """Train `Calculator` with bf.train (Pareto search, scripted LLM) into the store at `path`."""
+    answers = scripted_answers(payload)
+
+    def reply(messages: list[dict[str, str]], options: dict[str, Any]) -> str:
+        reply.n += 1  # type: ignore[attr-defined]
+        return answers[reply.n - 1] if reply.n <= len(answers) else json.dumps({"suggestion": {}})
+
+    reply.n = 0  # type: ignore[attr-defined]
+    module = Calculator()
+    optimizer = TraceOptimizer(module.parameters(), llm=bf.llm.Scripted([reply] * 20))
+    result = bf.train(module, EXAMPLES, EXAMPLES, metric=answer_metric, optimizer=optimizer,
+                      strategy=bf.search.Pareto(), steps=steps, minibatch_size=3, store=str(path),
+                      name="scripted-train", progress=False)
+    return result.run_id

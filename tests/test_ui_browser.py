@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from _ui_store import XSS_IMG, XSS_SCRIPT, make_run
+from _ui_store import XSS_IMG, XSS_SCRIPT, make_run, train_run
 from backfeed.store import RunStore
 
 pytest.importorskip("starlette")
@@ -56,7 +56,7 @@ def browser() -> Iterator[object]:
 @pytest.fixture()
 def dashboard(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     store = tmp_path / "runs.db"
-    run_id = make_run(store, payload=True)
+    run_id = train_run(store, payload=True)  # a scripted training through bf.train
     url, server, thread = _serve(store)
     yield url, store, run_id
     server.should_exit = True
@@ -90,9 +90,10 @@ def test_runs_run_and_step_pages_show_the_diff_and_the_rejected_suggestion(brows
     row.click()
     page.wait_for_selector("#steps")
     assert page.url.endswith(f"/runs/{run_id}")
-    assert page.locator("svg.score-chart circle").count() == 8  # 4 candidates x 2 charts
-    assert page.locator("ul.tree li[data-candidate]").count() == 4
-    assert page.locator("#pareto tbody tr").count() >= 1
+    assert page.locator("svg.score-chart circle").count() == 6  # 3 validated candidates x 2 charts
+    assert page.locator("ul.tree li[data-candidate]").count() == 4  # the seed and 3 proposals
+    assert page.locator("#pareto tbody tr").count() == 1  # candidate 3 wins every example
+    assert "does not improve its parent" in page.locator("#steps tbody tr[data-step='1']").inner_text()
     page.locator("#steps tbody tr[data-step='1']").click()
     page.wait_for_selector("#updates")
     assert page.url.endswith(f"/runs/{run_id}/steps/1")
@@ -103,11 +104,12 @@ def test_runs_run_and_step_pages_show_the_diff_and_the_rejected_suggestion(brows
     assert "Be exact." in page.locator(".update[data-param='system_prompt'] .diff span.add").inner_text()
     # the rejected suggestion with its reason
     rejected = page.locator("#rejected .rejected-suggestion[data-param='x']")
-    assert "x is a float; cannot use 'three'" in rejected.locator(".reason-text").inner_text()
+    assert rejected.locator(".reason-text").inner_text() == "parameter 'x' is float; got str 'three'"
     # the exact prompt and answer, the trace graph and the feedback
     assert "#Graph" in page.locator("pre.prompt").nth(1).inner_text()
     assert '"x": "three"' in page.locator("pre.answer").inner_text()
-    assert "expected 20.0" in page.locator(".feedback").first.inner_text()
+    assert "expected 20.0, got 16.0" in page.locator(".feedback").first.inner_text()
+    assert "not kept" in page.locator("#decisions").inner_text()
     _until(page, "document.getElementById('trace-graph').complete && document.getElementById('trace-graph').naturalWidth > 0")
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / "dashboard-step.png"), full_page=True)

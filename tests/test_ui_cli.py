@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from _ui_store import XSS_SCRIPT, make_run
+from _ui_store import XSS_SCRIPT, train_run
 from backfeed.cli import app
 from backfeed.ui import commands
 
@@ -28,7 +28,7 @@ def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     path = tmp_path_factory.mktemp("cli") / "runs.db"
-    return path, make_run(path, payload=True)
+    return path, train_run(path, payload=True)  # a scripted training through bf.train
 
 
 def invoke(*args: str, store: Path | None = None) -> object:
@@ -48,7 +48,7 @@ def test_runs_lists_status_best_score_and_spend(store):
     result = invoke("runs", store=path)
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if run_id in line)
-    assert "finished" in row and "0.000" in row and "$0.0036" in row and "scripted-demo" in row
+    assert "finished" in row and "0.000" in row and "$0.0000" in row and "scripted-train" in row
     data = json.loads(invoke("runs", "--json", store=path).output)
     assert data[0]["id"] == run_id and data[0]["llm_calls"] == 3
     assert "no runs in" in invoke("runs", "--status", "running", store=path).output
@@ -78,8 +78,9 @@ def test_export_json_holds_the_whole_run(store, tmp_path):
     path, run_id = store
     data = json.loads(invoke("export", run_id, "--to", "json", store=path).stdout)
     assert data["run"]["id"] == run_id
-    assert len(data["steps"]) == 3 and len(data["candidates"]) == 4 and len(data["llm_calls"]) == 3
-    assert data["step_reports"][1]["report"]["rejected"][0]["reason"].startswith("x is a float")
+    assert [s["step"] for s in data["steps"]] == [-1, 0, 1, 2]  # the seed, then three steps
+    assert len(data["candidates"]) == 4 and len(data["llm_calls"]) == 3
+    assert data["step_reports"][1]["report"]["rejected"][0]["reason"] == "parameter 'x' is float; got str 'three'"
     target = tmp_path / "run.json"
     assert invoke("export", run_id, "-o", str(target), store=path).exit_code == 0
     assert json.loads(target.read_text())["run"]["id"] == run_id
@@ -112,7 +113,7 @@ def test_export_mlflow_logs_params_metrics_and_the_json(store, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "MLflow run mlf-123" in result.output
     assert log["params"][0]["param.x"] == "3.0" and log["uri"] == "file:///tmp/x"
-    assert [s for s, _ in log["metrics"]] == [0, 1, 2] and log["metrics"][-1][1]["best_score"] == 0.0
+    assert [s for s, _ in log["metrics"]] == [-1, 0, 1, 2] and log["metrics"][-1][1]["best_score"] == 0.0
     assert log["dicts"] == ["backfeed_run.json"] and log["tags"][0]["backfeed.run_id"] == run_id
 
 
@@ -159,6 +160,11 @@ import os, sys
 from _ui_store import make_run
 make_run(os.environ["BACKFEED_STORE"], name="from-script-" + "-".join(sys.argv[1:]))
 """
+BF_TRAIN_SCRIPT = """
+import os
+from _ui_store import train_run
+train_run(os.environ["BACKFEED_STORE"])
+"""
 
 
 def test_run_a_script_then_list_the_runs_it_made(tmp_path):
@@ -169,6 +175,15 @@ def test_run_a_script_then_list_the_runs_it_made(tmp_path):
     assert result.exit_code == 0, result.output
     assert "finished" in result.output and "best score 0.000" in result.output
     assert "from-script-a-b" in invoke("runs", store=store).output
+
+
+def test_run_a_script_that_calls_bf_train(tmp_path, monkeypatch):
+    script = tmp_path / "train.py"
+    script.write_text(BF_TRAIN_SCRIPT)
+    monkeypatch.setenv("BACKFEED_STORE", str(tmp_path / "env.db"))  # the store comes from the env
+    result = runner.invoke(app, ["run", str(script)])
+    assert result.exit_code == 0, result.output
+    assert "finished, best score 0.000, 3 LLM calls" in result.output
 
 
 def test_run_a_config(tmp_path):

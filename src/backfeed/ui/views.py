@@ -229,6 +229,7 @@ class RunReader:
         reports: dict[int, list[dict[str, Any]]] = {}
         for rep in self.reports(run_id):
             reports.setdefault(rep["step"], []).append(rep)
+        decided = {(d["step"], d["candidate"]): d for d in self.decisions(run_id)}
         step_rows = []
         for s in steps:
             reps = reports.get(s["step"], [])
@@ -247,6 +248,7 @@ class RunReader:
                     "llm_calls": s["spend"].get("calls"),
                     "usd": s["spend"].get("usd"),
                     "summary": ("changed " + ", ".join(dict.fromkeys(applied))) if applied else "",
+                    "reason": (decided.get((s["step"], s["candidate"])) or {}).get("reason"),
                 }
             )
         # One point per scored candidate, placed at the spend when its step finished.
@@ -367,7 +369,7 @@ class RunReader:
                 "text": r["feedback"],
                 "error": r["error"],
             }
-            for r in rows[-MAX_FEEDBACK:]
+            for r in sorted(rows[-MAX_FEEDBACK:], key=lambda r: (r["example_index"], r["candidate_id"]))
         ]
 
     @staticmethod

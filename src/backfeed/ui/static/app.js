@@ -223,8 +223,10 @@ async function renderRun(id) {
   crumbs(["runs", "/"], [run.name || String(run.id), null]);
   document.title = "backfeed · " + (run.name || run.id);
   const points = (data.evaluations || []).map((e) => ({ label: e.label, score: e.score, llm: e.llm_calls, usd: e.usd }));
-  const steps = data.steps.map((s) =>
-    el("tr", { class: "clickable", "data-step": s.step, onclick: () => { location.href = stepHref(run.id, s.step); } },
+  const steps = data.steps.map((s) => (s.step < 0
+    ? el("tr", { "data-step": s.step }, el("td", {}, "seed"), el("td", { class: "cand" }, String(s.candidate ?? "–")),
+        el("td", { class: "num" }, fmt.score(s.score)), el("td", {}, "start"), el("td", { colspan: 5 }, "the starting values"))
+    : el("tr", { class: "clickable", "data-step": s.step, onclick: () => { location.href = stepHref(run.id, s.step); } },
       el("td", {}, el("a", { href: stepHref(run.id, s.step) }, "step " + s.step)),
       el("td", { class: "cand" }, s.candidate === null || s.candidate === undefined ? "–" : String(s.candidate)),
       el("td", { class: "num" }, fmt.score(s.score)),
@@ -233,7 +235,7 @@ async function renderRun(id) {
       el("td", { class: "num" }, fmt.int(s.rejected)),
       el("td", { class: "num" }, fmt.int(s.llm_calls)),
       el("td", { class: "num" }, fmt.usd(s.usd)),
-      el("td", {}, s.summary || "")));
+      el("td", {}, s.summary || "–", s.reason ? el("div", { class: "muted" }, s.reason) : null))));
   const best = Object.entries(run.best_params || {}).map(([k, v]) =>
     el("div", { class: "panel" }, el("div", { class: "param-name" }, k), el("pre", { class: "box" }, fmt.value(v))));
   show(
@@ -252,7 +254,7 @@ async function renderRun(id) {
       ? el("table", { id: "steps" }, el("thead", {}, el("tr", {},
           el("th", {}, "step"), el("th", {}, "candidate"), el("th", { class: "num" }, "score"), el("th", {}, "kept"),
           el("th", { class: "num" }, "applied"), el("th", { class: "num" }, "rejected"),
-          el("th", { class: "num" }, "LLM calls"), el("th", { class: "num" }, "dollars"), el("th", {}, "what changed"))),
+          el("th", { class: "num" }, "LLM calls"), el("th", { class: "num" }, "dollars"), el("th", {}, "what changed, and the decision"))),
         el("tbody", {}, steps))
       : el("p", { class: "muted" }, "No steps yet."),
     el("h2", {}, "Candidate lineage"),
@@ -331,7 +333,7 @@ async function renderStep(id, step) {
     (d.decisions || []).length ? [el("h2", {}, "Decision"), el("div", { id: "decisions" }, d.decisions.map((x) =>
       el("div", { class: "panel" + (x.accepted ? "" : " rejected") },
         el("span", { class: "tag " + (x.accepted ? "tag-applied" : "tag-rejected") }, x.accepted ? "kept" : "not kept"),
-        ` candidate ${x.candidate}: `, x.reason,
+        x.candidate >= 0 ? ` candidate ${x.candidate}: ` : ` proposal ${-x.candidate}: `, x.reason,
         el("span", { class: "muted" }, ` (score ${fmt.score(x.parent_score)} → ${fmt.score(x.child_score)})`))))] : null,
     el("h2", {}, "Parameters: proposed and applied"),
     (d.updates || []).length ? el("div", { id: "updates" }, (d.updates || []).map(updatePanel)) : el("p", { class: "muted" }, "No parameter was proposed."),
