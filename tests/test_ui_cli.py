@@ -209,3 +209,35 @@ def test_run_reports_a_failing_script_in_one_line(tmp_path):
     debug = runner.invoke(app, ["run", str(script), "--store", str(tmp_path / "r.db"), "--debug"])
     assert isinstance(debug.exception, ValueError)
     assert "no such file" in runner.invoke(app, ["run", str(tmp_path / "nope.py")]).output
+
+
+def test_ui_serves_the_store_for_real(store):
+    import socket
+    import time
+    import urllib.request
+
+    path, run_id = store
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from backfeed.cli import main; main()", "ui", "--port", str(port),
+         "--store", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"PYTHONPATH": str(Path(commands.__file__).parents[2]), "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs", timeout=5) as r:
+                    runs = json.loads(r.read())["runs"]
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
+                time.sleep(0.1)
+        assert [r["id"] for r in runs] == [run_id]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert f"backfeed dashboard on http://127.0.0.1:{port}/" in proc.stderr.read()

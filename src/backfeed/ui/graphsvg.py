@@ -104,9 +104,11 @@ def _ranks(graph: DotGraph) -> dict[str, int]:
     return rank
 
 
-def _barycentre(node: str, preds: dict[str, list[str]], pos: dict[str, tuple[float, float]]) -> float:
-    ys = [pos[p][1] for p in preds[node] if p in pos]
-    return sum(ys) / len(ys) if ys else 0.0
+def _centre(nodes: list[str], pos: dict[str, tuple[float, float]],
+            size: dict[str, tuple[float, float]]) -> float | None:
+    """Mean vertical centre of the already placed `nodes` (None when none is placed)."""
+    ys = [pos[n][1] + size[n][1] / 2 for n in nodes if n in pos]
+    return sum(ys) / len(ys) if ys else None
 
 
 def layout_svg(graph: DotGraph) -> str:
@@ -124,20 +126,32 @@ def layout_svg(graph: DotGraph) -> str:
     preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
     for src, dst, _ in graph.edges:
         preds[dst].append(src)
+    succs: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for src, dst, _ in graph.edges:
+        succs[src].append(dst)
+    # Pass 1 stacks each layer (operations by the barycentre of their inputs, inputs after);
+    # pass 2 moves every input level with the operations that use it.
     pos: dict[str, tuple[float, float]] = {}
-    x = 10.0
-    height = 0.0
-    for r in sorted(layers):
-        nodes = layers[r]
-        if r:  # the chain of operations first, by barycentre of its inputs; then the inputs
-            nodes.sort(key=lambda n: (not preds[n], _barycentre(n, preds, pos)))
-        width = max(size[n][0] for n in nodes)
-        y = 10.0
-        for n in nodes:
-            pos[n] = (x + (width - size[n][0]) / 2, y)
-            y += size[n][1] + _GAP_Y
-        height = max(height, y)
-        x += width + _GAP_X
+    for second in (False, True):
+        x, height = 10.0, 0.0
+        placed: dict[str, tuple[float, float]] = {}
+        for r in sorted(layers):
+            nodes = layers[r]
+            want = {
+                n: _centre(succs[n], pos, size) if second and not preds[n] and succs[n]
+                else _centre(preds[n], placed, size) if preds[n] else None
+                for n in nodes
+            }
+            order = sorted(nodes, key=lambda n: (want[n] is None, want[n] or 0.0)) if r else nodes
+            width = max(size[n][0] for n in nodes)
+            y = 10.0
+            for n in order:
+                top = y if want[n] is None or not second else max(y, want[n] - size[n][1] / 2)
+                placed[n] = (x + (width - size[n][0]) / 2, top)
+                y = top + size[n][1] + _GAP_Y
+            height = max(height, y)
+            x += width + _GAP_X
+        pos = placed
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{x:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {x:.0f} {height:.0f}" font-family="Helvetica, Arial, sans-serif" font-size="12">',
