@@ -94,7 +94,7 @@ async function renderRuns() {
   } else {
     const rows = runs.map((r) =>
       el("tr", { class: "clickable", "data-run": r.id, onclick: () => { location.href = runHref(r.id); } },
-        el("td", {}, el("a", { href: runHref(r.id) }, r.name || r.id)),
+        el("td", {}, el("a", { href: runHref(r.id) }, r.name || r.id), r.name ? el("div", { class: "muted run-id" }, r.id) : null),
         el("td", {}, statusBadge(r.status)),
         el("td", {}, r.strategy || "–"),
         el("td", { class: "num" }, fmt.score(r.best_score)),
@@ -119,6 +119,15 @@ async function renderRuns() {
 }
 
 // ---------- charts ----------
+function niceTicks(lo, hi) {
+  // Round tick values (1, 2 or 5 times a power of ten) covering [lo, hi], about five or six of them.
+  const raw = (hi - lo) / 5;
+  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((v) => v >= raw);
+  const ticks = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  return ticks;
+}
 function scoreChart(title, points, xKey, xFmt) {
   // points: [{x, score, best}] ; draws every evaluation as a dot and best-so-far as a step line.
   const W = 420, H = 220, L = 48, R = 12, T = 10, B = 34;
@@ -131,7 +140,11 @@ function scoreChart(title, points, xKey, xFmt) {
   }
   const xs = pts.map((p) => Number(p.x)), ys = pts.map((p) => Number(p.score));
   let x0 = Math.min(0, ...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
-  if (x1 === x0) x1 = x0 + 1;
+  if (x1 === x0) {
+    x1 = x0 + 1;
+    root.appendChild(svg("text", { x: W - R, y: H - B - 6, "text-anchor": "end", "font-size": 11, fill: "#64748b" },
+      `every point at ${xFmt(x0)}`));
+  }
   if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
   const pad = (y1 - y0) * 0.08; y0 -= pad; y1 += pad;
   const sx = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
@@ -139,15 +152,13 @@ function scoreChart(title, points, xKey, xFmt) {
   const axis = { stroke: "#94a3b8", "stroke-width": 1 };
   root.appendChild(svg("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, ...axis }));
   root.appendChild(svg("line", { x1: L, y1: T, x2: L, y2: H - B, ...axis }));
-  let lastTick = null;
-  for (let i = 0; i <= 4; i++) {
-    const yv = y0 + ((y1 - y0) * i) / 4, xv = x0 + ((x1 - x0) * i) / 4;
+  for (const yv of niceTicks(y0, y1)) {
     root.appendChild(svg("line", { x1: L, x2: W - R, y1: sy(yv), y2: sy(yv), stroke: "#f1f5f9" }));
-    root.appendChild(svg("text", { x: L - 6, y: sy(yv) + 4, "text-anchor": "end", "font-size": 10, fill: "#64748b" }, yv.toFixed(2)));
-    if (xFmt(xv) !== lastTick) {
-      lastTick = xFmt(xv);
-      root.appendChild(svg("text", { x: sx(xv), y: H - B + 14, "text-anchor": "middle", "font-size": 10, fill: "#64748b" }, lastTick));
-    }
+    root.appendChild(svg("text", { x: L - 6, y: sy(yv) + 4, "text-anchor": "end", "font-size": 10, fill: "#64748b" }, +yv.toPrecision(6)));
+  }
+  for (const xv of niceTicks(x0, x1)) {
+    root.appendChild(svg("line", { x1: sx(xv), x2: sx(xv), y1: H - B, y2: H - B + 3, ...axis }));
+    root.appendChild(svg("text", { x: sx(xv), y: H - B + 14, "text-anchor": "middle", "font-size": 10, fill: "#64748b" }, xFmt(xv)));
   }
   root.appendChild(svg("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle", "font-size": 11, fill: "#334155" }, xKey));
   const sorted = pts.slice().sort((a, b) => a.x - b.x);
@@ -247,8 +258,8 @@ async function renderRun(id) {
     run.error ? el("p", { class: "error" }, run.error) : null,
     el("h2", {}, "Score"),
     el("div", { class: "charts" },
-      scoreChart("score vs LLM calls", points.map((p) => ({ ...p, x: p.llm })), "LLM calls", (v) => Math.round(v).toString()),
-      scoreChart("score vs dollars", points.map((p) => ({ ...p, x: p.usd })), "dollars", (v) => "$" + v.toFixed(3))),
+      scoreChart("score vs LLM calls", points.map((p) => ({ ...p, x: p.llm })), "LLM calls", (v) => String(+v.toPrecision(6))),
+      scoreChart("score vs dollars", points.map((p) => ({ ...p, x: p.usd })), "dollars", (v) => "$" + +v.toPrecision(4))),
     el("h2", {}, "Steps"),
     data.steps.length
       ? el("table", { id: "steps" }, el("thead", {}, el("tr", {},
