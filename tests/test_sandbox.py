@@ -83,6 +83,19 @@ def test_infinite_loop_becomes_a_timeout_error_node_with_its_line():
 
 
 @pytest.mark.timeout(TIMEOUT_S + 20)
+def test_code_blocked_in_a_sleep_times_out_too():
+    def nap() -> None:
+        import time
+
+        time.sleep(3600)
+
+    with pytest.raises(CodeError) as info:
+        SB.call(nap, (), {})
+    assert info.value.info.type == "Timeout"
+    assert info.value.info.lineno == 4 and "time.sleep" in info.value.info.line
+
+
+@pytest.mark.timeout(TIMEOUT_S + 20)
 def test_allocating_past_the_memory_limit_becomes_a_memory_error_node():
     assert hoard(bf.node(10)).value == 10 * 2**20
     error_node = _error(hoard, bf.node(50 * MEMORY_MB))
@@ -193,18 +206,20 @@ def test_writes_outside_the_working_directory_are_refused(tmp_path):
     assert (tmp_path / "keep.txt").read_text() == "precious"
 
 
-def test_each_call_gets_a_fresh_writable_working_directory():
-    def scratch() -> tuple[str, list[str]]:
+def test_each_call_gets_an_empty_writable_working_directory():
+    def scratch(name: str) -> tuple[str, list[str]]:
         before = os.listdir(".")
-        with open("notes.txt", "w") as f:
+        with open(name, "w") as f:
             f.write("mine")
+        os.mkdir(name + ".d")
         return os.getcwd(), before
 
-    first_dir, first_listing = SB.call(scratch, (), {})
-    second_dir, second_listing = SB.call(scratch, (), {})
-    assert first_listing == second_listing == []
-    assert first_dir != second_dir and first_dir != os.getcwd()
-    assert not os.path.exists(first_dir)  # removed after the call
+    with bf.Sandbox(timeout_s=5, workers=1) as sb:
+        first_dir, first_listing = sb.call(scratch, ("a.txt",), {})
+        second_dir, second_listing = sb.call(scratch, ("b.txt",), {})
+        assert first_listing == second_listing == []  # what the first call wrote is gone
+        assert first_dir != os.getcwd() and os.path.isdir(second_dir)
+    assert not os.path.exists(second_dir)  # removed with its worker
 
 
 @pytest.mark.timeout(30)
@@ -232,7 +247,7 @@ def lambda_free_double(x: int) -> int:
 
 
 @pytest.mark.timeout(60)
-def test_200_sequential_calls_leave_no_stray_processes():
+def test_200_sequential_calls_leave_no_stray_processes(tmp_path):
     def maybe_fail(i: int) -> int:
         if i % 7 == 0:
             raise ValueError(f"bad {i}")
@@ -243,7 +258,7 @@ def test_200_sequential_calls_leave_no_stray_processes():
         return i * i
 
     before = _children()
-    with bf.Sandbox(timeout_s=5, workers=2) as sb:
+    with bf.Sandbox(timeout_s=5, workers=2, workdir=tmp_path) as sb:
         outcomes = []
         for i in range(200):
             try:
@@ -254,6 +269,7 @@ def test_200_sequential_calls_leave_no_stray_processes():
         assert outcomes[0] == "ValueError" and outcomes[1] == 1
         assert outcomes[48] == "WorkerCrash" and outcomes[47] == 47 * 47
     assert _children() - before == set()
+    assert os.listdir(tmp_path) == []  # no working directory left behind, crashed ones included
 
 
 @pytest.mark.timeout(60)
@@ -390,7 +406,9 @@ def test_workdir_holds_the_call_directories(tmp_path):
         return os.getcwd()
 
     with bf.Sandbox(timeout_s=5, workdir=tmp_path, workers=1) as sb:
-        assert os.path.dirname(sb.call(here, (), {})) == str(tmp_path.resolve())
+        call_dir = sb.call(here, (), {})
+        assert os.path.dirname(call_dir) == str(tmp_path.resolve())
+    assert os.listdir(tmp_path) == []
 
 
 def test_sandbox_pickles_its_settings_not_its_workers():

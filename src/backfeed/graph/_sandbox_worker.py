@@ -14,12 +14,13 @@ import faulthandler
 import importlib
 import inspect
 import io
+import math
 import os
 import pickle
 import resource
 import shutil
+import signal
 import sys
-import tempfile
 import threading
 from multiprocessing.connection import Connection
 from types import FrameType, ModuleType
@@ -156,7 +157,7 @@ class Worker:
         sys.path[:] = settings["sys_path"]
         self.timeout_s: float = settings["timeout_s"]
         self.memory_mb: int | None = settings["memory_mb"]
-        self.workdir_base: str | None = settings["workdir"]
+        self.call_dir: str = settings["call_dir"]
         self.network: bool = settings["network"]
         self.isolation = "network namespace" if not self.network and _unshare_net() else "audit"
         self.guard = _Guard(self.network)
@@ -243,14 +244,11 @@ class Worker:
     ) -> tuple[str, Any, bool, tuple[str, str]]:
         """Run the function under every limit: (kind 'ok'/'error', value or info, recycle, output)."""
         filename = code_filename(request["name"], request["source"])
-        workdir = os.path.realpath(tempfile.mkdtemp(prefix="backfeed-call-", dir=self.workdir_base))
         out, err = io.StringIO(), io.StringIO()
         saved = sys.stdout, sys.stderr
-        os.chdir(workdir)
-        self.guard.workdir, self.guard.filename, self.guard.violations = workdir, filename, []
-        os.ftruncate(self.crash_fd, 0)
-        os.lseek(self.crash_fd, 0, os.SEEK_SET)
-        faulthandler.dump_traceback_later(self.timeout_s, exit=True, file=self.crash_fd)
+        os.chdir(self.call_dir)
+        self.guard.workdir, self.guard.filename, self.guard.violations = self.call_dir, filename, []
+        signal.alarm(math.ceil(self.timeout_s) + 5)  # backstop should the caller be gone
         limits = _apply_limits(self.timeout_s, self.memory_mb)
         sys.stdout, sys.stderr = out, err
         self.guard.active = True
@@ -265,9 +263,8 @@ class Worker:
             self.guard.active = False
             sys.stdout, sys.stderr = saved
             _restore_limits(limits)
-            faulthandler.cancel_dump_traceback_later()
-            os.chdir(self.workdir_base or tempfile.gettempdir())
-            shutil.rmtree(workdir, ignore_errors=True)
+            signal.alarm(0)
+            _empty(self.call_dir)
         captured = out.getvalue(), err.getvalue()
         if self.guard.violations:
             message, lineno = self.guard.violations[0]
@@ -322,6 +319,17 @@ def _restore_limits(saved: list[tuple[int, tuple[int, int]]]) -> None:
         resource.setrlimit(which, limits)
 
 
+def _empty(directory: str) -> None:
+    """Remove what a call left in its working directory (cheaper than a new directory)."""
+    os.chdir(directory)
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+
+
 def _unshare_net() -> bool:
     """Move this process into an empty network namespace, where the platform allows it."""
     import ctypes
@@ -336,6 +344,7 @@ def _unshare_net() -> bool:
 def main() -> None:
     in_fd, out_fd, crash_fd = (int(a) for a in sys.argv[1:4])
     sys.dont_write_bytecode = True  # imports inside the code must not write __pycache__
-    faulthandler.enable(file=crash_fd)
+    faulthandler.enable(file=crash_fd)  # a crash dumps the code's line here
+    faulthandler.register(signal.SIGUSR1, file=crash_fd, chain=False)  # so does a timeout
     worker = Worker(Connection(in_fd, writable=False), Connection(out_fd, readable=False), crash_fd)
     worker.serve()

@@ -32,11 +32,13 @@ import inspect
 import os
 import pickle
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import types
 import weakref
 from collections.abc import Callable
@@ -49,7 +51,7 @@ from .node import ErrorInfo
 
 _default: Any = None
 
-_GRACE_S = 1.0  # the worker's own timer fires at timeout_s; the parent kills it this much later
+_DUMP_WAIT_S = 0.5  # after a timeout, how long the worker gets to write where it was
 _BACKFEED_ROOT = str(Path(__file__).resolve().parents[2])
 _BOOT = (
     "import sys; sys.path.insert(0, {root!r}); "
@@ -188,8 +190,9 @@ class Sandbox:
             return (reply[0], reply[1]), True
         filename = code_filename(request["name"], request["source"])
         try:
-            kind, payload, recycle, (out, err) = worker.receive(self.timeout_s + _GRACE_S)
+            kind, payload, recycle, (out, err) = worker.receive(self.timeout_s)
         except _Expired:
+            worker.interrupt()
             info = self._death(worker, filename, request["source"], timed_out=True)
             raise CodeError(info) from None
         except _Died:
@@ -212,7 +215,7 @@ class Sandbox:
         lines = source.splitlines()
         line = lines[lineno - 1] if lineno is not None and 1 <= lineno <= len(lines) else None
         code = worker.returncode
-        if timed_out or dump.startswith("Timeout (") or code == -signal.SIGXCPU:
+        if timed_out or code in (-signal.SIGXCPU, -signal.SIGALRM):
             message = f"the code did not finish within the sandbox's time limit of {self.timeout_s:g} s"
             return ErrorInfo("Timeout", message, lineno, line)
         if code is not None and code < 0:
@@ -361,6 +364,11 @@ class _Worker:
 
     def __init__(self, settings: dict[str, Any], start_timeout_s: float) -> None:
         self.crash = tempfile.TemporaryFile(prefix="backfeed-sandbox-")
+        # The code's working directory, emptied by the worker after each call, removed here.
+        self.call_dir = os.path.realpath(
+            tempfile.mkdtemp(prefix="backfeed-sandbox-", dir=settings["workdir"])
+        )
+        settings = {**settings, "call_dir": self.call_dir}
         from_parent, to_child = os.pipe()
         from_child, to_parent = os.pipe()
         try:
@@ -375,6 +383,7 @@ class _Worker:
             for fd in (to_child, from_child):
                 os.close(fd)
             self.crash.close()
+            shutil.rmtree(self.call_dir, ignore_errors=True)
             raise
         finally:
             os.close(from_parent)
@@ -404,6 +413,16 @@ class _Worker:
         except (EOFError, OSError, pickle.UnpicklingError) as exc:
             raise _Died(f"the worker stopped ({type(exc).__name__})") from None
 
+    def interrupt(self) -> None:
+        """Ask a worker that overran to dump where it is (faulthandler on SIGUSR1)."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + _DUMP_WAIT_S
+        while not os.fstat(self.crash.fileno()).st_size and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.005)  # let it finish the last frames
+
     @property
     def returncode(self) -> int | None:
         return self.proc.returncode
@@ -425,6 +444,7 @@ class _Worker:
     def close(self) -> None:
         self.kill()
         self.crash.close()
+        shutil.rmtree(self.call_dir, ignore_errors=True)
 
 
 class _Pool:
