@@ -418,3 +418,46 @@ def test_sandbox_pickles_its_settings_not_its_workers():
     assert copy.worker_pids() == []
     assert copy.call(lambda_free_double, (4,), {}) == 8
     copy.close()
+
+
+_EXIT_SCRIPT = """
+import os, signal, sys
+import backfeed as bf
+
+def double(x):
+    return 2 * x
+
+sb = bf.Sandbox(timeout_s=5, workers=1)
+assert sb.call(double, (2,), {}, source="def double(x):\\n    return 2 * x\\n") == 4
+print(sb.worker_pids()[0], flush=True)
+if sys.argv[1] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_workers_end_with_their_caller(how, tmp_path):
+    import subprocess
+    import time
+
+    script = tmp_path / "caller.py"
+    script.write_text(_EXIT_SCRIPT)
+    src = os.path.dirname(os.path.dirname(bf.__file__))
+    env = {**os.environ, "PYTHONPATH": src}
+    done = subprocess.run([sys.executable, str(script), how], capture_output=True, text=True,
+                          env=env, timeout=30)
+    worker_pid = int(done.stdout.split()[0])
+    for _ in range(200):  # a killed caller's worker sees its pipe close and exits
+        if not os.path.exists(f"/proc/{worker_pid}") or _is_zombie(worker_pid):
+            break
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{worker_pid}") or _is_zombie(worker_pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False

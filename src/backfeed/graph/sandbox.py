@@ -57,6 +57,9 @@ _BOOT = (
     "import sys; sys.path.insert(0, {root!r}); "
     "from backfeed.graph._sandbox_worker import main; main()"
 )
+# ErrorInfo.type of the failures the sandbox itself reports (the code's own exceptions keep
+# their type name: "ValueError", "SyntaxError", ...).
+ERROR_TYPES = ("Timeout", "MemoryLimit", "ForbiddenOperation", "WorkerCrash", "UnpicklableResult")
 _DUMP_LINE = re.compile(r'File "(?P<file>[^"]*)", line (?P<line>\d+)')
 
 
@@ -146,9 +149,7 @@ class Sandbox:
         if name is None:
             name = function.__name__
         if source is None:
-            from .op import function_source
-
-            source = function_source(function)[0]
+            source = _source_of(function)
         request = _request(function, args, kwargs, source, name)
         if inspect.iscoroutinefunction(function):
             return asyncio.to_thread(self._run, request)
@@ -288,6 +289,19 @@ class Sandbox:
             f"Sandbox(timeout_s={self.timeout_s:g}, memory_mb={self.memory_mb}, "
             f"network={self.network}, workdir={self.workdir!r}, workers={self.workers})"
         )
+
+
+_sources: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _source_of(function: Callable[..., Any]) -> str:
+    """The source of `function` without decorator lines (looked up once per function)."""
+    source = _sources.get(function)
+    if source is None:
+        from .op import function_source
+
+        source = _sources[function] = function_source(function)[0]
+    return source
 
 
 def _request(
@@ -514,4 +528,4 @@ class _Pool:
             worker.close()
 
 
-__all__ = ["Sandbox", "SandboxError", "get_default_sandbox", "set_default_sandbox"]
+__all__ = ["ERROR_TYPES", "Sandbox", "SandboxError", "get_default_sandbox", "set_default_sandbox"]
