@@ -242,6 +242,19 @@ def test_segfault_is_reported_and_the_pool_recovers():
         assert sb.worker_pids() != [pid_before]
 
 
+def test_a_worker_whose_code_left_a_thread_running_is_replaced():
+    def leave_thread() -> int:
+        import time
+
+        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+        return os.getpid()
+
+    with bf.Sandbox(timeout_s=5, workers=1) as sb:
+        pid = sb.call(leave_thread, (), {})
+        assert sb.worker_pids() == []
+        assert sb.call(where.fn, (1,), {})[0] != pid
+
+
 def lambda_free_double(x: int) -> int:
     return 2 * x
 

@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 from types import FrameType, ModuleType
 from typing import Any
 
-from .execute import CodeError, code_filename, compile_function, error_info
+from .execute import CodeError, FunctionCache, code_filename, compile_function, error_info
 
 _CLONE_NEWNET = 0x40000000
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
@@ -79,17 +79,18 @@ class SandboxViolation(PermissionError):
 
 
 class _Guard:
-    """The audit hook: inactive between calls, refusing while model code runs."""
+    """The audit hook: refusing while model code runs, and always in threads it started."""
 
     def __init__(self, network: bool) -> None:
         self.network = network
+        self.main_thread = threading.get_ident()
         self.active = False
         self.workdir = ""
         self.filename = ""
         self.violations: list[tuple[str, int | None]] = []
 
     def __call__(self, event: str, args: tuple[Any, ...]) -> None:
-        if not self.active:
+        if not self.active and threading.get_ident() == self.main_thread:
             return
         what = _PROCESS_EVENTS.get(event)
         if what is None and not self.network:
@@ -162,7 +163,8 @@ class Worker:
         self.isolation = "network namespace" if not self.network and _unshare_net() else "audit"
         self.guard = _Guard(self.network)
         sys.addaudithook(self.guard)
-        self.functions: dict[tuple[str, str, str], Any] = {}
+        self.functions: dict[str, FunctionCache] = {}  # per module, most recent sources
+        self.dirty = False
 
     def send(self, *message: Any) -> None:
         self.outbox.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
@@ -195,7 +197,8 @@ class Worker:
                     "message": f"the result of {request['name']} ({type(payload).__name__}) "
                     f"cannot cross back from the sandbox by pickle: {exc}",
                 }
-        recycle = recycle or threading.active_count() > 1  # threads the code left running
+        # Threads the code left running, or files it left behind: this worker is done.
+        recycle = recycle or self.dirty or threading.active_count() > 1
         self.send(kind, payload, recycle, captured)
 
     def resolve_globals(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -232,11 +235,8 @@ class Worker:
         name, source = request["name"], request["source"]
         if request["module"] is None:  # fresh globals each call: compile against them
             return compile_function(source, name, globals_)
-        key = (request["module"], name, source)
-        function = self.functions.get(key)
-        if function is None:
-            function = self.functions[key] = compile_function(source, name, globals_)
-        return function
+        cache = self.functions.setdefault(request["module"], FunctionCache())
+        return cache.get(source, name, globals_)
 
     def run(
         self, request: dict[str, Any], globals_: dict[str, Any], args: list[Any],
@@ -264,7 +264,8 @@ class Worker:
             sys.stdout, sys.stderr = saved
             _restore_limits(limits)
             signal.alarm(0)
-            _empty(self.call_dir)
+            # The next call must not see this one's files: if they stay, a new worker follows.
+            self.dirty = not _empty(self.call_dir)
         captured = out.getvalue(), err.getvalue()
         if self.guard.violations:
             message, lineno = self.guard.violations[0]
@@ -319,15 +320,19 @@ def _restore_limits(saved: list[tuple[int, tuple[int, int]]]) -> None:
         resource.setrlimit(which, limits)
 
 
-def _empty(directory: str) -> None:
+def _empty(directory: str) -> bool:
     """Remove what a call left in its working directory (cheaper than a new directory)."""
-    os.chdir(directory)
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                os.unlink(entry.path)
+    try:
+        os.chdir(directory)
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+    except OSError:
+        return False
+    return True
 
 
 def _unshare_net() -> bool:

@@ -51,7 +51,7 @@ from .node import ErrorInfo
 
 _default: Any = None
 
-_DUMP_WAIT_S = 0.5  # after a timeout, how long the worker gets to write where it was
+_DUMP_WAIT_S = 1.0  # after a timeout, how long the worker gets to write where it was
 _BACKFEED_ROOT = str(Path(__file__).resolve().parents[2])
 _BOOT = (
     "import sys; sys.path.insert(0, {root!r}); "
@@ -433,9 +433,13 @@ class _Worker:
             return
         self.proc.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + _DUMP_WAIT_S
-        while not os.fstat(self.crash.fileno()).st_size and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(0.005)  # let it finish the last frames
+        written = 0
+        while time.monotonic() < deadline:  # until the dump has started and stopped growing
+            time.sleep(0.01)
+            size = os.fstat(self.crash.fileno()).st_size
+            if size and size == written:
+                break
+            written = size
 
     @property
     def returncode(self) -> int | None:
