@@ -32,31 +32,37 @@ def busy_10ms(x: int) -> int:
     return x + 1
 
 
-def per_call(fn, calls: int) -> dict:
-    fn()  # warm: the worker is started and the function compiled
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "mean_s": statistics.fmean(times),
-            "p95_s": sorted(times)[int(0.95 * len(times)) - 1], "calls": calls}
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def paired(inprocess, sandboxed, calls: int) -> dict:
+    """Alternate the two calls so both see the same machine load; overhead is the median
+    of the per-pair differences."""
+    inprocess(), sandboxed()  # warm: the worker is started and the function compiled
+    pairs = [(timed(inprocess), timed(sandboxed)) for _ in range(calls)]
+    ins, outs = [p[0] for p in pairs], [p[1] for p in pairs]
+    return {
+        "in_process_median_s": statistics.median(ins),
+        "sandboxed_median_s": statistics.median(outs),
+        "sandboxed_p95_s": sorted(outs)[int(0.95 * calls) - 1],
+        "overhead_median_s": statistics.median(o - i for i, o in pairs),
+        "calls": calls,
+    }
 
 
 def measure(sandbox: bf.Sandbox, function, calls: int) -> dict:
     plain_op = bf.op(trainable=True, sandbox=False)(function)
     boxed_op = bf.op(trainable=True, sandbox=sandbox)(function)
     x = bf.node(1)
-    rows = {
-        "in-process call": per_call(lambda: function(1), calls),
-        "Sandbox.call": per_call(lambda: sandbox.call(function, (1,), {}), calls),
-        "traced op, in-process": per_call(lambda: plain_op(x), calls),
-        "traced op, sandboxed": per_call(lambda: boxed_op(x), calls),
+    return {
+        "Sandbox.call vs call": paired(
+            lambda: function(1), lambda: sandbox.call(function, (1,), {}), calls
+        ),
+        "traced op": paired(lambda: plain_op(x), lambda: boxed_op(x), calls),
     }
-    for key in ("Sandbox.call", "traced op, sandboxed"):
-        base = rows["in-process call" if key == "Sandbox.call" else "traced op, in-process"]
-        rows[key]["overhead_s"] = rows[key]["median_s"] - base["median_s"]
-    return rows
 
 
 def cold_start(repeats: int) -> dict:
@@ -83,18 +89,20 @@ def main() -> None:
         results["isolation"] = sandbox.isolation
     results["cold_start_first_call"] = cold_start(3 if args.quick else 10)
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "platform": platform.platform()}
+                          "platform": platform.platform(), "load_1min": os.getloadavg()[0]}
     results["date"] = time.strftime("%Y-%m-%d", time.gmtime())
 
-    print(f"{'function':<9} {'how':<23} {'median ms':>10} {'p95 ms':>8} {'overhead ms':>12}")
+    print(f"{'function':<9} {'how':<22} {'in-process ms':>14} {'sandboxed ms':>13} "
+          f"{'p95 ms':>8} {'overhead ms':>12}")
     for function in ("trivial", "10 ms"):
         for how, row in results[function].items():
-            overhead = f"{row['overhead_s'] * 1e3:>12.3f}" if "overhead_s" in row else f"{'':>12}"
-            print(f"{function:<9} {how:<23} {row['median_s'] * 1e3:>10.3f} "
-                  f"{row['p95_s'] * 1e3:>8.3f} {overhead}")
+            print(f"{function:<9} {how:<22} {row['in_process_median_s'] * 1e3:>14.3f} "
+                  f"{row['sandboxed_median_s'] * 1e3:>13.3f} {row['sandboxed_p95_s'] * 1e3:>8.3f} "
+                  f"{row['overhead_median_s'] * 1e3:>12.3f}")
     print(f"cold start (new worker + first call): "
           f"{results['cold_start_first_call']['median_s'] * 1e3:.1f} ms; "
-          f"network isolation: {results['isolation']}")
+          f"network isolation: {results['isolation']}; "
+          f"load average {results['machine']['load_1min']:.1f} on {os.cpu_count()} CPUs")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "sandbox.json"
     out.write_text(json.dumps(results, indent=2))
