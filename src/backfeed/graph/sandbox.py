@@ -27,22 +27,17 @@ Linux only (rlimits, /proc, network namespaces).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import pickle
 import re
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import types
 import weakref
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +147,8 @@ class Sandbox:
             source = _source_of(function)
         request = _request(function, args, kwargs, source, name)
         if inspect.iscoroutinefunction(function):
+            import asyncio
+
             return asyncio.to_thread(self._run, request)
         return self._run(request)
 
@@ -377,6 +374,10 @@ class _Worker:
     """The caller's handle on one worker process: two pipes and a file for crash dumps."""
 
     def __init__(self, settings: dict[str, Any], start_timeout_s: float) -> None:
+        import subprocess  # here, not at import: `import backfeed` stays fast
+        import tempfile
+        from multiprocessing.connection import Connection
+
         self.crash = tempfile.TemporaryFile(prefix="backfeed-sandbox-")
         # The code's working directory, emptied by the worker after each call, removed here.
         self.call_dir = os.path.realpath(
@@ -397,7 +398,7 @@ class _Worker:
             for fd in (to_child, from_child):
                 os.close(fd)
             self.crash.close()
-            shutil.rmtree(self.call_dir, ignore_errors=True)
+            _remove_tree(self.call_dir)
             raise
         finally:
             os.close(from_parent)
@@ -462,7 +463,13 @@ class _Worker:
     def close(self) -> None:
         self.kill()
         self.crash.close()
-        shutil.rmtree(self.call_dir, ignore_errors=True)
+        _remove_tree(self.call_dir)
+
+
+def _remove_tree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)  # best effort: a worker's leftover directory
 
 
 class _Pool:
