@@ -19,7 +19,11 @@ What crosses the process boundary (the documented rule):
   the globals the code names are sent instead: modules are re-imported by name, other values
   go by pickle, and a name whose value cannot be pickled is left undefined (using it raises a
   NameError that says why). Globals changed by the code stay in that worker, not in the caller.
+- The code is compiled as a module-level function: variables of an enclosing function
+  (closures) are not there, as for any changed code of a trainable op.
 - What the code prints is captured and written to the caller's stdout and stderr.
+- Parameters whose `.value` the code reads inside the worker are not recorded as hidden
+  inputs of the op (pass them as arguments to keep them in the trace).
 
 The limits stop confused code, not code written to escape: ctypes bypasses the audit hook.
 Linux only (rlimits, /proc, network namespaces).
