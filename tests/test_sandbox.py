@@ -474,3 +474,28 @@ def _is_zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return False
+
+
+@pytest.mark.timeout(TIMEOUT_S + 30)
+def test_proposals_that_hang_or_crash_become_feedback_and_the_next_one_runs():
+    @bf.op(trainable=True, sandbox=SB)
+    def solve(x: int) -> int:
+        return x
+
+    proposals = [
+        ("def solve(x):\n    while x > 0:\n        x += 1\n    return x\n", "Timeout"),
+        ("def solve(x):\n    import ctypes\n    return ctypes.string_at(0)\n", "WorkerCrash"),
+        ("def solve(x):\n    return [0] * (10 ** 10)\n", "MemoryLimit"),
+        ("def solve(x):\n    import os\n    return os.system('true')\n", "ForbiddenOperation"),
+    ]
+    for source, expected in proposals:
+        solve.code.value = source
+        error_node = _error(solve, bf.node(3))
+        assert error_node.error.type == expected
+        assert error_node.error.parameter == "solve" and error_node.error.lineno is not None
+        error_node.backward(f"{expected}: propose code that returns x squared")
+        rendered = bf.render(solve.code).text
+        assert expected in rendered and "x squared" in rendered
+        solve.code.zero_feedback()
+    solve.code.value = "def solve(x):\n    return x * x\n"
+    assert solve(bf.node(3)).value == 9
