@@ -206,6 +206,17 @@ def test_writes_outside_the_working_directory_are_refused(tmp_path):
     assert (tmp_path / "keep.txt").read_text() == "precious"
 
 
+def test_temporary_files_go_to_the_working_directory():
+    def use_tempfile() -> bool:
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", delete=False) as f:
+            f.write("scratch")
+        return os.path.dirname(f.name) == os.getcwd()
+
+    assert SB.call(use_tempfile, (), {}) is True
+
+
 def test_each_call_gets_an_empty_writable_working_directory():
     def scratch(name: str) -> tuple[str, list[str]]:
         before = os.listdir(".")
@@ -440,7 +451,7 @@ import backfeed as bf
 def double(x):
     return 2 * x
 
-sb = bf.Sandbox(timeout_s=5, workers=1)
+sb = bf.Sandbox(timeout_s=5, workers=1, workdir=sys.argv[2])
 assert sb.call(double, (2,), {}, source="def double(x):\\n    return 2 * x\\n") == 4
 print(sb.worker_pids()[0], flush=True)
 if sys.argv[1] == "kill":
@@ -458,14 +469,17 @@ def test_workers_end_with_their_caller(how, tmp_path):
     script.write_text(_EXIT_SCRIPT)
     src = os.path.dirname(os.path.dirname(bf.__file__))
     env = {**os.environ, "PYTHONPATH": src}
-    done = subprocess.run([sys.executable, str(script), how], capture_output=True, text=True,
-                          env=env, timeout=30)
+    workdir = tmp_path / "calls"
+    workdir.mkdir()
+    done = subprocess.run([sys.executable, str(script), how, str(workdir)], capture_output=True,
+                          text=True, env=env, timeout=30)
     worker_pid = int(done.stdout.split()[0])
     for _ in range(200):  # a killed caller's worker sees its pipe close and exits
         if not os.path.exists(f"/proc/{worker_pid}") or _is_zombie(worker_pid):
             break
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{worker_pid}") or _is_zombie(worker_pid)
+    assert os.listdir(workdir) == []
 
 
 def _is_zombie(pid: int) -> bool:

@@ -21,6 +21,7 @@ import resource
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 from multiprocessing.connection import Connection
 from types import FrameType, ModuleType
@@ -159,6 +160,7 @@ class Worker:
         self.timeout_s: float = settings["timeout_s"]
         self.memory_mb: int | None = settings["memory_mb"]
         self.call_dir: str = settings["call_dir"]
+        os.environ["TMPDIR"] = tempfile.tempdir = self.call_dir  # tempfile works, inside it
         self.network: bool = settings["network"]
         self.isolation = "network namespace" if not self.network and _unshare_net() else "audit"
         self.guard = _Guard(self.network)
@@ -174,7 +176,8 @@ class Worker:
         while True:
             try:
                 request = pickle.loads(self.inbox.recv_bytes())
-            except EOFError:
+            except EOFError:  # the caller is gone (or closed us): leave nothing behind
+                shutil.rmtree(self.call_dir, ignore_errors=True)
                 return
             self.handle(request)
 
