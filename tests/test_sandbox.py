@@ -266,6 +266,18 @@ def test_a_worker_whose_code_left_a_thread_running_is_replaced():
         assert sb.call(where.fn, (1,), {})[0] != pid
 
 
+def test_an_idle_worker_killed_from_outside_is_replaced():
+    import signal
+
+    with bf.Sandbox(timeout_s=5, workers=1) as sb:
+        assert sb.call(lambda_free_double, (1,), {}) == 2
+        (pid,) = sb.worker_pids()
+        os.kill(pid, signal.SIGKILL)
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # it is dead (not yet reaped)
+        assert sb.call(lambda_free_double, (2,), {}) == 4
+        assert sb.worker_pids() != [pid]
+
+
 def lambda_free_double(x: int) -> int:
     return 2 * x
 

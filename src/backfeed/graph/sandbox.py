@@ -495,10 +495,12 @@ class _Pool:
             while True:
                 if self._closed:
                     raise SandboxError("this sandbox was closed while the call waited for a worker")
-                if self._idle:
+                while self._idle:
                     worker = self._idle.pop()
-                    self._busy.add(worker)
-                    return worker
+                    if worker.proc.poll() is None:
+                        self._busy.add(worker)
+                        return worker
+                    worker.close()  # died while idle (e.g. killed from outside): replace it
                 if len(self._busy) + self._starting < self._size:
                     self._starting += 1
                     break
