@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import train_helpers as h
 
 import backfeed as bf
+import train_helpers as h
 
 
 def _train(tmp_path, budget, *, steps=None, llm=None, strategy=None, metric=h.metric, clock=None,
