@@ -81,7 +81,6 @@ class Async:
 
     def __init__(self, n: int = 16) -> None:
         self.n = _positive(n, "Async(n)")
-        self._pool: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"Async({self.n})"
@@ -91,7 +90,8 @@ class Async:
                  on_result: OnResult = None) -> list[Traced]:
         async def main() -> list[Traced]:
             loop = asyncio.get_running_loop()
-            loop.set_default_executor(self._threads())
+            # Synchronous programs run in n threads (asyncio.run shuts this pool down after).
+            loop.set_default_executor(ThreadPoolExecutor(self.n, thread_name_prefix="backfeed-async"))
             gate = asyncio.Semaphore(self.n)
 
             async def one(item: tuple[int, Any]) -> Traced:
@@ -111,15 +111,8 @@ class Async:
         with ThreadPoolExecutor(1) as helper:
             return helper.submit(asyncio.run, main()).result()
 
-    def _threads(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="backfeed-async")
-        return self._pool
-
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Nothing to release: each batch runs on its own event loop."""
 
 
 class Ray:
