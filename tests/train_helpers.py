@@ -144,7 +144,7 @@ def decisions_of(store: Any, run_id: str) -> dict[str, Any]:
 
 def run(store: str, *, seed: int = 0, steps: int = 12, strategy: Any = None,
         resume: str | None = None, budget: bf.Budget | None = None,
-        executor: Any = None, kinds: tuple[str, ...] = KINDS) -> bf.train.__class__:
+        executor: Any = None, kinds: tuple[str, ...] = KINDS) -> Any:
     module = Router()
     data = dataset(2, kinds)
     opt = FixOptimizer(module.parameters(), llm=scripted())
