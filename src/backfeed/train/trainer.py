@@ -445,6 +445,11 @@ class Trainer:
         except _Stop as s:
             reason = s.reason
             self.store.forget_after(self.run_id, self.last_step)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once, state as of the last step
+            self.store.forget_after(self.run_id, self.last_step)
+            self.store.update_run(self.run_id, status="stopped", stop_reason="interrupted (Ctrl-C twice)",
+                                  spend=self.spend.to_dict())
+            raise
         except BaseException as e:
             self.store.forget_after(self.run_id, self.last_step)
             self.store.update_run(self.run_id, status="failed",
