@@ -140,3 +140,21 @@ def test_readers_see_consistent_data_while_writing(tmp_path):
         t.join()
     assert not errors
     assert [e.example_index for e in store.evaluations(run)] == list(range(200))
+
+
+def test_mlflow_export_needs_the_extra_and_logs_a_run(tmp_path, monkeypatch):
+    import sys
+
+    from backfeed.store import export_mlflow
+
+    store = RunStore(tmp_path / "r.db")
+    run = _fill(store)
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    with pytest.raises(ImportError, match=r"backfeed\[mlflow\]"):
+        export_mlflow(store, run)
+    monkeypatch.undo()
+    mlflow = pytest.importorskip("mlflow")
+    mlflow_id = export_mlflow(store, run, tracking_uri=f"file://{tmp_path / 'mlruns'}")
+    logged = mlflow.get_run(mlflow_id)
+    assert logged.data.params["strategy"] == "greedy"
+    assert logged.data.metrics["best_score"] == 0.5
