@@ -154,6 +154,7 @@ def test_mlflow_export_needs_the_extra_and_logs_a_run(tmp_path, monkeypatch):
         export_mlflow(store, run)
     monkeypatch.undo()
     mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow_id = export_mlflow(store, run, tracking_uri=f"file://{tmp_path / 'mlruns'}")
     logged = mlflow.get_run(mlflow_id)
     assert logged.data.params["strategy"] == "greedy"
