@@ -22,8 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import backfeed as bf  # noqa: E402
-from backfeed.train.evaluate import install_capture, uninstall_capture  # noqa: E402
+import backfeed as bf
+from backfeed.train.evaluate import install_capture, uninstall_capture
 
 LATENCY = 0.020
 CPU_LOOPS = 300_000
