@@ -409,7 +409,10 @@ class Trainer:
         """Run until a limit, the step count, Ctrl-C or the stop file; return the best values."""
         self._open()
         self._started = self.clock()
-        self._progress = Progress(self.progress, self.steps)
+        total = self.steps
+        if total is None and self.budget.llm_calls is not None:
+            total = self.budget.llm_calls // self.strategy.proposals  # an upper bound for the bar
+        self._progress = Progress(self.progress, total)
         install_capture()
         previous_handler = self._install_sigint()
         status, reason = "stopped", ""
@@ -418,7 +421,7 @@ class Trainer:
             if not self.pool:
                 self._check_stop()
                 started = time.time()
-                self.recorders_begin(-1)
+                self._begin_step(-1)
                 seed = self._new_candidate(self.module.state_dict(), [], "seed", -1)
                 self._admit(seed)
                 self.best_id = seed.id
@@ -431,7 +434,7 @@ class Trainer:
                     break
                 self._check_stop()
                 started = time.time()
-                self.recorders_begin(step)
+                self._begin_step(step)
                 before = self._best()
                 parents, child, accepted = self._step(step)
                 after = self._best()
@@ -465,7 +468,7 @@ class Trainer:
                 judge.llm = self._judge_llm
         return self._finish(status, reason)
 
-    def recorders_begin(self, step: int) -> None:
+    def _begin_step(self, step: int) -> None:
         for r in self.recorders:
             r.begin_step(step)
 
