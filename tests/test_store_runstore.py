@@ -59,7 +59,7 @@ def _fill(store: RunStore) -> str:
 def test_read_api_round_trips_every_table(tmp_path):
     store = RunStore(tmp_path / "r.db")
     run = _fill(store)
-    reader = RunStore(tmp_path / "r.db")  # a second store object, as the dashboard would open
+    reader = RunStore(tmp_path / "r.db", readonly=True)  # as a dashboard would open it
     [info] = reader.list_runs()
     assert (info.id, info.name, info.status, info.step) == (run, "demo", "running", 0)
     assert info.config == {"strategy": "greedy", "seed": 0}
@@ -86,6 +86,10 @@ def test_read_api_round_trips_every_table(tmp_path):
     assert rep.report["updates"][0]["proposed"] == 2.0
     [cmp] = reader.comparisons(run)
     assert cmp.winner == "a"
+    with pytest.raises(PermissionError, match="read-only"):
+        reader.update_run(run, status="finished")
+    with pytest.raises(FileNotFoundError, match="no run store"):
+        RunStore(tmp_path / "missing.db", readonly=True)
 
 
 def test_unknown_run_and_bad_fields_are_named(tmp_path):
@@ -119,7 +123,7 @@ def test_readers_see_consistent_data_while_writing(tmp_path):
     done = threading.Event()
 
     def read() -> None:
-        reader = RunStore(path)
+        reader = RunStore(path, readonly=True)
         try:
             while not done.is_set():
                 indexes = [e.example_index for e in reader.evaluations(run)]
