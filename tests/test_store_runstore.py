@@ -72,6 +72,10 @@ def test_read_api_round_trips_every_table(tmp_path):
     assert [c.id for c in cands] == [0, 1] and cands[1].parents == [0]
     assert cands[0].val_scores == [0.0, 1.0] and cands[0].values == {"x": 1.0}
     assert [c.id for c in reader.candidates(run, status="accepted")] == [0]
+    assert reader.get_candidate(run, 1) == cands[1]
+    assert [c.id for c in reader.lineage(run, 1)] == [0, 1]
+    with pytest.raises(KeyError, match="no candidate 7"):
+        reader.get_candidate(run, 7)
     [ev] = reader.evaluations(run, candidate_id=0)
     assert (ev.score, ev.stdout, ev.details, ev.split) == (1.0, "printed\n", {"d": 1}, "val")
     assert reader.find_evaluation(run, values_hash({"x": 1.0}), "val", 1) == ev

@@ -598,6 +598,28 @@ class RunStore:
             for r in rows
         ]
 
+    def get_candidate(self, run_id: str, candidate_id: int) -> CandidateRecord:
+        """One candidate; KeyError names it when it is not stored."""
+        for c in self.candidates(run_id):
+            if c.id == candidate_id:
+                return c
+        raise KeyError(f"run {run_id!r} has no candidate {candidate_id}")
+
+    def lineage(self, run_id: str, candidate_id: int) -> list[CandidateRecord]:
+        """The candidate and all its ancestors, oldest first."""
+        by_id = {c.id: c for c in self.candidates(run_id)}
+        if candidate_id not in by_id:
+            raise KeyError(f"run {run_id!r} has no candidate {candidate_id}")
+        seen: set[int] = set()
+        stack = [candidate_id]
+        while stack:
+            i = stack.pop()
+            if i in seen or i not in by_id:
+                continue
+            seen.add(i)
+            stack.extend(by_id[i].parents)
+        return [by_id[i] for i in sorted(seen)]
+
     def evaluations(
         self, run_id: str, *, candidate_id: int | None = None, split: str | None = None
     ) -> list[EvaluationRecord]:
