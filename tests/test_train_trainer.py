@@ -35,6 +35,8 @@ def test_train_returns_best_loads_it_and_records_everything(tmp_path):
     reports = store.step_reports(result.run_id)
     assert reports and all("updates" in r.report and "rejected" in r.report for r in reports)
     assert any(r.report["answers"] for r in reports)
+    dots = [r.report["dot"] for r in reports if r.report.get("dot")]
+    assert dots and all(d.startswith("digraph backfeed {") for d in dots)  # the dashboard's graph
     decisions = store.decisions(result.run_id)
     assert any(d.accepted for d in decisions) and any(not d.accepted for d in decisions)
     assert all(d.reason for d in decisions)
@@ -136,6 +138,10 @@ def test_run_dir_and_default_store(tmp_path, monkeypatch):
                       run_dir=tmp_path / "runs", progress=False)
     assert result.store.path == tmp_path / "runs" / "runs.db"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "xdg"]
+    monkeypatch.setenv("BACKFEED_STORE", str(tmp_path / "env.db"))  # what `backfeed run` sets
+    result = bf.train(module, h.dataset(), metric=h.metric, optimizer=_opt(module), steps=1,
+                      progress=False)
+    assert result.store.path == tmp_path / "env.db"
 
 
 def test_progress_bar_renders(tmp_path, capsys):

@@ -99,7 +99,10 @@ CREATE TABLE IF NOT EXISTS comparisons (
 
 
 def default_store_path() -> Path:
-    """`$XDG_DATA_HOME/backfeed/runs.db`, else `~/.local/share/backfeed/runs.db` (never cwd)."""
+    """`$BACKFEED_STORE`, else `$XDG_DATA_HOME/backfeed/runs.db`, else
+    `~/.local/share/backfeed/runs.db` (never the current directory)."""
+    if os.environ.get("BACKFEED_STORE"):
+        return Path(os.environ["BACKFEED_STORE"])
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "backfeed" / "runs.db"
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from .._tokens import estimate_tokens
 from ..budget import Budget, BudgetExceeded
-from ..graph import Feedback, Module
+from ..graph import Feedback, Module, minimal_subgraph, to_dot
 from ..llm import Metered, Spend
 from ..optim import Optimizer, StepReport
 from ..store import RunStore, values_hash
@@ -513,6 +513,7 @@ class Trainer:
         else:
             parent_scores = [r.score for r in self._evaluate(parent, "train", batch, trace=True)]
         self.strategy.observe(parent, parent_scores)
+        dot = _trace_dot(self.optimizer.params)
         children: list[Candidate] = []
         for seq in range(self.strategy.proposals):
             self.module.load_state_dict(parent.values)
@@ -530,7 +531,7 @@ class Trainer:
                 children.append(cand)
                 cand_id = cand.id
             self.store.add_step_report(self.run_id, step=step, seq=seq, candidate_id=cand_id,
-                                       report=_report_dict(report))
+                                       report={**_report_dict(report), "dot": dot})
             if cand_id is None:
                 why = ("no change proposed" if values == parent.values
                        else f"same values as candidate {in_pool} in the pool")
@@ -747,6 +748,17 @@ def _finite(x: float) -> float | None:
 def _example_text(example: Any) -> str:
     text = repr(example)
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+_DOT_MAX_NODES = 400
+
+
+def _trace_dot(params: list) -> str | None:
+    """DOT text of the trace the optimizer saw (for the dashboard), or None when too large."""
+    subgraph = minimal_subgraph(params)
+    if not subgraph.nodes or len(subgraph.nodes) > _DOT_MAX_NODES:
+        return None
+    return to_dot(subgraph)
 
 
 def _report_dict(report: StepReport) -> dict[str, Any]:
