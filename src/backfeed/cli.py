@@ -27,6 +27,29 @@ def demo() -> None:
     print(bf.render([x]).text)
 
 
+@app.command("serve-model")
+def serve_model(
+    model: str = typer.Option(
+        "qwen2.5-coder-0.5b",
+        help="qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, or a path to a .gguf file.",
+    ),
+    port: int = typer.Option(8080, help="Port on 127.0.0.1."),
+    n_ctx: int = typer.Option(8192, help="Context length per request slot."),
+    parallel: int = typer.Option(1, help="Requests decoded at once (slots)."),
+    api_key: str = typer.Option(
+        "", envvar="BACKFEED_SERVE_API_KEY", help="Require this bearer key (default: none)."
+    ),
+) -> None:
+    """Serve the embedded model as an OpenAI-compatible endpoint on 127.0.0.1.
+
+    Example: backfeed serve-model --port 8080, then point litellm at it with
+    model="openai/qwen2.5-coder-0.5b", api_base="http://127.0.0.1:8080/v1".
+    """
+    from backfeed.llm.serve import serve_model as serve
+
+    serve(model, port=port, n_ctx=n_ctx, parallel=parallel, api_key=api_key or None)
+
+
 from .ui.commands import register as _register_run_commands  # noqa: E402
 
 _register_run_commands(app)  # run, runs, show, diff, export, ui
