@@ -487,6 +487,15 @@ def apply_suggestion(
     return accepted
 
 
+def check_suggestion(
+    params: list[Param], suggestion: dict[str, Any]
+) -> tuple[dict[str, Any], list[ParamUpdate]]:
+    """Coerce a suggestion without setting anything: (accepted values, rejected proposals)."""
+    scratch = StepReport(step=-1)
+    accepted = apply_suggestion(params, suggestion, scratch, only=set())
+    return accepted, scratch.rejected
+
+
 def apply_answer(
     params: list[Param], text: str, report: StepReport, *, only: set[str] | None = None
 ) -> tuple[Answer, dict[str, Any]]:
@@ -511,6 +520,7 @@ __all__ = [
     "Rejected",
     "apply_answer",
     "apply_suggestion",
+    "check_suggestion",
     "coerce",
     "extract_json",
     "function_name",

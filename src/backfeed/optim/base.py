@@ -43,6 +43,7 @@ class StepReport:
     problems: list[str] = field(default_factory=list)  # what was wrong with the answer's form
     score: float | None = None  # the score the feedback gave the values stepped from
     llm_calls: int = 0
+    gradients: dict[str, str] = field(default_factory=dict)  # TextGrad: criticism per node
 
     @property
     def applied(self) -> dict[str, Any]:
@@ -156,7 +157,7 @@ class Optimizer:
 
     def _remember(self, obs: Observation) -> None:
         key = obs.key()
-        self.history = [h for h in self.history if h.key() != key] + [obs]
+        self.history[:] = [h for h in self.history if h.key() != key] + [obs]  # in place: shared
         if len(self.history) > self.history_limit:  # drop the oldest, but never the best
             best = self.best()
             oldest = next(h for h in self.history if h is not best)
@@ -225,4 +226,4 @@ class Optimizer:
         self.step_count = state.get("step_count", 0)
         for name, value in state.get("params", {}).items():
             self.param(name).value = value
-        self.history = [Observation(**h) for h in state.get("history", [])]
+        self.history[:] = [Observation(**h) for h in state.get("history", [])]

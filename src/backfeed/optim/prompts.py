@@ -146,3 +146,17 @@ TEMPLATES = {
         TEXTGRAD_UPDATE,
     )
 }
+
+WARM_START = Template(
+    "warm_start",
+    """#Parameters
+{parameters}
+#Feedback on the current values
+{feedback}
+#Task
+Propose {count} different, promising settings of the numeric parameters {names} to try first. \
+Answer with one JSON object and nothing else:
+{{"reasoning": "<why, at most {reasoning_chars} characters>", "members": [{example}, ...], "stop": false}}""",
+)
+
+TEMPLATES[WARM_START.name] = WARM_START
