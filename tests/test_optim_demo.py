@@ -86,3 +86,15 @@ def test_demo_command_runs_with_the_default_model(monkeypatch):
     result = CliRunner().invoke(app, ["demo", "--steps", "1"])
     assert result.exit_code == 0, result.output
     assert "score curve" in result.output
+
+
+def test_run_demo_without_optuna_uses_prime(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "optuna" else real(name, *a))
+    console = quiet()
+    result = demo.run_demo(llm=bf.llm.Scripted([GOOD]), steps=1, console=console)
+    assert result.best_score == pytest.approx(1.0)
+    assert "Prime instead of Hybrid" in console.export_text()

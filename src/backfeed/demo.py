@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from . import graph as bf_graph
 from .graph import ExecutionError, Feedback, Node, Param, op, param
 from .llm import LLM
-from .optim import Hybrid, Optimizer, StepReport
+from .optim import Hybrid, Optimizer, Prime, StepReport
 
 # Each order: (raw item names as a shop's system writes them, quantities, unit prices).
 ORDERS: list[tuple[list[str], list[int], list[float]]] = [
@@ -168,8 +169,13 @@ def run_demo(
     if optimizer is None:
         if llm is None:
             llm = _default_llm()
-        optimizer = Hybrid(params, llm=llm, seed=seed, budget_tokens=1500, memory=3,
-                           reasoning_chars=120, temperature=0.7)
+        options = dict(budget_tokens=1500, memory=3, reasoning_chars=120, temperature=0.7)
+        if importlib.util.find_spec("optuna") is not None:
+            optimizer = Hybrid(params, llm=llm, seed=seed, **options)
+        else:
+            console.print("[dim]optuna is not installed (pip install 'backfeed[numeric]'): "
+                          "the LLM proposes the number too (Prime instead of Hybrid)[/dim]")
+            optimizer = Prime(params, llm=llm, **options)
     opt = optimizer
     before = {p.name: p.value for p in params}
     best = dict(before)
