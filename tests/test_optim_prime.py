@@ -181,3 +181,19 @@ def test_observe_records_rejected_candidate_and_best():
     assert [h.values["x"] for h in opt.history] == [1.0, 7.0]
     opt.observe()  # the same values again replace their row
     assert len(opt.history) == 2
+
+
+def test_rejections_of_the_last_answer_are_shown_in_the_next_prompt():
+    x = bf.param(1.0, name="x", bounds=(0, 10))
+    llm = bf.llm.Scripted(['{"suggestion": {"x": 50.0, "y": 1}}', '{"suggestion": {"x": 2.0}}'])
+    opt = Prime([x], llm=llm)
+    run(x)
+    opt.step()
+    user = llm.calls[0].messages[1]["content"]
+    assert "#Rejected from your last answer\n(nothing)" in user
+    opt.step()
+    user = llm.calls[1].messages[1]["content"]
+    assert "- bounds: 'x' must lie in [0, 10], got 50.0" in user
+    assert "- unknown: 'y' is not a parameter" in user
+    state = json.loads(json.dumps(opt.state_dict()))
+    assert state["rejections"] == []  # the second answer was clean

@@ -63,6 +63,7 @@ class Hybrid(Optimizer):
         if text is None:
             return
         _, accepted = apply_answer(self.params, text, report, only=self.llm_names)
+        self.prime.note_rejections(report)
         if self.numeric is None:
             return
         proposal = {p.name: accepted.get(p.name, p._value) for p in self.numeric.params}
@@ -113,6 +114,7 @@ class Hybrid(Optimizer):
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["warmed"] = self._warmed
+        state["rejections"] = list(self.prime.rejections)
         if self.numeric is not None:
             numeric = self.numeric.state_dict()
             state["numeric"] = {"trials": numeric["trials"], "pending": numeric["pending"]}
@@ -121,6 +123,7 @@ class Hybrid(Optimizer):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self._warmed = state.get("warmed", False)
+        self.prime.rejections = list(state.get("rejections", []))
         if self.numeric is not None and "numeric" in state:
             self.numeric.trials = [dict(t) for t in state["numeric"]["trials"]]
             self.numeric.pending = state["numeric"]["pending"]

@@ -38,6 +38,7 @@ class Prime(Optimizer):
         self.reasoning_chars = reasoning_chars
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.rejections: list[str] = []  # reasons from the last answer, shown in the next prompt
 
     # -- the prompt -------------------------------------------------------------------------
     def memory_text(self, limit_tokens: int) -> str:
@@ -60,6 +61,8 @@ class Prime(Optimizer):
         )
         system = prompts.PRIME_SYSTEM.render()
         fixed = dict(names=names_text(self.params), answer_format=answer_format)
+        rejected = "\n".join(f"- {r}" for r in self.rejections) or "(nothing)"
+        fixed["rejected"] = rejected[: self.budget_tokens // 2]  # bounded: 4 chars a token
         skeleton = prompts.PRIME_USER.render(trace="", memory="", **fixed)
         left = self.budget_tokens - estimate_tokens(system) - estimate_tokens(skeleton) - 8
         memory = self.memory_text(max(left // 4, 60))
@@ -94,6 +97,13 @@ class Prime(Optimizer):
         text = self.propose(report)
         if text is not None:
             apply_answer(self.params, text, report)
+        self.note_rejections(report)
+
+    def note_rejections(self, report: StepReport) -> None:
+        """Remember why proposals were rejected, to tell the model in the next prompt."""
+        notes = [u.reason or "" for u in report.rejected][:5]
+        notes += [p for p in report.problems if p.startswith("parse")][:2]
+        self.rejections = [n[:300] for n in notes if n]
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
@@ -102,7 +112,12 @@ class Prime(Optimizer):
             "memory": self.memory,
             "reasoning_chars": self.reasoning_chars,
         }
+        state["rejections"] = list(self.rejections)
         return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.rejections = list(state.get("rejections", []))
 
 
 def _memory_row(obs: Observation, limit_chars: int) -> str:

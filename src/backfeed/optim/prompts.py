@@ -51,6 +51,8 @@ PRIME_USER = Template(
     """{trace}
 #Earlier attempts (oldest first; higher score is better)
 {memory}
+#Rejected from your last answer
+{rejected}
 #Task
 Propose new values for the parameters {names} to improve the feedback.
 {answer_format}""",
