@@ -124,6 +124,6 @@ def _memory_row(obs: Observation, limit_chars: int) -> str:
     score = "no score" if obs.score is None else f"score={obs.score:.4g}"
     value_chars = max(limit_chars // max(len(obs.values), 1) - 20, 40)
     values = ", ".join(f"{k}={value_text(v, value_chars)}" for k, v in obs.values.items())
-    feedback = obs.feedback[: max(limit_chars // 3, 60)]
+    feedback = obs.feedback[: min(max(limit_chars // 4, 60), 160)]
     row = f"- {score}; {values}"
     return row + (f"; feedback: {feedback}" if feedback else "")
