@@ -155,6 +155,16 @@ class Optimizer:
         self._remember(obs)
         return obs
 
+    def record(self, values: dict[str, Any], score: float | None, feedback: str) -> Observation:
+        """Tell the optimizer how values it proposed did when evaluated elsewhere (the trainer
+        calls this for every child it scores, accepted or not, so errors such as a timeout in
+        proposed code reach the next prompt). Values are keyed by parameter name."""
+        if len(feedback) > 2000:
+            feedback = feedback[:1980] + f" ...[{len(feedback) - 1980} chars cut]"
+        obs = Observation(self.step_count, dict(values), score, feedback)
+        self._remember(obs)
+        return obs
+
     def _remember(self, obs: Observation) -> None:
         key = obs.key()
         self.history[:] = [h for h in self.history if h.key() != key] + [obs]  # in place: shared
