@@ -1,6 +1,7 @@
 """`bf.llm.LiteLLM` against a local OpenAI-compatible server: options, retries, secrets."""
 
 import asyncio
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,7 +14,10 @@ import backfeed as bf
 from _llm_http import FakeOpenAI, Reply
 from backfeed.llm import LiteLLM, Recorder, Replay
 
-pytest.importorskip("litellm")
+# Not pytest.importorskip: importing litellm before backfeed configures it would fetch its
+# price list from the network.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("litellm") is None,
+                                reason="needs litellm")
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 MSG = [{"role": "user", "content": "hi"}]
