@@ -79,14 +79,52 @@ def measure(name: str, repeat: int, threads: int) -> dict[str, Any]:
     }
 
 
+def http_overhead(name: str, threads: int, calls: int = 10) -> dict[str, Any]:
+    """Milliseconds per 1-token call with a cached prompt: in-process vs over local HTTP."""
+    import socket
+
+    from backfeed.llm import OpenAICompatible
+    from backfeed.llm.serve import start_server
+
+    msgs = [{"role": "user", "content": "Reply with one word."}]
+    server = local.load_server(local.ensure_model(name), n_ctx=4096, parallel=1, threads=threads)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _, url = start_server(name, port=port, n_ctx=4096, threads=threads)
+    client = OpenAICompatible(url, name)
+    results = {}
+    for label, call in (
+        ("in_process_ms", lambda: server.handle_chat_completions(
+            {"messages": msgs, "max_tokens": 1, "temperature": 0.0})),
+        ("http_ms", lambda: client.complete(msgs, max_tokens=1, temperature=0.0)),
+    ):
+        call()  # fill the prompt cache
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - t0) * 1000)
+        results[label] = round(statistics.median(times), 1)
+    return {"model": name, **results}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", nargs="*", default=[m for m in local.MODELS
                                                          if local.is_installed(m)])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=local.cpu_count())
+    parser.add_argument("--http-overhead", action="store_true",
+                        help="only compare in-process calls with calls over local HTTP")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
+    if args.http_overhead:
+        row = http_overhead(args.models[0], args.threads)
+        print(f"{row['model']}: 1-token call with cached prompt, median of 10: in-process "
+              f"{row['in_process_ms']} ms, over HTTP {row['http_ms']} ms "
+              f"(load average {load_before:.2f})")
+        return
     rows = [measure(name, args.repeat, args.threads) for name in args.models]
     header = ("model", "threads", "load s", "prompt tok/s", "gen tok/s", "gen JSON tok/s",
               "shared prefix: cold ms", "cached ms", "saved")

@@ -1,6 +1,7 @@
 """`bf.llm.LiteLLM` against a local OpenAI-compatible server: options, retries, secrets."""
 
 import asyncio
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,7 +14,10 @@ import backfeed as bf
 from _llm_http import FakeOpenAI, Reply
 from backfeed.llm import LiteLLM, Recorder, Replay
 
-pytest.importorskip("litellm")
+# Not pytest.importorskip: importing litellm before backfeed configures it would fetch its
+# price list from the network.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("litellm") is None,
+                                reason="needs litellm")
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 MSG = [{"role": "user", "content": "hi"}]
@@ -55,13 +59,17 @@ def test_litellm_sends_schema_options_and_reads_usage(tmp_path):
     assert b"sk-test-abcdef" not in (tmp_path / "c.sqlite").read_bytes()
 
 
-def test_litellm_retries_429_and_500_through_its_policies():
+def test_litellm_retries_429_and_500_through_its_policies(caplog):
     replies = [Reply(429, {"Retry-After": "1"}), Reply(500), Reply(200, text="after retries")]
-    with FakeOpenAI(replies) as server:
-        llm = LiteLLM("openai/fake-model", api_base=server.url, api_key="sk-x", cache=False)
+    with FakeOpenAI(replies) as server, caplog.at_level("DEBUG"):
+        llm = LiteLLM("openai/fake-model", api_base=server.url, api_key="sk-logged-never-42",
+                      cache=False)
         assert llm.complete(MSG).text == "after retries"
         assert len(server.seen) == 3
         assert server.seen[1].time - server.seen[0].time >= 1.0
+    retries = [r for r in caplog.records if r.name == "backfeed.llm"]
+    assert len(retries) == 2
+    assert "sk-logged-never-42" not in caplog.text
 
 
 def test_litellm_async_and_cost_of_a_priced_model(tmp_path):

@@ -377,6 +377,11 @@ class Local(BaseLLM):
     Loads on the first call, once per process, shared by all threads; uses all cores.
     `json_schema` constrains decoding to that schema. Output is capped at `max_tokens`
     (default 1024) whatever a call asks. The response cache is on unless `cache=False`.
+    Consecutive calls that share a prefix (a long system prompt) reuse its KV cache.
+
+    llama.cpp's server also listens on a random 127.0.0.1 port while the model is loaded;
+    a random API key keeps other local users out. To share the model with other tools, use
+    `backfeed serve-model`.
     """
 
     def __init__(
