@@ -23,7 +23,7 @@ INITIAL_TEMPLATE = "Items: {items}"
 
 @op(trainable=True)
 def clean_name(name: str) -> str:
-    """Normalise an item name for the receipt."""
+    """Return the item name in lower case, without surrounding spaces."""
     return name
 
 
