@@ -162,6 +162,7 @@ def run_demo(
     `bf.llm.default()` (the embedded model when installed).
     """
     from rich.console import Console
+    from rich.markup import escape
 
     console = console or Console()
     workflow = ReceiptWorkflow()
@@ -213,7 +214,7 @@ def run_demo(
             f"step {step:2d}  score {score:.3f}  best {best_score:.3f}  "
             f"tokens {report.prompt_tokens}+{report.completion_tokens}  "
             f"{time.perf_counter() - start:5.1f}s  {kept}"
-            + (f"  [dim]{note}[/dim]" if note else "")
+            + (f"  [dim]{escape(note)}[/dim]" if note else "")
         )
     result.best_score = best_score
     result.seconds = time.perf_counter() - start
