@@ -21,9 +21,9 @@ TAX_RATE = 0.2  # the correct rate, unknown to the optimizer: only the feedback'
 INITIAL_TEMPLATE = "Items: {items}"
 
 
-@op(trainable=True)
+# The spec lives in the op's description, so the code the model copies and edits is two lines.
+@op(trainable=True, description="Return the item name in lower case, without surrounding spaces.")
 def clean_name(name: str) -> str:
-    """Return the item name in lower case, without surrounding spaces."""
     return name
 
 
