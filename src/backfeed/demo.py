@@ -170,7 +170,7 @@ def run_demo(
     if optimizer is None:
         if llm is None:
             llm = _default_llm()
-        options = dict(budget_tokens=1500, memory=3, reasoning_chars=120, temperature=0.7)
+        options = dict(budget_tokens=1500, memory=2, reasoning_chars=100, temperature=0.7)
         if importlib.util.find_spec("optuna") is not None:
             optimizer = Hybrid(params, llm=llm, seed=seed, **options)
         else:
