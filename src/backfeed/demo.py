@@ -81,7 +81,8 @@ def score_receipt(
         return Feedback(score=round(names_ok / 3, 4),
                         text=f"the receipt failed (see the error); expected {expected!r}")
     if names_ok < 1:
-        problems.append(f"{names[0]!r} must become {good[0]!r}: lower case, no spaces around")
+        problems.append(f"clean_name({names[0]!r}) must return {good[0]!r}: strip the spaces "
+                        "and lower-case it")
     lowered = text.lower()
     amount = f"{total:.2f}"
     stated = ("total" in lowered) + (amount in text or str(round(total, 2)) in text) + ("eur" in lowered)
