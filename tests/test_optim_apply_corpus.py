@@ -67,6 +67,7 @@ CORPUS = [
     ("empty answer", "", {}, {}, False, "empty"),
     ("whitespace answer", "   \n ", {}, {}, False, "empty"),
     ("truncated after value", '{"reasoning": "r", "suggestion": {"x": 4.0, "n_items": 2', {"x": 4.0, "n_items": 2}, {}, False, "truncated"),
+    ("truncated after a key", '{"suggestion": {"x": 4.5, "n_items":', {"x": 4.5}, {"n_items": "syntax"}, False, "truncated"),
     ("truncated inside text", '{"reasoning": "r", "suggestion": {"x": 6.0, "system_prompt": "Answer in one wor',
      {"x": 6.0}, {"system_prompt": "syntax"}, False, "truncated"),
     ("broken object, values recovered", '{"suggestion": {"x": 8.0 "n_items": 2 }} }}', {"x": 8.0, "n_items": 2}, {}, False, "one by one"),

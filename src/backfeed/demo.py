@@ -21,9 +21,9 @@ TAX_RATE = 0.2  # the correct rate, unknown to the optimizer: only the feedback'
 INITIAL_TEMPLATE = "Items: {items}"
 
 
-@op(trainable=True)
+# The spec lives in the op's description, so the code the model copies and edits is two lines.
+@op(trainable=True, description="Return the item name in lower case, without surrounding spaces.")
 def clean_name(name: str) -> str:
-    """Normalise an item name for the receipt."""
     return name
 
 
@@ -81,7 +81,8 @@ def score_receipt(
         return Feedback(score=round(names_ok / 3, 4),
                         text=f"the receipt failed (see the error); expected {expected!r}")
     if names_ok < 1:
-        problems.append(f"{names[0]!r} must become {good[0]!r}: lower case, no spaces around")
+        problems.append(f"clean_name({names[0]!r}) must return {good[0]!r}: strip the spaces "
+                        "and lower-case it")
     lowered = text.lower()
     amount = f"{total:.2f}"
     stated = ("total" in lowered) + (amount in text or str(round(total, 2)) in text) + ("eur" in lowered)
@@ -162,6 +163,7 @@ def run_demo(
     `bf.llm.default()` (the embedded model when installed).
     """
     from rich.console import Console
+    from rich.markup import escape
 
     console = console or Console()
     workflow = ReceiptWorkflow()
@@ -169,7 +171,7 @@ def run_demo(
     if optimizer is None:
         if llm is None:
             llm = _default_llm()
-        options = dict(budget_tokens=1500, memory=3, reasoning_chars=120, temperature=0.7)
+        options = dict(budget_tokens=1500, memory=2, reasoning_chars=100, temperature=0.7)
         if importlib.util.find_spec("optuna") is not None:
             optimizer = Hybrid(params, llm=llm, seed=seed, **options)
         else:
@@ -213,7 +215,7 @@ def run_demo(
             f"step {step:2d}  score {score:.3f}  best {best_score:.3f}  "
             f"tokens {report.prompt_tokens}+{report.completion_tokens}  "
             f"{time.perf_counter() - start:5.1f}s  {kept}"
-            + (f"  [dim]{note}[/dim]" if note else "")
+            + (f"  [dim]{escape(note)}[/dim]" if note else "")
         )
     result.best_score = best_score
     result.seconds = time.perf_counter() - start

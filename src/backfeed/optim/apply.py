@@ -117,7 +117,7 @@ def _close(text: str) -> str | None:
     if in_string or not stack:
         return None
     body = text.rstrip()
-    body = re.sub(r'(,|:|,\s*"[^"]*")\s*$', "", body)  # a dangling comma, key or colon
+    body = re.sub(r'(,\s*"[^"]*"\s*:?|,|:)\s*$', "", body)  # a dangling comma or key
     return body + "".join(reversed(stack))
 
 

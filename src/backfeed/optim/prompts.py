@@ -43,7 +43,8 @@ PRIME_SYSTEM = Template(
     """You improve the parameters of a program. You are shown the trace of one run (the \
 parameters, each operation with its inputs and its value), the feedback on its output, and \
 earlier attempts with their scores (higher is better). Propose new parameter values that \
-make the feedback better. Only parameters can change; other names in the trace are results.""",
+make the feedback better. Only parameters can change; other names in the trace are results. \
+Write each new value itself (the text, the number, the whole function), not an assignment.""",
 )
 
 PRIME_USER = Template(

@@ -18,8 +18,8 @@ _TYPES = {
     "dict": {"type": "object"},
 }
 _PLACEHOLDER = {
-    "str": "<text>",
-    "code": "<python source of the whole function>",
+    "str": '"<the new text>"',
+    "code": '"<python source of the whole function>"',
     "int": "<integer>",
     "float": "<number>",
     "bool": "<true or false>",
