@@ -39,11 +39,15 @@ class Step:
     const: float = 0.0
 
 
-def apply_steps(steps: list[Step], x: Any) -> Any:
-    """Evaluate the graph on a float or a traced node (the same code serves both)."""
+def apply_steps(steps: list[Step], x: Any, overrides: dict[str, Callable] | None = None) -> Any:
+    """Evaluate the graph on a float or a traced node (the same code serves both).
+
+    `overrides` replaces the function of an op by name (a library whose node lacks one).
+    """
     values = [x]
     for s in steps:
         func, _, binary = OPS[s.op]
+        func = (overrides or {}).get(s.op, func)
         a = values[s.left]
         if binary:
             b = values[s.right] if s.right is not None else s.const

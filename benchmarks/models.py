@@ -1,0 +1,122 @@
+"""The model every library shares: the local model served over HTTP, or any litellm model."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import backfeed as bf
+from backfeed.llm import LLM, BaseLLM, Completion, Usage
+
+LOCAL_MODELS = {"local-0.5b": "0.5b", "local-1.5b": "1.5b"}
+
+
+@dataclass
+class ModelHandle:
+    """A model for the optimizers and one for the task programs (the same model)."""
+
+    name: str
+    llm: LLM
+    api_base: str | None = None
+
+
+class OpenAICompatible(BaseLLM):
+    """Chat completions through litellm (`openai/<name>` plus `api_base` for a local server).
+
+    Used when this backfeed build has no `bf.llm.LiteLLM`.
+    """
+
+    def __init__(self, model: str, api_base: str | None = None) -> None:
+        self.model = model
+        self.api_base = api_base
+
+    def complete(self, messages, *, json_schema=None, max_tokens=None, temperature=None,
+                 seed=None) -> Completion:
+        import litellm
+
+        options: dict[str, Any] = {"model": self.model, "messages": messages}
+        if self.api_base:
+            options.update(api_base=self.api_base, api_key="none")
+        if json_schema is not None:
+            options["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": json_schema},
+            }
+        for key, value in (("max_tokens", max_tokens), ("temperature", temperature),
+                           ("seed", seed)):
+            if value is not None:
+                options[key] = value
+        response = litellm.completion(**options)
+        usage = getattr(response, "usage", None)
+        return Completion(
+            text=response.choices[0].message.content or "",
+            usage=Usage(getattr(usage, "prompt_tokens", 0) or 0,
+                        getattr(usage, "completion_tokens", 0) or 0),
+            model=self.model,
+        )
+
+
+def litellm_llm(model: str, api_base: str | None = None) -> LLM:
+    """backfeed's own litellm backend when present, else the small client above."""
+    backend = getattr(bf.llm, "LiteLLM", None)
+    if backend is not None:
+        try:
+            return backend(model, api_base=api_base) if api_base else backend(model)
+        except TypeError:
+            pass  # an older signature: fall through to the small client
+    return OpenAICompatible(model, api_base)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def open_model(spec: str, *, startup_seconds: float = 300.0) -> Iterator[ModelHandle]:
+    """`local-0.5b` / `local-1.5b`: start `backfeed serve-model` and talk to it over HTTP;
+    anything else is a litellm model name."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    if spec not in LOCAL_MODELS:
+        yield ModelHandle(spec, litellm_llm(spec))
+        return
+    port = _free_port()
+    command = [sys.executable, "-m", "backfeed.cli", "serve-model", "--model",
+               LOCAL_MODELS[spec], "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    api_base = f"http://127.0.0.1:{port}/v1"
+    try:
+        name = _wait_for_server(server, api_base, startup_seconds)
+        yield ModelHandle(spec, litellm_llm(f"openai/{name}", api_base), api_base)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _wait_for_server(server: subprocess.Popen, api_base: str, seconds: float) -> str:
+    import json
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            error = server.stderr.read().decode(errors="replace")[-2000:] if server.stderr else ""
+            raise RuntimeError(f"backfeed serve-model exited with {server.returncode}: {error}")
+        try:
+            with urllib.request.urlopen(f"{api_base}/models", timeout=2) as response:
+                models = json.load(response).get("data", [])
+            return models[0]["id"] if models else "local"
+        except OSError:
+            time.sleep(1.0)
+    raise RuntimeError(f"backfeed serve-model did not answer at {api_base} in {seconds:.0f} s")
