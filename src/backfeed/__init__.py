@@ -24,7 +24,7 @@ from .graph import (
     to_dot,
     zero_feedback,
 )
-from .graph import length as len  # noqa: A001 - bf.len(node) is the traced len
+from .graph import length as len
 
 __version__ = "0.1.0"
 
@@ -45,11 +45,11 @@ __all__ = [
     "graph",
     "len",
     "llm",
-    "optim",
     "minimal_subgraph",
     "no_trace",
     "node",
     "op",
+    "optim",
     "param",
     "render",
     "set_default_sandbox",

@@ -26,9 +26,7 @@ class Module:
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Param]]:
         """(dotted path, parameter) pairs; an unnamed parameter is named by its path."""
-        seen: set[int] = set()
-        for path, p in self._walk(prefix, seen):
-            yield path, p
+        yield from self._walk(prefix, set())
 
     def _walk(self, prefix: str, seen: set[int]) -> Iterator[tuple[str, Param]]:
         for cls in type(self).__mro__:

@@ -7,7 +7,7 @@ import itertools
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -97,7 +97,11 @@ class Node:
     the outputs the user keeps.
     """
 
-    __slots__ = ("__weakref__", "_feedback", "_value", "error", "id", "inputs", "name", "op")
+    # Inputs are two parallel tuples (nodes, argument names) rather than (name, node) pairs:
+    # fewer objects for the garbage collector to scan, which pays on graphs of 100k ops.
+    __slots__ = (
+        "__weakref__", "_feedback", "_value", "arg_names", "args", "error", "id", "name", "op",
+    )
 
     def __init__(
         self,
@@ -105,13 +109,19 @@ class Node:
         *,
         name: str | None = None,
         op: OpInfo | None = None,
-        inputs: tuple[tuple[str, Node], ...] = (),
+        args: tuple[Node, ...] = (),
+        arg_names: tuple[str, ...] = (),
         error: ErrorInfo | None = None,
+        inputs: tuple[tuple[str, Node], ...] | None = None,
     ) -> None:
+        if inputs is not None:  # (name, node) pairs, the readable form
+            arg_names = tuple(name for name, _ in inputs)
+            args = tuple(child for _, child in inputs)
         self._value = value
         self.name = name
         self.op = op
-        self.inputs = inputs
+        self.args = args
+        self.arg_names = arg_names
         self.error = error
         self.id = _next_id()
         self._feedback: list[Feedback] | None = None
@@ -128,6 +138,11 @@ class Node:
     @property
     def trainable(self) -> bool:
         return False
+
+    @property
+    def inputs(self) -> tuple[tuple[str, Node], ...]:
+        """(argument name, input node) pairs, in call order."""
+        return tuple(zip(self.arg_names, self.args))
 
     @property
     def feedback(self) -> list[Feedback]:
@@ -176,6 +191,12 @@ class Node:
             return
         for i in range(len(self._value)):
             yield self[i]
+
+    def len(self) -> Node:
+        """Traced `len(value)` (Python's own `len(node)` must return a plain int)."""
+        from .op import length
+
+        return length(self)
 
     def __getattr__(self, attribute: str) -> Any:
         # Methods of the value (str.upper, list.index, dict.get, ...) become traced ops.

@@ -80,12 +80,19 @@ def _finish(
                 code._value if code is not None else None,
                 location.get("line_offset", 0),
             )
-        node = Node(None, op=info, inputs=tuple(inputs), error=error)
+        node = _make(None, info, inputs, error)
         raise ExecutionError(node) from failure
     if isinstance(result, Node):  # the body traced ops itself: keep that ancestry
         inputs.append(("returned", result))
         result = result._value
-    return Node(result, op=info, inputs=tuple(inputs))
+    return _make(result, info, inputs)
+
+
+def _make(value: Any, info: OpInfo, inputs: list[tuple[str, Node]], error: ErrorInfo | None = None
+          ) -> Node:
+    names = tuple(name for name, _ in inputs)
+    args = tuple(node for _, node in inputs)
+    return Node(value, op=info, args=args, arg_names=names, error=error)
 
 
 def _add_hidden_inputs(
@@ -102,19 +109,15 @@ def _add_hidden_inputs(
 
 
 def _apply(info: OpInfo, func: Callable[..., Any], names: tuple[str, ...], *args: Any) -> Any:
-    """Fast path for built-in operators: positional arguments only."""
+    """Fast path for built-in operators: positional arguments, no user code to watch."""
     if not _tracing.get():
         return func(*[a._value if isinstance(a, Node) else a for a in args])
-    inputs = []
-    values = []
-    for name, a in zip(names, args):
-        if isinstance(a, Node):
-            inputs.append((name, a))
-            values.append(a._value)
-        else:
-            inputs.append((name, Node(a)))
-            values.append(a)
-    return _record(info, lambda: func(*values), inputs)
+    nodes = tuple(a if isinstance(a, Node) else Node(a) for a in args)
+    try:
+        result = func(*[n._value for n in nodes])
+    except Exception as exc:
+        return _finish(info, list(zip(names, nodes)), None, None, exc, None, None)
+    return Node(result, op=info, args=nodes, arg_names=names)
 
 
 # -- operators on nodes -------------------------------------------------------------------
@@ -182,7 +185,7 @@ def length(obj: Any) -> Any:
     return _apply(_LEN, len, ("obj",), obj)
 
 
-def format(template: Any, **values: Any) -> Any:  # noqa: A001 - mirrors str.format
+def format(template: Any, **values: Any) -> Any:
     """Traced `template.format(**values)` where template and values may be nodes."""
     if not _tracing.get():
         plain = {k: v._value if isinstance(v, Node) else v for k, v in values.items()}

@@ -33,9 +33,15 @@ class Rendering:
         return self.text
 
 
+_PLAIN = (int, float, bool, type(None))
+
+
 def value_text(value: Any, limit: int | None) -> str:
     """A readable one-value text, cut to `limit` characters with an explicit marker."""
-    if isinstance(value, str):
+    if type(value) in _PLAIN:
+        text = "null" if value is None else ("true" if value is True else "false"
+                                            if value is False else repr(value))
+    elif isinstance(value, str):
         text = json.dumps(value, ensure_ascii=False)
     else:
         try:
@@ -55,17 +61,37 @@ def _cut(text: str, limit: int) -> str:
     return text[:cut] + ELISION.format(len(text) - cut)
 
 
-@dataclass
 class _Line:
-    node: Node
-    head: str  # "add0 = add(a=x, b=1)"
-    value: str  # " -> 2.0", removable
-    distance: int
-    op: str
-    keep: bool  # outputs and errors are never dropped
+    """One graph line; its value part (" -> 2.0") is formatted only when shown."""
+
+    __slots__ = ("_value", "distance", "head", "keep", "node", "op")
+
+    def __init__(self, node: Node, head: str, value: str | int, distance: int, op: str,
+                 keep: bool) -> None:
+        self.node = node
+        self.head = head  # "add0 = add(a=x, b=1)"
+        self._value = value  # the text, or the character limit to format the node's value with
+        self.distance = distance
+        self.op = op
+        self.keep = keep  # outputs and errors are never dropped
+
+    @property
+    def value(self) -> str:
+        if type(self._value) is int:
+            self._value = f" -> {_node_value(self.node, self._value)}"
+        return self._value
+
+    @value.setter
+    def value(self, text: str) -> None:
+        self._value = text
 
     def text(self) -> str:
         return self.head + self.value
+
+
+def _node_value(n: Node, limit: int) -> str:
+    text = value_text(n._value, None)
+    return text if len(text) <= INLINE_CONSTANT_CHARS else value_text(n._value, limit)
 
 
 def _names(subgraph: Subgraph) -> dict[int, str]:
@@ -73,6 +99,7 @@ def _names(subgraph: Subgraph) -> dict[int, str]:
     names: dict[int, str] = {}
     taken: set[str] = set()
     counters: dict[str, int] = {}
+    bases: dict[str, str] = {}
 
     def claim(base: str) -> str:
         k = counters.get(base, 0)
@@ -93,7 +120,9 @@ def _names(subgraph: Subgraph) -> dict[int, str]:
         if isinstance(n, Param):
             names[id(n)] = claim(n.name)
         elif n.op is not None:
-            base = re.sub(r"\W", "_", n.op.name)
+            base = bases.get(n.op.name)
+            if base is None:
+                base = bases[n.op.name] = re.sub(r"\W", "_", n.op.name)
             k = counters.get(base, 0)
             name = f"{base}{k}"
             while name in taken:
@@ -127,9 +156,10 @@ def render(
     subgraph = target if isinstance(target, Subgraph) else minimal_subgraph(target)
     names = _names(subgraph)
     renderer = _Renderer(subgraph, names, max_value_chars)
-    text = renderer.text()
-    if budget_tokens is None or estimate_tokens(text) <= budget_tokens:
-        return Rendering(text, estimate_tokens(text), renderer.elided, names)
+    if budget_tokens is None or renderer.length(values=False) <= budget_tokens * CHARS_PER_TOKEN:
+        text = renderer.text()
+        if budget_tokens is None or estimate_tokens(text) <= budget_tokens:
+            return Rendering(text, estimate_tokens(text), renderer.elided, names)
     text = renderer.fit(budget_tokens * CHARS_PER_TOKEN)
     return Rendering(text, estimate_tokens(text), renderer.elided, names)
 
@@ -143,6 +173,7 @@ class _Renderer:
         self.param_ids = {id(p) for p in subgraph.params}
         self.output_ids = {id(o) for o in subgraph.outputs}
         self.docs: dict[str, str] = {}
+        self.inline: dict[int, str] = {}
         self.lines: list[_Line | str] = []
         self.show_docs = True
         for n in subgraph.nodes:
@@ -156,33 +187,34 @@ class _Renderer:
         name = self.names.get(id(n))
         if name is not None:
             return name
-        return value_text(n._value, None)
+        return self.inline.get(id(n)) or value_text(n._value, None)
 
     def _line(self, n: Node) -> _Line | None:
-        name = self.names.get(id(n))
+        names = self.names
+        name = names.get(id(n))
         if name is None:  # an inline constant, or an unnamed input too long to inline
             text = value_text(n._value, None)
             if len(text) <= INLINE_CONSTANT_CHARS:
+                self.inline[id(n)] = text
                 return None
-            name = self.names[id(n)] = f"input{len(self.names)}"
+            name = names[id(n)] = f"input{len(names)}"
         distance = self.subgraph.distance.get(id(n), 0)
         keep = id(n) in self.output_ids or n.error is not None
-        if n.op is None:
-            return _Line(n, f"{name} = input", f" -> {self._value(n)}", distance, "", keep)
-        self.docs.setdefault(n.op.name, n.op.doc.split("\n\n")[0].strip())
-        args = ", ".join(
-            f"{arg}={self._ref(child)}" for arg, child in n.inputs if arg != "__code__"
-        )
-        head = f"{name} = {n.op.name}({args})"
+        op = n.op
+        if op is None:
+            return _Line(n, f"{name} = input", self.value_chars, distance, "", keep)
+        if op.name not in self.docs:
+            self.docs[op.name] = op.doc.split("\n\n")[0].strip()
+        inline = self.inline
+        args = ", ".join([
+            f"{arg}={names.get(id(child)) or inline.get(id(child)) or self._ref(child)}"
+            for arg, child in zip(n.arg_names, n.args)
+            if arg != "__code__"
+        ])
+        head = f"{name} = {op.name}({args})"
         if n.error is not None:
-            return _Line(n, head, f" -> raised {n.error.type}", distance, n.op.name, True)
-        return _Line(n, head, f" -> {self._value(n)}", distance, n.op.name, keep)
-
-    def _value(self, n: Node) -> str:
-        text = value_text(n._value, None)
-        if len(text) <= INLINE_CONSTANT_CHARS:
-            return text
-        return value_text(n._value, self.value_chars)
+            return _Line(n, head, f" -> raised {n.error.type}", distance, op.name, True)
+        return _Line(n, head, self.value_chars, distance, op.name, keep)
 
     # -- sections ---------------------------------------------------------------------
     def _params(self) -> list[str]:
@@ -216,8 +248,11 @@ class _Renderer:
         errors = self.subgraph.errors
         if not errors:
             return []
-        return ["#Errors"] + [f"{self._ref(n)}: {_cut(str(n.error), self.value_chars)}"
-                              for n in errors]
+        return ["#Errors"] + [
+            f"{self._ref(n)}: {n.error.type}: "
+            f"{_cut(str(n.error)[len(n.error.type) + 2:], self.value_chars)}"
+            for n in errors
+        ]
 
     def _doc_lines(self) -> list[str]:
         docs = [f"{op}: {doc}" for op, doc in self.docs.items() if doc]
@@ -225,18 +260,27 @@ class _Renderer:
             return []
         return ["#Operations", *docs]
 
-    def text(self) -> str:
-        graph = [line if isinstance(line, str) else line.text() for line in self.lines]
+    def length(self, values: bool = True) -> int:
+        """Length of `text()`; with values=False, as if every droppable value were dropped."""
+        graph = sum(
+            len(line) + 1 if isinstance(line, str)
+            else len(line.head) + 1 + (len(line.value) if values or line.keep else 0)
+            for line in self.lines
+        )
+        return len(self.text(graph=False)) + graph
+
+    def text(self, graph: bool = True) -> str:
+        graph = [line if isinstance(line, str) else line.text() for line in self.lines] if graph else []
         parts = [
             *self._params(),
             *self._doc_lines(),
-            "#Graph (one line per operation, in order; -> shows the value)",
+            "#Graph (in order; -> value)",
             *graph,
             *self._feedback(),
             *self._errors(),
         ]
         if self.elided:
-            parts.append(f"#Elided to fit the budget: {'; '.join(self.elided)}")
+            parts.append(f"#Elided for the budget: {'; '.join(self.elided)}")
         return "\n".join(parts)
 
     # -- fitting the budget ---------------------------------------------------------------
@@ -268,10 +312,13 @@ class _Renderer:
         self.elided.append(f"{what} {detail}")
 
     def _over(self, budget_chars: int) -> int:
-        return len(self.text()) + 80 - budget_chars  # 80: room for the elision note
+        return self.length() + 80 - budget_chars  # 80: room for the elision note
 
     def _drop_values(self, budget_chars: int, force: bool = False) -> None:
-        over = self._over(budget_chars)
+        if self.length(values=False) + 80 > budget_chars:  # every droppable value must go
+            over = float("inf")
+        else:
+            over = self._over(budget_chars)
         candidates = sorted(
             (line for line in self.lines
              if not isinstance(line, str) and line.value and not line.keep),
@@ -281,41 +328,49 @@ class _Renderer:
         for line in candidates:
             if over <= 0:
                 break
-            over -= len(line.value)
+            if over != float("inf"):
+                over -= len(line.value)
             line.value = ""
             dropped += 1
         if dropped:
             previous = next((e for e in self.elided if e.startswith("values of")), None)
             total = dropped + (int(previous.split()[2]) if previous else 0)
-            self._note("values of", f"{total} nodes furthest from the parameters")
+            self._note("values of", f"{total} nodes far from the parameters")
 
     def _collapse_runs(self, budget_chars: int) -> None:
-        runs: list[tuple[int, int]] = []
-        start = 0
+        """Collapse repeated runs of operations (one op, or a pattern of up to 4) to one line."""
         lines = self.lines
-        for i in range(1, len(lines) + 1):
-            same = (
-                i < len(lines)
-                and isinstance(lines[i], _Line)
-                and isinstance(lines[start], _Line)
-                and not lines[i].keep
-                and not lines[start].keep
-                and lines[i].op == lines[start].op
-            )
-            if not same:
-                if i - start >= 3:
-                    runs.append((start, i))
-                start = i
+        ops = [line.op if isinstance(line, _Line) and not line.keep and line.op else None
+               for line in lines]
+        op_at = ops.__getitem__
+
+        runs: list[tuple[int, int, int]] = []  # (start, end, period)
+        i = 0
+        while i < len(lines):
+            best = (i + 1, 1)
+            if op_at(i) is not None:
+                for period in range(1, 5):
+                    j = i + period
+                    while j < len(lines) and op_at(j) is not None and op_at(j) == op_at(j - period):
+                        j += 1
+                    if j - i >= 3 * period and j - i > best[0] - i:
+                        best = (j, period)
+            end, period = best
+            if end - i >= 3:
+                runs.append((i, end, period))
+            i = end
         over = self._over(budget_chars)
         collapsed: dict[int, tuple[int, str]] = {}
         count = 0
-        for start, end in sorted(runs, key=lambda r: r[0] - r[1]):
+        for start, end, period in sorted(runs, key=lambda r: r[0] - r[1]):
             if over <= 0:
                 break
             first, last = lines[start], lines[end - 1]
-            text = (f"{self.names[id(first.node)]} … {self.names[id(last.node)]} = "
-                    f"{first.op}(…)  [{end - start} similar operations collapsed]")
-            saved = sum(len(line.text()) + 1 for line in lines[start:end]) - len(text) - 1
+            pattern = ", ".join(lines[k].op for k in range(start, start + period))
+            text = (f"{self.names[id(first.node)]} … {self.names[id(last.node)]}: "
+                    f"[{pattern}] repeated, {end - start} similar operations collapsed")
+            saved = sum(len(line.head) + len(line.value) + 1 for line in lines[start:end])
+            saved -= len(text) + 1
             collapsed[start] = (end, text)
             over -= saved
             count += end - start
@@ -332,7 +387,7 @@ class _Renderer:
                 new.append(lines[i])
                 i += 1
         self.lines = new
-        self._note("runs of", f"the same operation collapsed ({count} lines)")
+        self._note("runs of", f"repeats collapsed ({count} lines)")
 
     def _drop_docs(self, budget_chars: int) -> None:
         if self._over(budget_chars) > 0 and self.docs:
@@ -358,7 +413,7 @@ class _Renderer:
             kept = [line for i, line in enumerate(self.lines) if i not in drop]
             kept.append(f"[{len(drop)} operation lines elided]")
             self.lines = kept
-            self._note("operation lines", f"({len(drop)} furthest from the parameters)")
+            self._note("operation lines", f"({len(drop)}, furthest first)")
 
 
 def _indent(text: str) -> str:
@@ -396,7 +451,7 @@ def to_dot(target: Subgraph | Param | Iterable[Param]) -> str:
         out.append(f"  {node_id(n)} [{', '.join(attrs)}];")
     ids = {id(n) for n in subgraph.nodes}
     for n in subgraph.nodes:
-        for arg, child in n.inputs:
+        for arg, child in zip(n.arg_names, n.args):
             if id(child) in ids:
                 out.append(f'  {node_id(child)} -> {node_id(n)} [label="{arg}"];')
     out.append("}")

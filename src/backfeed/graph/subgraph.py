@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -15,14 +15,13 @@ class NoTrainableAncestor(ValueError):
 
 def ancestors(outputs: Iterable[Node]) -> dict[int, Node]:
     """Every node the outputs depend on, themselves included (iterative, visits each once)."""
-    seen: dict[int, Node] = {}
-    stack = list(outputs)
+    seen: dict[int, Node] = {id(o): o for o in outputs}
+    stack = list(seen.values())
     while stack:
-        n = stack.pop()
-        if id(n) in seen:
-            continue
-        seen[id(n)] = n
-        stack.extend(child for _, child in n.inputs if id(child) not in seen)
+        for child in stack.pop().args:
+            if id(child) not in seen:
+                seen[id(child)] = child
+                stack.append(child)
     return seen
 
 
@@ -70,48 +69,50 @@ class Subgraph:
         return [n for n in self.nodes if n.error is not None]
 
 
+_creation_id = operator.attrgetter("id")
+
+
 def minimal_subgraph(params: Iterable[Param], outputs: Iterable[Node] | None = None) -> Subgraph:
     """The minimal subgraph of `params` up to `outputs` (default: the outputs with feedback).
 
-    Two linear passes: reachability backward from the outputs, then forward from the
-    parameters over the reversed edges of that set. No per-node copies of descendant lists.
+    Reachability backward from the outputs, then one pass over that set in topological
+    order marking what a parameter reaches. No per-node copies of descendant lists.
     """
     params = list(dict.fromkeys(params))
     if outputs is None:
         outputs = [o for p in params for o in p._outputs.values()]
     outputs = list({id(o): o for o in outputs}.values())
     upstream = ancestors(outputs)
-    consumers: dict[int, list[Node]] = {}
-    for n in upstream.values():
-        for _, child in n.inputs:
-            consumers.setdefault(id(child), []).append(n)
-    # forward from the parameters, inside the set of nodes the outputs depend on
+    # One pass in topological order (creation ids): a node is on a path when one of its
+    # inputs is; its distance is one more than the nearest such input's.
+    ordered = sorted(upstream.values(), key=_creation_id)
+    param_ids = {id(p) for p in params}
     distance: dict[int, int] = {}
-    on_path: dict[int, Node] = {}
-    queue = deque()
-    for p in params:
-        if id(p) in upstream and id(p) not in distance:
-            distance[id(p)] = 0
-            on_path[id(p)] = p
-            queue.append(p)
-    while queue:
-        n = queue.popleft()
-        for consumer in consumers.get(id(n), ()):
-            if id(consumer) not in distance:
-                distance[id(consumer)] = distance[id(n)] + 1
-                on_path[id(consumer)] = consumer
-                queue.append(consumer)
-    selected = dict(on_path)
-    for n in on_path.values():
-        for _, child in n.inputs:
+    on_path: list[Node] = []
+    for n in ordered:
+        if id(n) in param_ids:
+            d = 0
+        else:
+            d = 0
+            for child in n.args:
+                dc = distance.get(id(child))
+                if dc is not None and (d == 0 or dc < d - 1):
+                    d = dc + 1
+            if d == 0:
+                continue
+        distance[id(n)] = d
+        on_path.append(n)
+    selected = {id(n): n for n in on_path}
+    path_ids = set(selected)
+    for n in on_path:
+        for child in n.args:
             if id(child) not in selected:
                 selected[id(child)] = child
                 distance[id(child)] = distance[id(n)] + 1
-    # creation ids are a topological order (inputs exist before the nodes made from them)
-    nodes = sorted(selected.values(), key=lambda n: n.id)
+    nodes = sorted(selected.values(), key=_creation_id)
     return Subgraph(
-        [p for p in params if id(p) in on_path],
-        [o for o in outputs if id(o) in on_path],
+        [p for p in params if id(p) in path_ids],
+        [o for o in outputs if id(o) in path_ids],
         nodes,
         distance,
     )

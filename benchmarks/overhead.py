@@ -1,0 +1,213 @@
+"""Tracing, backward and rendering cost of backfeed against Trace (trace-opt) on the same graphs.
+
+Run: python benchmarks/overhead.py [--quick]   (Trace is measured when `backfeed[bench]` is installed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import time
+import tracemalloc
+from pathlib import Path
+
+import backfeed as bf
+
+BUDGET = 4_000
+RESULTS = Path(__file__).parent / "results"
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def backfeed_chain(n: int) -> dict:
+    x = bf.param(1.0, name="x")
+
+    def forward():
+        y = x
+        for _ in range(n):
+            y = y + 1
+        return y
+
+    t_fwd, y = timed(forward)
+
+    def back_and_render():
+        y.backward("y should be smaller")
+        return bf.render([x], budget_tokens=BUDGET)
+
+    t_back, rendering = timed(back_and_render)
+    x.zero_feedback()
+    del y
+    gc.collect()
+    tracemalloc.start()
+    y = forward()
+    y.backward("y should be smaller")
+    bf.render([x], budget_tokens=BUDGET)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    x.zero_feedback()
+    return {"forward_s": t_fwd, "backward_render_s": t_back, "prompt_tokens": rendering.tokens,
+            "peak_mib": peak / 2**20}
+
+
+def backfeed_tree(leaves: int = 2048) -> dict:
+    x = bf.param(1.0, name="x")
+
+    def forward():
+        level = [x + i for i in range(leaves)]
+        while len(level) > 1:
+            level = [level[i] + level[i + 1] for i in range(0, len(level), 2)]
+        return level[0]
+
+    t_fwd, y = timed(forward)
+    t_back, rendering = timed(lambda: (y.backward("smaller"), bf.render([x], budget_tokens=BUDGET))[1])
+    x.zero_feedback()
+    return {"forward_s": t_fwd, "backward_render_s": t_back, "prompt_tokens": rendering.tokens}
+
+
+def backfeed_memory(iterations: int = 1_000, n: int = 100) -> dict:
+    x = bf.param(1.0, name="x")
+    tracemalloc.start()
+    first = None
+    for i in range(iterations):
+        y = x
+        for _ in range(n):
+            y = y + 1
+        y.backward("smaller")
+        bf.render([x], budget_tokens=BUDGET)
+        x.zero_feedback()
+        del y
+        if i == 0:
+            gc.collect()
+            first = tracemalloc.get_traced_memory()[0]
+    gc.collect()
+    last = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return {"first_mib": first / 2**20, "last_mib": last / 2**20,
+            "growth_mib": (last - first) / 2**20}
+
+
+class _FakeTraceLLM:
+    """Stands in for Trace's LLM: answers with a fixed suggestion, records the prompt size."""
+
+    def __init__(self):
+        self.prompt_chars = 0
+
+    def __call__(self, messages, **kwargs):
+        self.prompt_chars = sum(len(m["content"]) for m in messages)
+
+        class Message:
+            content = '{"reasoning": "", "answer": "", "suggestion": {}}'
+
+        class Choice:
+            message = Message()
+
+        class Response:
+            choices = [Choice()]
+
+        return Response()
+
+
+def trace_chain(n: int) -> dict | None:
+    try:
+        from opto.optimizers import OptoPrime
+        from opto.trace import node
+        from opto.trace.nodes import GRAPH
+    except ImportError:
+        return None
+    GRAPH.clear()
+    x = node(1.0, trainable=True, name="x")
+
+    def forward():
+        y = x
+        for _ in range(n):
+            y = y + 1
+        return y
+
+    t_fwd, y = timed(forward)
+    llm = _FakeTraceLLM()
+    opt = OptoPrime([x], llm=llm)
+    opt.zero_feedback()
+    t_back, _ = timed(lambda: y.backward("y should be smaller"))
+    t_step, _ = timed(opt.step)
+    GRAPH.clear()
+    return {"forward_s": t_fwd, "backward_s": t_back, "step_s": t_step,
+            "prompt_tokens": llm.prompt_chars // 4}
+
+
+def trace_tree(leaves: int = 2048) -> dict | None:
+    try:
+        from opto.optimizers import OptoPrime
+        from opto.trace import node
+        from opto.trace.nodes import GRAPH
+    except ImportError:
+        return None
+    GRAPH.clear()
+    x = node(1.0, trainable=True, name="x")
+
+    def forward():
+        level = [x + i for i in range(leaves)]
+        while len(level) > 1:
+            level = [level[i] + level[i + 1] for i in range(0, len(level), 2)]
+        return level[0]
+
+    t_fwd, y = timed(forward)
+    llm = _FakeTraceLLM()
+    opt = OptoPrime([x], llm=llm)
+    opt.zero_feedback()
+    t_back, _ = timed(lambda: y.backward("smaller"))
+    t_step, _ = timed(opt.step)
+    GRAPH.clear()
+    return {"forward_s": t_fwd, "backward_s": t_back, "step_s": t_step,
+            "prompt_tokens": llm.prompt_chars // 4}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="skip N = 100,000 and Trace at 5,000")
+    args = parser.parse_args()
+    sizes = [10, 100, 1_000, 5_000, 10_000] + ([] if args.quick else [100_000])
+    rows = []
+    for n in sizes:
+        ours = backfeed_chain(n)
+        theirs = trace_chain(n) if n <= (1_000 if args.quick else 5_000) else None
+        rows.append({"graph": f"chain {n:,}", "n": n, "backfeed": ours, "trace": theirs})
+    rows.append({"graph": "tree 4,095", "n": 4095, "backfeed": backfeed_tree(),
+                 "trace": trace_tree()})
+    memory = backfeed_memory()
+
+    print(f"{'graph':<14} {'bf fwd s':>9} {'bf back+render s':>17} {'bf tokens':>9} "
+          f"{'bf peak MiB':>11} {'Trace fwd s':>11} {'Trace back+step s':>17} {'Trace tokens':>12} "
+          f"{'speedup back':>12} {'speedup fwd/op':>14}")
+    for r in rows:
+        b, t = r["backfeed"], r["trace"]
+        if t:
+            r["speedup_backward"] = (t["backward_s"] + t["step_s"]) / max(b["backward_render_s"], 1e-9)
+            r["speedup_forward"] = t["forward_s"] / max(b["forward_s"], 1e-9)
+        print(f"{r['graph']:<14} {b['forward_s']:>9.4f} {b['backward_render_s']:>17.4f} "
+              f"{b['prompt_tokens']:>9,} {b.get('peak_mib', float('nan')):>11.1f} "
+              + (f"{t['forward_s']:>11.4f} {t['backward_s'] + t['step_s']:>17.4f} "
+                 f"{t['prompt_tokens']:>12,} {r['speedup_backward']:>11.0f}x {r['speedup_forward']:>13.1f}x"
+                 if t else f"{'-':>11} {'-':>17} {'-':>12} {'-':>12} {'-':>14}"))
+    by_n = {r["n"]: r for r in rows}
+    summary = {"memory_after_1000_iterations": memory}
+    if 100_000 in by_n and 10_000 in by_n:
+        a, b = by_n[10_000]["backfeed"], by_n[100_000]["backfeed"]
+        summary["growth_10k_to_100k"] = (b["forward_s"] + b["backward_render_s"]) / (
+            a["forward_s"] + a["backward_render_s"])
+    print(f"memory growth over 1,000 forward/backward iterations: {memory['growth_mib']:.3f} MiB")
+    if "growth_10k_to_100k" in summary:
+        print(f"time growth from N = 10,000 to 100,000: {summary['growth_10k_to_100k']:.1f}x")
+    RESULTS.mkdir(exist_ok=True)
+    out = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "rows": rows, **summary}
+    (RESULTS / "overhead.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

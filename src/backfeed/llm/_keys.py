@@ -1,0 +1,65 @@
+"""What identifies a request (for the cache and cassettes), with secrets left out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from .base import Message
+
+# Option names whose values are credentials or carry them (headers hold Authorization).
+_SECRET_NAME = re.compile(r"(key|token|secret|password|passwd|auth|header|credential)", re.I)
+
+
+def is_secret_option(name: str) -> bool:
+    """True for option names that hold credentials: api_key, extra_headers, aws_secret..."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def public_options(options: dict[str, Any]) -> dict[str, Any]:
+    """`options` without credentials and without unset (None) values."""
+    return {k: v for k, v in options.items() if v is not None and not is_secret_option(k)}
+
+
+def identity_of(llm: Any) -> dict[str, Any]:
+    """What distinguishes a backend's answers: its `cache_identity()`, else its class and model."""
+    method = getattr(llm, "cache_identity", None)
+    if callable(method):
+        return method()
+    return {"backend": type(llm).__name__, "model": getattr(llm, "model", "")}
+
+
+def request_record(
+    identity: dict[str, Any],
+    messages: list[Message],
+    *,
+    json_schema: dict[str, Any] | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    seed: int | None,
+) -> dict[str, Any]:
+    """The full, secret-free description of a request: backend identity, messages and options."""
+    return {
+        "llm": public_options(identity),
+        "messages": [{"role": m.get("role", ""), "content": m.get("content", "")} for m in messages],
+        "json_schema": json_schema,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "seed": seed,
+    }
+
+
+def request_key(record: dict[str, Any]) -> str:
+    """A stable sha256 of a request record."""
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """`text` with every secret value replaced by ***."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text

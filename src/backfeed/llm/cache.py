@@ -1,0 +1,198 @@
+"""Response cache in SQLite (WAL): identical requests are answered once, then from disk."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._keys import identity_of, request_key, request_record
+from .base import LLM, Completion, Message, Usage
+from .wrap import Wrapper
+
+if TYPE_CHECKING:
+    import sqlite3
+
+_bypass: contextvars.ContextVar[bool] = contextvars.ContextVar("backfeed_no_cache", default=False)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    text TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+def cache_dir() -> Path:
+    """backfeed's cache directory: $XDG_CACHE_HOME/backfeed, else ~/.cache/backfeed."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "backfeed"
+
+
+def default_cache_path() -> Path:
+    """Where the response cache lives unless told otherwise ($BACKFEED_LLM_CACHE overrides)."""
+    override = os.environ.get("BACKFEED_LLM_CACHE")
+    if override and override.lower() not in ("0", "off", "false", "no"):
+        return Path(override)
+    return cache_dir() / "llm-cache.sqlite"
+
+
+def cache_enabled_by_default() -> bool:
+    """False when $BACKFEED_LLM_CACHE is 0/off/false/no: the global off switch."""
+    return os.environ.get("BACKFEED_LLM_CACHE", "").lower() not in ("0", "off", "false", "no")
+
+
+@contextmanager
+def no_cache() -> Iterator[None]:
+    """Within this block (this thread or asyncio task), calls skip the response cache entirely.
+
+    >>> with no_cache():
+    ...     pass  # llm.complete(...) here reaches the backend and stores nothing
+    """
+    token = _bypass.set(True)
+    try:
+        yield
+    finally:
+        _bypass.reset(token)
+
+
+def is_cacheable(temperature: float | None, seed: int | None) -> bool:
+    """A sampled answer (temperature > 0 with no seed) is meant to vary, so it is not cached."""
+    return not (temperature is not None and temperature > 0 and seed is None)
+
+
+class ResponseCache:
+    """A SQLite table of answers keyed by request hash; safe across threads and processes."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_cache_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        import sqlite3  # imported here: `import backfeed` stays light
+
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+            self._db.commit()
+
+    def get(self, key: str) -> Completion | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT model, text, prompt_tokens, completion_tokens FROM responses WHERE key = ?",
+                (key,),
+            ).fetchone()
+        if row is None:
+            return None
+        model, text, prompt_tokens, completion_tokens = row
+        return Completion(text, Usage(prompt_tokens, completion_tokens), 0.0, model, cached=True)
+
+    def put(self, key: str, completion: Completion) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    completion.model,
+                    completion.text,
+                    completion.usage.prompt_tokens,
+                    completion.usage.completion_tokens,
+                    completion.cost_usd,
+                    time.time(),
+                ),
+            )
+            self._db.commit()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM responses")
+            self._db.commit()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+_shared: dict[Path, ResponseCache] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_cache(path: str | os.PathLike[str] | None = None) -> ResponseCache:
+    """One `ResponseCache` per path per process, so backends share a connection."""
+    resolved = (Path(path) if path is not None else default_cache_path()).expanduser().resolve()
+    with _shared_lock:
+        if resolved not in _shared:
+            _shared[resolved] = ResponseCache(resolved)
+        return _shared[resolved]
+
+
+class Cached(Wrapper):
+    """Answer a request seen before from the cache: `cached=True`, cost 0, backend not reached.
+
+    The key covers the backend's identity (model and answer-changing options, never
+    credentials), the messages, json_schema, max_tokens, temperature and seed. Sampled calls
+    (temperature > 0, no seed) and calls inside `no_cache()` bypass it.
+    """
+
+    def __init__(self, llm: LLM, cache: ResponseCache | str | os.PathLike[str] | None = None) -> None:
+        super().__init__(llm)
+        self.cache = cache if isinstance(cache, ResponseCache) else shared_cache(cache)
+
+    def _key(self, messages: list[Message], options: dict[str, Any]) -> str | None:
+        if _bypass.get() or not is_cacheable(options["temperature"], options["seed"]):
+            return None
+        return request_key(request_record(identity_of(self.llm), messages, **options))
+
+    def _store(self, key: str | None, completion: Completion) -> Completion:
+        if key is not None and not completion.cached:
+            self.cache.put(key, completion)
+        return completion
+
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> Completion:
+        options = {"json_schema": json_schema, "max_tokens": max_tokens,
+                   "temperature": temperature, "seed": seed}
+        key = self._key(messages, options)
+        hit = self.cache.get(key) if key is not None else None
+        if hit is not None:
+            return hit
+        return self._store(key, self.llm.complete(messages, **options))
+
+    async def acomplete(
+        self,
+        messages: list[Message],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> Completion:
+        options = {"json_schema": json_schema, "max_tokens": max_tokens,
+                   "temperature": temperature, "seed": seed}
+        key = self._key(messages, options)
+        hit = self.cache.get(key) if key is not None else None
+        if hit is not None:
+            return hit
+        return self._store(key, await self.llm.acomplete(messages, **options))

@@ -1,0 +1,154 @@
+"""`LiteLLM`: every provider litellm reaches, imported on first use and kept offline on import."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from ._keys import is_secret_option, public_options, redact
+from .base import BaseLLM, Completion, LLMError, Message, Usage
+from .errors import classify
+from .openai_compat import response_format
+from .policies import CacheSetting, with_policies
+
+_import_lock = threading.Lock()
+
+
+def import_litellm() -> Any:
+    """Import litellm configured so that the import makes no network call.
+
+    litellm otherwise fetches its model price list from the web at import; the bundled copy
+    is used instead. Telemetry and its own retries are turned off (backfeed retries).
+    """
+    with _import_lock:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+        try:
+            import litellm
+        except ImportError as exc:
+            raise LLMError(
+                "bf.llm.LiteLLM needs litellm: pip install 'backfeed[litellm]'"
+            ) from exc
+        litellm.telemetry = False
+        litellm.suppress_debug_info = True
+        return litellm
+
+
+class _RawLiteLLM(BaseLLM):
+    """One litellm call per request, errors mapped to backfeed's."""
+
+    def __init__(self, owner: LiteLLM) -> None:
+        self.owner = owner
+        self.model = owner.model
+
+    def cache_identity(self) -> dict[str, Any]:
+        return self.owner.cache_identity()
+
+    def _kwargs(self, messages: list[Message], json_schema: dict[str, Any] | None,
+                max_tokens: int | None, temperature: float | None, seed: int | None
+                ) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages,
+                                  "num_retries": 0, **self.owner.options}
+        for name, value in (("max_tokens", max_tokens), ("temperature", temperature),
+                            ("seed", seed), ("timeout", self.owner.timeout)):
+            if value is not None:
+                kwargs[name] = value
+        if json_schema is not None:
+            kwargs["response_format"] = response_format(json_schema)
+        return kwargs
+
+    def _completion(self, litellm: Any, response: Any) -> Completion:
+        text = response.choices[0].message.content or ""
+        usage = getattr(response, "usage", None)
+        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+        generated = int(getattr(usage, "completion_tokens", 0) or 0)
+        cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+        if cost is None:
+            try:
+                cost = litellm.completion_cost(completion_response=response)
+            except Exception:  # unknown model in litellm's price list: its cost is unknown
+                cost = 0.0
+        return Completion(text, Usage(prompt, generated), float(cost or 0.0),
+                          getattr(response, "model", None) or self.model, cached=False)
+
+    def _error(self, exc: Exception) -> LLMError:
+        error = classify(exc)
+        error.args = (redact(str(error), self.owner._secrets),)
+        return error
+
+    def complete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
+                 max_tokens: int | None = None, temperature: float | None = None,
+                 seed: int | None = None) -> Completion:
+        litellm = import_litellm()
+        kwargs = self._kwargs(messages, json_schema, max_tokens, temperature, seed)
+        try:
+            response = litellm.completion(**kwargs)
+        except Exception as exc:
+            raise self._error(exc) from None
+        return self._completion(litellm, response)
+
+    async def acomplete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
+                        max_tokens: int | None = None, temperature: float | None = None,
+                        seed: int | None = None) -> Completion:
+        litellm = import_litellm()
+        kwargs = self._kwargs(messages, json_schema, max_tokens, temperature, seed)
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except Exception as exc:
+            raise self._error(exc) from None
+        return self._completion(litellm, response)
+
+
+class LiteLLM(BaseLLM):
+    """Any model litellm reaches: "gpt-4o-mini", "anthropic/claude-3-5-haiku-latest",
+    "ollama/qwen2.5", or "openai/<name>" with `api_base="http://127.0.0.1:8080/v1"`.
+
+    Extra keyword options (api_base, api_key, top_p, ...) go to `litellm.completion`.
+    Cache, retries and limits are on as in `with_policies` (cache=False turns the cache off).
+    Credentials (api_key, headers) never reach the cache key, cassettes or error messages.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        cache: CacheSetting = True,
+        max_retries: int = 4,
+        timeout: float | None = None,
+        max_in_flight: int | None = None,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        **options: Any,
+    ) -> None:
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError(f"LiteLLM needs a model name such as 'gpt-4o-mini', got {model!r}")
+        self.model = model
+        self.options = options
+        self.timeout = timeout
+        self._secrets = [str(v) for k, v in options.items() if is_secret_option(k) and v]
+        self._chain = with_policies(
+            _RawLiteLLM(self), cache=cache, max_retries=max_retries, timeout=timeout,
+            max_in_flight=max_in_flight, requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+        )
+
+    def cache_identity(self) -> dict[str, Any]:
+        return {"backend": "litellm", "model": self.model, **public_options(self.options)}
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in public_options(self.options).items())
+        return f"LiteLLM({self.model!r}{', ' + shown if shown else ''})"
+
+    def complete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
+                 max_tokens: int | None = None, temperature: float | None = None,
+                 seed: int | None = None) -> Completion:
+        return self._chain.complete(messages, json_schema=json_schema, max_tokens=max_tokens,
+                                    temperature=temperature, seed=seed)
+
+    async def acomplete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
+                        max_tokens: int | None = None, temperature: float | None = None,
+                        seed: int | None = None) -> Completion:
+        return await self._chain.acomplete(messages, json_schema=json_schema,
+                                           max_tokens=max_tokens, temperature=temperature,
+                                           seed=seed)

@@ -1,0 +1,161 @@
+"""Trainable code parameters and `bf.Module`."""
+
+import json
+
+import pytest
+
+import backfeed as bf
+from backfeed.graph import execute
+
+OFFSET = 100  # a module global the trainable code may use
+
+
+@bf.op(trainable=True)
+def parse(text: str) -> int:
+    """Turn text into a number."""
+    return int(text.strip())
+
+
+def test_code_parameter_is_the_source():
+    assert parse.code.kind == "code"
+    assert parse.parameters() == [parse.code]
+    assert parse.code.value.startswith("def parse(text: str) -> int:")
+    assert "@bf.op" not in parse.code.value
+    assert parse(" 7 ").value == 7
+
+
+def test_new_code_runs_with_original_globals_and_compiles_once(monkeypatch):
+    original = parse.code.value
+    calls = []
+    real = execute.compile_function
+    monkeypatch.setattr(
+        execute, "compile_function", lambda *a, **k: calls.append(a[0]) or real(*a, **k)
+    )
+    try:
+        parse.code.value = "def parse(text):\n    return int(text) + OFFSET\n"
+        assert parse("1").value == 101
+        assert parse("2").value == 102
+        assert len(calls) == 1  # cached per value
+        out = parse(bf.node("5"))
+        assert any(n is parse.code for _, n in out.inputs)
+    finally:
+        parse.code.value = original
+
+
+def test_runtime_error_in_code_names_the_failing_line():
+    original = parse.code.value
+    try:
+        parse.code.value = "def parse(text):\n    n = int(text)\n    return n / 0\n"
+        with pytest.raises(bf.ExecutionError) as info:
+            parse("3")
+        error = info.value.node.error
+        assert error.type == "ZeroDivisionError"
+        assert error.lineno == 3 and error.line.strip() == "return n / 0"
+        assert error.parameter == "parse"
+        assert info.value.node.backward("do not divide by zero") == [parse.code]
+        text = bf.render(parse.code).text
+        assert "#Errors" in text and "line 3" in text and "do not divide by zero" in text
+    finally:
+        parse.code.value = original
+
+
+def test_error_line_in_original_source():
+    with pytest.raises(bf.ExecutionError) as info:
+        parse("abc")
+    assert info.value.node.error.lineno == 3  # docstring is line 2
+    assert "int(text.strip())" in info.value.node.error.line
+
+
+def test_syntax_error_and_wrong_name_become_error_nodes():
+    original = parse.code.value
+    try:
+        parse.code.value = "def parse(text):\n    return int(text\n"
+        with pytest.raises(bf.ExecutionError) as info:
+            parse("1")
+        assert info.value.node.error.type == "SyntaxError"
+        assert info.value.node.error.lineno is not None
+        parse.code.value = "def other(text):\n    return 1\n"
+        with pytest.raises(bf.ExecutionError) as info:
+            parse("1")
+        assert info.value.node.error.type == "DefinitionError"
+        assert "'parse'" in info.value.node.error.message
+    finally:
+        parse.code.value = original
+
+
+def test_decorators_in_new_code_are_dropped():
+    original = parse.code.value
+    try:
+        parse.code.value = "@bf.op\ndef parse(text):\n    return 42\n"
+        assert parse("1").value == 42
+    finally:
+        parse.code.value = original
+
+
+class Tool(bf.Module):
+    def __init__(self, k):
+        self.k = bf.param(k)
+
+    def forward(self, x):
+        return x * self.k
+
+
+class Agent(bf.Module):
+    def __init__(self):
+        self.prompt = bf.param("Answer briefly.", description="system prompt")
+        self.tools = [Tool(2), Tool(3)]
+        self.cfg = {"temperature": bf.param(0.5, bounds=(0, 1))}
+        self.helper = Tool(4)
+
+    @bf.op(trainable=True)
+    def decide(self, question):
+        return self.prompt.value + " " + question
+
+    def forward(self, question):
+        return self.decide(question)
+
+
+def test_module_finds_parameters_everywhere():
+    agent = Agent()
+    names = [name for name, _ in agent.named_parameters()]
+    assert names == ["decide", "prompt", "tools.0.k", "tools.1.k", "cfg.temperature", "helper.k"]
+    assert [p.name for p in agent.parameters()] == names  # auto-named params take their path
+
+
+def test_method_parameters_are_per_instance():
+    a, b = Agent(), Agent()
+    assert a.decide.code is not b.decide.code
+    a.decide.code.value = "def decide(self, question):\n    return 'A:' + question\n"
+    assert a("q").value == "A:q"
+    assert b("q").value == "Answer briefly. q"
+    out = b("q")
+    assert {id(p) for p in out.backward("ok")} == {id(b.decide.code), id(b.prompt)}
+
+
+def test_state_dict_round_trip_and_save_load(tmp_path):
+    a = Agent()
+    a.prompt.value = "Be exact."
+    a.tools[1].k.value = 7
+    state = a.state_dict()
+    json.dumps(state)
+    b = Agent()
+    b.load_state_dict(json.loads(json.dumps(state)))
+    assert b.state_dict() == state
+    path = tmp_path / "agent.json"
+    a.save(path)
+    c = Agent()
+    c.load(path)
+    assert c.prompt.value == "Be exact." and c.tools[1].k.value == 7
+    with pytest.raises(KeyError, match="unknown parameter"):
+        c.load_state_dict({**state, "nope": 1})
+    with pytest.raises(KeyError, match="missing"):
+        c.load_state_dict({"prompt": "x"})
+    with pytest.raises(TypeError, match="'tools.1.k' is int"):
+        c.load_state_dict({**state, "tools.1.k": "seven"})
+
+
+def test_trainable_op_needs_source():
+    namespace = {"bf": bf}
+    exec("def f(x):\n    return x\n", namespace)
+    with pytest.raises(TypeError, match="needs the source"):
+        bf.op(namespace["f"], trainable=True)
