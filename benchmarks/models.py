@@ -16,7 +16,9 @@ from typing import Any
 import backfeed as bf
 from backfeed.llm import LLM, BaseLLM, Completion, Usage
 
-LOCAL_MODELS = {"local-0.5b": "0.5b", "local-1.5b": "1.5b"}
+LOCAL_MODELS = {"local-0.5b": "qwen2.5-coder-0.5b", "local-1.5b": "qwen2.5-coder-1.5b"}
+_SERVE = ("import sys; from backfeed.llm.serve import serve_model; "
+          "serve_model(sys.argv[1], port=int(sys.argv[2]))")
 
 
 @dataclass
@@ -67,12 +69,11 @@ class OpenAICompatible(BaseLLM):
 def litellm_llm(model: str, api_base: str | None = None) -> LLM:
     """backfeed's own litellm backend when present, else the small client above."""
     backend = getattr(bf.llm, "LiteLLM", None)
-    if backend is not None:
-        try:
-            return backend(model, api_base=api_base) if api_base else backend(model)
-        except TypeError:
-            pass  # an older signature: fall through to the small client
-    return OpenAICompatible(model, api_base)
+    if backend is None:
+        return OpenAICompatible(model, api_base)
+    options = {"api_base": api_base, "api_key": "none"} if api_base else {}
+    # no response cache: every library pays for every call it makes
+    return backend(model, cache=False, **options)
 
 
 def _free_port() -> int:
@@ -83,15 +84,15 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def open_model(spec: str, *, startup_seconds: float = 300.0) -> Iterator[ModelHandle]:
-    """`local-0.5b` / `local-1.5b`: start `backfeed serve-model` and talk to it over HTTP;
+    """`local-0.5b` / `local-1.5b`: serve the model (`backfeed serve-model`'s server) in a
+    subprocess and talk to it over HTTP like every peer does;
     anything else is a litellm model name."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if spec not in LOCAL_MODELS:
         yield ModelHandle(spec, litellm_llm(spec))
         return
     port = _free_port()
-    command = [sys.executable, "-m", "backfeed.cli", "serve-model", "--model",
-               LOCAL_MODELS[spec], "--port", str(port)]
+    command = [sys.executable, "-c", _SERVE, LOCAL_MODELS[spec], str(port)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     api_base = f"http://127.0.0.1:{port}/v1"
     try:

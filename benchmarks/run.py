@@ -25,7 +25,7 @@ from .adapters import ADAPTERS, RunContext, get_adapter, values_of
 from .models import ModelHandle, open_model
 from .tasks import SUITES, make_task
 
-DEFAULT_CALLS = {"quick": 4, "full": 20}
+DEFAULT_CALLS = {"quick": 3, "full": 20}
 
 
 @dataclass

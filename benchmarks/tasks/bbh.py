@@ -232,7 +232,7 @@ def generate(subtask: str, seed: int, n: int) -> list[Example]:
 
 def _bbh_task(subtask: str) -> Callable[[int, str], Task]:
     def factory(seed: int, size: str) -> Task:
-        n_train, n_val, n_test = (4, 4, 8) if size == "quick" else (20, 20, 50)
+        n_train, n_val, n_test = (3, 3, 6) if size == "quick" else (20, 20, 50)
         examples = generate(subtask, seed, n_train + n_val + n_test)
         return Task(
             name=f"bbh/{subtask}",

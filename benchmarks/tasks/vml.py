@@ -88,7 +88,7 @@ def classification_metric(example: Example, output: Any) -> bf.Feedback:
 def vml_regression(seed: int, size: str) -> Task:
     rng = random.Random(f"vml-regression:{seed}")
     a, b = rng.choice([-3, -2, 2, 3, 4]), rng.randint(-5, 5)
-    n = (4, 4, 6) if size == "quick" else (12, 12, 30)
+    n = (3, 3, 5) if size == "quick" else (12, 12, 30)
     xs = rng.sample(range(-10, 11), sum(n))
     examples = [(x, float(a * x + b)) for x in xs]
     return Task(
