@@ -1,6 +1,6 @@
 """backfeed: optimize whole AI workflows the way autograd optimizes neural networks."""
 
-from . import graph, llm, optim
+from . import graph, llm, optim, store
 from .budget import Budget, BudgetExceeded
 from .graph import (
     CodeError,
@@ -25,10 +25,11 @@ from .graph import (
     zero_feedback,
 )
 from .graph import length as len
+from .train import Trainer, executors, search, train
 
 __version__ = "0.1.0"
 
-__all__ = [
+__all__ = [  # noqa: RUF022
     "Budget",
     "BudgetExceeded",
     "CodeError",
@@ -40,6 +41,7 @@ __all__ = [
     "Param",
     "Rendering",
     "Subgraph",
+    "Trainer",
     "format",
     "get_default_sandbox",
     "graph",
@@ -55,4 +57,9 @@ __all__ = [
     "set_default_sandbox",
     "to_dot",
     "zero_feedback",
+    # training (appended, not sorted, to keep merges simple)
+    "executors",
+    "search",
+    "store",
+    "train",
 ]

@@ -27,5 +27,10 @@ def demo() -> None:
     print(bf.render([x]).text)
 
 
+from .ui.commands import register as _register_run_commands  # noqa: E402
+
+_register_run_commands(app)  # run, runs, show, diff, export, ui
+
+
 def main() -> None:
     app()

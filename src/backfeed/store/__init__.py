@@ -1,0 +1,33 @@
+"""The run store: every run, step, candidate, evaluation, LLM call and decision, in SQLite."""
+
+from .runstore import (
+    CandidateRecord,
+    ComparisonRecord,
+    DecisionRecord,
+    EvaluationRecord,
+    LLMCallRecord,
+    RunRecord,
+    RunStore,
+    StepRecord,
+    StepReportRecord,
+    UnknownRun,
+    default_store_path,
+    to_json,
+    values_hash,
+)
+
+__all__ = [
+    "CandidateRecord",
+    "ComparisonRecord",
+    "DecisionRecord",
+    "EvaluationRecord",
+    "LLMCallRecord",
+    "RunRecord",
+    "RunStore",
+    "StepRecord",
+    "StepReportRecord",
+    "UnknownRun",
+    "default_store_path",
+    "to_json",
+    "values_hash",
+]

@@ -1,0 +1,651 @@
+"""The run store: one SQLite file (WAL mode) that records training runs as they happen.
+
+Schema (every JSON column holds text written by `json.dumps`; times are Unix seconds):
+
+    runs         id TEXT PK, name, status ('running' | 'finished' | 'stopped' | 'failed'),
+                 config JSON, created_at, updated_at, step (last finished step, -1 before the
+                 first), best_score, best_candidate, spend JSON ({calls, tokens, usd, ...}),
+                 stop_reason, state JSON (the trainer checkpoint used by resume)
+    steps        (run_id, step) PK, parents JSON [candidate ids], candidate (child id or NULL),
+                 accepted 0/1, best_score, spend JSON, started_at, finished_at
+    candidates   (run_id, id) PK, step, "values" JSON {param path: value}, values_hash,
+                 parents JSON [ids] (lineage), origin ('seed' | 'proposal' | 'merge'),
+                 status ('proposed' | 'accepted' | 'rejected'), val_score, val_scores JSON
+                 [per validation example], created_at
+    evaluations  id PK, run_id, candidate_id, values_hash, split ('train' | 'val'),
+                 example_index, example (short text), output, score, feedback, details JSON,
+                 error, stdout, seconds, created_at; UNIQUE (run_id, values_hash, split,
+                 example_index): a candidate is never evaluated twice on one example
+    llm_calls    id PK, run_id, step, request_hash, occurrence, model, messages JSON, options
+                 JSON, answer, prompt_tokens, completion_tokens, cost_usd, cached 0/1, seconds,
+                 created_at; UNIQUE (run_id, step, request_hash, occurrence): resume replays it
+    decisions    (run_id, step, candidate_id) PK, accepted 0/1, reason, parent_score,
+                 child_score, created_at
+    step_reports (run_id, step, seq) PK, candidate_id, report JSON (`StepReport.to_dict()`:
+                 prompts, answers, proposed and applied values, rejected suggestions with reasons)
+    comparisons  id PK, run_id, step, candidate_a, candidate_b, example_index, winner
+                 ('a' | 'b' | 'tie'), reason, created_at (pairwise mode)
+
+Writers go through one `RunStore` per process (a lock serialises them); readers may open the
+same file from other threads or processes at any time, WAL lets them read while a run writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, name TEXT, status TEXT NOT NULL, config TEXT NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, step INTEGER NOT NULL DEFAULT -1,
+    best_score REAL, best_candidate INTEGER, spend TEXT NOT NULL DEFAULT '{}',
+    stop_reason TEXT, state TEXT
+);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL, step INTEGER NOT NULL, parents TEXT NOT NULL, candidate INTEGER,
+    accepted INTEGER NOT NULL, best_score REAL, spend TEXT NOT NULL,
+    started_at REAL NOT NULL, finished_at REAL NOT NULL, PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS candidates (
+    run_id TEXT NOT NULL, id INTEGER NOT NULL, step INTEGER NOT NULL, "values" TEXT NOT NULL,
+    values_hash TEXT NOT NULL, parents TEXT NOT NULL, origin TEXT NOT NULL, status TEXT NOT NULL,
+    val_score REAL, val_scores TEXT, created_at REAL NOT NULL, PRIMARY KEY (run_id, id)
+);
+CREATE TABLE IF NOT EXISTS evaluations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, candidate_id INTEGER,
+    values_hash TEXT NOT NULL, split TEXT NOT NULL, example_index INTEGER NOT NULL,
+    example TEXT, output TEXT, score REAL NOT NULL, feedback TEXT NOT NULL, details TEXT,
+    error TEXT, stdout TEXT NOT NULL, seconds REAL NOT NULL, created_at REAL NOT NULL,
+    UNIQUE (run_id, values_hash, split, example_index)
+);
+CREATE INDEX IF NOT EXISTS evaluations_by_candidate ON evaluations (run_id, candidate_id);
+CREATE TABLE IF NOT EXISTS llm_calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, step INTEGER NOT NULL,
+    request_hash TEXT NOT NULL, occurrence INTEGER NOT NULL, model TEXT, messages TEXT NOT NULL,
+    options TEXT NOT NULL, answer TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, cached INTEGER NOT NULL,
+    seconds REAL NOT NULL, created_at REAL NOT NULL,
+    UNIQUE (run_id, step, request_hash, occurrence)
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    run_id TEXT NOT NULL, step INTEGER NOT NULL, candidate_id INTEGER NOT NULL,
+    accepted INTEGER NOT NULL, reason TEXT NOT NULL, parent_score REAL, child_score REAL,
+    created_at REAL NOT NULL, PRIMARY KEY (run_id, step, candidate_id)
+);
+CREATE TABLE IF NOT EXISTS step_reports (
+    run_id TEXT NOT NULL, step INTEGER NOT NULL, seq INTEGER NOT NULL, candidate_id INTEGER,
+    report TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (run_id, step, seq)
+);
+CREATE TABLE IF NOT EXISTS comparisons (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, step INTEGER NOT NULL,
+    candidate_a INTEGER NOT NULL, candidate_b INTEGER NOT NULL, example_index INTEGER NOT NULL,
+    winner TEXT NOT NULL, reason TEXT NOT NULL, created_at REAL NOT NULL
+);
+"""
+
+
+def default_store_path() -> Path:
+    """`$XDG_DATA_HOME/backfeed/runs.db`, else `~/.local/share/backfeed/runs.db` (never cwd)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "backfeed" / "runs.db"
+
+
+def to_json(value: Any) -> str:
+    """Canonical JSON text; values JSON cannot hold are written as their repr."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=repr)
+
+
+def values_hash(values: dict[str, Any]) -> str:
+    """A stable hash of a candidate's parameter values."""
+    return hashlib.sha256(to_json(values).encode()).hexdigest()[:32]
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+# -- records returned by the read API ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    name: str | None
+    status: str
+    config: dict[str, Any]
+    created_at: float
+    updated_at: float
+    step: int
+    best_score: float | None
+    best_candidate: int | None
+    spend: dict[str, Any]
+    stop_reason: str | None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    run_id: str
+    step: int
+    parents: list[int]
+    candidate: int | None
+    accepted: bool
+    best_score: float | None
+    spend: dict[str, Any]
+    started_at: float
+    finished_at: float
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    run_id: str
+    id: int
+    step: int
+    values: dict[str, Any]
+    values_hash: str
+    parents: list[int]
+    origin: str
+    status: str
+    val_score: float | None
+    val_scores: list[float] | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    id: int
+    run_id: str
+    candidate_id: int | None
+    values_hash: str
+    split: str
+    example_index: int
+    example: str | None
+    output: str | None
+    score: float
+    feedback: str
+    details: dict[str, Any] | None
+    error: str | None
+    stdout: str
+    seconds: float
+    created_at: float
+
+
+@dataclass(frozen=True)
+class LLMCallRecord:
+    id: int
+    run_id: str
+    step: int
+    request_hash: str
+    occurrence: int
+    model: str | None
+    messages: list[dict[str, str]]
+    options: dict[str, Any]
+    answer: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    cached: bool
+    seconds: float
+    created_at: float
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    run_id: str
+    step: int
+    candidate_id: int
+    accepted: bool
+    reason: str
+    parent_score: float | None
+    child_score: float | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class StepReportRecord:
+    run_id: str
+    step: int
+    seq: int
+    candidate_id: int | None
+    report: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ComparisonRecord:
+    id: int
+    run_id: str
+    step: int
+    candidate_a: int
+    candidate_b: int
+    example_index: int
+    winner: str
+    reason: str
+    created_at: float
+
+
+class UnknownRun(KeyError):
+    """No run with this id is in the store."""
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+class RunStore:
+    """Read and write runs in one SQLite file. Safe to share between threads.
+
+    >>> store = RunStore("/tmp/example-runs.db")   # doctest: +SKIP
+    >>> [r.id for r in store.list_runs()]           # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_store_path()
+        if self.path.is_dir():
+            raise IsADirectoryError(f"run store path {self.path} is a directory; give a file path")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        with self._write_lock:
+            self._db().executescript(_SCHEMA)  # executescript manages its own transaction
+        with self._write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.path)!r})"
+
+    # -- connections ----------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses no commit in WAL
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, serialised with every other writer of this store."""
+        with self._write_lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- writing: runs --------------------------------------------------------------------
+    def create_run(self, config: dict[str, Any], name: str | None = None) -> str:
+        """Start a run record and return its new id."""
+        run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + os.urandom(3).hex()
+        now = time.time()
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO runs (id, name, status, config, created_at, updated_at) "
+                "VALUES (?, ?, 'running', ?, ?, ?)",
+                (run_id, name, to_json(config), now, now),
+            )
+        return run_id
+
+    _RUN_FIELDS = frozenset(
+        {"name", "status", "config", "step", "best_score", "best_candidate", "spend",
+         "stop_reason", "state"}
+    )
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set run columns (config, spend and state are given as Python values)."""
+        unknown = set(fields) - self._RUN_FIELDS
+        if unknown:
+            raise ValueError(f"unknown run field(s) {sorted(unknown)}; known: {sorted(self._RUN_FIELDS)}")
+        with self._write() as db:
+            self._update_run(db, run_id, fields)
+
+    def _update_run(self, db: sqlite3.Connection, run_id: str, fields: dict[str, Any]) -> None:
+        values = {k: to_json(v) if k in ("config", "spend", "state") else v for k, v in fields.items()}
+        values["updated_at"] = time.time()
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        cursor = db.execute(
+            f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), run_id)
+        )
+        if cursor.rowcount == 0:
+            raise UnknownRun(f"no run {run_id!r} in {self.path}")
+
+    def checkpoint(
+        self,
+        run_id: str,
+        *,
+        step: int,
+        parents: list[int],
+        candidate: int | None,
+        accepted: bool,
+        best_score: float | None,
+        best_candidate: int | None,
+        spend: dict[str, Any],
+        state: dict[str, Any],
+        started_at: float,
+    ) -> None:
+        """Finish a step: its row and the run's resumable state, in one transaction."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, step, to_json(parents), candidate, int(accepted), best_score,
+                 to_json(spend), started_at, time.time()),
+            )
+            self._update_run(
+                db, run_id,
+                {"step": step, "best_score": best_score, "best_candidate": best_candidate,
+                 "spend": spend, "state": state},
+            )
+
+    def run_state(self, run_id: str) -> dict[str, Any] | None:
+        """The checkpoint written by the last finished step (None before the first)."""
+        row = self._db().execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise UnknownRun(f"no run {run_id!r} in {self.path}")
+        return _load(row["state"])
+
+    def forget_after(self, run_id: str, step: int) -> None:
+        """Drop proposals, decisions and reports of steps after `step` (kept: evaluations and
+        LLM calls, which resume reuses instead of paying again)."""
+        with self._write() as db:
+            for table in ("steps", "candidates", "decisions", "step_reports", "comparisons"):
+                db.execute(f"DELETE FROM {table} WHERE run_id = ? AND step > ?", (run_id, step))
+
+    # -- writing: what happens inside a step -----------------------------------------------
+    def add_candidate(
+        self,
+        run_id: str,
+        candidate_id: int,
+        *,
+        step: int,
+        values: dict[str, Any],
+        parents: list[int],
+        origin: str,
+        status: str = "proposed",
+        val_score: float | None = None,
+        val_scores: list[float] | None = None,
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                'INSERT OR REPLACE INTO candidates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                (run_id, candidate_id, step, to_json(values), values_hash(values),
+                 to_json(parents), origin, status, val_score,
+                 None if val_scores is None else to_json(val_scores), time.time()),
+            )
+
+    def update_candidate(
+        self,
+        run_id: str,
+        candidate_id: int,
+        *,
+        status: str | None = None,
+        val_score: float | None = None,
+        val_scores: list[float] | None = None,
+    ) -> None:
+        fields: dict[str, Any] = {}
+        if status is not None:
+            fields["status"] = status
+        if val_score is not None:
+            fields["val_score"] = val_score
+        if val_scores is not None:
+            fields["val_scores"] = to_json(val_scores)
+        if not fields:
+            return
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        with self._write() as db:
+            db.execute(
+                f"UPDATE candidates SET {assignments} WHERE run_id = ? AND id = ?",
+                (*fields.values(), run_id, candidate_id),
+            )
+
+    def add_evaluation(
+        self,
+        run_id: str,
+        *,
+        candidate_id: int | None,
+        values_hash: str,
+        split: str,
+        example_index: int,
+        example: str | None,
+        output: str | None,
+        score: float,
+        feedback: str,
+        details: dict[str, Any] | None = None,
+        error: str | None = None,
+        stdout: str = "",
+        seconds: float = 0.0,
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO evaluations (run_id, candidate_id, values_hash, split, "
+                "example_index, example, output, score, feedback, details, error, stdout, "
+                "seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, candidate_id, values_hash, split, example_index, example, output,
+                 score, feedback, None if details is None else to_json(details), error, stdout,
+                 seconds, time.time()),
+            )
+
+    def find_evaluation(
+        self, run_id: str, values_hash: str, split: str, example_index: int
+    ) -> EvaluationRecord | None:
+        """The stored evaluation of candidate values on one example, if any."""
+        row = self._db().execute(
+            "SELECT * FROM evaluations WHERE run_id = ? AND values_hash = ? AND split = ? "
+            "AND example_index = ?",
+            (run_id, values_hash, split, example_index),
+        ).fetchone()
+        return None if row is None else _evaluation(row)
+
+    def add_llm_call(
+        self,
+        run_id: str,
+        *,
+        step: int,
+        request_hash: str,
+        occurrence: int,
+        model: str | None,
+        messages: list[dict[str, str]],
+        options: dict[str, Any],
+        answer: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost_usd: float,
+        cached: bool,
+        seconds: float,
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO llm_calls (run_id, step, request_hash, occurrence, model, "
+                "messages, options, answer, prompt_tokens, completion_tokens, cost_usd, cached, "
+                "seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, step, request_hash, occurrence, model, to_json(messages),
+                 to_json(options), answer, prompt_tokens, completion_tokens, cost_usd,
+                 int(cached), seconds, time.time()),
+            )
+
+    def find_llm_call(
+        self, run_id: str, step: int, request_hash: str, occurrence: int
+    ) -> LLMCallRecord | None:
+        row = self._db().execute(
+            "SELECT * FROM llm_calls WHERE run_id = ? AND step = ? AND request_hash = ? "
+            "AND occurrence = ?",
+            (run_id, step, request_hash, occurrence),
+        ).fetchone()
+        return None if row is None else _llm_call(row)
+
+    def add_decision(
+        self,
+        run_id: str,
+        *,
+        step: int,
+        candidate_id: int,
+        accepted: bool,
+        reason: str,
+        parent_score: float | None = None,
+        child_score: float | None = None,
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, step, candidate_id, int(accepted), reason, parent_score, child_score,
+                 time.time()),
+            )
+
+    def add_step_report(
+        self, run_id: str, *, step: int, seq: int, candidate_id: int | None, report: dict[str, Any]
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO step_reports VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, step, seq, candidate_id, to_json(report), time.time()),
+            )
+
+    def add_comparison(
+        self,
+        run_id: str,
+        *,
+        step: int,
+        candidate_a: int,
+        candidate_b: int,
+        example_index: int,
+        winner: str,
+        reason: str,
+    ) -> None:
+        if winner not in ("a", "b", "tie"):
+            raise ValueError(f"winner must be 'a', 'b' or 'tie', not {winner!r}")
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO comparisons (run_id, step, candidate_a, candidate_b, example_index, "
+                "winner, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, step, candidate_a, candidate_b, example_index, winner, reason,
+                 time.time()),
+            )
+
+    # -- reading ----------------------------------------------------------------------------
+    def list_runs(self, *, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first."""
+        sql = "SELECT * FROM runs"
+        args: list[Any] = []
+        if status is not None:
+            sql += " WHERE status = ?"
+            args.append(status)
+        sql += " ORDER BY created_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return [_run(r) for r in self._db().execute(sql, args).fetchall()]
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """One run; `UnknownRun` (a KeyError) names the id when it is not stored."""
+        row = self._db().execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise UnknownRun(f"no run {run_id!r} in {self.path}")
+        return _run(row)
+
+    def steps(self, run_id: str) -> list[StepRecord]:
+        rows = self._select("steps", run_id, order="step")
+        return [
+            StepRecord(r["run_id"], r["step"], _load(r["parents"]), r["candidate"],
+                       bool(r["accepted"]), r["best_score"], _load(r["spend"]), r["started_at"],
+                       r["finished_at"])
+            for r in rows
+        ]
+
+    def candidates(self, run_id: str, *, status: str | None = None) -> list[CandidateRecord]:
+        rows = self._select("candidates", run_id, order="id", status=status)
+        return [
+            CandidateRecord(r["run_id"], r["id"], r["step"], _load(r["values"]), r["values_hash"],
+                            _load(r["parents"]), r["origin"], r["status"], r["val_score"],
+                            _load(r["val_scores"]), r["created_at"])
+            for r in rows
+        ]
+
+    def evaluations(
+        self, run_id: str, *, candidate_id: int | None = None, split: str | None = None
+    ) -> list[EvaluationRecord]:
+        rows = self._select(
+            "evaluations", run_id, order="id", candidate_id=candidate_id, split=split
+        )
+        return [_evaluation(r) for r in rows]
+
+    def llm_calls(self, run_id: str, *, step: int | None = None) -> list[LLMCallRecord]:
+        return [_llm_call(r) for r in self._select("llm_calls", run_id, order="id", step=step)]
+
+    def decisions(self, run_id: str) -> list[DecisionRecord]:
+        rows = self._select("decisions", run_id, order="step, candidate_id")
+        return [
+            DecisionRecord(r["run_id"], r["step"], r["candidate_id"], bool(r["accepted"]),
+                           r["reason"], r["parent_score"], r["child_score"], r["created_at"])
+            for r in rows
+        ]
+
+    def step_reports(self, run_id: str, *, step: int | None = None) -> list[StepReportRecord]:
+        rows = self._select("step_reports", run_id, order="step, seq", step=step)
+        return [
+            StepReportRecord(r["run_id"], r["step"], r["seq"], r["candidate_id"],
+                             _load(r["report"]), r["created_at"])
+            for r in rows
+        ]
+
+    def comparisons(self, run_id: str) -> list[ComparisonRecord]:
+        rows = self._select("comparisons", run_id, order="id")
+        return [
+            ComparisonRecord(r["id"], r["run_id"], r["step"], r["candidate_a"], r["candidate_b"],
+                             r["example_index"], r["winner"], r["reason"], r["created_at"])
+            for r in rows
+        ]
+
+    def _select(self, table: str, run_id: str, *, order: str, **filters: Any) -> list[sqlite3.Row]:
+        sql = f"SELECT * FROM {table} WHERE run_id = ?"
+        args: list[Any] = [run_id]
+        for column, value in filters.items():
+            if value is not None:
+                sql += f" AND {column} = ?"
+                args.append(value)
+        return self._db().execute(sql + f" ORDER BY {order}", args).fetchall()
+
+
+def _run(r: sqlite3.Row) -> RunRecord:
+    return RunRecord(r["id"], r["name"], r["status"], _load(r["config"]), r["created_at"],
+                     r["updated_at"], r["step"], r["best_score"], r["best_candidate"],
+                     _load(r["spend"]) or {}, r["stop_reason"])
+
+
+def _evaluation(r: sqlite3.Row) -> EvaluationRecord:
+    return EvaluationRecord(r["id"], r["run_id"], r["candidate_id"], r["values_hash"], r["split"],
+                            r["example_index"], r["example"], r["output"], r["score"],
+                            r["feedback"], _load(r["details"]), r["error"], r["stdout"],
+                            r["seconds"], r["created_at"])
+
+
+def _llm_call(r: sqlite3.Row) -> LLMCallRecord:
+    return LLMCallRecord(r["id"], r["run_id"], r["step"], r["request_hash"], r["occurrence"],
+                         r["model"], _load(r["messages"]), _load(r["options"]), r["answer"],
+                         r["prompt_tokens"], r["completion_tokens"], r["cost_usd"],
+                         bool(r["cached"]), r["seconds"], r["created_at"])

@@ -1,0 +1,195 @@
+"""Executors evaluate one candidate on many examples in parallel: threads, asyncio or Ray.
+
+The protocol is one method, `evaluate(module, values, items, metric, forward, on_result)`,
+returning one `Traced` per (index, example) in input order, so results never depend on the
+executor; `on_result` is called as each one finishes (the trainer stores it at once). An
+in-process executor evaluates the module as loaded (its outputs keep their graphs); a remote one
+(`in_process = False`) ships the module and `values` to workers and returns plain results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, runtime_checkable
+
+from .evaluate import Forward, Metric, Traced, arun_one, evaluate_values, run_one
+
+Items = list[tuple[int, Any]]
+OnResult = Callable[[Traced], None] | None
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Evaluates (index, example) items of one candidate; results in input order."""
+
+    in_process: bool
+
+    def evaluate(self, module: Any, values: dict[str, Any], items: Items,
+                 metric: Metric | None, forward: Forward | None,
+                 on_result: OnResult = None) -> list[Traced]: ...
+
+    def close(self) -> None: ...
+
+
+def _positive(n: int, what: str) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"{what} must be a positive int, got {n!r}")
+    return n
+
+
+class Threads:
+    """A thread pool of `n` workers (n=1 evaluates in the calling thread)."""
+
+    in_process = True
+
+    def __init__(self, n: int = 4) -> None:
+        self.n = _positive(n, "Threads(n)")
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"Threads({self.n})"
+
+    def evaluate(self, module: Any, values: dict[str, Any], items: Items,
+                 metric: Metric | None, forward: Forward | None,
+                 on_result: OnResult = None) -> list[Traced]:
+        def one(item: tuple[int, Any]) -> Traced:
+            t = run_one(module, item[1], item[0], metric, forward)
+            if on_result is not None:
+                on_result(t)
+            return t
+
+        if self.n == 1 or len(items) <= 1:
+            return [one(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="backfeed-eval")
+        return list(self._pool.map(one, items))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+class Async:
+    """Up to `n` evaluations at once on an asyncio loop: `async def forward` programs are
+    awaited concurrently; synchronous ones run in worker threads."""
+
+    in_process = True
+
+    def __init__(self, n: int = 16) -> None:
+        self.n = _positive(n, "Async(n)")
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"Async({self.n})"
+
+    def evaluate(self, module: Any, values: dict[str, Any], items: Items,
+                 metric: Metric | None, forward: Forward | None,
+                 on_result: OnResult = None) -> list[Traced]:
+        async def main() -> list[Traced]:
+            loop = asyncio.get_running_loop()
+            loop.set_default_executor(self._threads())
+            gate = asyncio.Semaphore(self.n)
+
+            async def one(item: tuple[int, Any]) -> Traced:
+                async with gate:
+                    t = await arun_one(module, item[1], item[0], metric, forward)
+                if on_result is not None:
+                    on_result(t)
+                return t
+
+            return list(await asyncio.gather(*(one(item) for item in items)))
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(main())
+        # Called from inside a running loop (a notebook): run ours in a helper thread.
+        with ThreadPoolExecutor(1) as helper:
+            return helper.submit(asyncio.run, main()).result()
+
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="backfeed-async")
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+class Ray:
+    """Ray tasks (local or a cluster at `address`); `ray` is imported when first used.
+
+    The module, metric and forward are shipped once per batch with `ray.put`; each task
+    evaluates `chunk` examples. Install with `pip install 'backfeed[ray]'`.
+    """
+
+    in_process = False
+
+    def __init__(self, address: str | None = None, *, chunk: int = 1,
+                 init_kwargs: dict[str, Any] | None = None) -> None:
+        self.address = address
+        self.chunk = _positive(chunk, "Ray(chunk=)")
+        self.init_kwargs = dict(init_kwargs or {})
+        self._task: Any = None
+
+    def __repr__(self) -> str:
+        return f"Ray({self.address!r})"
+
+    def _ray(self) -> Any:
+        try:
+            import ray
+        except ImportError as e:
+            raise ImportError(
+                "bf.executors.Ray needs the ray package: pip install 'backfeed[ray]'"
+            ) from e
+        if not ray.is_initialized():
+            kwargs = {"ignore_reinit_error": True, "log_to_driver": False, **self.init_kwargs}
+            if self.address is not None:
+                kwargs["address"] = self.address
+            # Workers import backfeed and the user's code from the driver's path.
+            env = kwargs.setdefault("runtime_env", {}).setdefault("env_vars", {})
+            env.setdefault("PYTHONPATH", os.pathsep.join(p for p in _sys_path() if p))
+            ray.init(**kwargs)
+        if self._task is None:
+            self._task = ray.remote(_evaluate_shipped)
+        return ray
+
+    def evaluate(self, module: Any, values: dict[str, Any], items: Items,
+                 metric: Metric | None, forward: Forward | None,
+                 on_result: OnResult = None) -> list[Traced]:
+        if not items:
+            return []
+        ray = self._ray()
+        shipped = ray.put((module, values, metric, forward))
+        chunks = [items[i : i + self.chunk] for i in range(0, len(items), self.chunk)]
+        refs = [self._task.remote(shipped, chunk) for chunk in chunks]
+        done: dict[Any, list[Traced]] = {}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                done[ref] = [Traced(r) for r in ray.get(ref)]
+                if on_result is not None:
+                    for t in done[ref]:
+                        on_result(t)
+        return [t for ref in refs for t in done[ref]]
+
+    def close(self) -> None:
+        """Leaves Ray running (the user or the test that started it shuts it down)."""
+
+
+def _evaluate_shipped(shipped: tuple[Any, dict[str, Any], Any, Any], chunk: Items) -> list[Any]:
+    module, values, metric, forward = shipped  # Ray resolved the ObjectRef to a private copy
+    return evaluate_values(module, values, chunk, metric, forward)
+
+
+def _sys_path() -> list[str]:
+    import sys
+
+    return [p for p in sys.path if os.path.isdir(p)]

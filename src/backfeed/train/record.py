@@ -1,0 +1,109 @@
+"""An LLM wrapper that writes every call to the run store and replays stored calls on resume."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..budget import BudgetExceeded
+from ..llm import LLM, BaseLLM, Completion, Message, Usage
+from ..store import RunStore, to_json
+
+
+def request_hash(messages: list[Message], options: dict[str, Any]) -> str:
+    """A stable hash of one request (messages and options)."""
+    return hashlib.sha256(to_json([messages, options]).encode()).hexdigest()[:32]
+
+
+class Recorded(BaseLLM):
+    """Store each call under (step, request hash, occurrence within the step).
+
+    When a call with the same key is already stored (the run was killed after paying for it),
+    the stored answer is returned and nothing is paid. A `BudgetExceeded` from the wrapped
+    (metered) model is remembered in `.exceeded`, so the trainer stops even when an optimizer
+    turns errors into a step report. `before_call` may raise BudgetExceeded (e.g. time is up).
+    """
+
+    def __init__(self, llm: LLM, store: RunStore, run_id: str,
+                 before_call: Callable[[], None] | None = None) -> None:
+        self.llm = llm
+        self.model = getattr(llm, "model", "")
+        self.store = store
+        self.run_id = run_id
+        self.before_call = before_call
+        self.step = -1
+        self.exceeded: BudgetExceeded | None = None
+        self.replayed = 0
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def begin_step(self, step: int) -> None:
+        with self._lock:
+            self.step = step
+            self._counts = {}
+            self.exceeded = None
+
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> Completion:
+        options = {"json_schema": json_schema, "max_tokens": max_tokens,
+                   "temperature": temperature, "seed": seed}
+        key = request_hash(messages, options)
+        with self._lock:
+            step = self.step
+            occurrence = self._counts.get(key, 0)
+            self._counts[key] = occurrence + 1
+        stored = self.store.find_llm_call(self.run_id, step, key, occurrence)
+        if stored is not None:
+            self.replayed += 1
+            return Completion(stored.answer, Usage(stored.prompt_tokens, stored.completion_tokens),
+                              stored.cost_usd, stored.model or "", stored.cached)
+        started = time.perf_counter()
+        try:
+            if self.before_call is not None:
+                self.before_call()
+            completion = self.llm.complete(messages, json_schema=json_schema,
+                                           max_tokens=max_tokens, temperature=temperature,
+                                           seed=seed)
+        except BudgetExceeded as e:
+            self.exceeded = e
+            raise
+        self.store.add_llm_call(
+            self.run_id, step=step, request_hash=key, occurrence=occurrence,
+            model=completion.model or self.model, messages=messages, options=options,
+            answer=completion.text, prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens, cost_usd=completion.cost_usd,
+            cached=completion.cached, seconds=time.perf_counter() - started,
+        )
+        return completion
+
+
+class Probe(BaseLLM):
+    """Captures the requests an optimizer makes and answers `answer` without calling a model."""
+
+    def __init__(self, model: str = "probe",
+                 answer: str = '{"reasoning": "", "answer": "", "suggestion": {}}') -> None:
+        self.model = model
+        self.answer = answer
+        self.requests: list[tuple[list[Message], dict[str, Any]]] = []
+
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> Completion:
+        self.requests.append(([dict(m) for m in messages], {"max_tokens": max_tokens}))
+        return Completion(self.answer, Usage(0, 0), 0.0, self.model, False)

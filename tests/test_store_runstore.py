@@ -1,0 +1,142 @@
+"""Tests for the run store: schema, WAL, default path, read API, concurrent readers."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from backfeed.store import RunStore, UnknownRun, default_store_path, values_hash
+
+
+def test_default_path_honours_xdg_and_never_cwd(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_store_path() == tmp_path / "xdg" / "backfeed" / "runs.db"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_store_path() == tmp_path / "home" / ".local" / "share" / "backfeed" / "runs.db"
+    monkeypatch.chdir(tmp_path)
+    store = RunStore()
+    assert store.path.is_relative_to(tmp_path / "home")
+    assert not (tmp_path / "runs.db").exists()
+
+
+def test_wal_mode_and_directory_path_error(tmp_path):
+    store = RunStore(tmp_path / "r.db")
+    db = sqlite3.connect(tmp_path / "r.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        RunStore(tmp_path)
+    store.close()
+
+
+def _fill(store: RunStore) -> str:
+    run = store.create_run({"strategy": "greedy", "seed": 0}, name="demo")
+    values = {"x": 1.0}
+    store.add_candidate(run, 0, step=-1, values=values, parents=[], origin="seed", status="accepted",
+                        val_score=0.5, val_scores=[0.0, 1.0])
+    store.add_candidate(run, 1, step=0, values={"x": 2.0}, parents=[0], origin="proposal")
+    store.add_evaluation(run, candidate_id=0, values_hash=values_hash(values), split="val",
+                         example_index=1, example="ex", output="3.0", score=1.0, feedback="ok",
+                         details={"d": 1}, error=None, stdout="printed\n", seconds=0.01)
+    store.add_llm_call(run, step=0, request_hash="h", occurrence=0, model="m",
+                       messages=[{"role": "user", "content": "hi"}], options={"seed": 1},
+                       answer="{}", prompt_tokens=3, completion_tokens=1, cost_usd=0.5,
+                       cached=False, seconds=0.1)
+    store.add_decision(run, step=0, candidate_id=1, accepted=False, reason="lost on minibatch",
+                       parent_score=1.0, child_score=0.0)
+    store.add_step_report(run, step=0, seq=0, candidate_id=1,
+                          report={"updates": [{"name": "x", "proposed": 2.0}], "rejected": []})
+    store.add_comparison(run, step=0, candidate_a=0, candidate_b=1, example_index=0, winner="a",
+                         reason="shorter")
+    store.checkpoint(run, step=0, parents=[0], candidate=1, accepted=False, best_score=0.5,
+                     best_candidate=0, spend={"calls": 1}, state={"rng": [1, 2]}, started_at=0.0)
+    return run
+
+
+def test_read_api_round_trips_every_table(tmp_path):
+    store = RunStore(tmp_path / "r.db")
+    run = _fill(store)
+    reader = RunStore(tmp_path / "r.db")  # a second store object, as the dashboard would open
+    [info] = reader.list_runs()
+    assert (info.id, info.name, info.status, info.step) == (run, "demo", "running", 0)
+    assert info.config == {"strategy": "greedy", "seed": 0}
+    assert info.spend == {"calls": 1} and info.best_candidate == 0
+    assert reader.get_run(run) == info
+    assert reader.run_state(run) == {"rng": [1, 2]}
+    [step] = reader.steps(run)
+    assert step.parents == [0] and step.candidate == 1 and step.accepted is False
+    cands = reader.candidates(run)
+    assert [c.id for c in cands] == [0, 1] and cands[1].parents == [0]
+    assert cands[0].val_scores == [0.0, 1.0] and cands[0].values == {"x": 1.0}
+    assert [c.id for c in reader.candidates(run, status="accepted")] == [0]
+    [ev] = reader.evaluations(run, candidate_id=0)
+    assert (ev.score, ev.stdout, ev.details, ev.split) == (1.0, "printed\n", {"d": 1}, "val")
+    assert reader.find_evaluation(run, values_hash({"x": 1.0}), "val", 1) == ev
+    assert reader.find_evaluation(run, values_hash({"x": 1.0}), "train", 1) is None
+    [call] = reader.llm_calls(run)
+    assert call.messages == [{"role": "user", "content": "hi"}] and call.cost_usd == 0.5
+    assert reader.find_llm_call(run, 0, "h", 0) == call
+    assert reader.find_llm_call(run, 0, "h", 1) is None
+    [dec] = reader.decisions(run)
+    assert dec.accepted is False and dec.reason == "lost on minibatch"
+    [rep] = reader.step_reports(run)
+    assert rep.report["updates"][0]["proposed"] == 2.0
+    [cmp] = reader.comparisons(run)
+    assert cmp.winner == "a"
+
+
+def test_unknown_run_and_bad_fields_are_named(tmp_path):
+    store = RunStore(tmp_path / "r.db")
+    with pytest.raises(UnknownRun, match="nope"):
+        store.get_run("nope")
+    with pytest.raises(UnknownRun, match="nope"):
+        store.update_run("nope", status="finished")
+    run = store.create_run({})
+    with pytest.raises(ValueError, match="unknown run field"):
+        store.update_run(run, colour="red")
+    with pytest.raises(ValueError, match="winner"):
+        store.add_comparison(run, step=0, candidate_a=0, candidate_b=1, example_index=0,
+                             winner="c", reason="")
+
+
+def test_forget_after_keeps_paid_work(tmp_path):
+    store = RunStore(tmp_path / "r.db")
+    run = _fill(store)
+    store.forget_after(run, -1)
+    assert store.steps(run) == [] and store.decisions(run) == [] and store.step_reports(run) == []
+    assert [c.id for c in store.candidates(run)] == [0]  # the seed (step -1) stays
+    assert len(store.evaluations(run)) == 1 and len(store.llm_calls(run)) == 1
+
+
+def test_readers_see_consistent_data_while_writing(tmp_path):
+    path = Path(tmp_path / "r.db")
+    store = RunStore(path)
+    run = store.create_run({})
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        reader = RunStore(path)
+        try:
+            while not done.is_set():
+                indexes = [e.example_index for e in reader.evaluations(run)]
+                assert indexes == list(range(len(indexes)))  # a prefix, never a torn write
+                reader.list_runs()
+        except BaseException as e:  # collected and re-raised in the test thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=read) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(200):
+        store.add_evaluation(run, candidate_id=0, values_hash="v", split="train",
+                             example_index=i, example=None, output=None, score=float(i),
+                             feedback="", stdout="")
+    done.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert [e.example_index for e in store.evaluations(run)] == list(range(200))
