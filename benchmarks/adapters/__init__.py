@@ -16,6 +16,8 @@ from backfeed.llm import LLM, Metered
 
 from ..tasks import Example, Task
 
+MINIBATCH = 2  # training examples per optimizer step, the same for every library
+
 
 @dataclass
 class ScoreLog:

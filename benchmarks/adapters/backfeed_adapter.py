@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import tempfile
 
 import backfeed as bf
 
 from ..tasks import Task
-from . import RunContext
+from . import MINIBATCH, RunContext
 
 
 class BackfeedAdapter:
@@ -21,31 +21,20 @@ class BackfeedAdapter:
             raise RuntimeError("this backfeed build has no bf.train / bf.optim.Prime yet")
         program = ctx.program
         optimizer = bf.optim.Prime(program.parameters(), llm=ctx.llm)
-        result = bf.train(
-            program,
-            ctx.task.trainset,
-            valset=ctx.task.valset,
-            metric=ctx.metric,
-            optimizer=optimizer,
-            budget=bf.Budget(llm_calls=ctx.call_limit),
-            **_train_options(),
-        )
-        best = _best_state(result)
-        if best:
-            program.load_state_dict(best, strict=False)
-
-
-def _train_options() -> dict[str, Any]:
-    return {}
-
-
-def _best_state(result: Any) -> dict[str, Any] | None:
-    """The best parameter state the trainer reports, if it reports one by a known name."""
-    for attribute in ("best_state", "best_state_dict", "best_params"):
-        state = getattr(result, attribute, None)
-        if isinstance(state, dict) and state:
-            return state
-    return None
+        with tempfile.TemporaryDirectory(prefix="bf-bench-") as run_dir:
+            # bf.train loads the best values it validated into the program
+            bf.train(
+                program,
+                ctx.task.trainset,
+                valset=ctx.task.valset,
+                metric=ctx.metric,
+                optimizer=optimizer,
+                budget=bf.Budget(llm_calls=ctx.call_limit),
+                seed=ctx.seed,
+                minibatch_size=MINIBATCH,
+                run_dir=run_dir,
+                progress=False,
+            )
 
 
 ADAPTER = BackfeedAdapter()

@@ -17,9 +17,7 @@ import backfeed as bf
 
 from ..tasks import Task
 from ..tasks.numeric import apply_steps
-from . import ChatShim, RunContext, set_values, values_of
-
-BATCH = 2
+from . import MINIBATCH, ChatShim, RunContext, set_values, values_of
 
 
 class TraceAdapter:
@@ -120,7 +118,7 @@ def _wrapped(ctx: RunContext, OptoPrime: Any, llm: Any) -> None:
     best_values = values_of(program)
     best_score = _validate(ctx)
     while ctx.calls_left() > 0:
-        batch = rng.sample(task.trainset, min(BATCH, len(task.trainset)))
+        batch = rng.sample(task.trainset, min(MINIBATCH, len(task.trainset)))
         outputs, texts = [], []
         for i, example in enumerate(batch, start=1):
             output = run(example[0], **nodes)
