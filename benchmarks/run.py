@@ -80,7 +80,11 @@ def run_one(task_name: str, framework: str, seed: int, model: ModelHandle, *, si
     record.completion_tokens = o.completion_tokens + p.completion_tokens
     record.optimizer_prompt_tokens = o.prompt_tokens
     record.curve = ctx.log.points
-    if record.status == "ok":
+    if record.status == "ok" and ctx.final_forward is not None:
+        feedbacks = [task.metric(ex, ctx.final_forward(ex[0])) for ex in task.testset]
+        record.test_score = sum(f.score or 0.0 for f in feedbacks) / len(feedbacks)
+        record.final_values = {k: _short(v) for k, v in values_of(program).items()}
+    elif record.status == "ok":
         record.test_score = task.evaluate(program, "test").score
         record.final_values = {k: _short(v) for k, v in values_of(program).items()}
     return record

@@ -8,6 +8,7 @@ past the limit), and a metric that logs every score against the calls used so fa
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +39,9 @@ class RunContext:
     max_tokens: int = 1024  # cap on each optimizer completion, the same for every library
     log: ScoreLog = field(default_factory=ScoreLog)
     started: float = field(default_factory=time.perf_counter)
+    # A library whose optimized program is its own (not `program`) sets how to run it on an
+    # input; the harness then scores that on the test split.
+    final_forward: Callable[[Any], Any] | None = None
 
     def metric(self, example: Example, output: Any) -> bf.Feedback:
         """The task's metric, logged against the optimizer calls made so far."""
