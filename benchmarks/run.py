@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import backfeed as bf
-from backfeed.llm import LLM, Metered
+from backfeed.llm import LLM, BaseLLM, Completion, Message, Metered
 
 from .adapters import ADAPTERS, RunContext, get_adapter, values_of
 from .models import ModelHandle, open_model
@@ -59,7 +59,7 @@ def run_one(task_name: str, framework: str, seed: int, model: ModelHandle, *, si
     if reason:
         record.status, record.reason = "n/a", reason
         return record
-    optimizer_llm = Metered(model.llm, bf.Budget(llm_calls=calls))
+    optimizer_llm = Metered(Capped(model.llm, max_tokens), bf.Budget(llm_calls=calls))
     program_llm = Metered(model.llm)
     program = task.program(program_llm if task.uses_llm else None)
     ctx = RunContext(task, program, optimizer_llm, calls, seed, max_tokens=max_tokens)
@@ -88,6 +88,21 @@ def run_one(task_name: str, framework: str, seed: int, model: ModelHandle, *, si
         record.test_score = task.evaluate(program, "test").score
         record.final_values = {k: _short(v) for k, v in values_of(program).items()}
     return record
+
+
+class Capped(BaseLLM):
+    """Caps every completion at `max_tokens`, the same for every library's optimizer calls."""
+
+    def __init__(self, llm: LLM, max_tokens: int) -> None:
+        self.llm, self.max_tokens = llm, max_tokens
+        self.model = getattr(llm, "model", "")
+
+    def complete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
+                 max_tokens: int | None = None, temperature: float | None = None,
+                 seed: int | None = None) -> Completion:
+        return self.llm.complete(messages, json_schema=json_schema,
+                                 max_tokens=min(max_tokens or self.max_tokens, self.max_tokens),
+                                 temperature=temperature, seed=seed)
 
 
 def start_score(task_name: str, seed: int, model: ModelHandle, size: str) -> float:
@@ -246,8 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls", type=int, default=None,
                         help="optimizer LLM calls per run (default: quick 4, full 20)")
     parser.add_argument("--tasks", default=None, help="comma-separated task names (default: suite)")
-    parser.add_argument("--max-tokens", type=int, default=1024,
-                        help="cap on every optimizer completion, the same for all libraries")
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help="cap on every optimizer completion, the same for all libraries "
+                             "(default: quick 512, full 1024)")
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/...)")
     parser.add_argument("--machine", default=None, help="machine description for the report")
     args = parser.parse_args(argv)
@@ -257,20 +273,21 @@ def main(argv: list[str] | None = None) -> None:
     tasks = args.tasks.split(",") if args.tasks else SUITES[args.suite]
     size = "quick" if args.suite == "quick" else "full"
     calls = args.calls or DEFAULT_CALLS[args.suite]
+    max_tokens = args.max_tokens or (512 if args.suite == "quick" else 1024)
     seeds = list(range(args.seeds))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out or f"benchmarks/results/{args.suite}-{stamp}")
     meta = {
         "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else
                                                           __import__("sys").argv[1:]),
-        "model": args.model, "calls": calls, "seeds": seeds, "size": size, "tasks": tasks,
+        "model": args.model, "calls": calls, "max_tokens": max_tokens, "seeds": seeds, "size": size, "tasks": tasks,
         "frameworks": frameworks, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": args.machine or f"{platform.machine()}, {__import__('os').cpu_count()} cores",
     }
     started = time.perf_counter()
     with open_model(args.model) as model:
         records = run_suite(tasks, frameworks, seeds, model, size=size, calls=calls,
-                            max_tokens=args.max_tokens)
+                            max_tokens=max_tokens)
     meta["total_wall_s"] = round(time.perf_counter() - started, 1)
     table = write_results(records, out, meta)
     print(table)
