@@ -159,3 +159,19 @@ def test_trainable_op_needs_source():
     exec("def f(x):\n    return x\n", namespace)
     with pytest.raises(TypeError, match="needs the source"):
         bf.op(namespace["f"], trainable=True)
+
+
+def test_pickled_parameters_leave_their_graphs_behind():
+    import pickle
+
+    x = bf.param(2.0, name="x", bounds=(0, 5))
+    y = x * 3
+    y.backward("smaller")
+    copy = pickle.loads(pickle.dumps(x))
+    assert copy.value == 2.0 and copy.name == "x" and copy.bounds == (0, 5)
+    assert copy.feedback == [] and x.feedback != []
+    copy.value = 4.0  # still validated
+    with pytest.raises(ValueError):
+        copy.value = 9.0
+    node = pickle.loads(pickle.dumps(y))
+    assert node.value == 6.0 and node.feedback == [] and node.op.name == "mul"

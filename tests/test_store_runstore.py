@@ -59,7 +59,7 @@ def _fill(store: RunStore) -> str:
 def test_read_api_round_trips_every_table(tmp_path):
     store = RunStore(tmp_path / "r.db")
     run = _fill(store)
-    reader = RunStore(tmp_path / "r.db")  # a second store object, as the dashboard would open
+    reader = RunStore(tmp_path / "r.db", readonly=True)  # as a dashboard would open it
     [info] = reader.list_runs()
     assert (info.id, info.name, info.status, info.step) == (run, "demo", "running", 0)
     assert info.config == {"strategy": "greedy", "seed": 0}
@@ -72,6 +72,10 @@ def test_read_api_round_trips_every_table(tmp_path):
     assert [c.id for c in cands] == [0, 1] and cands[1].parents == [0]
     assert cands[0].val_scores == [0.0, 1.0] and cands[0].values == {"x": 1.0}
     assert [c.id for c in reader.candidates(run, status="accepted")] == [0]
+    assert reader.get_candidate(run, 1) == cands[1]
+    assert [c.id for c in reader.lineage(run, 1)] == [0, 1]
+    with pytest.raises(KeyError, match="no candidate 7"):
+        reader.get_candidate(run, 7)
     [ev] = reader.evaluations(run, candidate_id=0)
     assert (ev.score, ev.stdout, ev.details, ev.split) == (1.0, "printed\n", {"d": 1}, "val")
     assert reader.find_evaluation(run, values_hash({"x": 1.0}), "val", 1) == ev
@@ -86,6 +90,10 @@ def test_read_api_round_trips_every_table(tmp_path):
     assert rep.report["updates"][0]["proposed"] == 2.0
     [cmp] = reader.comparisons(run)
     assert cmp.winner == "a"
+    with pytest.raises(PermissionError, match="read-only"):
+        reader.update_run(run, status="finished")
+    with pytest.raises(FileNotFoundError, match="no run store"):
+        RunStore(tmp_path / "missing.db", readonly=True)
 
 
 def test_unknown_run_and_bad_fields_are_named(tmp_path):
@@ -119,7 +127,7 @@ def test_readers_see_consistent_data_while_writing(tmp_path):
     done = threading.Event()
 
     def read() -> None:
-        reader = RunStore(path)
+        reader = RunStore(path, readonly=True)
         try:
             while not done.is_set():
                 indexes = [e.example_index for e in reader.evaluations(run)]
@@ -140,3 +148,22 @@ def test_readers_see_consistent_data_while_writing(tmp_path):
         t.join()
     assert not errors
     assert [e.example_index for e in store.evaluations(run)] == list(range(200))
+
+
+def test_mlflow_export_needs_the_extra_and_logs_a_run(tmp_path, monkeypatch):
+    import sys
+
+    from backfeed.store import export_mlflow
+
+    store = RunStore(tmp_path / "r.db")
+    run = _fill(store)
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    with pytest.raises(ImportError, match=r"backfeed\[mlflow\]"):
+        export_mlflow(store, run)
+    monkeypatch.undo()
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow_id = export_mlflow(store, run, tracking_uri=f"file://{tmp_path / 'mlruns'}")
+    logged = mlflow.get_run(mlflow_id)
+    assert logged.data.params["strategy"] == "greedy"
+    assert logged.data.metrics["best_score"] == 0.5

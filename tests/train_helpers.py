@@ -128,9 +128,23 @@ def scripted(n: int = 500, cost: float = 0.0) -> bf.llm.Scripted:
     return bf.llm.Scripted([overfit_answer] * n)
 
 
+def decisions_of(store: Any, run_id: str) -> dict[str, Any]:
+    """What a run decided (steps, candidates, decisions, evaluations), without timestamps."""
+    return {
+        "steps": [(s.step, s.parents, s.candidate, s.accepted, s.best_score)
+                  for s in store.steps(run_id)],
+        "candidates": [(c.id, c.values, c.parents, c.origin, c.status, c.val_scores)
+                       for c in store.candidates(run_id)],
+        "decisions": [(d.step, d.candidate_id, d.accepted, d.reason, d.parent_score,
+                       d.child_score) for d in store.decisions(run_id)],
+        "evaluations": sorted((e.values_hash, e.split, e.example_index, e.score, e.feedback,
+                               e.output, e.error, e.stdout) for e in store.evaluations(run_id)),
+    }
+
+
 def run(store: str, *, seed: int = 0, steps: int = 12, strategy: Any = None,
         resume: str | None = None, budget: bf.Budget | None = None,
-        executor: Any = None, kinds: tuple[str, ...] = KINDS) -> bf.train.__class__:
+        executor: Any = None, kinds: tuple[str, ...] = KINDS) -> Any:
     module = Router()
     data = dataset(2, kinds)
     opt = FixOptimizer(module.parameters(), llm=scripted())

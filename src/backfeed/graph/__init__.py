@@ -5,7 +5,7 @@ from .module import Module
 from .node import ErrorInfo, Feedback, Node, Param, is_tracing, no_trace, node, param
 from .op import BoundOp, ExecutionError, Op, OpInfo, format, length, op
 from .render import RenderBudgetError, Rendering, render, to_dot
-from .sandbox import get_default_sandbox, set_default_sandbox
+from .sandbox import Sandbox, SandboxError, get_default_sandbox, set_default_sandbox
 from .subgraph import NoTrainableAncestor, Subgraph, backward, minimal_subgraph, zero_feedback
 
 __all__ = [
@@ -22,6 +22,8 @@ __all__ = [
     "Param",
     "RenderBudgetError",
     "Rendering",
+    "Sandbox",
+    "SandboxError",
     "Subgraph",
     "backward",
     "format",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import linecache
 import traceback
@@ -96,7 +97,9 @@ def error_info(
     line_offset: int = 0,
 ) -> ErrorInfo:
     """Describe `exc`; when its traceback passes through `filename`, name the failing line."""
-    if isinstance(exc, CodeError):
+    if isinstance(exc, CodeError):  # e.g. from a sandbox, which does not know the parameter
+        if exc.info.parameter is None and parameter is not None:
+            return dataclasses.replace(exc.info, parameter=parameter)
         return exc.info
     lineno = None
     if filename is not None:

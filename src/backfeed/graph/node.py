@@ -164,6 +164,24 @@ class Node:
     # Identity, not value, decides membership in sets and dicts (== is a traced op).
     __hash__ = object.__hash__
 
+    # Pickled (to a sandbox worker, a Ray task) without feedback: it would drag whole graphs along.
+    _UNPICKLED = frozenset({"__weakref__", "_feedback", "_outputs"})
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            slot: getattr(self, slot)
+            for cls in type(self).__mro__
+            for slot in getattr(cls, "__slots__", ())
+            if slot not in Node._UNPICKLED and hasattr(self, slot)
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._feedback = None
+        if isinstance(self, Param):
+            self._outputs = {}
+        for slot, value in state.items():
+            object.__setattr__(self, slot, value)
+
     def __bool__(self) -> bool:
         return bool(self._value)
 

@@ -342,23 +342,25 @@ class _Renderer:
         lines = self.lines
         ops = [line.op if isinstance(line, _Line) and not line.keep and line.op else None
                for line in lines]
-        op_at = ops.__getitem__
-
+        ops.append(None)  # sentinel: no run continues past the end
         runs: list[tuple[int, int, int]] = []  # (start, end, period)
         i = 0
         while i < len(lines):
-            best = (i + 1, 1)
-            if op_at(i) is not None:
+            best_end, best_period = i + 1, 1
+            if ops[i] is not None:
                 for period in range(1, 5):
                     j = i + period
-                    while j < len(lines) and op_at(j) is not None and op_at(j) == op_at(j - period):
+                    if j >= len(lines):
+                        break
+                    while ops[j] is not None and ops[j] == ops[j - period]:
                         j += 1
-                    if j - i >= 3 * period and j - i > best[0] - i:
-                        best = (j, period)
-            end, period = best
-            if end - i >= 3:
-                runs.append((i, end, period))
-            i = end
+                    if j - i >= 3 * period and j > best_end:
+                        best_end, best_period = j, period
+                    if best_end == len(lines):  # a longer period cannot do better
+                        break
+            if best_end - i >= 3:
+                runs.append((i, best_end, best_period))
+            i = best_end
         over = self._over(budget_chars)
         collapsed: dict[int, tuple[int, str]] = {}
         count = 0

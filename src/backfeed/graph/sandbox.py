@@ -1,18 +1,548 @@
-"""Limits around model-written code: `Sandbox` and the process-wide default."""
+"""Limits around model-written code: `Sandbox`, its worker pool, and the process-wide default.
+
+A `Sandbox` runs the source of a trainable op in a worker process taken from a small pool
+that is reused across calls. Each call gets a fresh temporary working directory, a CPU-time
+and address-space limit, a wall-clock timer, no network (an empty network namespace where the
+platform allows it, and refused socket creation in any case), no subprocesses and no writes
+outside its working directory. A violation becomes a `CodeError`, which the op turns into an
+error node the user can call backward on; a worker that times out, runs out of memory or
+crashes is replaced, and the calling process is unaffected.
+
+What crosses the process boundary (the documented rule):
+
+- Arguments and results cross by pickle. An argument that cannot be pickled raises
+  `SandboxError` naming it; a result that cannot be pickled is an error of the code
+  ("UnpicklableResult").
+- The code runs with its function's module globals: the worker imports the module named by
+  `function.__module__`, so module-level names, helpers and classes are there as in-process.
+  For a function of `__main__` (a script, a notebook) or of a module the worker cannot import,
+  the globals the code names are sent instead: modules are re-imported by name, other values
+  go by pickle, and a name whose value cannot be pickled is left undefined (using it raises a
+  NameError that says why). Globals changed by the code stay in that worker, not in the caller.
+- The code is compiled as a module-level function: variables of an enclosing function
+  (closures) are not there, as for any changed code of a trainable op.
+- What the code prints is captured and written to the caller's stdout and stderr.
+- Parameters whose `.value` the code reads inside the worker are not recorded as hidden
+  inputs of the op (pass them as arguments to keep them in the trace).
+
+The limits stop confused code, not code written to escape: ctypes bypasses the audit hook.
+Linux only (rlimits, /proc, network namespaces).
+"""
 
 from __future__ import annotations
 
+import inspect
+import os
+import pickle
+import re
+import signal
+import sys
+import threading
+import time
+import types
+import weakref
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from .execute import CodeError, code_filename
+from .node import ErrorInfo
+
 _default: Any = None
+
+_DUMP_WAIT_S = 1.0  # after a timeout, how long the worker gets to write where it was
+_BACKFEED_ROOT = str(Path(__file__).resolve().parents[2])
+_BOOT = (
+    "import sys; sys.path.insert(0, {root!r}); "
+    "from backfeed.graph._sandbox_worker import main; main()"
+)
+# ErrorInfo.type of the failures the sandbox itself reports (the code's own exceptions keep
+# their type name: "ValueError", "SyntaxError", ...).
+ERROR_TYPES = ("Timeout", "MemoryLimit", "ForbiddenOperation", "WorkerCrash", "UnpicklableResult")
+_DUMP_LINE = re.compile(r'File "(?P<file>[^"]*)", line (?P<line>\d+)')
+
+
+class SandboxError(Exception):
+    """The sandbox itself could not run a call: bad settings, an argument that cannot cross,
+    a worker that could not start or import the function's module."""
 
 
 def set_default_sandbox(sandbox: Any) -> None:
     """Run every trainable op without its own `sandbox=` under `sandbox` (None turns it off)."""
     global _default
+    if sandbox is not None and not callable(getattr(sandbox, "call", None)):
+        raise TypeError(
+            f"set_default_sandbox expects a bf.Sandbox (or an object with .call) or None, "
+            f"not {type(sandbox).__name__}"
+        )
     _default = sandbox
 
 
 def get_default_sandbox() -> Any:
     """The sandbox set by `set_default_sandbox`, or None."""
     return _default
+
+
+class Sandbox:
+    """Run trainable code in pooled worker processes under time, memory and access limits.
+
+    `timeout_s`: wall-clock seconds per call (CPU time is capped a little above it).
+    `memory_mb`: address space the code may add on top of the idle worker (None: no limit).
+    `network`: allow sockets (False: an empty network namespace plus refused socket creation).
+    `workdir`: directory under which each call's fresh temporary directory is made (default:
+    the system temp dir); the code may write only inside its own call directory.
+    `workers`: most worker processes alive at once, i.e. concurrent calls (default: CPU count).
+    """
+
+    def __init__(
+        self,
+        timeout_s: float = 10.0,
+        memory_mb: int | None = 1024,
+        network: bool = False,
+        workdir: str | os.PathLike[str] | None = None,
+        *,
+        workers: int | None = None,
+        start_timeout_s: float = 60.0,
+    ) -> None:
+        if not sys.platform.startswith("linux"):
+            raise SandboxError(f"bf.Sandbox needs Linux (rlimits, /proc); this is {sys.platform}")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
+            raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+        if memory_mb is not None and (
+            isinstance(memory_mb, bool) or not isinstance(memory_mb, int) or memory_mb <= 0
+        ):
+            raise ValueError(f"memory_mb must be a positive int (MiB) or None, got {memory_mb!r}")
+        if not isinstance(network, bool):
+            raise TypeError(f"network must be True or False, got {network!r}")
+        if workdir is not None:
+            workdir = os.path.realpath(os.fspath(workdir))
+            if not os.path.isdir(workdir):
+                raise ValueError(f"workdir {workdir!r} is not an existing directory")
+        workers = workers if workers is not None else max(2, os.cpu_count() or 2)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive int, got {workers!r}")
+        self.timeout_s = float(timeout_s)
+        self.memory_mb = memory_mb
+        self.network = network
+        self.workdir = workdir
+        self.workers = workers
+        self.start_timeout_s = start_timeout_s
+        self._lock = threading.Lock()
+        self._pool: _Pool | None = None
+        self._finalizer: weakref.finalize | None = None
+
+    # -- running code ---------------------------------------------------------------------
+    def call(
+        self,
+        function: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        source: str | None = None,
+        name: str | None = None,
+    ) -> Any:
+        """Run `source` (default: the source of `function`), which defines function `name`,
+        with `function`'s globals on `args`/`kwargs` in a worker; return its result or raise
+        `CodeError` (the code failed or broke a limit) or `SandboxError` (nothing ran)."""
+        kwargs = kwargs or {}
+        if name is None:
+            name = function.__name__
+        if source is None:
+            source = _source_of(function)
+        request = _request(function, args, kwargs, source, name)
+        if inspect.iscoroutinefunction(function):
+            import asyncio
+
+            return asyncio.to_thread(self._run, request)
+        return self._run(request)
+
+    def _run(self, request: dict[str, Any]) -> Any:
+        pool = self._get_pool()
+        worker = pool.acquire()
+        reuse = False
+        try:
+            (kind, payload), reuse = self._exchange(worker, request)
+        finally:
+            pool.release(worker, reuse)
+        if kind == "setup_error":
+            raise SandboxError(payload)
+        if kind == "error":
+            raise CodeError(ErrorInfo(
+                payload["type"], payload["message"], payload.get("lineno"), payload.get("line")
+            ))
+        try:
+            return pickle.loads(payload)
+        except Exception as exc:
+            raise CodeError(ErrorInfo(
+                "UnpicklableResult",
+                f"the result of {request['name']} cannot be unpickled outside the sandbox: "
+                f"{type(exc).__name__}: {exc} (return values of types importable by module name)",
+            )) from None
+
+    def _exchange(self, worker: _Worker, request: dict[str, Any]) -> tuple[tuple[str, Any], bool]:
+        """Send one request; return the worker's (kind, payload) and whether it can be reused."""
+        try:
+            worker.send(request)
+            reply = worker.receive(self.start_timeout_s)
+        except (_Expired, _Died) as exc:
+            raise SandboxError(
+                f"the sandbox worker failed before running {request['name']}: {exc}"
+            ) from None
+        if reply[0] == "setup_error":
+            return (reply[0], reply[1]), True
+        filename = code_filename(request["name"], request["source"])
+        try:
+            kind, payload, recycle, (out, err) = worker.receive(self.timeout_s)
+        except _Expired:
+            worker.interrupt()
+            info = self._death(worker, filename, request["source"], timed_out=True)
+            raise CodeError(info) from None
+        except _Died:
+            raise CodeError(self._death(worker, filename, request["source"])) from None
+        if out:
+            sys.stdout.write(out)
+        if err:
+            sys.stderr.write(err)
+        return (kind, payload), not recycle
+
+    def _death(
+        self, worker: _Worker, filename: str, source: str, timed_out: bool = False
+    ) -> ErrorInfo:
+        """Kill and reap the worker; describe why it stopped, with the code's line if known."""
+        worker.kill()
+        dump = worker.crash_dump()
+        lineno = next(
+            (int(m["line"]) for m in _DUMP_LINE.finditer(dump) if m["file"] == filename), None
+        )
+        lines = source.splitlines()
+        line = lines[lineno - 1] if lineno is not None and 1 <= lineno <= len(lines) else None
+        code = worker.returncode
+        if timed_out or code in (-signal.SIGXCPU, -signal.SIGALRM):
+            message = f"the code did not finish within the sandbox's time limit of {self.timeout_s:g} s"
+            return ErrorInfo("Timeout", message, lineno, line)
+        if code is not None and code < 0:
+            signame = signal.Signals(-code).name
+            message = f"the sandbox worker was killed by {signame}"
+            if signame == "SIGKILL":
+                message += " (possibly by the system running out of memory)"
+            elif signame in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT"):
+                message = f"the code crashed the sandbox worker with {signame}"
+        else:
+            message = f"the sandbox worker exited with status {code} while running the code"
+        return ErrorInfo("WorkerCrash", message, lineno, line)
+
+    # -- the pool ---------------------------------------------------------------------------
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "sys_path": list(sys.path),
+            "timeout_s": self.timeout_s,
+            "memory_mb": self.memory_mb,
+            "network": self.network,
+            "workdir": self.workdir,
+        }
+
+    def _get_pool(self) -> _Pool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = _Pool(self._settings, self.workers, self.start_timeout_s)
+                self._finalizer = weakref.finalize(self, self._pool.close)  # also runs at exit
+            return self._pool
+
+    @property
+    def isolation(self) -> str | None:
+        """How network access is denied in the workers ("network namespace" or "audit"),
+        "none" with network=True, or None before any worker started."""
+        if self.network:
+            return "none"
+        pool = self._pool
+        return pool.isolation if pool is not None else None
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (idle and busy)."""
+        pool = self._pool
+        return pool.pids() if pool is not None else []
+
+    def close(self) -> None:
+        """Stop every worker now (busy ones when their call ends); a later call starts anew."""
+        with self._lock:
+            self._pool = None
+            finalizer, self._finalizer = self._finalizer, None
+        if finalizer is not None:
+            finalizer()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:  # settings travel; the pool stays here
+        state = self.__dict__.copy()
+        state.update(_lock=None, _pool=None, _finalizer=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"Sandbox(timeout_s={self.timeout_s:g}, memory_mb={self.memory_mb}, "
+            f"network={self.network}, workdir={self.workdir!r}, workers={self.workers})"
+        )
+
+
+_sources: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _source_of(function: Callable[..., Any]) -> str:
+    """The source of `function` without decorator lines (looked up once per function)."""
+    source = _sources.get(function)
+    if source is None:
+        from .op import function_source
+
+        source = _sources[function] = function_source(function)[0]
+    return source
+
+
+def _request(
+    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], source: str,
+    name: str,
+) -> dict[str, Any]:
+    """The message for one call: where the globals come from, and every argument pickled."""
+    code = getattr(function, "__code__", None)
+    positional = code.co_varnames[: code.co_argcount] if code is not None else ()
+    labels = [positional[i] if i < len(positional) else f"args[{i}]" for i in range(len(args))]
+    request: dict[str, Any] = {
+        "name": name,
+        "source": source,
+        "args": [(label, _dumps(value, label, name)) for label, value in zip(labels, args)],
+        "kwargs": {key: _dumps(value, key, name) for key, value in kwargs.items()},
+        "module": None,
+        "globals": {},
+        "globals_name": getattr(function, "__module__", None) or "__main__",
+        "missing": {},
+    }
+    module_name = request["globals_name"]
+    module = sys.modules.get(module_name)
+    if module_name != "__main__" and getattr(module, "__spec__", None) is not None:
+        request["module"] = module_name
+    elif code is not None:
+        _ship_globals(code, getattr(function, "__globals__", {}), request)
+    return request
+
+
+def _ship_globals(code: types.CodeType, globals_: dict[str, Any], request: dict[str, Any]) -> None:
+    """Send the globals the code names: modules by name, other values by pickle."""
+    for key in sorted(_global_names(code)):
+        if key not in globals_:
+            continue
+        value = globals_[key]
+        if isinstance(value, types.ModuleType):
+            request["globals"][key] = ("module", value.__name__)
+            continue
+        try:
+            request["globals"][key] = ("value", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception as exc:
+            request["missing"][key] = f"{type(exc).__name__}: {exc}"
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _dumps(value: Any, label: str, function_name: str) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise SandboxError(
+            f"argument {label!r} of {function_name} ({type(value).__name__}) cannot be sent to "
+            f"the sandbox: {type(exc).__name__}: {exc}. Arguments and results cross the process "
+            "boundary by pickle: pass plain data or instances of classes importable by module name"
+        ) from None
+
+
+class _Expired(Exception):
+    pass
+
+
+class _Died(Exception):
+    pass
+
+
+class _Worker:
+    """The caller's handle on one worker process: two pipes and a file for crash dumps."""
+
+    def __init__(self, settings: dict[str, Any], start_timeout_s: float) -> None:
+        import subprocess  # here, not at import: `import backfeed` stays fast
+        import tempfile
+        from multiprocessing.connection import Connection
+
+        self.crash = tempfile.TemporaryFile(prefix="backfeed-sandbox-")
+        # The code's working directory, emptied by the worker after each call, removed here.
+        self.call_dir = os.path.realpath(
+            tempfile.mkdtemp(prefix="backfeed-sandbox-", dir=settings["workdir"])
+        )
+        settings = {**settings, "call_dir": self.call_dir}
+        from_parent, to_child = os.pipe()
+        from_child, to_parent = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT.format(root=_BACKFEED_ROOT),
+                 str(from_parent), str(to_parent), str(self.crash.fileno())],
+                pass_fds=(from_parent, to_parent, self.crash.fileno()),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C in a terminal reaches the caller, not workers
+            )
+        except BaseException:
+            for fd in (to_child, from_child):
+                os.close(fd)
+            self.crash.close()
+            _remove_tree(self.call_dir)
+            raise
+        finally:
+            os.close(from_parent)
+            os.close(to_parent)
+        self.outbox = Connection(to_child, readable=False)
+        self.inbox = Connection(from_child, writable=False)
+        try:
+            self.send(settings)
+            reply = self.receive(start_timeout_s)
+        except (_Expired, _Died) as exc:
+            self.kill()
+            raise SandboxError(f"a sandbox worker failed to start: {exc}") from None
+        self.pid: int = reply[1]["pid"]
+        self.isolation: str = reply[1]["isolation"]
+
+    def send(self, message: Any) -> None:
+        try:
+            self.outbox.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError as exc:  # BrokenPipeError: it died
+            raise _Died(f"the worker is gone ({exc})") from None
+
+    def receive(self, timeout: float) -> Any:
+        try:
+            if not self.inbox.poll(timeout):
+                raise _Expired(f"no answer within {timeout:g} s")
+            return pickle.loads(self.inbox.recv_bytes())
+        except (EOFError, OSError, pickle.UnpicklingError) as exc:
+            raise _Died(f"the worker stopped ({type(exc).__name__})") from None
+
+    def interrupt(self) -> None:
+        """Ask a worker that overran to dump where it is (faulthandler on SIGUSR1)."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + _DUMP_WAIT_S
+        written = 0
+        while time.monotonic() < deadline:  # until the dump has started and stopped growing
+            time.sleep(0.01)
+            size = os.fstat(self.crash.fileno()).st_size
+            if size and size == written:
+                break
+            written = size
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def crash_dump(self) -> str:
+        try:
+            return os.pread(self.crash.fileno(), 1 << 16, 0).decode(errors="replace")
+        except (OSError, ValueError):  # already closed
+            return ""
+
+    def kill(self) -> None:
+        """Stop and reap the process, and close the pipes (the crash file stays readable)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.outbox.close()
+        self.inbox.close()
+
+    def close(self) -> None:
+        self.kill()
+        self.crash.close()
+        _remove_tree(self.call_dir)
+
+
+def _remove_tree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)  # best effort: a worker's leftover directory
+
+
+class _Pool:
+    """At most `size` workers; idle ones are reused, broken ones replaced on demand."""
+
+    def __init__(self, settings: Callable[[], dict[str, Any]], size: int, start_timeout_s: float) -> None:
+        self._settings = settings
+        self._size = size
+        self._start_timeout_s = start_timeout_s
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._starting = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self.isolation: str | None = None
+
+    def acquire(self) -> _Worker:
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise SandboxError("this sandbox was closed while the call waited for a worker")
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.proc.poll() is None:
+                        self._busy.add(worker)
+                        return worker
+                    worker.close()  # died while idle (e.g. killed from outside): replace it
+                if len(self._busy) + self._starting < self._size:
+                    self._starting += 1
+                    break
+                self._cond.wait()
+        try:
+            worker = _Worker(self._settings(), self._start_timeout_s)
+        except BaseException:
+            with self._cond:
+                self._starting -= 1
+                self._cond.notify()
+            raise
+        with self._cond:
+            self._starting -= 1
+            self._busy.add(worker)
+            self.isolation = worker.isolation
+            closed = self._closed
+        if closed:
+            worker.close()
+            raise SandboxError("this sandbox was closed while a worker started")
+        return worker
+
+    def release(self, worker: _Worker, reuse: bool) -> None:
+        with self._cond:
+            self._busy.discard(worker)
+            keep = reuse and not self._closed
+            if keep:
+                self._idle.append(worker)
+            self._cond.notify()
+        if not keep:
+            worker.close()
+
+    def pids(self) -> list[int]:
+        with self._cond:
+            return [w.pid for w in [*self._idle, *self._busy]]
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._cond.notify_all()
+        for worker in idle:
+            worker.close()
+
+
+__all__ = ["ERROR_TYPES", "Sandbox", "SandboxError", "get_default_sandbox", "set_default_sandbox"]

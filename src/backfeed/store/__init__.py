@@ -1,5 +1,6 @@
 """The run store: every run, step, candidate, evaluation, LLM call and decision, in SQLite."""
 
+from .mlflow_export import export_mlflow
 from .runstore import (
     CandidateRecord,
     ComparisonRecord,
@@ -28,6 +29,7 @@ __all__ = [
     "StepReportRecord",
     "UnknownRun",
     "default_store_path",
+    "export_mlflow",
     "to_json",
     "values_hash",
 ]

@@ -27,7 +27,8 @@ Schema (every JSON column holds text written by `json.dumps`; times are Unix sec
                  ('a' | 'b' | 'tie'), reason, created_at (pairwise mode)
 
 Writers go through one `RunStore` per process (a lock serialises them); readers may open the
-same file from other threads or processes at any time, WAL lets them read while a run writes.
+same file from other threads or processes at any time (`RunStore(path, readonly=True)` never
+writes), and WAL lets them read while a run writes.
 """
 
 from __future__ import annotations
@@ -98,7 +99,10 @@ CREATE TABLE IF NOT EXISTS comparisons (
 
 
 def default_store_path() -> Path:
-    """`$XDG_DATA_HOME/backfeed/runs.db`, else `~/.local/share/backfeed/runs.db` (never cwd)."""
+    """`$BACKFEED_STORE`, else `$XDG_DATA_HOME/backfeed/runs.db`, else
+    `~/.local/share/backfeed/runs.db` (never the current directory)."""
+    if os.environ.get("BACKFEED_STORE"):
+        return Path(os.environ["BACKFEED_STORE"])
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "backfeed" / "runs.db"
 
@@ -250,13 +254,18 @@ class RunStore:
     >>> [r.id for r in store.list_runs()]           # doctest: +SKIP
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, readonly: bool = False) -> None:
         self.path = Path(path) if path is not None else default_store_path()
+        self.readonly = readonly
         if self.path.is_dir():
             raise IsADirectoryError(f"run store path {self.path} is a directory; give a file path")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.RLock()
+        if readonly:  # for dashboards and the CLI: never creates or changes anything
+            if not self.path.exists():
+                raise FileNotFoundError(f"no run store at {self.path}")
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._write_lock:
             self._db().executescript(_SCHEMA)  # executescript manages its own transaction
         with self._write() as db:
@@ -272,10 +281,14 @@ class RunStore:
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            if self.readonly:
+                db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                     timeout=30.0, isolation_level=None)
+            else:
+                db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses no commit in WAL
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses no commit in WAL
             db.execute("PRAGMA busy_timeout=30000")
             self._local.db = db
         return db
@@ -283,6 +296,8 @@ class RunStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One transaction, serialised with every other writer of this store."""
+        if self.readonly:
+            raise PermissionError(f"run store {self.path} was opened read-only")
         with self._write_lock:
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
@@ -585,6 +600,28 @@ class RunStore:
                             _load(r["val_scores"]), r["created_at"])
             for r in rows
         ]
+
+    def get_candidate(self, run_id: str, candidate_id: int) -> CandidateRecord:
+        """One candidate; KeyError names it when it is not stored."""
+        for c in self.candidates(run_id):
+            if c.id == candidate_id:
+                return c
+        raise KeyError(f"run {run_id!r} has no candidate {candidate_id}")
+
+    def lineage(self, run_id: str, candidate_id: int) -> list[CandidateRecord]:
+        """The candidate and all its ancestors, oldest first."""
+        by_id = {c.id: c for c in self.candidates(run_id)}
+        if candidate_id not in by_id:
+            raise KeyError(f"run {run_id!r} has no candidate {candidate_id}")
+        seen: set[int] = set()
+        stack = [candidate_id]
+        while stack:
+            i = stack.pop()
+            if i in seen or i not in by_id:
+                continue
+            seen.add(i)
+            stack.extend(by_id[i].parents)
+        return [by_id[i] for i in sorted(seen)]
 
     def evaluations(
         self, run_id: str, *, candidate_id: int | None = None, split: str | None = None

@@ -231,11 +231,19 @@ def _is_async(module: Any, forward: Forward | None) -> bool:
 
 
 def evaluate_values(module: Any, values: dict[str, Any], examples: list[tuple[int, Any]],
-                    metric: Metric | None, forward: Forward | None) -> list[EvalResult]:
-    """Load `values` into `module` and evaluate each (index, example): the remote worker's job."""
+                    metric: Metric | None, forward: Forward | None,
+                    threads: int = 1) -> list[EvalResult]:
+    """Load `values` into `module` and evaluate each (index, example), in `threads` threads:
+    the remote worker's job."""
     module.load_state_dict(values)
     install_capture()
     try:
-        return [run_one(module, ex, i, metric, forward).result for i, ex in examples]
+        if threads <= 1 or len(examples) <= 1:
+            return [run_one(module, ex, i, metric, forward).result for i, ex in examples]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(lambda item: run_one(module, item[1], item[0], metric,
+                                                      forward).result, examples))
     finally:
         uninstall_capture()

@@ -81,7 +81,6 @@ class Async:
 
     def __init__(self, n: int = 16) -> None:
         self.n = _positive(n, "Async(n)")
-        self._pool: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"Async({self.n})"
@@ -91,7 +90,8 @@ class Async:
                  on_result: OnResult = None) -> list[Traced]:
         async def main() -> list[Traced]:
             loop = asyncio.get_running_loop()
-            loop.set_default_executor(self._threads())
+            # Synchronous programs run in n threads (asyncio.run shuts this pool down after).
+            loop.set_default_executor(ThreadPoolExecutor(self.n, thread_name_prefix="backfeed-async"))
             gate = asyncio.Semaphore(self.n)
 
             async def one(item: tuple[int, Any]) -> Traced:
@@ -111,35 +111,33 @@ class Async:
         with ThreadPoolExecutor(1) as helper:
             return helper.submit(asyncio.run, main()).result()
 
-    def _threads(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="backfeed-async")
-        return self._pool
-
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Nothing to release: each batch runs on its own event loop."""
 
 
 class Ray:
     """Ray tasks (local or a cluster at `address`); `ray` is imported when first used.
 
     The module, metric and forward are shipped once per batch with `ray.put`; each task
-    evaluates `chunk` examples. Install with `pip install 'backfeed[ray]'`.
+    evaluates `chunk` examples, `threads` at a time (raise both for I/O-bound programs), and
+    reserves `num_cpus`. Install with `pip install 'backfeed[ray]'`.
     """
 
     in_process = False
 
-    def __init__(self, address: str | None = None, *, chunk: int = 1,
-                 init_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(self, address: str | None = None, *, chunk: int = 1, threads: int = 1,
+                 num_cpus: float = 1.0, init_kwargs: dict[str, Any] | None = None) -> None:
         self.address = address
         self.chunk = _positive(chunk, "Ray(chunk=)")
+        self.threads = _positive(threads, "Ray(threads=)")
+        if num_cpus <= 0:
+            raise ValueError(f"Ray(num_cpus=) must be > 0, got {num_cpus!r}")
+        self.num_cpus = float(num_cpus)
         self.init_kwargs = dict(init_kwargs or {})
         self._task: Any = None
 
     def __repr__(self) -> str:
-        return f"Ray({self.address!r})"
+        return f"Ray({self.address!r}, chunk={self.chunk}, threads={self.threads})"
 
     def _ray(self) -> Any:
         try:
@@ -157,7 +155,7 @@ class Ray:
             env.setdefault("PYTHONPATH", os.pathsep.join(p for p in _sys_path() if p))
             ray.init(**kwargs)
         if self._task is None:
-            self._task = ray.remote(_evaluate_shipped)
+            self._task = ray.remote(num_cpus=self.num_cpus)(_evaluate_shipped)
         return ray
 
     def evaluate(self, module: Any, values: dict[str, Any], items: Items,
@@ -168,7 +166,7 @@ class Ray:
         ray = self._ray()
         shipped = ray.put((module, values, metric, forward))
         chunks = [items[i : i + self.chunk] for i in range(0, len(items), self.chunk)]
-        refs = [self._task.remote(shipped, chunk) for chunk in chunks]
+        refs = [self._task.remote(shipped, chunk, self.threads) for chunk in chunks]
         done: dict[Any, list[Traced]] = {}
         pending = list(refs)
         while pending:
@@ -184,9 +182,10 @@ class Ray:
         """Leaves Ray running (the user or the test that started it shuts it down)."""
 
 
-def _evaluate_shipped(shipped: tuple[Any, dict[str, Any], Any, Any], chunk: Items) -> list[Any]:
+def _evaluate_shipped(shipped: tuple[Any, dict[str, Any], Any, Any], chunk: Items,
+                      threads: int) -> list[Any]:
     module, values, metric, forward = shipped  # Ray resolved the ObjectRef to a private copy
-    return evaluate_values(module, values, chunk, metric, forward)
+    return evaluate_values(module, values, chunk, metric, forward, threads)
 
 
 def _sys_path() -> list[str]:

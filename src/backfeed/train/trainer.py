@@ -23,7 +23,7 @@ from typing import Any
 
 from .._tokens import estimate_tokens
 from ..budget import Budget, BudgetExceeded
-from ..graph import Feedback, Module
+from ..graph import Feedback, Module, minimal_subgraph, to_dot
 from ..llm import Metered, Spend
 from ..optim import Optimizer, StepReport
 from ..store import RunStore, values_hash
@@ -232,11 +232,12 @@ class Trainer:
 
     # -- evaluation ---------------------------------------------------------------------------
     def _evaluate(self, cand: Candidate, split: str, indexes: list[int],
-                  trace: bool = False) -> list[EvalResult]:
+                  trace: bool = False, backward: bool = True) -> list[EvalResult]:
         """Scores of `cand` on examples `indexes` (in that order); stored results are reused.
 
-        With `trace`, outputs get their feedback (backward) in example order, so the optimizer
-        sees a graph; a stored result is re-run without calling the metric to rebuild its graph.
+        With `trace`, the outputs' graphs are kept in `self.traced` and (with `backward`) get
+        their feedback in example order, so the optimizer sees them; a stored result is re-run
+        without calling the metric to rebuild its graph.
         """
         data = self.trainset if split == "train" else self.valset
         assert data is not None
@@ -285,12 +286,14 @@ class Trainer:
             raise _Stop(f"metric_calls: budget of {limit} metric calls reached")
         if trace:
             self.module.load_state_dict(cand.values)
+            self.traced: dict[int, Traced] = {}
             for i in indexes:
                 t = nodes.get(i)
                 r = found[i]
                 if t is None:  # stored earlier: rebuild the graph, reuse the stored feedback
                     t = run_one(self.module, data[i], i, None, self.forward)
-                if t.node is not None:
+                self.traced[i] = t
+                if backward and t.node is not None:
                     t.node.backward(Feedback(score=r.score, text=r.feedback, details=r.details))
         return [found[i] for i in indexes]
 
@@ -406,7 +409,10 @@ class Trainer:
         """Run until a limit, the step count, Ctrl-C or the stop file; return the best values."""
         self._open()
         self._started = self.clock()
-        self._progress = Progress(self.progress, self.steps)
+        total = self.steps
+        if total is None and self.budget.llm_calls is not None:
+            total = self.budget.llm_calls // self.strategy.proposals  # an upper bound for the bar
+        self._progress = Progress(self.progress, total)
         install_capture()
         previous_handler = self._install_sigint()
         status, reason = "stopped", ""
@@ -415,7 +421,7 @@ class Trainer:
             if not self.pool:
                 self._check_stop()
                 started = time.time()
-                self.recorders_begin(-1)
+                self._begin_step(-1)
                 seed = self._new_candidate(self.module.state_dict(), [], "seed", -1)
                 self._admit(seed)
                 self.best_id = seed.id
@@ -428,7 +434,7 @@ class Trainer:
                     break
                 self._check_stop()
                 started = time.time()
-                self.recorders_begin(step)
+                self._begin_step(step)
                 before = self._best()
                 parents, child, accepted = self._step(step)
                 after = self._best()
@@ -442,6 +448,11 @@ class Trainer:
         except _Stop as s:
             reason = s.reason
             self.store.forget_after(self.run_id, self.last_step)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once, state as of the last step
+            self.store.forget_after(self.run_id, self.last_step)
+            self.store.update_run(self.run_id, status="stopped", stop_reason="interrupted (Ctrl-C twice)",
+                                  spend=self.spend.to_dict())
+            raise
         except BaseException as e:
             self.store.forget_after(self.run_id, self.last_step)
             self.store.update_run(self.run_id, status="failed",
@@ -457,7 +468,7 @@ class Trainer:
                 judge.llm = self._judge_llm
         return self._finish(status, reason)
 
-    def recorders_begin(self, step: int) -> None:
+    def _begin_step(self, step: int) -> None:
         for r in self.recorders:
             r.begin_step(step)
 
@@ -502,6 +513,7 @@ class Trainer:
         else:
             parent_scores = [r.score for r in self._evaluate(parent, "train", batch, trace=True)]
         self.strategy.observe(parent, parent_scores)
+        dot = _trace_dot(self.optimizer.params)
         children: list[Candidate] = []
         for seq in range(self.strategy.proposals):
             self.module.load_state_dict(parent.values)
@@ -519,7 +531,7 @@ class Trainer:
                 children.append(cand)
                 cand_id = cand.id
             self.store.add_step_report(self.run_id, step=step, seq=seq, candidate_id=cand_id,
-                                       report=_report_dict(report))
+                                       report={**_report_dict(report), "dot": dot})
             if cand_id is None:
                 why = ("no change proposed" if values == parent.values
                        else f"same values as candidate {in_pool} in the pool")
@@ -574,7 +586,7 @@ class Trainer:
     # -- pairwise mode ----------------------------------------------------------------------
     def _outputs(self, cand: Candidate, batch: list[int], trace: bool = False) -> list[str | None]:
         return [r.output if r.error is None else f"(error) {r.error}"
-                for r in self._evaluate(cand, "train", batch, trace=trace)]
+                for r in self._evaluate(cand, "train", batch, trace=trace, backward=False)]
 
     def _judge(self, step: int, a: Candidate, b: Candidate, batch: list[int],
                outs_a: list[str | None], outs_b: list[str | None]) -> list[Verdict]:
@@ -599,7 +611,8 @@ class Trainer:
         assert isinstance(self.strategy, Pairwise)
         ranked = self.strategy.rank(self.pool)
         rival = next((c for c in ranked if c.id != parent.id), None)
-        outs_p = self._outputs(parent, batch)
+        outs_p = self._outputs(parent, batch, trace=True)
+        traced = self.traced
         if rival is None:
             feedbacks = [Feedback(score=0.5, text="No ground truth: propose a variant that a judge "
                                   "comparing outputs side by side would prefer.")] * len(batch)
@@ -607,11 +620,10 @@ class Trainer:
             outs_r = self._outputs(rival, batch)
             verdicts = self._judge(step, parent, rival, batch, outs_p, outs_r)
             feedbacks = [self.strategy.feedback(v, "a") for v in verdicts]
-        self.module.load_state_dict(parent.values)
         for i, fb in zip(batch, feedbacks):
-            t = run_one(self.module, self.trainset[i], i, None, self.forward)
-            if t.node is not None:
-                t.node.backward(fb)
+            node = traced[i].node
+            if node is not None:
+                node.backward(fb)
         return [fb.score or 0.0 for fb in feedbacks]
 
     def _duel(self, step: int, parent: Candidate, child: Candidate,
@@ -736,6 +748,17 @@ def _finite(x: float) -> float | None:
 def _example_text(example: Any) -> str:
     text = repr(example)
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+_DOT_MAX_NODES = 400
+
+
+def _trace_dot(params: list) -> str | None:
+    """DOT text of the trace the optimizer saw (for the dashboard), or None when too large."""
+    subgraph = minimal_subgraph(params)
+    if not subgraph.nodes or len(subgraph.nodes) > _DOT_MAX_NODES:
+        return None
+    return to_dot(subgraph)
 
 
 def _report_dict(report: StepReport) -> dict[str, Any]:
