@@ -26,6 +26,7 @@ from .models import ModelHandle, open_model
 from .tasks import SUITES, make_task
 
 DEFAULT_CALLS = {"quick": 3, "full": 20}
+VERBOSE = False  # --verbose: print every optimizer call
 
 
 @dataclass
@@ -100,9 +101,16 @@ class Capped(BaseLLM):
     def complete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
                  max_tokens: int | None = None, temperature: float | None = None,
                  seed: int | None = None) -> Completion:
-        return self.llm.complete(messages, json_schema=json_schema,
-                                 max_tokens=min(max_tokens or self.max_tokens, self.max_tokens),
-                                 temperature=temperature, seed=seed)
+        started = time.perf_counter()
+        completion = self.llm.complete(
+            messages, json_schema=json_schema,
+            max_tokens=min(max_tokens or self.max_tokens, self.max_tokens),
+            temperature=temperature, seed=seed)
+        if VERBOSE:
+            print(f"    optimizer call: {completion.usage.prompt_tokens} prompt + "
+                  f"{completion.usage.completion_tokens} completion tokens, "
+                  f"{time.perf_counter() - started:.1f} s", flush=True)
+        return completion
 
 
 def start_score(task_name: str, seed: int, model: ModelHandle, size: str) -> float:
@@ -266,7 +274,10 @@ def main(argv: list[str] | None = None) -> None:
                              "(default: quick 512, full 1024)")
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/...)")
     parser.add_argument("--machine", default=None, help="machine description for the report")
+    parser.add_argument("--verbose", action="store_true", help="print every optimizer call")
     args = parser.parse_args(argv)
+    global VERBOSE
+    VERBOSE = args.verbose
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     for framework in frameworks:
         get_adapter(framework)  # fail early on an unknown name

@@ -241,7 +241,8 @@ def _bbh_task(subtask: str) -> Callable[[int, str], Task]:
             size=size,
             description=f"Write the instruction that makes the model answer {subtask.replace('_', ' ')} "
             "questions correctly.",
-            build=lambda llm: PromptProgram(llm),
+            # quick instances cap each answer shorter, so the small local model stays fast
+            build=lambda llm: PromptProgram(llm, max_tokens=128 if size == "quick" else 256),
             metric=make_metric(subtask),
             trainset=examples[:n_train],
             valset=examples[n_train:n_train + n_val],
