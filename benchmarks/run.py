@@ -257,6 +257,28 @@ def write_results(records: list[RunRecord], out: Path, meta: dict[str, Any]) -> 
     return table
 
 
+def combine(folders: list[str], out: Path) -> str:
+    """Merge the runs of several result folders (e.g. one per library) into one report."""
+    records: list[RunRecord] = []
+    metas = []
+    for folder in folders:
+        payload = json.loads((Path(folder) / "results.json").read_text())
+        metas.append(payload["meta"])
+        records += [RunRecord(**{**run, "curve": [tuple(p) for p in run["curve"]]})
+                    for run in payload["runs"]]
+    seen, unique = set(), []
+    for r in records:  # a reference row appears once per folder: keep one
+        key = (r.task, r.framework, r.seed)
+        if key not in seen:
+            seen.add(key)
+            unique.append(r)
+    meta = {**metas[0], "command": " ; ".join(m["command"] for m in metas),
+            "frameworks": sorted({f for m in metas for f in m["frameworks"]}),
+            "date": ", ".join(m["date"] for m in metas),
+            "total_wall_s": sum(m.get("total_wall_s", 0) for m in metas)}
+    return write_results(unique, out, meta)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -275,7 +297,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/...)")
     parser.add_argument("--machine", default=None, help="machine description for the report")
     parser.add_argument("--verbose", action="store_true", help="print every optimizer call")
+    parser.add_argument("--combine", nargs="+", default=None, metavar="FOLDER",
+                        help="merge earlier result folders into --out instead of running")
     args = parser.parse_args(argv)
+    if args.combine:
+        if not args.out:
+            parser.error("--combine needs --out")
+        print(combine(args.combine, Path(args.out)))
+        return
     global VERBOSE
     VERBOSE = args.verbose
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]

@@ -125,3 +125,20 @@ def test_trace_runs_through_the_harness_with_a_scripted_model():
     runs = {r.task: r for r in records if r.framework == "trace"}
     assert runs["numeric"].test_score == 1.0 and runs["numeric"].optimizer_calls == 2
     assert runs["control/cartpole"].test_score == 1.0
+
+
+def test_combine_merges_result_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness, "get_adapter", lambda name: FakeAdapter())
+    x_star = make_task("numeric", 0).info["x_star"]
+    model = harness.scripted_model(bf.llm.Scripted([responder(x_star)] * 10))
+    for name in ("a", "b"):
+        records = harness.run_suite(["numeric"], [name], [0], model, size="quick", calls=2,
+                                    progress=False)
+        harness.write_results(records, tmp_path / name, {
+            "command": f"run {name}", "model": "scripted", "calls": 2, "seeds": [0],
+            "size": "quick", "machine": "test", "date": "today", "frameworks": [name]})
+    harness.main(["--combine", str(tmp_path / "a"), str(tmp_path / "b"),
+                  "--out", str(tmp_path / "all")])
+    saved = json.loads((tmp_path / "all" / "results.json").read_text())
+    assert {row["framework"] for row in saved["summary"]} == {"a", "b", "adam (reference)"}
+    assert "run a ; run b" in (tmp_path / "all" / "results.md").read_text()
