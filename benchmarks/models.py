@@ -18,7 +18,8 @@ from backfeed.llm import LLM, BaseLLM, Completion, Usage
 
 LOCAL_MODELS = {"local-0.5b": "qwen2.5-coder-0.5b", "local-1.5b": "qwen2.5-coder-1.5b"}
 _SERVE = ("import sys; from backfeed.llm.serve import serve_model; "
-          "serve_model(sys.argv[1], port=int(sys.argv[2]))")
+          "serve_model(sys.argv[1], port=int(sys.argv[2]), threads=int(sys.argv[3]) or None)")
+LOCAL_TIMEOUT_S = 1800.0  # a slow local call is waited for, not retried (a retry redoes it)
 
 
 @dataclass
@@ -71,7 +72,10 @@ def litellm_llm(model: str, api_base: str | None = None) -> LLM:
     backend = getattr(bf.llm, "LiteLLM", None)
     if backend is None:
         return OpenAICompatible(model, api_base)
-    options = {"api_base": api_base, "api_key": "none"} if api_base else {}
+    options: dict[str, Any] = {}
+    if api_base:
+        options = {"api_base": api_base, "api_key": "none", "timeout": LOCAL_TIMEOUT_S,
+                   "max_retries": 0}
     # no response cache: every library pays for every call it makes
     return backend(model, cache=False, **options)
 
@@ -83,16 +87,17 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def open_model(spec: str, *, startup_seconds: float = 300.0) -> Iterator[ModelHandle]:
+def open_model(spec: str, *, threads: int = 0,
+               startup_seconds: float = 300.0) -> Iterator[ModelHandle]:
     """`local-0.5b` / `local-1.5b`: serve the model (`backfeed serve-model`'s server) in a
     subprocess and talk to it over HTTP like every peer does;
-    anything else is a litellm model name."""
+    anything else is a litellm model name. `threads=0` lets the server use every core."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if spec not in LOCAL_MODELS:
         yield ModelHandle(spec, litellm_llm(spec))
         return
     port = _free_port()
-    command = [sys.executable, "-c", _SERVE, LOCAL_MODELS[spec], str(port)]
+    command = [sys.executable, "-c", _SERVE, LOCAL_MODELS[spec], str(port), str(threads)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     api_base = f"http://127.0.0.1:{port}/v1"
     try:

@@ -131,9 +131,10 @@ def reference_record(task_name: str, seed: int, size: str, calls: int) -> RunRec
 
 
 def run_suite(tasks: list[str], frameworks: list[str], seeds: list[int], model: ModelHandle,
-              *, size: str, calls: int, max_tokens: int = 1024,
-              progress: bool = True) -> list[RunRecord]:
-    records = []
+              *, size: str, calls: int, max_tokens: int = 1024, progress: bool = True,
+              on_record: Any = None) -> list[RunRecord]:
+    """Every (task, seed, framework) run; `on_record(records)` after each (partial results)."""
+    records: list[RunRecord] = []
     for task_name in tasks:
         for seed in seeds:
             start = start_score(task_name, seed, model, size)
@@ -141,6 +142,8 @@ def run_suite(tasks: list[str], frameworks: list[str], seeds: list[int], model: 
                 record = run_one(task_name, framework, seed, model, size=size, calls=calls,
                                  max_tokens=max_tokens, start_score=start)
                 records.append(record)
+                if on_record is not None:
+                    on_record(records)
                 if progress:
                     score = "-" if record.test_score is None else f"{record.test_score:.3f}"
                     print(f"[{task_name} seed={seed}] {framework}: {record.status} test={score} "
@@ -297,6 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/...)")
     parser.add_argument("--machine", default=None, help="machine description for the report")
     parser.add_argument("--verbose", action="store_true", help="print every optimizer call")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads of the local model server (default: every core)")
     parser.add_argument("--combine", nargs="+", default=None, metavar="FOLDER",
                         help="merge earlier result folders into --out instead of running")
     args = parser.parse_args(argv)
@@ -325,9 +330,10 @@ def main(argv: list[str] | None = None) -> None:
         "machine": args.machine or f"{platform.machine()}, {__import__('os').cpu_count()} cores",
     }
     started = time.perf_counter()
-    with open_model(args.model) as model:
+    with open_model(args.model, threads=args.threads) as model:
         records = run_suite(tasks, frameworks, seeds, model, size=size, calls=calls,
-                            max_tokens=max_tokens)
+                            max_tokens=max_tokens,
+                            on_record=lambda partial: write_results(partial, out, meta))
     meta["total_wall_s"] = round(time.perf_counter() - started, 1)
     table = write_results(records, out, meta)
     print(table)
