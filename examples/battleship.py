@@ -45,7 +45,7 @@ def summary(last_shot, view, hits, total):
 
 
 def metric(example, output):
-    r = output.value
+    r = output  # the trainer passes the output's plain value
     return bf.Feedback(score=r["hits"] / r["total"],
                        text=f"hit {r['hits']} of {r['total']} ship squares; final view:\n"
                        + "\n".join(r["view"]))

@@ -38,7 +38,7 @@ def episode(last_action, total, final_observation):
 
 
 def metric(example, output):
-    r = output.value
+    r = output  # the trainer passes the output's plain value
     return bf.Feedback(score=r["return"] / MAX_STEPS,
                        text=f"return {r['return']:g} of {MAX_STEPS}; ended at {r['final_observation']}")
 

@@ -43,7 +43,7 @@ class Counter(bf.Module):
 
 
 def metric(example, output):
-    numbers = re.findall(r"\d+", output.value)
+    numbers = re.findall(r"\d+", output)  # the output's plain value
     got = numbers[-1] if numbers else None
     if got == example[1]:
         return bf.Feedback(score=1.0, text="correct")
@@ -54,5 +54,5 @@ program = Counter()
 bf.train(program, train, valset=val, metric=metric,
          optimizer=bf.optim.Prime(program.parameters(), llm=llm),
          budget=bf.Budget(llm_calls=args.calls))
-accuracy = sum(metric(q, program(q[0])).score for q in test) / len(test)
+accuracy = sum(metric(q, program(q[0]).value).score for q in test) / len(test)
 print(f"instruction: {program.instruction.value!r}\ntest accuracy: {accuracy:.2f}")

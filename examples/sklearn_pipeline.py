@@ -45,7 +45,8 @@ def cv_accuracy(features, model, C, depth, scale, folds):
 
 
 def metric(example, output):
-    return bf.Feedback(score=output.value, text=f"cross-validated accuracy {output.value:.3f}")
+    # the trainer passes the output's plain value
+    return bf.Feedback(score=output, text=f"cross-validated accuracy {output:.3f}")
 
 
 program = Pipeline()

@@ -31,9 +31,9 @@ class VerbalRegressor(bf.Module):
 
 def metric(example, output):
     x, y = example
-    found = re.findall(r"-?\d+(?:\.\d+)?", output.value)
+    found = re.findall(r"-?\d+(?:\.\d+)?", output)  # the output's plain value
     if not found:
-        return bf.Feedback(score=0.0, text=f"x={x}: no number in {output.value!r}; y should be {y}")
+        return bf.Feedback(score=0.0, text=f"x={x}: no number in {output!r}; y should be {y}")
     guess = float(found[-1])
     return bf.Feedback(score=1 / (1 + abs(guess - y)), text=f"x={x}: predicted {guess:g}, y is {y}")
 
@@ -43,4 +43,4 @@ bf.train(model, train, valset=val, metric=metric,
          optimizer=bf.optim.Prime(model.parameters(), llm=llm),
          budget=bf.Budget(llm_calls=args.calls))
 print(model.theta.value)
-print("test score:", sum(metric(e, model(e[0])).score for e in test) / len(test))
+print("test score:", sum(metric(e, model(e[0]).value).score for e in test) / len(test))
