@@ -68,9 +68,7 @@ def _numeric(ctx: RunContext, OptoPrime: Any, llm: Any) -> None:
             best = (feedback.score, float(x.data))
         optimizer.zero_feedback()
         optimizer.backward(y, feedback.text)
-        try:
-            optimizer.step()
-        except bf.BudgetExceeded:
+        if not _step(optimizer):
             break
     if _is_number(x.data):  # score the last proposal too
         score = ctx.metric(example, apply_steps(steps, float(x.data))).score or 0.0
@@ -135,15 +133,26 @@ def _wrapped(ctx: RunContext, OptoPrime: Any, llm: Any) -> None:
         # Trace 0.1.3.8 needs one feedback per step: join the batch as its examples do
         optimizer.zero_feedback()
         optimizer.backward(batchify(*outputs), "\n".join(texts))
-        try:
-            optimizer.step()
-        except bf.BudgetExceeded:
+        if not _step(optimizer):
             break
         set_values(program, {names[k]: n.data for k, n in nodes.items()})
         score = _validate(ctx)
         if score > best_score:
             best_score, best_values = score, values_of(program)
     set_values(program, best_values)
+
+
+def _step(optimizer: Any) -> bool:
+    """One OptoPrime step; False once the call limit is reached. A step that crashes on the
+    model's answer (OptoPrime 0.1.3.8 does, e.g. on a list proposed for code) is lost, and the
+    run goes on, as it would for a user who catches it."""
+    try:
+        optimizer.step()
+    except bf.BudgetExceeded:
+        return False
+    except Exception as exc:
+        print(f"trace step failed: {type(exc).__name__}: {exc}"[:300], flush=True)
+    return True
 
 
 def _validate(ctx: RunContext) -> float:
