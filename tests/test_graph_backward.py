@@ -158,7 +158,8 @@ def test_dot_export():
     y.backward("bigger")
     dot = bf.to_dot([x])
     assert dot.startswith("digraph backfeed {") and dot.rstrip().endswith("}")
-    assert f"n{x.id} -> n{y.id}" in dot and "shape=box" in dot
+    assert "n0 -> n2" in dot and "shape=box" in dot  # x, the constant, then y
+    assert bf.to_dot([x]) == dot  # ids are local to the subgraph, so runs compare equal
 
 
 def test_graph_freed_when_outputs_dropped():
@@ -233,3 +234,18 @@ def test_render_budget_holds_on_random_graphs():
         assert r.tokens <= budget, (trial, budget, r.tokens)
         for p in r.names and [p for p in params if p.feedback]:
             assert f"{p.name} (float)" in r.text
+
+
+def test_render_order_follows_feedback_order_not_creation_order():
+    """Threads (or a resumed run) may build examples in any order; the prompt must not change."""
+
+    def run(build_order):
+        w = bf.param(1.0, name="w")
+        outs = {}
+        for k in build_order:
+            outs[k] = scale(w + k, 2)
+        for k in (1, 2, 3):  # feedback in example order
+            outs[k].backward(f"example {k}")
+        return bf.render([w]).text, bf.to_dot([w])
+
+    assert run([1, 2, 3]) == run([3, 1, 2])

@@ -65,3 +65,13 @@ def test_bad_cassette_line_is_named(tmp_path):
         Replay(tmp_path / "s.jsonl")
     with pytest.raises(FileNotFoundError, match="cassette not found"):
         Replay(tmp_path / "missing.jsonl")
+
+
+def test_secret_option_names_are_told_apart_from_public_ones():
+    from backfeed.llm._keys import is_secret_option
+
+    for name in ["api_key", "apikey", "aws_secret_access_key", "extra_headers", "azure_ad_token",
+                 "vertex_credentials", "Authorization", "password"]:
+        assert is_secret_option(name), name
+    for name in ["max_tokens", "max_completion_tokens", "top_p", "api_base", "model", "seed"]:
+        assert not is_secret_option(name), name

@@ -7,24 +7,52 @@ import typer
 app = typer.Typer(help="backfeed: optimize whole AI workflows.", no_args_is_help=True)
 
 
+@app.callback()
+def _commands() -> None:
+    """backfeed: optimize whole AI workflows (subcommands even while there is only one)."""
+
+
 @app.command()
-def demo() -> None:
-    """Trace a small program and print its graph.
+def demo(
+    steps: int = typer.Option(8, min=1, help="optimizer steps to run"),
+    seed: int = typer.Option(0, help="seed of the numeric sampler"),
+) -> None:
+    """Optimize a small built-in workflow (a text, a code and a numeric parameter) with the
+    embedded model, showing each step's score, tokens and time.
 
-    Example: backfeed demo
+    Example: backfeed demo --steps 8
     """
-    import backfeed as bf
+    from .demo import run_demo
+    from .llm import LLMError
 
-    x = bf.param(1.0, name="x", description="offset added to the input")
+    try:
+        run_demo(steps=steps, seed=seed)
+    except LLMError as exc:
+        typer.echo(f"backfeed demo: {exc}", err=True)
+        raise typer.Exit(1) from None
 
-    @bf.op
-    def scale(v: float, factor: int) -> float:
-        """Multiply v by factor."""
-        return v * factor
 
-    y = scale(x + 1, bf.node(3, name="k"))
-    y.backward("y should be 20")
-    print(bf.render([x]).text)
+@app.command("serve-model")
+def serve_model(
+    model: str = typer.Option(
+        "qwen2.5-coder-0.5b",
+        help="qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, or a path to a .gguf file.",
+    ),
+    port: int = typer.Option(8080, help="Port on 127.0.0.1."),
+    n_ctx: int = typer.Option(8192, help="Context length per request slot."),
+    parallel: int = typer.Option(1, help="Requests decoded at once (slots)."),
+    api_key: str = typer.Option(
+        "", envvar="BACKFEED_SERVE_API_KEY", help="Require this bearer key (default: none)."
+    ),
+) -> None:
+    """Serve the embedded model as an OpenAI-compatible endpoint on 127.0.0.1.
+
+    Example: backfeed serve-model --port 8080, then point litellm at it with
+    model="openai/qwen2.5-coder-0.5b", api_base="http://127.0.0.1:8080/v1".
+    """
+    from backfeed.llm.serve import serve_model as serve
+
+    serve(model, port=port, n_ctx=n_ctx, parallel=parallel, api_key=api_key or None)
 
 
 from .ui.commands import register as _register_run_commands  # noqa: E402

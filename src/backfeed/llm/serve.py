@@ -47,7 +47,8 @@ def serve_model(
     print(f"serving {name} at {url}  (litellm: model='openai/{name}', api_base='{url}')",
           flush=True)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         stop.wait()
     except KeyboardInterrupt:

@@ -1,5 +1,40 @@
 """Optimizers: one contract (zero_feedback / step / state_dict), many ways to propose values."""
 
-from .base import Optimizer, ParamUpdate, StepReport
+from .apply import (
+    Answer,
+    Rejected,
+    apply_answer,
+    apply_suggestion,
+    check_suggestion,
+    coerce,
+    extract_json,
+    parse_answer,
+)
+from .base import Observation, Optimizer, ParamUpdate, StepReport
+from .evolution import Evolution
+from .hybrid import Hybrid
+from .numeric import Numeric
+from .opro import OPRO
+from .prime import Prime
+from .textgrad import TextGrad
 
-__all__ = ["Optimizer", "ParamUpdate", "StepReport"]
+__all__ = [
+    "OPRO",
+    "Answer",
+    "Evolution",
+    "Hybrid",
+    "Numeric",
+    "Observation",
+    "Optimizer",
+    "ParamUpdate",
+    "Prime",
+    "Rejected",
+    "StepReport",
+    "TextGrad",
+    "apply_answer",
+    "apply_suggestion",
+    "check_suggestion",
+    "coerce",
+    "extract_json",
+    "parse_answer",
+]

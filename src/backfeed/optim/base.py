@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..budget import BudgetExceeded
 from ..graph import Param, zero_feedback
-from ..llm import LLM, Message
+from ..llm import LLM, Completion, Message
 
 
 @dataclass
@@ -19,6 +21,8 @@ class ParamUpdate:
     new: Any = None  # the value after the step
     applied: bool = False
     reason: str | None = None  # why a proposal was rejected (unknown name, type, bounds, ...)
+    kind: str | None = None  # the rejection kind: unknown, type, bounds, constraint, syntax
+    changed: bool = False  # applied and different from the old value
 
 
 @dataclass
@@ -36,6 +40,10 @@ class StepReport:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     error: str | None = None  # the LLM call failed: nothing was applied
+    problems: list[str] = field(default_factory=list)  # what was wrong with the answer's form
+    score: float | None = None  # the score the feedback gave the values stepped from
+    llm_calls: int = 0
+    gradients: dict[str, str] = field(default_factory=dict)  # TextGrad: criticism per node
 
     @property
     def applied(self) -> dict[str, Any]:
@@ -43,6 +51,44 @@ class StepReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class Observation:
+    """Parameter values with the feedback their outputs received (one row of the history)."""
+
+    step: int
+    values: dict[str, Any]
+    score: float | None
+    feedback: str
+
+    def key(self) -> str:
+        return values_key(self.values)
+
+
+def values_key(values: dict[str, Any]) -> str:
+    """A stable text key for a set of parameter values (equal values, equal keys)."""
+    return json.dumps(values, sort_keys=True, default=repr)
+
+
+def current_feedback(params: list[Param], limit: int = 2000) -> tuple[float | None, str, int]:
+    """(mean score, joined feedback text, count) over the outputs the parameters influenced."""
+    outputs = {id(out): out for p in params for out in p.outputs}
+    scores: list[float] = []
+    texts: list[str] = []
+    count = 0
+    for out in outputs.values():
+        for fb in out._feedback or ():
+            count += 1
+            if fb.score is not None:
+                scores.append(fb.score)
+            if fb.text and fb.text not in texts:
+                texts.append(fb.text)
+    text = "; ".join(texts)
+    if len(text) > limit:
+        text = text[: limit - 20] + f" ...[{len(text) - limit + 20} chars cut]"
+    score = sum(scores) / len(scores) if scores else None
+    return score, text, count
 
 
 class Optimizer:
@@ -66,6 +112,8 @@ class Optimizer:
             raise ValueError("the optimizer was given no parameters")
         self._llm = llm
         self.step_count = 0
+        self.history: list[Observation] = []
+        self.history_limit = 64
 
     @property
     def llm(self) -> LLM:
@@ -89,12 +137,86 @@ class Optimizer:
         """Forget the feedback of every parameter (releasing the graphs it kept alive)."""
         zero_feedback(self.params)
 
+    def values(self) -> dict[str, Any]:
+        """The current value of every parameter, by name."""
+        return {p.name: p._value for p in self.params}
+
+    def observe(self) -> Observation | None:
+        """Record the current values with the feedback their outputs got (None: no feedback).
+
+        `step()` does this first; call it yourself to show the optimizer the score of values
+        you evaluated but will not step from (e.g. a candidate that was rejected).
+        Observing the same values again replaces their earlier row.
+        """
+        score, text, count = current_feedback(self.params)
+        if count == 0:
+            return None
+        obs = Observation(self.step_count, self.values(), score, text)
+        self._remember(obs)
+        return obs
+
+    def record(self, values: dict[str, Any], score: float | None, feedback: str) -> Observation:
+        """Tell the optimizer how values it proposed did when evaluated elsewhere (the trainer
+        calls this for every child it scores, accepted or not, so errors such as a timeout in
+        proposed code reach the next prompt). Values are keyed by parameter name."""
+        if len(feedback) > 2000:
+            feedback = feedback[:1980] + f" ...[{len(feedback) - 1980} chars cut]"
+        obs = Observation(self.step_count, dict(values), score, feedback)
+        self._remember(obs)
+        return obs
+
+    def _remember(self, obs: Observation) -> None:
+        key = obs.key()
+        self.history[:] = [h for h in self.history if h.key() != key] + [obs]  # in place: shared
+        if len(self.history) > self.history_limit:  # drop the oldest, but never the best
+            best = self.best()
+            oldest = next(h for h in self.history if h is not best)
+            self.history.remove(oldest)
+
+    def best(self) -> Observation | None:
+        """The observed values with the highest score."""
+        scored = [h for h in self.history if h.score is not None]
+        return max(scored, key=lambda h: h.score) if scored else None  # type: ignore[arg-type, return-value]
+
     def step(self) -> StepReport:
-        """Propose and apply new values from the current feedback; never raises for bad answers."""
+        """Propose and apply new values from the current feedback; never raises for bad answers.
+
+        bf.BudgetExceeded from the LLM layer propagates (the trainer stops on it); any other
+        failure of the LLM call is recorded in `report.error` and nothing is applied.
+        """
         report = StepReport(step=self.step_count)
+        obs = self.observe()
+        report.score = obs.score if obs is not None else None
         self._step(report)
         self.step_count += 1
         return report
+
+    def _ask(
+        self,
+        report: StepReport,
+        messages: list[Message],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> Completion | None:
+        """One LLM call, accounted in the report; None (and `report.error`) when it failed."""
+        report.prompts.append(messages)
+        report.llm_calls += 1
+        try:
+            completion = self.llm.complete(
+                messages, json_schema=json_schema, max_tokens=max_tokens, temperature=temperature
+            )
+        except BudgetExceeded:
+            raise
+        except Exception as exc:  # a backend failure is recorded; the step applies nothing
+            report.error = f"{type(exc).__name__}: {exc}"
+            return None
+        report.answers.append(completion.text)
+        report.prompt_tokens += completion.usage.prompt_tokens
+        report.completion_tokens += completion.usage.completion_tokens
+        report.cost_usd += completion.cost_usd
+        return completion
 
     def _step(self, report: StepReport) -> None:
         raise NotImplementedError
@@ -105,6 +227,7 @@ class Optimizer:
             "type": type(self).__name__,
             "step_count": self.step_count,
             "params": {p.name: p._value for p in self.params},
+            "history": [asdict(h) for h in self.history],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -113,3 +236,4 @@ class Optimizer:
         self.step_count = state.get("step_count", 0)
         for name, value in state.get("params", {}).items():
             self.param(name).value = value
+        self.history[:] = [Observation(**h) for h in state.get("history", [])]

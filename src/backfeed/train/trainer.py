@@ -549,7 +549,9 @@ class Trainer:
                 scores, parent_scores = self._duel(step, parent, child, batch)
                 parent_total = sum(parent_scores)
             else:
-                scores = [r.score for r in self._evaluate(child, "train", batch)]
+                results = self._evaluate(child, "train", batch)
+                scores = [r.score for r in results]
+                self._tell_optimizer(child, results)
             scored.append((child, scores))
         chosen, chosen_scores = max(scored, key=lambda cs: (sum(cs[1]), -cs[0].id))
         ok, why = self.strategy.accept(parent_scores, chosen_scores)
@@ -564,6 +566,16 @@ class Trainer:
         if ok:
             self._admit(chosen)
         return [parent.id], chosen.id, ok
+
+    def _tell_optimizer(self, cand: Candidate, results: list[EvalResult]) -> None:
+        """Show the optimizer how its proposal did, failures included, for its next prompt."""
+        if not results:
+            return
+        names = {path: p.name for path, p in self.module.named_parameters()}
+        values = {names[k]: v for k, v in cand.values.items() if k in names}
+        texts = list(dict.fromkeys(r.feedback for r in results if r.feedback))
+        score = sum(r.score for r in results) / len(results)
+        self.optimizer.record(values, score, "; ".join(texts))
 
     def _merge_step(self, step: int, a: Candidate, b: Candidate,
                     values: dict[str, Any]) -> tuple[list[int], int | None, bool]:

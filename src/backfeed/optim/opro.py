@@ -1,0 +1,82 @@
+"""OPRO: the model sees a bounded, score-sorted history of past values and proposes better ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..graph import Param
+from ..llm import LLM, Message
+from . import prompts
+from .apply import apply_answer
+from .base import Optimizer, StepReport
+from .schema import answer_schema, answer_tokens, describe, example, names_text, value_text
+
+
+class OPRO(Optimizer):
+    """Optimization by prompting: the best `history_size` distinct values tried so far, sorted
+    worst to best with their scores, and a request for values that score higher.
+    """
+
+    def __init__(
+        self,
+        params: list[Param] | Any,
+        llm: LLM | None = None,
+        *,
+        history_size: int = 8,
+        value_chars: int = 300,
+        reasoning_chars: int = 200,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> None:
+        super().__init__(params, llm)
+        if history_size < 1:
+            raise ValueError(f"history_size must be at least 1, got {history_size}")
+        self.history_size = history_size
+        self.value_chars = value_chars
+        self.reasoning_chars = reasoning_chars
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+
+    def history_text(self) -> str:
+        scored = [h for h in self.history if h.score is not None]
+        top = sorted(scored, key=lambda h: h.score)[-self.history_size :]  # type: ignore[arg-type, return-value]
+        if not top:
+            return "(none yet)"
+        rows = []
+        for h in top:
+            values = ", ".join(f"{k}={value_text(v, self.value_chars)}" for k, v in h.values.items())
+            rows.append(f"- {values}; score={h.score:.4g}")
+        return "\n".join(rows)
+
+    def messages(self) -> list[Message]:
+        latest = self.history[-1].feedback if self.history else ""
+        answer_format = prompts.ANSWER_FORMAT.render(
+            reasoning_chars=self.reasoning_chars,
+            example=example(self.params),
+            names=names_text(self.params),
+        )
+        user = prompts.OPRO_USER.render(
+            parameters=describe(self.params, self.value_chars),
+            history=self.history_text(),
+            feedback=latest[: self.value_chars * 2] or "(none)",
+            names=names_text(self.params),
+            answer_format=answer_format,
+        )
+        return [
+            {"role": "system", "content": prompts.OPRO_SYSTEM.render()},
+            {"role": "user", "content": user},
+        ]
+
+    def _step(self, report: StepReport) -> None:
+        limit = answer_tokens(self.params, self.reasoning_chars)
+        if self.max_tokens is not None:
+            limit = min(limit, self.max_tokens)
+        completion = self._ask(
+            report,
+            self.messages(),
+            json_schema=answer_schema(self.params, self.reasoning_chars),
+            max_tokens=limit,
+            temperature=self.temperature,
+        )
+        if completion is not None:
+            apply_answer(self.params, completion.text, report)

@@ -1,0 +1,164 @@
+"""Every prompt the optimizers send, as named templates with explicit variables."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Template:
+    """A named prompt template; `render` requires exactly its variables (`{name}` fields)."""
+
+    name: str
+    text: str
+
+    @property
+    def variables(self) -> frozenset[str]:
+        return frozenset(
+            field for _, field, _, _ in string.Formatter().parse(self.text) if field
+        )
+
+    def render(self, **values: object) -> str:
+        missing = self.variables - values.keys()
+        extra = values.keys() - self.variables
+        if missing or extra:
+            raise ValueError(
+                f"template {self.name!r} needs variables {sorted(self.variables)}; "
+                f"missing {sorted(missing)}, unexpected {sorted(extra)}"
+            )
+        return self.text.format(**values)
+
+
+ANSWER_FORMAT = Template(
+    "answer_format",
+    """Answer with one JSON object and nothing else:
+{{"reasoning": "<why, at most {reasoning_chars} characters>", "suggestion": {example}, "stop": false}}
+The keys of "suggestion" are exactly the parameter names: {names}. Repeat a value to keep it.
+Set "stop" to true only when the feedback shows nothing is left to improve.""",
+)
+
+PRIME_SYSTEM = Template(
+    "prime_system",
+    """You improve the parameters of a program. You are shown the trace of one run (the \
+parameters, each operation with its inputs and its value), the feedback on its output, and \
+earlier attempts with their scores (higher is better). Propose new parameter values that \
+make the feedback better. Only parameters can change; other names in the trace are results.""",
+)
+
+PRIME_USER = Template(
+    "prime_user",
+    """{trace}
+#Earlier attempts (oldest first; higher score is better)
+{memory}
+#Rejected from your last answer
+{rejected}
+#Task
+Propose new values for the parameters {names} to improve the feedback.
+{answer_format}""",
+)
+
+OPRO_SYSTEM = Template(
+    "opro_system",
+    """You are an optimizer. You see earlier values of some parameters with the score each \
+got, sorted from worst to best (higher is better). Propose new values that score higher \
+than all of them; do not repeat a value that was already tried.""",
+)
+
+OPRO_USER = Template(
+    "opro_user",
+    """#Parameters
+{parameters}
+#Tried values and their scores (worst first, best last)
+{history}
+#Latest feedback
+{feedback}
+#Task
+Propose new values for {names} that score higher than the best above.
+{answer_format}""",
+)
+
+EVOLUTION_SYSTEM = Template(
+    "evolution_system",
+    """You are an evolution strategy. You see a population of candidate parameter values \
+sorted by fitness (worst first, best last; higher is better). Propose new candidates: \
+recombine and mutate the fittest ones, moving away from what scored badly.""",
+)
+
+EVOLUTION_USER = Template(
+    "evolution_user",
+    """#Parameters
+{parameters}
+#Population (worst first, best last)
+{population}
+#Task
+Propose {offspring} new, different candidates for {names}. Answer with one JSON object and \
+nothing else:
+{{"reasoning": "<why, at most {reasoning_chars} characters>", "members": [{example}, ...], "stop": false}}""",
+)
+
+TEXTGRAD_SYSTEM = Template(
+    "textgrad_system",
+    """You give feedback on the parts of a program. For each named node of the trace you \
+write a short criticism: how its value should change to make the final feedback better \
+(a "textual gradient"). Be specific and brief.""",
+)
+
+TEXTGRAD_GRADIENTS = Template(
+    "textgrad_gradients",
+    """{trace}
+#Criticism already given for later nodes
+{downstream}
+#Task
+Write one criticism for each of these nodes: {nodes}. Answer with one JSON object and \
+nothing else:
+{{"gradients": {{"<node>": "<at most {gradient_chars} characters>", ...}}}}""",
+)
+
+TEXTGRAD_UPDATE = Template(
+    "textgrad_update",
+    """#Parameter
+{name} ({kind}): {description}
+#Current value
+{value}
+#Criticism of this parameter
+{gradient}
+#Criticism of the nodes it feeds
+{downstream}
+#Feedback on the output
+{feedback}
+#Task
+Rewrite the value of {name} to address the criticism. Answer with one JSON object and nothing \
+else:
+{{"reasoning": "<why, at most {reasoning_chars} characters>", "value": <new value of {name}>}}""",
+)
+
+TEMPLATES = {
+    t.name: t
+    for t in (
+        ANSWER_FORMAT,
+        PRIME_SYSTEM,
+        PRIME_USER,
+        OPRO_SYSTEM,
+        OPRO_USER,
+        EVOLUTION_SYSTEM,
+        EVOLUTION_USER,
+        TEXTGRAD_SYSTEM,
+        TEXTGRAD_GRADIENTS,
+        TEXTGRAD_UPDATE,
+    )
+}
+
+WARM_START = Template(
+    "warm_start",
+    """#Parameters
+{parameters}
+#Feedback on the current values
+{feedback}
+#Task
+Propose {count} different, promising settings of the numeric parameters {names} to try first. \
+Answer with one JSON object and nothing else:
+{{"reasoning": "<why, at most {reasoning_chars} characters>", "members": [{example}, ...], "stop": false}}""",
+)
+
+TEMPLATES[WARM_START.name] = WARM_START

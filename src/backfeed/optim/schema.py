@@ -1,0 +1,160 @@
+"""JSON schemas for answers, built from the parameters' names and types, and their plain text."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .._tokens import estimate_tokens
+from ..graph import Param
+
+_TYPES = {
+    "str": {"type": "string"},
+    "code": {"type": "string"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "list": {"type": "array"},
+    "dict": {"type": "object"},
+}
+_PLACEHOLDER = {
+    "str": "<text>",
+    "code": "<python source of the whole function>",
+    "int": "<integer>",
+    "float": "<number>",
+    "bool": "<true or false>",
+    "list": "<list>",
+    "dict": "<object>",
+}
+
+
+def value_schema(param: Param) -> dict[str, Any]:
+    """The JSON schema of one parameter's value: its type, bounds and choices."""
+    if param.choices is not None and all(
+        isinstance(c, str | int | float | bool) or c is None for c in param.choices
+    ):
+        return {"enum": list(param.choices)}
+    schema = dict(_TYPES[param.kind])
+    if param.bounds is not None:
+        lo, hi = param.bounds
+        if lo is not None:
+            schema["minimum"] = lo
+        if hi is not None:
+            schema["maximum"] = hi
+    return schema
+
+
+def suggestion_schema(params: list[Param]) -> dict[str, Any]:
+    """An object whose only keys are the parameter names, each with its type (all required)."""
+    return {
+        "type": "object",
+        "properties": {p.name: value_schema(p) for p in params},
+        "required": [p.name for p in params],
+        "additionalProperties": False,
+    }
+
+
+def answer_schema(params: list[Param], reasoning_chars: int) -> dict[str, Any]:
+    """`{reasoning, suggestion, stop}` with the reasoning's length capped."""
+    return {
+        "type": "object",
+        "properties": {
+            "reasoning": {"type": "string", "maxLength": reasoning_chars},
+            "suggestion": suggestion_schema(params),
+            "stop": {"type": "boolean"},
+        },
+        "required": ["reasoning", "suggestion", "stop"],
+        "additionalProperties": False,
+    }
+
+
+def members_schema(params: list[Param], reasoning_chars: int, count: int) -> dict[str, Any]:
+    """`{reasoning, members: [suggestion, ...], stop}` with exactly `count` members."""
+    return {
+        "type": "object",
+        "properties": {
+            "reasoning": {"type": "string", "maxLength": reasoning_chars},
+            "members": {
+                "type": "array",
+                "items": suggestion_schema(params),
+                "minItems": count,
+                "maxItems": count,
+            },
+            "stop": {"type": "boolean"},
+        },
+        "required": ["reasoning", "members", "stop"],
+        "additionalProperties": False,
+    }
+
+
+def gradients_schema(nodes: list[str], gradient_chars: int) -> dict[str, Any]:
+    """`{gradients: {node: text}}` for exactly the named nodes."""
+    text = {"type": "string", "maxLength": gradient_chars}
+    return {
+        "type": "object",
+        "properties": {
+            "gradients": {
+                "type": "object",
+                "properties": {n: text for n in nodes},
+                "required": list(nodes),
+                "additionalProperties": False,
+            }
+        },
+        "required": ["gradients"],
+        "additionalProperties": False,
+    }
+
+
+def update_schema(param: Param, reasoning_chars: int) -> dict[str, Any]:
+    """`{reasoning, value}` for one parameter."""
+    return {
+        "type": "object",
+        "properties": {
+            "reasoning": {"type": "string", "maxLength": reasoning_chars},
+            "value": value_schema(param),
+        },
+        "required": ["reasoning", "value"],
+        "additionalProperties": False,
+    }
+
+
+def example(params: list[Param]) -> str:
+    """`{"name": <type>, ...}`: the shape of a suggestion, shown to the model."""
+    return "{" + ", ".join(f'"{p.name}": {_PLACEHOLDER[p.kind]}' for p in params) + "}"
+
+
+def names_text(params: list[Param]) -> str:
+    return ", ".join(p.name for p in params)
+
+
+def value_text(value: Any, limit: int) -> str:
+    """JSON text of a value, cut to `limit` characters with a visible marker."""
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    if len(text) > limit:
+        text = text[: max(limit - 24, 8)] + f"...[{len(text) - limit + 24} chars cut]"
+    return text
+
+
+def describe(params: list[Param], value_chars: int = 600) -> str:
+    """One block per parameter: name, type, bounds/choices, description, current value."""
+    lines = []
+    for p in params:
+        facts = [p.kind]
+        if p.bounds is not None:
+            facts.append(f"bounds [{p.bounds[0]}, {p.bounds[1]}]")
+        if p.choices is not None:
+            facts.append(f"choices {value_text(p.choices, 200)}")
+        head = f"{p.name} ({', '.join(facts)})"
+        if p.description:
+            head += f": {p.description}"
+        lines.append(head)
+        if p.constraint:
+            lines.append(f"  constraint: {p.constraint}")
+        lines.append(f"  current value = {value_text(p._value, value_chars)}")
+    return "\n".join(lines)
+
+
+def answer_tokens(params: list[Param], reasoning_chars: int, values: int = 1) -> int:
+    """Enough completion tokens for the reasoning plus `values` copies of every value, grown."""
+    per_copy = sum(2 * estimate_tokens(json.dumps(p._value, default=repr)) + 24 for p in params)
+    return reasoning_chars // 3 + values * per_copy + 48

@@ -1,0 +1,100 @@
+"""The demo: a receipt workflow with a text, a code and a numeric parameter, run with Scripted."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+import backfeed as bf
+from backfeed import demo
+
+pytest.importorskip("optuna")
+
+GOOD = json.dumps({
+    "reasoning": "lower-case names, state the total",
+    "suggestion": {
+        "template": "Items: {items}. Total: {total:.2f} EUR",
+        "clean_name": "def clean_name(name: str) -> str:\n    return name.strip().lower()\n",
+        "tax_rate": 0.2,
+    },
+    "stop": False,
+})
+BROKEN_CODE = json.dumps({
+    "reasoning": "r",
+    "suggestion": {"template": "{items}", "clean_name": "def clean_name(name):\n  return (",
+                   "tax_rate": 0.1},
+    "stop": False,
+})
+BAD_TEMPLATE = json.dumps({
+    "reasoning": "r",
+    "suggestion": {"template": "Receipt {price}", "clean_name": "def clean_name(name):\n    return 1\n",
+                   "tax_rate": 0.45},
+    "stop": False,
+})
+
+
+def quiet() -> Console:
+    return Console(file=io.StringIO(), width=120, record=True)
+
+
+def test_initial_workflow_scores_low_and_correct_values_score_one():
+    workflow = demo.ReceiptWorkflow()
+    assert demo.evaluate(workflow) < 0.2
+    workflow.template.value = "Items: {items}. Total: {total:.2f} EUR"
+    workflow.clean_name.value = "def clean_name(name: str) -> str:\n    return name.strip().lower()\n"
+    workflow.tax_rate.value = 0.2
+    assert demo.evaluate(workflow) == pytest.approx(1.0)
+
+
+def test_feedback_names_the_expected_receipt():
+    fb = demo.score_receipt(demo.ORDERS[0], "Items:   Apple  x3, BREAD x1", ["  Apple ", "BREAD"], 3.5)
+    assert "expected 'Items: apple x3, bread x1. Total: 4.20 EUR'" in fb.text
+    assert "'  Apple ' must become 'apple'" in fb.text
+    assert fb.score < 0.2
+
+
+def test_run_demo_improves_and_keeps_the_best_values():
+    console = quiet()
+    result = demo.run_demo(llm=bf.llm.Scripted([GOOD, BAD_TEMPLATE, BROKEN_CODE]), steps=3,
+                           console=console)
+    assert result.curve[0] < 0.2 and result.best_score > 0.9
+    assert result.curve == sorted(result.curve)  # best so far never drops
+    assert result.after["clean_name"].strip().endswith("return name.strip().lower()")
+    assert "Total" in result.after["template"]
+    assert result.prompt_tokens > 0
+    out = console.export_text()
+    for text in ("step  1", "score curve (best so far)", "parameters", "tokens"):
+        assert text in out
+    assert "syntax" in out  # the broken code was rejected with its reason
+
+
+def test_run_demo_survives_a_failing_backend():
+    result = demo.run_demo(llm=bf.llm.Scripted([]), steps=2, console=quiet())
+    assert all(r.error for r in result.reports)
+    assert result.best_score >= result.initial_score
+
+
+def test_demo_command_runs_with_the_default_model(monkeypatch):
+    from typer.testing import CliRunner
+
+    from backfeed.cli import app
+
+    monkeypatch.setattr(demo, "_default_llm", lambda: bf.llm.Scripted([GOOD]))
+    result = CliRunner().invoke(app, ["demo", "--steps", "1"])
+    assert result.exit_code == 0, result.output
+    assert "score curve" in result.output
+
+
+def test_run_demo_without_optuna_uses_prime(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "optuna" else real(name, *a))
+    console = quiet()
+    result = demo.run_demo(llm=bf.llm.Scripted([GOOD]), steps=1, console=console)
+    assert result.best_score == pytest.approx(1.0)
+    assert "Prime instead of Hybrid" in console.export_text()
