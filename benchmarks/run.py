@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import statistics
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -323,8 +325,8 @@ def main(argv: list[str] | None = None) -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out or f"benchmarks/results/{args.suite}-{stamp}")
     meta = {
-        "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else
-                                                          __import__("sys").argv[1:]),
+        "command": "python -m benchmarks.run " + shlex.join(argv if argv is not None else
+                                                            sys.argv[1:]),
         "model": args.model, "calls": calls, "max_tokens": max_tokens, "seeds": seeds, "size": size, "tasks": tasks,
         "frameworks": frameworks, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": args.machine or f"{platform.machine()}, {__import__('os').cpu_count()} cores",
