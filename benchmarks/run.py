@@ -165,7 +165,9 @@ def summarize(records: list[RunRecord]) -> list[dict[str, Any]]:
     for r in records:
         groups.setdefault((r.task, r.framework), []).append(r)
     rows = []
-    for (task, framework), group in groups.items():
+    task_order = {task: i for i, task in enumerate(dict.fromkeys(r.task for r in records))}
+    ordered = sorted(groups.items(), key=lambda kv: (task_order[kv[0][0]], kv[0][1]))
+    for (task, framework), group in ordered:
         ok = [r for r in group if r.status == "ok" and r.test_score is not None]
         statuses = {r.status for r in group}
         row: dict[str, Any] = {"task": task, "framework": framework, "seeds": len(group)}
