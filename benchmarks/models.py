@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import backfeed as bf
-from backfeed.llm import LLM, BaseLLM, Completion, Usage
+from backfeed.llm import LLM
 
 LOCAL_MODELS = {"local-0.5b": "qwen2.5-coder-0.5b", "local-1.5b": "qwen2.5-coder-1.5b"}
 _SERVE = ("import sys; from backfeed.llm.serve import serve_model; "
@@ -31,53 +31,14 @@ class ModelHandle:
     api_base: str | None = None
 
 
-class OpenAICompatible(BaseLLM):
-    """Chat completions through litellm (`openai/<name>` plus `api_base` for a local server).
-
-    Used when this backfeed build has no `bf.llm.LiteLLM`.
-    """
-
-    def __init__(self, model: str, api_base: str | None = None) -> None:
-        self.model = model
-        self.api_base = api_base
-
-    def complete(self, messages, *, json_schema=None, max_tokens=None, temperature=None,
-                 seed=None) -> Completion:
-        import litellm
-
-        options: dict[str, Any] = {"model": self.model, "messages": messages}
-        if self.api_base:
-            options.update(api_base=self.api_base, api_key="none")
-        if json_schema is not None:
-            options["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": json_schema},
-            }
-        for key, value in (("max_tokens", max_tokens), ("temperature", temperature),
-                           ("seed", seed)):
-            if value is not None:
-                options[key] = value
-        response = litellm.completion(**options)
-        usage = getattr(response, "usage", None)
-        return Completion(
-            text=response.choices[0].message.content or "",
-            usage=Usage(getattr(usage, "prompt_tokens", 0) or 0,
-                        getattr(usage, "completion_tokens", 0) or 0),
-            model=self.model,
-        )
-
-
 def litellm_llm(model: str, api_base: str | None = None) -> LLM:
-    """backfeed's own litellm backend when present, else the small client above."""
-    backend = getattr(bf.llm, "LiteLLM", None)
-    if backend is None:
-        return OpenAICompatible(model, api_base)
+    """backfeed's litellm backend, without its response cache; a local server is waited for."""
     options: dict[str, Any] = {}
     if api_base:
         options = {"api_base": api_base, "api_key": "none", "timeout": LOCAL_TIMEOUT_S,
                    "max_retries": 0}
     # no response cache: every library pays for every call it makes
-    return backend(model, cache=False, **options)
+    return bf.llm.LiteLLM(model, cache=False, **options)
 
 
 def _free_port() -> int:
