@@ -1,0 +1,96 @@
+"""DSPy through its public API: a `dspy.Predict` program optimized by COPRO (instructions).
+
+DSPy optimizes programs made of LM calls, so it takes the tasks whose program is one model
+call (prompt tasks and verbalized ML); code, numbers and choices are n/a. Its program is its
+own (a signature `input -> answer` whose instructions start as the task's initial text), so
+the harness scores DSPy's optimized program on the test split through `ctx.final_forward`.
+"""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+from typing import Any
+
+from ..tasks import Task
+from . import RunContext
+
+
+class DspyAdapter:
+    name = "dspy"
+
+    def unsupported(self, task: Task) -> str | None:
+        if not task.uses_llm or task.param_kinds() != {"str"}:
+            return "DSPy optimizes LM-call programs; this task's parameters are code or numbers"
+        return None
+
+    def optimize(self, ctx: RunContext) -> None:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        os.environ.setdefault("DSPY_CACHEDIR", os.path.join(os.path.expanduser("~"), ".cache",
+                                                            "dspy-bench"))
+        import dspy
+
+        program_llm = ctx.program.llm  # the task program's (metered) model
+        task_lm = _shim_lm(dspy, program_llm, 512)
+        prompt_lm = _shim_lm(dspy, ctx.llm, ctx.max_tokens)
+        (initial,) = [p.value for p in ctx.program.parameters()]
+        signature = dspy.Signature("input -> answer", instructions=initial)
+        student = dspy.Predict(signature)
+
+        def metric(example: Any, prediction: Any, trace: Any = None) -> float:
+            feedback = ctx.metric((example.input, example.target), prediction.answer)
+            return float(feedback.score or 0.0)
+
+        trainset = [dspy.Example(input=_text(x), target=y).with_inputs("input")
+                    for x, y in ctx.task.trainset]
+        depth = max(1, (ctx.call_limit - 1) // 2)  # 1 call to start, then 2 per depth (breadth 2)
+        with dspy.context(lm=task_lm):
+            optimizer = dspy.COPRO(prompt_model=prompt_lm, metric=metric, breadth=2,
+                                   depth=depth, init_temperature=1.0)
+            optimized = optimizer.compile(student, trainset=trainset,
+                                          eval_kwargs={"num_threads": 1,
+                                                       "display_progress": False})
+
+        def final_forward(x: Any) -> str:
+            with dspy.context(lm=task_lm):
+                return optimized(input=_text(x)).answer
+
+        ctx.final_forward = final_forward
+        instructions = optimized.signature.instructions
+        ctx.program.parameters()[0].value = instructions
+
+
+def _text(x: Any) -> str:
+    if isinstance(x, tuple | list) and len(x) == 2:
+        return f"x1 = {x[0]}, x2 = {x[1]}"
+    return str(x) if not isinstance(x, int | float) else f"x = {x}"
+
+
+def _shim_lm(dspy: Any, llm: Any, max_tokens: int) -> Any:
+    """A DSPy LM whose calls go through a backfeed LLM (and so through the shared meter)."""
+
+    class ShimLM(dspy.BaseLM):
+        def forward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
+            messages = messages or [{"role": "user", "content": prompt}]
+            choices, prompt_tokens, completion_tokens = [], 0, 0
+            for _ in range(int(kwargs.get("n", 1) or 1)):
+                completion = llm.complete(
+                    [{"role": m["role"], "content": str(m["content"])} for m in messages],
+                    max_tokens=min(int(kwargs.get("max_tokens") or max_tokens), max_tokens),
+                    temperature=kwargs.get("temperature", 0.0),
+                )
+                prompt_tokens += completion.usage.prompt_tokens
+                completion_tokens += completion.usage.completion_tokens
+                message = SimpleNamespace(content=completion.text, role="assistant",
+                                          tool_calls=None)
+                choices.append(SimpleNamespace(message=message, finish_reason="stop",
+                                               index=len(choices)))
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                     "total_tokens": prompt_tokens + completion_tokens}
+            return SimpleNamespace(choices=choices, usage=usage, model=self.model)
+
+    return ShimLM(model="benchmark-shared-model", model_type="chat", temperature=0.0,
+                  max_tokens=max_tokens, cache=False)
+
+
+ADAPTER = DspyAdapter()

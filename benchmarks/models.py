@@ -1,0 +1,89 @@
+"""The model every library shares: the local model served over HTTP, or any litellm model."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import backfeed as bf
+from backfeed.llm import LLM
+
+LOCAL_MODELS = {"local-0.5b": "qwen2.5-coder-0.5b", "local-1.5b": "qwen2.5-coder-1.5b"}
+_SERVE = ("import sys; from backfeed.llm.serve import serve_model; "
+          "serve_model(sys.argv[1], port=int(sys.argv[2]), threads=int(sys.argv[3]) or None)")
+LOCAL_TIMEOUT_S = 1800.0  # a slow local call is waited for, not retried (a retry redoes it)
+
+
+@dataclass
+class ModelHandle:
+    """A model for the optimizers and one for the task programs (the same model)."""
+
+    name: str
+    llm: LLM
+    api_base: str | None = None
+
+
+def litellm_llm(model: str, api_base: str | None = None) -> LLM:
+    """backfeed's litellm backend, without its response cache; a local server is waited for."""
+    options: dict[str, Any] = {}
+    if api_base:
+        options = {"api_base": api_base, "api_key": "none", "timeout": LOCAL_TIMEOUT_S,
+                   "max_retries": 0}
+    # no response cache: every library pays for every call it makes
+    return bf.llm.LiteLLM(model, cache=False, **options)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def open_model(spec: str, *, threads: int = 0,
+               startup_seconds: float = 300.0) -> Iterator[ModelHandle]:
+    """`local-0.5b` / `local-1.5b`: serve the model (`backfeed serve-model`'s server) in a
+    subprocess and talk to it over HTTP like every peer does;
+    anything else is a litellm model name. `threads=0` lets the server use every core."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    if spec not in LOCAL_MODELS:
+        yield ModelHandle(spec, litellm_llm(spec))
+        return
+    port = _free_port()
+    command = [sys.executable, "-c", _SERVE, LOCAL_MODELS[spec], str(port), str(threads)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    api_base = f"http://127.0.0.1:{port}/v1"
+    try:
+        name = _wait_for_server(server, api_base, startup_seconds)
+        yield ModelHandle(spec, litellm_llm(f"openai/{name}", api_base), api_base)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _wait_for_server(server: subprocess.Popen, api_base: str, seconds: float) -> str:
+    import json
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            error = server.stderr.read().decode(errors="replace")[-2000:] if server.stderr else ""
+            raise RuntimeError(f"backfeed serve-model exited with {server.returncode}: {error}")
+        try:
+            with urllib.request.urlopen(f"{api_base}/models", timeout=2) as response:
+                models = json.load(response).get("data", [])
+            return models[0]["id"] if models else "local"
+        except OSError:
+            time.sleep(1.0)
+    raise RuntimeError(f"backfeed serve-model did not answer at {api_base} in {seconds:.0f} s")

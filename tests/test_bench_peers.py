@@ -1,0 +1,72 @@
+"""Peer adapters (GEPA, TextGrad, DSPy) run through the harness with a scripted model."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+from benchmarks import run as harness
+
+import backfeed as bf
+
+GOOD_ACT = (
+    "def act(self, observation):\n"
+    "    x, v, theta, omega = observation\n"
+    "    return 1 if theta + 0.5 * omega + 0.01 * x + 0.1 * v > 0 else 0\n"
+)
+
+
+def _run(framework, tasks, responder, calls):
+    model = harness.scripted_model(bf.llm.Scripted([responder] * 300))
+    records = harness.run_suite(tasks, [framework], [0], model, size="quick", calls=calls,
+                                progress=False)
+    return {r.task: r for r in records if r.framework == framework}
+
+
+def test_gepa_rewrites_code_and_marks_numeric_tasks_na():
+    pytest.importorskip("gepa")
+
+    def responder(messages, options):
+        return "New code:\n```\n" + GOOD_ACT + "```"
+
+    runs = _run("gepa", ["control/cartpole", "numeric", "sklearn"], responder, calls=2)
+    assert runs["control/cartpole"].status == "ok"
+    assert runs["control/cartpole"].test_score == 1.0
+    assert 1 <= runs["control/cartpole"].optimizer_calls <= 2
+    assert runs["numeric"].status == "n/a" and "float" in runs["numeric"].reason
+    assert runs["sklearn"].status == "n/a"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("textgrad") is None, reason="textgrad not installed")
+def test_textgrad_backward_and_step_within_the_call_limit(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # before anything imports textgrad, which writes ./logs
+
+    def responder(messages, options):
+        if "IMPROVED_VARIABLE" in messages[0]["content"] + messages[-1]["content"]:
+            return "<IMPROVED_VARIABLE>" + GOOD_ACT + "</IMPROVED_VARIABLE>"
+        return "Use the pole angle and its velocity."
+
+    runs = _run("textgrad", ["control/cartpole", "numeric"], responder, calls=5)
+    assert runs["control/cartpole"].test_score == 1.0
+    assert runs["control/cartpole"].optimizer_calls <= 5
+    assert runs["numeric"].status == "n/a"
+    assert not os.path.exists(tmp_path / "logs")  # TextGrad's import-time logs go elsewhere
+
+
+def test_dspy_optimizes_an_instruction_and_is_scored_on_its_own_program():
+    pytest.importorskip("dspy")
+
+    def responder(messages, options):
+        text = messages[-1]["content"]
+        if "proposed_instruction" in text:
+            return ("[[ ## proposed_instruction ## ]]\nCount the fruits.\n\n"
+                    "[[ ## proposed_prefix_for_output_field ## ]]\nAnswer:\n\n"
+                    "[[ ## completed ## ]]")
+        return "[[ ## answer ## ]]\n3\n\n[[ ## completed ## ]]"
+
+    runs = _run("dspy", ["bbh/object_counting", "battleship"], responder, calls=3)
+    counting = runs["bbh/object_counting"]
+    assert counting.status == "ok", counting.reason
+    assert 0 <= counting.test_score <= 1 and counting.optimizer_calls >= 1
+    assert runs["battleship"].status == "n/a"
