@@ -99,7 +99,7 @@ def _chain_with_error():
     return x, out_ok, info.value.node
 
 
-@pytest.mark.parametrize("budget", [150, 220, 300, 500, 1_000, 3_000, 100_000])
+@pytest.mark.parametrize("budget", [180, 220, 300, 500, 1_000, 3_000, 100_000])
 def test_render_never_exceeds_budget_and_keeps_essentials(budget):
     x, out, err = _chain_with_error()
     r = bf.render([x], budget_tokens=budget)
@@ -249,3 +249,17 @@ def test_render_order_follows_feedback_order_not_creation_order():
         return bf.render([w]).text, bf.to_dot([w])
 
     assert run([1, 2, 3]) == run([3, 1, 2])
+
+
+def test_render_budget_counts_digits_as_tokens():
+    from backfeed._tokens import estimate_tokens
+
+    assert estimate_tokens("abcd") == 1 and estimate_tokens("1234") == 4
+    x = bf.param(0.123456789, name="x")
+    y = x
+    for i in range(300):
+        y = y * 1.000001 + i * 0.987654321  # values full of digits
+    y.backward("smaller")
+    for budget in (200, 400, 1_000):
+        r = bf.render([x], budget_tokens=budget)
+        assert r.tokens == estimate_tokens(r.text) <= budget

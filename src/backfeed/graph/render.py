@@ -160,8 +160,15 @@ def render(
         text = renderer.text()
         if budget_tokens is None or estimate_tokens(text) <= budget_tokens:
             return Rendering(text, estimate_tokens(text), renderer.elided, names)
-    text = renderer.fit(budget_tokens * CHARS_PER_TOKEN)
-    return Rendering(text, estimate_tokens(text), renderer.elided, names)
+    budget_chars = budget_tokens * CHARS_PER_TOKEN
+    while True:
+        text = renderer.fit(budget_chars, budget_tokens)
+        tokens = estimate_tokens(text)
+        if tokens <= budget_tokens:
+            return Rendering(text, tokens, renderer.elided, names)
+        # digit-heavy text has more tokens per character: fit again into fewer characters
+        budget_chars = int(budget_chars * budget_tokens / tokens * 0.95)
+        renderer = _Renderer(subgraph, names, max_value_chars)
 
 
 class _Renderer:
@@ -284,7 +291,7 @@ class _Renderer:
         return "\n".join(parts)
 
     # -- fitting the budget ---------------------------------------------------------------
-    def fit(self, budget_chars: int) -> str:
+    def fit(self, budget_chars: int, budget_tokens: int) -> str:
         stages = [self._drop_values, self._collapse_runs, self._drop_docs, self._drop_lines]
         for stage in stages:
             stage(budget_chars)
@@ -303,7 +310,7 @@ class _Renderer:
             if len(text) <= budget_chars:
                 return text
         raise RenderBudgetError(
-            f"cannot render within {budget_chars // CHARS_PER_TOKEN} tokens: parameters, outputs, "
+            f"cannot render within {budget_tokens} tokens: parameters, outputs, "
             f"feedback and errors alone need ~{estimate_tokens(text)} tokens"
         )
 
