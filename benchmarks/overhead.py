@@ -15,6 +15,7 @@ import tracemalloc
 from pathlib import Path
 
 import backfeed as bf
+from backfeed._tokens import estimate_tokens
 
 BUDGET = 4_000
 RESULTS = Path(__file__).parent / "results"
@@ -97,10 +98,10 @@ class _FakeTraceLLM:
     """Stands in for Trace's LLM: answers with a fixed suggestion, records the prompt size."""
 
     def __init__(self):
-        self.prompt_chars = 0
+        self.prompt_tokens = 0
 
     def __call__(self, messages, **kwargs):
-        self.prompt_chars = sum(len(m["content"]) for m in messages)
+        self.prompt_tokens = sum(estimate_tokens(m["content"]) for m in messages)
 
         class Message:
             content = '{"reasoning": "", "answer": "", "suggestion": {}}'
@@ -138,7 +139,7 @@ def trace_chain(n: int) -> dict | None:
     t_step, _ = timed(opt.step)
     GRAPH.clear()
     return {"forward_s": t_fwd, "backward_s": t_back, "step_s": t_step,
-            "prompt_tokens": llm.prompt_chars // 4}
+            "prompt_tokens": llm.prompt_tokens}
 
 
 def trace_tree(leaves: int = 2048) -> dict | None:
@@ -165,7 +166,7 @@ def trace_tree(leaves: int = 2048) -> dict | None:
     t_step, _ = timed(opt.step)
     GRAPH.clear()
     return {"forward_s": t_fwd, "backward_s": t_back, "step_s": t_step,
-            "prompt_tokens": llm.prompt_chars // 4}
+            "prompt_tokens": llm.prompt_tokens}
 
 
 def main() -> None:
