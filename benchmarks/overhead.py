@@ -27,49 +27,44 @@ def timed(fn):
     return time.perf_counter() - start, out
 
 
-def backfeed_chain(n: int) -> dict:
+def chain(x, n: int):
+    """y = x + 1 + ... + 1 (n additions); works on either library's nodes."""
+    y = x
+    for _ in range(n):
+        y = y + 1
+    return y
+
+
+def tree(x, leaves: int = 2048):
+    """A binary tree of additions over `leaves` offsets of x (4,095 ops for 2,048 leaves)."""
+    level = [x + i for i in range(leaves)]
+    while len(level) > 1:
+        level = [level[i] + level[i + 1] for i in range(0, len(level), 2)]
+    return level[0]
+
+
+def backfeed_run(build, peak: bool = True) -> dict:
+    """Forward, then backward + render within the budget; optionally the peak memory."""
     x = bf.param(1.0, name="x")
-
-    def forward():
-        y = x
-        for _ in range(n):
-            y = y + 1
-        return y
-
-    t_fwd, y = timed(forward)
+    t_fwd, y = timed(lambda: build(x))
 
     def back_and_render():
         y.backward("y should be smaller")
         return bf.render([x], budget_tokens=BUDGET)
 
     t_back, rendering = timed(back_and_render)
+    out = {"forward_s": t_fwd, "backward_render_s": t_back, "prompt_tokens": rendering.tokens}
     x.zero_feedback()
     del y
-    gc.collect()
-    tracemalloc.start()
-    y = forward()
-    y.backward("y should be smaller")
-    bf.render([x], budget_tokens=BUDGET)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    x.zero_feedback()
-    return {"forward_s": t_fwd, "backward_render_s": t_back, "prompt_tokens": rendering.tokens,
-            "peak_mib": peak / 2**20}
-
-
-def backfeed_tree(leaves: int = 2048) -> dict:
-    x = bf.param(1.0, name="x")
-
-    def forward():
-        level = [x + i for i in range(leaves)]
-        while len(level) > 1:
-            level = [level[i] + level[i + 1] for i in range(0, len(level), 2)]
-        return level[0]
-
-    t_fwd, y = timed(forward)
-    t_back, rendering = timed(lambda: (y.backward("smaller"), bf.render([x], budget_tokens=BUDGET))[1])
-    x.zero_feedback()
-    return {"forward_s": t_fwd, "backward_render_s": t_back, "prompt_tokens": rendering.tokens}
+    if peak:
+        gc.collect()
+        tracemalloc.start()
+        y = build(x)
+        back_and_render()
+        out["peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        x.zero_feedback()
+    return out
 
 
 def backfeed_memory(iterations: int = 1_000, n: int = 100) -> dict:
@@ -115,7 +110,8 @@ class _FakeTraceLLM:
         return Response()
 
 
-def trace_chain(n: int) -> dict | None:
+def trace_run(build) -> dict | None:
+    """Trace's forward, backward and OptoPrime step (with a fake LLM) on the same graph."""
     try:
         from opto.optimizers import OptoPrime
         from opto.trace import node
@@ -124,45 +120,11 @@ def trace_chain(n: int) -> dict | None:
         return None
     GRAPH.clear()
     x = node(1.0, trainable=True, name="x")
-
-    def forward():
-        y = x
-        for _ in range(n):
-            y = y + 1
-        return y
-
-    t_fwd, y = timed(forward)
+    t_fwd, y = timed(lambda: build(x))
     llm = _FakeTraceLLM()
     opt = OptoPrime([x], llm=llm)
     opt.zero_feedback()
     t_back, _ = timed(lambda: y.backward("y should be smaller"))
-    t_step, _ = timed(opt.step)
-    GRAPH.clear()
-    return {"forward_s": t_fwd, "backward_s": t_back, "step_s": t_step,
-            "prompt_tokens": llm.prompt_tokens}
-
-
-def trace_tree(leaves: int = 2048) -> dict | None:
-    try:
-        from opto.optimizers import OptoPrime
-        from opto.trace import node
-        from opto.trace.nodes import GRAPH
-    except ImportError:
-        return None
-    GRAPH.clear()
-    x = node(1.0, trainable=True, name="x")
-
-    def forward():
-        level = [x + i for i in range(leaves)]
-        while len(level) > 1:
-            level = [level[i] + level[i + 1] for i in range(0, len(level), 2)]
-        return level[0]
-
-    t_fwd, y = timed(forward)
-    llm = _FakeTraceLLM()
-    opt = OptoPrime([x], llm=llm)
-    opt.zero_feedback()
-    t_back, _ = timed(lambda: y.backward("smaller"))
     t_step, _ = timed(opt.step)
     GRAPH.clear()
     return {"forward_s": t_fwd, "backward_s": t_back, "step_s": t_step,
@@ -176,11 +138,11 @@ def main() -> None:
     sizes = [10, 100, 1_000, 5_000, 10_000] + ([] if args.quick else [100_000])
     rows = []
     for n in sizes:
-        ours = backfeed_chain(n)
-        theirs = trace_chain(n) if n <= (1_000 if args.quick else 5_000) else None
+        ours = backfeed_run(lambda x, n=n: chain(x, n))
+        theirs = trace_run(lambda x, n=n: chain(x, n)) if n <= (1_000 if args.quick else 5_000) else None
         rows.append({"graph": f"chain {n:,}", "n": n, "backfeed": ours, "trace": theirs})
-    rows.append({"graph": "tree 4,095", "n": 4095, "backfeed": backfeed_tree(),
-                 "trace": trace_tree()})
+    rows.append({"graph": "tree 4,095", "n": 4095, "backfeed": backfeed_run(tree, peak=False),
+                 "trace": trace_run(tree)})
     memory = backfeed_memory()
 
     print(f"{'graph':<14} {'bf fwd s':>9} {'bf back+render s':>17} {'bf tokens':>9} "
