@@ -9,7 +9,7 @@ app = typer.Typer(help="backfeed: optimize whole AI workflows.", no_args_is_help
 
 @app.callback()
 def _commands() -> None:
-    """backfeed: optimize whole AI workflows (subcommands even while there is only one)."""
+    """backfeed: optimize whole AI workflows."""
 
 
 @app.command()
