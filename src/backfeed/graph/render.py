@@ -34,6 +34,7 @@ class Rendering:
 
 
 _PLAIN = (int, float, bool, type(None))
+_NUMBERS = frozenset({int, float})  # repr is also their JSON text (finite floats)
 
 
 def value_text(value: Any, limit: int | None) -> str:
@@ -183,8 +184,12 @@ class _Renderer:
         self.inline: dict[int, str] = {}
         self.lines: list[_Line | str] = []
         self.show_docs = True
+        names, inline, param_ids = self.names, self.inline, self.param_ids
         for n in subgraph.nodes:
-            if id(n) in self.param_ids:
+            if id(n) in param_ids:
+                continue
+            if not n.args and id(n) not in names and type(n._value) in _NUMBERS:
+                inline[id(n)] = repr(n._value)  # the common short constant, without _line
                 continue
             line = self._line(n)
             if line is not None:

@@ -24,10 +24,26 @@ def ancestors(outputs: Iterable[Node]) -> dict[int, Node]:
     return seen
 
 
+def trainable_ancestors(output: Node) -> list[Param]:
+    """The parameters `output` depends on (parameters are leaves, so leaves are not stacked)."""
+    params = [output] if isinstance(output, Param) else []
+    seen = {id(output)}
+    stack = [output]
+    while stack:
+        for child in stack.pop().args:
+            if id(child) not in seen:
+                seen.add(id(child))
+                if child.args:
+                    stack.append(child)
+                elif isinstance(child, Param):
+                    params.append(child)
+    return params
+
+
 def backward(output: Node, feedback: Feedback | str | float | int) -> list[Param]:
     """Attach feedback to `output` and register it with every parameter it depends on."""
     fb = Feedback.of(feedback)
-    params = [n for n in ancestors([output]).values() if isinstance(n, Param)]
+    params = trainable_ancestors(output)
     if not params:
         raise NoTrainableAncestor(
             f"backward() on {output!r}: no trainable parameter influenced this output. "
