@@ -163,34 +163,14 @@ class Cached(Wrapper):
             self.cache.put(key, completion)
         return completion
 
-    def complete(
-        self,
-        messages: list[Message],
-        *,
-        json_schema: dict[str, Any] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
-        options = {"json_schema": json_schema, "max_tokens": max_tokens,
-                   "temperature": temperature, "seed": seed}
+    def call(self, messages: list[Message], options: dict[str, Any]) -> Completion:
         key = self._key(messages, options)
         hit = self.cache.get(key) if key is not None else None
         if hit is not None:
             return hit
         return self._store(key, self.llm.complete(messages, **options))
 
-    async def acomplete(
-        self,
-        messages: list[Message],
-        *,
-        json_schema: dict[str, Any] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
-        options = {"json_schema": json_schema, "max_tokens": max_tokens,
-                   "temperature": temperature, "seed": seed}
+    async def acall(self, messages: list[Message], options: dict[str, Any]) -> Completion:
         key = self._key(messages, options)
         hit = self.cache.get(key) if key is not None else None
         if hit is not None:

@@ -67,32 +67,12 @@ class Recorder(Wrapper):
         with self._lock, self.path.open("a", encoding="utf-8") as f:
             f.write(text + "\n")
 
-    def complete(
-        self,
-        messages: list[Message],
-        *,
-        json_schema: dict[str, Any] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
-        options = {"json_schema": json_schema, "max_tokens": max_tokens,
-                   "temperature": temperature, "seed": seed}
+    def call(self, messages: list[Message], options: dict[str, Any]) -> Completion:
         completion = self.llm.complete(messages, **options)
         self._write(messages, options, completion)
         return completion
 
-    async def acomplete(
-        self,
-        messages: list[Message],
-        *,
-        json_schema: dict[str, Any] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
-        options = {"json_schema": json_schema, "max_tokens": max_tokens,
-                   "temperature": temperature, "seed": seed}
+    async def acall(self, messages: list[Message], options: dict[str, Any]) -> Completion:
         completion = await self.llm.acomplete(messages, **options)
         self._write(messages, options, completion)
         return completion

@@ -125,43 +125,21 @@ class Limited(Wrapper):
         super().__init__(llm)
         self.limiter = limiter or Limiter(max_in_flight, requests_per_minute, tokens_per_minute)
 
-    def complete(
-        self,
-        messages: list[Message],
-        *,
-        json_schema: dict[str, Any] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
-        ticket = self.limiter.acquire(_estimate(messages, max_tokens))
+    def call(self, messages: list[Message], options: dict[str, Any]) -> Completion:
+        ticket = self.limiter.acquire(_estimate(messages, options["max_tokens"]))
         used = None
         try:
-            completion = self.llm.complete(
-                messages, json_schema=json_schema, max_tokens=max_tokens,
-                temperature=temperature, seed=seed,
-            )
+            completion = self.llm.complete(messages, **options)
             used = completion.usage.total_tokens
             return completion
         finally:
             self.limiter.release(ticket, used)
 
-    async def acomplete(
-        self,
-        messages: list[Message],
-        *,
-        json_schema: dict[str, Any] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
-        ticket = await self.limiter.acquire_async(_estimate(messages, max_tokens))
+    async def acall(self, messages: list[Message], options: dict[str, Any]) -> Completion:
+        ticket = await self.limiter.acquire_async(_estimate(messages, options["max_tokens"]))
         used = None
         try:
-            completion = await self.llm.acomplete(
-                messages, json_schema=json_schema, max_tokens=max_tokens,
-                temperature=temperature, seed=seed,
-            )
+            completion = await self.llm.acomplete(messages, **options)
             used = completion.usage.total_tokens
             return completion
         finally:

@@ -95,17 +95,7 @@ class Retrying(Wrapper):
             raise box["error"]
         return box["value"]
 
-    def complete(
-        self,
-        messages: list[Message],
-        *,
-        json_schema: dict[str, Any] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
-        options = {"json_schema": json_schema, "max_tokens": max_tokens,
-                   "temperature": temperature, "seed": seed}
+    def call(self, messages: list[Message], options: dict[str, Any]) -> Completion:
         attempt = 0
         while True:
             try:
@@ -114,17 +104,7 @@ class Retrying(Wrapper):
                 self.sleep(self._failed(attempt, exc))
             attempt += 1
 
-    async def acomplete(
-        self,
-        messages: list[Message],
-        *,
-        json_schema: dict[str, Any] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
-        options = {"json_schema": json_schema, "max_tokens": max_tokens,
-                   "temperature": temperature, "seed": seed}
+    async def acall(self, messages: list[Message], options: dict[str, Any]) -> Completion:
         attempt = 0
         while True:
             try:
