@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 import time
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..budget import BudgetExceeded
-from ..llm import LLM, BaseLLM, Completion, Message, Usage
+from ..llm import LLM, BaseLLM, Completion, Message, Usage, Wrapper
 from ..store import RunStore, to_json
 
 
@@ -18,7 +19,7 @@ def request_hash(messages: list[Message], options: dict[str, Any]) -> str:
     return hashlib.sha256(to_json([messages, options]).encode()).hexdigest()[:32]
 
 
-class Recorded(BaseLLM):
+class Recorded(Wrapper):
     """Store each call under (step, request hash, occurrence within the step).
 
     When a call with the same key is already stored (the run was killed after paying for it),
@@ -29,8 +30,7 @@ class Recorded(BaseLLM):
 
     def __init__(self, llm: LLM, store: RunStore, run_id: str,
                  before_call: Callable[[], None] | None = None) -> None:
-        self.llm = llm
-        self.model = getattr(llm, "model", "")
+        super().__init__(llm)
         self.store = store
         self.run_id = run_id
         self.before_call = before_call
@@ -46,17 +46,7 @@ class Recorded(BaseLLM):
             self._counts = {}
             self.exceeded = None
 
-    def complete(
-        self,
-        messages: list[Message],
-        *,
-        json_schema: dict[str, Any] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
-        options = {"json_schema": json_schema, "max_tokens": max_tokens,
-                   "temperature": temperature, "seed": seed}
+    def call(self, messages: list[Message], options: dict[str, Any]) -> Completion:
         key = request_hash(messages, options)
         with self._lock:
             step = self.step
@@ -71,9 +61,7 @@ class Recorded(BaseLLM):
         try:
             if self.before_call is not None:
                 self.before_call()
-            completion = self.llm.complete(messages, json_schema=json_schema,
-                                           max_tokens=max_tokens, temperature=temperature,
-                                           seed=seed)
+            completion = self.llm.complete(messages, **options)
         except BudgetExceeded as e:
             self.exceeded = e
             raise
@@ -85,6 +73,9 @@ class Recorded(BaseLLM):
             cached=completion.cached, seconds=time.perf_counter() - started,
         )
         return completion
+
+    async def acall(self, messages: list[Message], options: dict[str, Any]) -> Completion:
+        return await asyncio.to_thread(self.call, messages, options)  # recorded like complete()
 
 
 class Probe(BaseLLM):
