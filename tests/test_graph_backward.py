@@ -264,3 +264,49 @@ def test_render_budget_counts_digits_as_tokens():
     for budget in (200, 400, 1_000):
         r = bf.render([x], budget_tokens=budget)
         assert r.tokens == estimate_tokens(r.text) <= budget
+
+
+class _Counted:
+    """A value that counts how often a prompt formats it."""
+
+    formatted = 0
+
+    def __repr__(self) -> str:
+        _Counted.formatted += 1
+        return "<counted>"
+
+
+@bf.op
+def step(v):
+    """One step of a long loop."""
+    return _Counted()
+
+
+def test_render_formats_only_what_fits_on_a_huge_graph():
+    x = bf.param(1.0, name="x")
+    y = x
+    for _ in range(20_000):
+        y = step(y)
+    y.backward("shorter")
+    _Counted.formatted = 0
+    r = bf.render([x], budget_tokens=500)
+    assert r.tokens <= 500 and "[step] repeated, 19999 similar operations collapsed" in r.text
+    # budget-bound work: a few hundred lines formatted at most, never one per node
+    assert _Counted.formatted < 1_000, _Counted.formatted
+
+
+def test_render_collapses_the_longest_runs_first_and_no_more_than_needed():
+    x = bf.param(1.0, name="x")
+    y = x
+    for _ in range(60):
+        y = scale(y, 1)
+    for _ in range(4):
+        y = step(y)
+    y = bf.format("{v}!", v=y)
+    y.backward("smaller")
+    full = bf.render([x])
+    budget = full.tokens - 200  # collapsing the 60 scales is enough; the 4 steps stay as lines
+    r = bf.render([x], budget_tokens=budget)
+    assert "[scale] repeated, 60 similar operations collapsed" in r.text
+    assert "[step] repeated" not in r.text and r.text.count(" = step(") == 4
+    assert r.tokens <= budget

@@ -62,34 +62,6 @@ def _cut(text: str, limit: int) -> str:
     return text[:cut] + ELISION.format(len(text) - cut)
 
 
-class _Line:
-    """One graph line; its value part (" -> 2.0") is formatted only when shown."""
-
-    __slots__ = ("_value", "distance", "head", "keep", "node", "op")
-
-    def __init__(self, node: Node, head: str, value: str | int, distance: int, op: str,
-                 keep: bool) -> None:
-        self.node = node
-        self.head = head  # "add0 = add(a=x, b=1)"
-        self._value = value  # the text, or the character limit to format the node's value with
-        self.distance = distance
-        self.op = op
-        self.keep = keep  # outputs and errors are never dropped
-
-    @property
-    def value(self) -> str:
-        if type(self._value) is int:
-            self._value = f" -> {_node_value(self.node, self._value)}"
-        return self._value
-
-    @value.setter
-    def value(self, text: str) -> None:
-        self._value = text
-
-    def text(self) -> str:
-        return self.head + self.value
-
-
 def _node_value(n: Node, limit: int) -> str:
     text = value_text(n._value, None)
     return text if len(text) <= INLINE_CONSTANT_CHARS else value_text(n._value, limit)
@@ -157,10 +129,9 @@ def render(
     subgraph = target if isinstance(target, Subgraph) else minimal_subgraph(target)
     names = _names(subgraph)
     renderer = _Renderer(subgraph, names, max_value_chars)
-    if budget_tokens is None or renderer.length(values=False) <= budget_tokens * CHARS_PER_TOKEN:
+    if budget_tokens is None:
         text = renderer.text()
-        if budget_tokens is None or estimate_tokens(text) <= budget_tokens:
-            return Rendering(text, estimate_tokens(text), renderer.elided, names)
+        return Rendering(text, estimate_tokens(text), renderer.elided, names)
     budget_chars = budget_tokens * CHARS_PER_TOKEN
     while True:
         text = renderer.fit(budget_chars, budget_tokens)
@@ -173,60 +144,103 @@ def render(
 
 
 class _Renderer:
+    """The text of one subgraph, fitted to a budget.
+
+    Graph lines are kept as parallel lists indexed by line number, and a line's text is built
+    only when something needs it. Lengths are summed with an early exit at the budget, so a
+    graph of 100,000 operations that collapses into a few lines formats a few lines, not all.
+    """
+
     def __init__(self, subgraph: Subgraph, names: dict[int, str], max_value_chars: int) -> None:
         self.subgraph = subgraph
         self.names = names
         self.value_chars = max_value_chars
         self.elided: list[str] = []
-        self.param_ids = {id(p) for p in subgraph.params}
-        self.output_ids = {id(o) for o in subgraph.outputs}
         self.docs: dict[str, str] = {}
         self.inline: dict[int, str] = {}
-        self.lines: list[_Line | str] = []
         self.show_docs = True
-        names, inline, param_ids = self.names, self.inline, self.param_ids
+        self.nodes: list[Node] = []  # the node of each graph line
+        self.ops: list[str | None] = []  # its op name; None for lines that are never collapsed
+        self.keep: set[int] = set()  # lines never dropped: outputs and errors
+        param_ids = {id(p) for p in subgraph.params}
+        output_ids = {id(o) for o in subgraph.outputs}
+        inline, docs, nodes, ops = self.inline, self.docs, self.nodes, self.ops
         for n in subgraph.nodes:
-            if id(n) in param_ids:
+            key = id(n)
+            if key in param_ids:
                 continue
-            if not n.args and id(n) not in names and type(n._value) in _NUMBERS:
-                inline[id(n)] = repr(n._value)  # the common short constant, without _line
-                continue
-            line = self._line(n)
-            if line is not None:
-                self.lines.append(line)
+            op = n.op
+            if op is None and not n.args and key not in names:  # an unnamed constant
+                if type(n._value) in _NUMBERS:
+                    inline[key] = repr(n._value)
+                    continue
+                text = value_text(n._value, None)
+                if len(text) <= INLINE_CONSTANT_CHARS:
+                    inline[key] = text
+                    continue
+                names[key] = f"input{len(names)}"  # too long to inline: a named input line
+            if key in output_ids or n.error is not None:
+                self.keep.add(len(nodes))
+                ops.append(None)
+            else:
+                ops.append(op.name if op is not None else None)
+            if op is not None and op.name not in docs:
+                docs[op.name] = op.doc.split("\n\n")[0].strip()
+            nodes.append(n)
+        self.heads: list[str | None] = [None] * len(nodes)
+        self.values: list[str | None] = [None] * len(nodes)  # None: not formatted; "": dropped
+        self.items: list[int | str] = list(range(len(nodes)))  # the graph section, in order
 
+    # -- one line -----------------------------------------------------------------------
     def _ref(self, n: Node) -> str:
-        name = self.names.get(id(n))
-        if name is not None:
-            return name
-        return self.inline.get(id(n)) or value_text(n._value, None)
+        key = id(n)
+        return self.names.get(key) or self.inline.get(key) or value_text(n._value, None)
 
-    def _line(self, n: Node) -> _Line | None:
-        names = self.names
-        name = names.get(id(n))
-        if name is None:  # an inline constant, or an unnamed input too long to inline
-            text = value_text(n._value, None)
-            if len(text) <= INLINE_CONSTANT_CHARS:
-                self.inline[id(n)] = text
-                return None
-            name = names[id(n)] = f"input{len(names)}"
-        distance = self.subgraph.distance.get(id(n), 0)
-        keep = id(n) in self.output_ids or n.error is not None
-        op = n.op
-        if op is None:
-            return _Line(n, f"{name} = input", self.value_chars, distance, "", keep)
-        if op.name not in self.docs:
-            self.docs[op.name] = op.doc.split("\n\n")[0].strip()
-        inline = self.inline
-        args = ", ".join([
-            f"{arg}={names.get(id(child)) or inline.get(id(child)) or self._ref(child)}"
-            for arg, child in zip(n.arg_names, n.args)
-            if arg != "__code__"
-        ])
-        head = f"{name} = {op.name}({args})"
-        if n.error is not None:
-            return _Line(n, head, f" -> raised {n.error.type}", distance, op.name, True)
-        return _Line(n, head, self.value_chars, distance, op.name, keep)
+    def head(self, i: int) -> str:
+        """`add0 = add(a=x, b=1)`: a line without its value."""
+        head = self.heads[i]
+        if head is None:
+            n = self.nodes[i]
+            name = self.names[id(n)]
+            if n.op is None:
+                head = f"{name} = input"
+            else:
+                ref = self._ref
+                args = ", ".join([f"{arg}={ref(child)}" for arg, child in zip(n.arg_names, n.args)
+                                  if arg != "__code__"])
+                head = f"{name} = {n.op.name}({args})"
+            self.heads[i] = head
+        return head
+
+    def value(self, i: int) -> str:
+        """` -> 2.0`, the error it raised, or "" once dropped."""
+        value = self.values[i]
+        if value is None:
+            n = self.nodes[i]
+            if n.error is not None:
+                value = f" -> raised {n.error.type}"
+            else:
+                value = f" -> {_node_value(n, self.value_chars)}"
+            self.values[i] = value
+        return value
+
+    def _item_len(self, item: int | str, values: bool = True) -> int:
+        if type(item) is str:
+            return len(item) + 1
+        if values or item in self.keep:
+            return len(self.head(item)) + 1 + len(self.value(item))
+        return len(self.head(item)) + 1
+
+    def _graph_len(self, limit: float, items: Iterable[int | str] | None = None,
+                   values: bool = True) -> int:
+        """Characters of the graph lines, exact up to `limit`; past it, stops and returns more."""
+        total = 0
+        item_len = self._item_len
+        for item in self.items if items is None else items:
+            total += item_len(item, values)
+            if total > limit:
+                break
+        return total
 
     # -- sections ---------------------------------------------------------------------
     def _params(self) -> list[str]:
@@ -272,22 +286,14 @@ class _Renderer:
             return []
         return ["#Operations", *docs]
 
-    def length(self, values: bool = True) -> int:
-        """Length of `text()`; with values=False, as if every droppable value were dropped."""
-        graph = sum(
-            len(line) + 1 if isinstance(line, str)
-            else len(line.head) + 1 + (len(line.value) if values or line.keep else 0)
-            for line in self.lines
-        )
-        return len(self.text(graph=False)) + graph
-
     def text(self, graph: bool = True) -> str:
-        graph = [line if isinstance(line, str) else line.text() for line in self.lines] if graph else []
+        lines = [item if type(item) is str else self.head(item) + self.value(item)
+                 for item in self.items] if graph else []
         parts = [
             *self._params(),
             *self._doc_lines(),
             "#Graph (in order; -> value)",
-            *graph,
+            *lines,
             *self._feedback(),
             *self._errors(),
         ]
@@ -295,25 +301,31 @@ class _Renderer:
             parts.append(f"#Elided for the budget: {'; '.join(self.elided)}")
         return "\n".join(parts)
 
+    def _room(self, budget_chars: int) -> int:
+        """Characters left for graph lines, keeping 80 for the elision note."""
+        return budget_chars - len(self.text(graph=False)) - 80
+
+    def _fits(self, budget_chars: int) -> bool:
+        room = budget_chars - len(self.text(graph=False))
+        return self._graph_len(room) <= room
+
     # -- fitting the budget ---------------------------------------------------------------
     def fit(self, budget_chars: int, budget_tokens: int) -> str:
-        stages = [self._drop_values, self._collapse_runs, self._drop_docs, self._drop_lines]
-        for stage in stages:
+        """Text within `budget_chars`, eliding in the order `render` documents."""
+        if self._fits(budget_chars):
+            return self.text()
+        for stage in (self._drop_values, self._collapse_runs, self._drop_docs, self._drop_lines):
             stage(budget_chars)
-            text = self.text()
-            if len(text) <= budget_chars:
-                return text
+            if self._fits(budget_chars):
+                return self.text()
         while self.value_chars > 16:
             self.value_chars //= 2
             self._note("kept values shortened", f"to {self.value_chars} chars")
-            self.lines = [
-                line if isinstance(line, str) else self._line(line.node) or line
-                for line in self.lines
-            ]
-            self._drop_values(budget_chars, force=True)
-            text = self.text()
-            if len(text) <= budget_chars:
-                return text
+            self.values = [None if value else value for value in self.values]  # dropped stay dropped
+            self._drop_values(budget_chars)
+            if self._fits(budget_chars):
+                return self.text()
+        text = self.text()
         raise RenderBudgetError(
             f"cannot render within {budget_tokens} tokens: parameters, outputs, "
             f"feedback and errors alone need ~{estimate_tokens(text)} tokens"
@@ -323,111 +335,128 @@ class _Renderer:
         self.elided = [e for e in self.elided if not e.startswith(what)]
         self.elided.append(f"{what} {detail}")
 
-    def _over(self, budget_chars: int) -> int:
-        return self.length() + 80 - budget_chars  # 80: room for the elision note
+    def _droppable(self) -> list[int]:
+        """Lines whose value is shown and may be dropped."""
+        keep, values = self.keep, self.values
+        return [i for i in self.items if type(i) is int and i not in keep and values[i] != ""]
 
-    def _drop_values(self, budget_chars: int, force: bool = False) -> None:
-        if self.length(values=False) + 80 > budget_chars:  # every droppable value must go
-            over = float("inf")
+    def _drop_values(self, budget_chars: int) -> None:
+        """Drop the values of the lines furthest from the parameters until the text fits."""
+        room = self._room(budget_chars)
+        if self._graph_len(room, values=False) > room:  # every droppable value must go
+            dropped = self._droppable()
+            for i in dropped:
+                self.values[i] = ""
         else:
-            over = self._over(budget_chars)
-        candidates = sorted(
-            (line for line in self.lines
-             if not isinstance(line, str) and line.value and not line.keep),
-            key=lambda line: -line.distance,
-        )
-        dropped = 0
-        for line in candidates:
-            if over <= 0:
-                break
-            if over != float("inf"):
-                over -= len(line.value)
-            line.value = ""
-            dropped += 1
+            over = self._graph_len(float("inf")) - room
+            distance, nodes = self.subgraph.distance, self.nodes
+            dropped = []
+            for i in sorted(self._droppable(), key=lambda i: -distance.get(id(nodes[i]), 0)):
+                if over <= 0:
+                    break
+                over -= len(self.values[i])
+                self.values[i] = ""
+                dropped.append(i)
         if dropped:
             previous = next((e for e in self.elided if e.startswith("values of")), None)
-            total = dropped + (int(previous.split()[2]) if previous else 0)
+            total = len(dropped) + (int(previous.split()[2]) if previous else 0)
             self._note("values of", f"{total} nodes far from the parameters")
 
-    def _collapse_runs(self, budget_chars: int) -> None:
-        """Collapse repeated runs of operations (one op, or a pattern of up to 4) to one line."""
-        lines = self.lines
-        ops = [line.op if isinstance(line, _Line) and not line.keep and line.op else None
-               for line in lines]
+    def _runs(self) -> list[tuple[int, int, int]]:
+        """(start, end, period) of every run of a repeated op pattern (period up to 4)."""
+        ops = [self.ops[item] if type(item) is int else None for item in self.items]
         ops.append(None)  # sentinel: no run continues past the end
-        runs: list[tuple[int, int, int]] = []  # (start, end, period)
+        size = len(self.items)
+        runs: list[tuple[int, int, int]] = []
         i = 0
-        while i < len(lines):
+        while i < size:
             best_end, best_period = i + 1, 1
             if ops[i] is not None:
                 for period in range(1, 5):
                     j = i + period
-                    if j >= len(lines):
+                    if j >= size:
                         break
                     while ops[j] is not None and ops[j] == ops[j - period]:
                         j += 1
                     if j - i >= 3 * period and j > best_end:
                         best_end, best_period = j, period
-                    if best_end == len(lines):  # a longer period cannot do better
+                    if best_end == size:  # a longer period cannot do better
                         break
             if best_end - i >= 3:
                 runs.append((i, best_end, best_period))
             i = best_end
-        over = self._over(budget_chars)
-        collapsed: dict[int, tuple[int, str]] = {}
-        count = 0
-        for start, end, period in sorted(runs, key=lambda r: r[0] - r[1]):
-            if over <= 0:
-                break
-            first, last = lines[start], lines[end - 1]
-            pattern = ", ".join(lines[k].op for k in range(start, start + period))
-            text = (f"{self.names[id(first.node)]} … {self.names[id(last.node)]}: "
-                    f"[{pattern}] repeated, {end - start} similar operations collapsed")
-            saved = sum(len(line.head) + len(line.value) + 1 for line in lines[start:end])
-            saved -= len(text) + 1
-            collapsed[start] = (end, text)
-            over -= saved
-            count += end - start
-        if not collapsed:
+        return runs
+
+    def _collapse_runs(self, budget_chars: int) -> None:
+        """Collapse repeated runs of operations (one op, or a pattern of up to 4) to one line.
+
+        The longest runs go first, as few as make the text fit: the fewest is found by
+        bisection, each try summing only the lines left outside the collapsed runs.
+        """
+        room = self._room(budget_chars)
+        if self._graph_len(room) <= room:
             return
-        new: list[_Line | str] = []
-        i = 0
-        while i < len(lines):
-            if i in collapsed:
-                end, text = collapsed[i]
-                new.append(text)
-                i = end
-            else:
-                new.append(lines[i])
-                i += 1
-        self.lines = new
+        items, names, nodes = self.items, self.names, self.nodes
+        runs = sorted(self._runs(), key=lambda r: r[0] - r[1])
+        if not runs:
+            return
+
+        def collapsed(k: int) -> list[int | str]:
+            out: list[int | str] = []
+            pos = 0
+            for start, end, period in sorted(runs[:k]):
+                out.extend(items[pos:start])
+                pattern = ", ".join(self.ops[items[s]] for s in range(start, start + period))
+                out.append(f"{names[id(nodes[items[start]])]} … {names[id(nodes[items[end - 1]])]}: "
+                           f"[{pattern}] repeated, {end - start} similar operations collapsed")
+                pos = end
+            out.extend(items[pos:])
+            return out
+
+        def fits(k: int) -> bool:
+            return self._graph_len(room, collapsed(k)) <= room
+
+        lo, hi = 1, len(runs)  # the fewest runs that fit; all of them if none fits
+        if fits(hi):
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if fits(mid):
+                    hi = mid
+                else:
+                    lo = mid + 1
+        self.items = collapsed(hi)
+        count = sum(end - start for start, end, _ in runs[:hi])
         self._note("runs of", f"repeats collapsed ({count} lines)")
 
     def _drop_docs(self, budget_chars: int) -> None:
-        if self._over(budget_chars) > 0 and self.docs:
+        if self.docs and not self._fits(budget_chars - 80):
             self.show_docs = False
             self._note("operation docs", f"({len(self.docs)})")
 
     def _drop_lines(self, budget_chars: int) -> None:
-        over = self._over(budget_chars)
-        marker_room = 60
-        over += marker_room
-        indexed = sorted(
-            ((i, line) for i, line in enumerate(self.lines)
-             if isinstance(line, str) or not line.keep),
-            key=lambda item: -(item[1].distance if isinstance(item[1], _Line) else 0),
+        """Keep the lines nearest the parameters (and every output and error) that fit."""
+        room = self._room(budget_chars) - 60  # 60: room for the marker line
+        keep, distance, nodes = self.keep, self.subgraph.distance, self.nodes
+        items = self.items
+        room -= sum(self._item_len(item) for item in items if type(item) is int and item in keep)
+        # nearest first; among equals the later line (dropping went furthest, then earliest)
+        order = sorted(
+            (pos for pos, item in enumerate(items) if type(item) is str or item not in keep),
+            key=lambda pos: (0 if type(items[pos]) is str else distance.get(id(nodes[items[pos]]), 0),
+                             -pos),
         )
-        drop: set[int] = set()
-        for i, line in indexed:
-            if over <= 0:
+        kept: set[int] = set()
+        for pos in order:
+            room -= self._item_len(items[pos])
+            if room < 0:
                 break
-            over -= len(line if isinstance(line, str) else line.text()) + 1
-            drop.add(i)
-        if drop:
-            kept = [line for i, line in enumerate(self.lines) if i not in drop]
-            kept.append(f"[{len(drop)} operation lines elided]")
-            self.lines = kept
-            self._note("operation lines", f"({len(drop)}, furthest first)")
+            kept.add(pos)
+        dropped = len(order) - len(kept)
+        if dropped:
+            self.items = [item for pos, item in enumerate(items)
+                          if pos in kept or (type(item) is int and item in keep)]
+            self.items.append(f"[{dropped} operation lines elided]")
+            self._note("operation lines", f"({dropped}, furthest first)")
 
 
 def _indent(text: str) -> str:

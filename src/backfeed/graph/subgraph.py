@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -27,12 +28,12 @@ def ancestors(outputs: Iterable[Node]) -> dict[int, Node]:
 def trainable_ancestors(output: Node) -> list[Param]:
     """The parameters `output` depends on (parameters are leaves, so leaves are not stacked)."""
     params = [output] if isinstance(output, Param) else []
-    seen = {id(output)}
+    seen = {output}  # nodes hash by identity
     stack = [output]
     while stack:
         for child in stack.pop().args:
-            if id(child) not in seen:
-                seen.add(id(child))
+            if child not in seen:
+                seen.add(child)
                 if child.args:
                     stack.append(child)
                 elif isinstance(child, Param):
@@ -79,24 +80,27 @@ class Subgraph:
     def __len__(self) -> int:
         return len(self.nodes)
 
-    @property
+    @functools.cached_property
     def errors(self) -> list[Node]:
         return [n for n in self.nodes if n.error is not None]
 
 
 def _postorder(outputs: list[Node]) -> list[Node]:
+    # Nodes hash by identity (== is a traced op, but equal hashes never meet for live objects),
+    # so the seen set holds the nodes themselves: no id() call per visit.
     order: list[Node] = []
-    seen: set[int] = set()
+    seen: set[Node] = set()
+    visit = seen.add
     for root in outputs:
-        if id(root) in seen:
+        if root in seen:
             continue
-        seen.add(id(root))
+        visit(root)
         stack = [(root, iter(root.args))]
         while stack:
             node, children = stack[-1]
             for child in children:
-                if id(child) not in seen:
-                    seen.add(id(child))
+                if child not in seen:
+                    visit(child)
                     if child.args:
                         stack.append((child, iter(child.args)))
                         break
@@ -121,32 +125,28 @@ def minimal_subgraph(params: Iterable[Param], outputs: Iterable[Node] | None = N
     # argument order: a topological order that does not depend on which thread made a node.
     ordered = _postorder(outputs)
     param_ids = {id(p) for p in params}
-    distance: dict[int, int] = {}
+    distance: dict[int, int] = {}  # first the nodes on a path, then their direct inputs
     on_path: list[Node] = []
+    get = distance.get
     for n in ordered:
-        if id(n) in param_ids:
+        key = id(n)
+        if key in param_ids:
             d = 0
         else:
             d = 0
             for child in n.args:
-                dc = distance.get(id(child))
+                dc = get(id(child))
                 if dc is not None and (d == 0 or dc < d - 1):
                     d = dc + 1
             if d == 0:
                 continue
-        distance[id(n)] = d
+        distance[key] = d
         on_path.append(n)
-    path_ids = {id(n) for n in on_path}
-    selected = set(path_ids)
+    kept_params = [p for p in params if id(p) in distance]
+    kept_outputs = [o for o in outputs if id(o) in distance]
     for n in on_path:
+        d = distance[id(n)] + 1
         for child in n.args:
-            if id(child) not in selected:
-                selected.add(id(child))
-                distance[id(child)] = distance[id(n)] + 1
-    nodes = [n for n in ordered if id(n) in selected]
-    return Subgraph(
-        [p for p in params if id(p) in path_ids],
-        [o for o in outputs if id(o) in path_ids],
-        nodes,
-        distance,
-    )
+            if id(child) not in distance:
+                distance[id(child)] = d
+    return Subgraph(kept_params, kept_outputs, [n for n in ordered if id(n) in distance], distance)
