@@ -75,9 +75,24 @@ def test_long_chain_is_iterative_and_linear():
     assert 20_000 > sys.getrecursionlimit()
     y.backward("should be 0")
     sub = bf.minimal_subgraph([x])
-    assert len(sub) == 1 + 2 * 20_000  # x, each add and its constant
+    assert len(sub) == 1 + 20_000 + 1  # x, each add, and the one shared constant 1
     r = bf.render([x], budget_tokens=500)
     assert r.tokens <= 500 and "x (float)" in r.text
+
+
+def test_small_int_constants_share_a_node_and_still_render_inline():
+    x = bf.param(2.0, name="x")
+    a, b = x + 1, x * 1
+    assert a.args[1] is b.args[1]  # one immutable node for the int 1
+    assert (x + 1_000).args[1] is not (x + 1_000).args[1]  # other constants: a node per use
+    assert (x + 1.5).args[1] is not (x + 1.5).args[1]
+    out = a + b
+    out.backward("smaller")
+    with pytest.raises(ValueError, match="no trainable parameter"):
+        a.args[1].backward("a constant has no parameter behind it")
+    assert a.args[1].feedback == []  # the shared node took no feedback
+    r = bf.render([x])
+    assert "add0 = add(a=x, b=1) -> 3.0" in r.text and "mul0 = mul(a=x, b=1) -> 2.0" in r.text
 
 
 def _chain_with_error():
@@ -196,7 +211,7 @@ def test_threads_trace_independently():
                         plain = scale(p, 2)
                     assert plain == p.value * 2
                 sub = bf.minimal_subgraph([p], [y])
-                assert sub.params == [p] and len(sub) == 1 + 64 * 4
+                assert sub.params == [p] and len(sub) == 1 + 64 * 2 + 2  # ops, then the constants 1 and 0
                 assert y.value == p.value
         except Exception as exc:  # collected and asserted below
             errors.append(exc)

@@ -363,6 +363,18 @@ def node(value: Any, name: str | None = None) -> Node:
     return Node(value, name=name)
 
 
+# Small ints recorded as constants share one node each, as CPython shares the ints themselves:
+# `y + 1` then adds one node to the graph, not two (half the objects to allocate and to scan).
+_SMALL_INTS = tuple(Node(v) for v in range(-5, 257))
+
+
+def constant(value: Any) -> Node:
+    """The node of a plain argument: a new constant, or the shared one of a small int."""
+    if type(value) is int and -5 <= value <= 256:
+        return _SMALL_INTS[value + 5]
+    return Node(value)
+
+
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

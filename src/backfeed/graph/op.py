@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .execute import CodeError, FunctionCache, code_filename, error_info, run_code
-from .node import ErrorInfo, Node, Param, _reads, _tracing
+from .node import ErrorInfo, Node, Param, _reads, _tracing, constant
 
 
 class ExecutionError(Exception):
@@ -112,7 +112,7 @@ def _apply(info: OpInfo, func: Callable[..., Any], names: tuple[str, ...], *args
     """Fast path for built-in operators: positional arguments, no user code to watch."""
     if not _tracing.get():
         return func(*[a._value if isinstance(a, Node) else a for a in args])
-    nodes = tuple(a if isinstance(a, Node) else Node(a) for a in args)
+    nodes = tuple(a if isinstance(a, Node) else constant(a) for a in args)
     try:
         result = func(*[n._value for n in nodes])
     except Exception as exc:
@@ -417,7 +417,7 @@ def _collect(name: str, value: Any, inputs: list[tuple[str, Node]]) -> Any:
         return type(value)(plain) if isinstance(value, tuple) else plain
     if isinstance(value, dict) and any(isinstance(v, Node) for v in value.values()):
         return {k: _collect(f"{name}[{k!r}]", v, inputs) for k, v in value.items()}
-    inputs.append((name, Node(value)))
+    inputs.append((name, constant(value)))
     return value
 
 
