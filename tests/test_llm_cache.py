@@ -149,3 +149,74 @@ def test_litellm_and_local_cache_by_default_and_can_turn_it_off(tmp_path, monkey
     assert not isinstance(bf.llm.LiteLLM("gpt-4o-mini", cache=False)._chain, Cached)
     assert not isinstance(bf.llm.Local(cache=False)._chain, Cached)
     assert (tmp_path / "backfeed" / "llm-cache.sqlite").exists()
+
+
+def _answer(i: int) -> bf.llm.Completion:
+    return bf.llm.Completion(f"{i:04d}" + "x" * 996, bf.llm.Usage(10, 250), 0.01, "m")
+
+
+def test_cache_evicts_least_recently_used_past_its_size_limit(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite", max_mb=30_000 / 2**20)  # about 30 answers
+    for i in range(40):
+        cache.put(f"k{i}", _answer(i))
+    for i in range(5):  # the oldest, read again: now the most recently used
+        assert cache.get(f"k{i}").text.startswith(f"{i:04d}")
+    deleted = cache.evict()
+    assert deleted > 0 and cache.size_bytes() <= 30_000 * 0.8
+    assert all(cache.get(f"k{i}") is not None for i in range(5))  # recently read: kept
+    assert cache.get("k5") is None and cache.get("k39") is not None  # oldest unread went first
+    assert len(cache) == 40 - deleted
+
+
+def test_cache_size_is_checked_while_writing(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite", max_mb=20_000 / 2**20)
+    for i in range(300):
+        cache.put(f"k{i}", _answer(i))
+    assert cache.size_bytes() <= 20_000 + 64 * 1_100  # never more than one check interval over
+    assert cache.get("k299") is not None and cache.get("k0") is None
+
+
+def test_cache_limit_from_env_and_bad_values_name_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("BACKFEED_LLM_CACHE_MAX_MB", "none")
+    assert ResponseCache(tmp_path / "a.sqlite").max_bytes is None
+    monkeypatch.setenv("BACKFEED_LLM_CACHE_MAX_MB", "2")
+    assert ResponseCache(tmp_path / "b.sqlite").max_bytes == 2 * 2**20
+    monkeypatch.setenv("BACKFEED_LLM_CACHE_MAX_MB", "lots")
+    with pytest.raises(ValueError, match="BACKFEED_LLM_CACHE_MAX_MB='lots'"):
+        ResponseCache(tmp_path / "c.sqlite")
+
+
+def test_cache_written_by_an_older_version_opens_and_keeps_its_answers(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, text TEXT NOT "
+               "NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, "
+               "cost_usd REAL NOT NULL, created REAL NOT NULL)")
+    db.execute("INSERT INTO responses VALUES ('k', 'm', 'old answer', 1, 2, 0.0, 1.0)")
+    db.commit()
+    db.close()
+    cache = ResponseCache(path)
+    assert cache.get("k").text == "old answer"
+    cache.put("k2", _answer(2))
+    assert len(cache) == 2
+
+
+def test_cache_command_shows_evicts_and_clears(tmp_path):
+    from typer.testing import CliRunner
+
+    from backfeed.cli import app
+
+    path = tmp_path / "c.sqlite"
+    cache = ResponseCache(path)
+    for i in range(10):
+        cache.put(f"k{i}", _answer(i))
+    runner = CliRunner()
+    shown = runner.invoke(app, ["cache", "--path", str(path)])
+    assert shown.exit_code == 0 and "10 answers" in shown.output and "limit 1,024 MiB" in shown.output
+    evicted = runner.invoke(app, ["cache", "--path", str(path), "--evict-to-mb", str(5_000 / 2**20)])
+    assert "evicted 7 answers" in evicted.output and "3 answers" in evicted.output
+    cleared = runner.invoke(app, ["cache", "--path", str(path), "--clear"])
+    assert cleared.exit_code == 0 and "0 answers" in cleared.output
+    assert len(ResponseCache(path)) == 0

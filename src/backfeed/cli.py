@@ -55,6 +55,32 @@ def serve_model(
     serve(model, port=port, n_ctx=n_ctx, parallel=parallel, api_key=api_key or None)
 
 
+@app.command()
+def cache(
+    path: str = typer.Option("", help="The cache file (default: $BACKFEED_LLM_CACHE or "
+                                      "~/.cache/backfeed/llm-cache.sqlite)."),
+    clear: bool = typer.Option(False, "--clear", help="Delete every cached answer."),
+    evict_to_mb: float = typer.Option(None, "--evict-to-mb", min=0,
+                                      help="Evict least recently used answers down to 80% of this size."),
+) -> None:
+    """Show (or clear) the LLM response cache: where it is, how many answers, how big.
+
+    Example: backfeed cache --evict-to-mb 100
+    """
+    from .llm.cache import ResponseCache, default_cache_path
+
+    store = ResponseCache(path or default_cache_path())
+    if clear:
+        store.clear()
+        typer.echo(f"cleared {store.path}")
+    elif evict_to_mb is not None:
+        gone = store.evict(int(evict_to_mb * 2**20))
+        typer.echo(f"evicted {gone} answers")
+    limit = "no limit" if store.max_bytes is None else f"limit {store.max_bytes / 2**20:,.0f} MiB"
+    typer.echo(f"{store.path}: {len(store):,} answers, {store.size_bytes() / 2**20:,.2f} MiB ({limit})")
+    store.close()
+
+
 from .ui.commands import register as _register_run_commands  # noqa: E402
 
 _register_run_commands(app)  # run, runs, show, diff, export, ui

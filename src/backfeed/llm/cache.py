@@ -28,9 +28,32 @@ CREATE TABLE IF NOT EXISTS responses (
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
     cost_usd REAL NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    used REAL NOT NULL DEFAULT 0
 )
 """
+# What one row costs on disk, roughly: its text, key and model, plus the numbers and overhead.
+_ROW_BYTES = "length(CAST(text AS BLOB)) + length(key) + length(model) + 64"
+DEFAULT_MAX_MB = 1024.0
+_CHECK_EVERY = 64  # puts between two exact size checks (other processes write too)
+
+
+def _max_mb_from_env() -> float | None:
+    """$BACKFEED_LLM_CACHE_MAX_MB: the cache's size limit in MiB; 0 or "none" for no limit."""
+    raw = os.environ.get("BACKFEED_LLM_CACHE_MAX_MB", "").strip().lower()
+    if not raw:
+        return DEFAULT_MAX_MB
+    if raw in ("0", "none", "off", "unlimited"):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(
+            f"BACKFEED_LLM_CACHE_MAX_MB={raw!r}: expected a number of MiB, or 0/none for no limit"
+        ) from None
+    if value < 0:
+        raise ValueError(f"BACKFEED_LLM_CACHE_MAX_MB={raw!r}: a size cannot be negative")
+    return value
 
 
 def cache_dir() -> Path:
@@ -71,12 +94,24 @@ def is_cacheable(temperature: float | None, seed: int | None) -> bool:
     return not (temperature is not None and temperature > 0 and seed is None)
 
 
-class ResponseCache:
-    """A SQLite table of answers keyed by request hash; safe across threads and processes."""
+_UNSET: Any = object()
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+
+class ResponseCache:
+    """A SQLite table of answers keyed by request hash; safe across threads and processes.
+
+    Bounded: past `max_mb` MiB (default 1 GiB, or $BACKFEED_LLM_CACHE_MAX_MB; None for no limit)
+    the least recently used answers are evicted down to 80% of the limit.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None,
+                 max_mb: float | None = _UNSET) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if max_mb is _UNSET:
+            max_mb = _max_mb_from_env()
+        self.max_bytes = None if max_mb is None else int(max_mb * 2**20)
         import sqlite3  # imported here: `import backfeed` stays light
 
         self._lock = threading.Lock()
@@ -85,7 +120,15 @@ class ResponseCache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
+            if "used" not in columns:  # a cache written by an earlier backfeed
+                self._db.execute("ALTER TABLE responses ADD COLUMN used REAL NOT NULL DEFAULT 0")
+                self._db.execute("UPDATE responses SET used = created")
+            self._db.execute("CREATE INDEX IF NOT EXISTS responses_used ON responses(used)")
             self._db.commit()
+        self._puts = 0
+        if self.max_bytes is not None:
+            self.evict()
 
     def get(self, key: str) -> Completion | None:
         with self._lock:
@@ -93,15 +136,19 @@ class ResponseCache:
                 "SELECT model, text, prompt_tokens, completion_tokens FROM responses WHERE key = ?",
                 (key,),
             ).fetchone()
+            if row is not None and self.max_bytes is not None:  # recency decides eviction
+                self._db.execute("UPDATE responses SET used = ? WHERE key = ?", (time.time(), key))
+                self._db.commit()
         if row is None:
             return None
         model, text, prompt_tokens, completion_tokens = row
         return Completion(text, Usage(prompt_tokens, completion_tokens), 0.0, model, cached=True)
 
     def put(self, key: str, completion: Completion) -> None:
+        now = time.time()
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     completion.model,
@@ -109,10 +156,42 @@ class ResponseCache:
                     completion.usage.prompt_tokens,
                     completion.usage.completion_tokens,
                     completion.cost_usd,
-                    time.time(),
+                    now,
+                    now,
                 ),
             )
             self._db.commit()
+            self._puts += 1
+            check = self.max_bytes is not None and self._puts % _CHECK_EVERY == 0
+        if check:
+            self.evict()
+
+    def size_bytes(self) -> int:
+        """About how many bytes the stored answers take (text, key and model of each row)."""
+        with self._lock:
+            return self._db.execute(f"SELECT COALESCE(SUM({_ROW_BYTES}), 0) FROM responses").fetchone()[0]
+
+    def evict(self, max_bytes: int | None = None) -> int:
+        """Delete the least recently used answers until the cache is within 80% of its limit
+        (or of `max_bytes`); returns how many were deleted."""
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        if limit is None:
+            return 0
+        with self._lock:
+            total = self._db.execute(
+                f"SELECT COALESCE(SUM({_ROW_BYTES}), 0) FROM responses").fetchone()[0]
+            if total <= limit:
+                return 0
+            excess = total - int(limit * 0.8)
+            doomed: list[tuple[str]] = []
+            for key, size in self._db.execute(f"SELECT key, {_ROW_BYTES} FROM responses ORDER BY used"):
+                if excess <= 0:
+                    break
+                doomed.append((key,))
+                excess -= size
+            self._db.executemany("DELETE FROM responses WHERE key = ?", doomed)
+            self._db.commit()
+        return len(doomed)
 
     def __len__(self) -> int:
         with self._lock:
