@@ -105,3 +105,26 @@ def test_pinned_specs_are_consistent():
         if None not in sizes:
             assert sum(sizes) == spec.size
         assert len(spec.sha256) == 64
+
+
+@pytest.mark.parametrize("load, cores, expected", [
+    (0.2, 2, 2),    # idle: every core
+    (1.0, 2, 2),    # this process's own load
+    (2.0, 2, 1),    # one other busy job on 2 cores: one thread
+    (7.0, 2, 1),    # overloaded: never fewer than one
+    (4.0, 16, 13),
+])
+def test_thread_default_leaves_busy_cores_alone(monkeypatch, load, cores, expected):
+    monkeypatch.delenv("BACKFEED_LOCAL_THREADS", raising=False)
+    monkeypatch.setattr(local.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(local.os, "getloadavg", lambda: (load, load, load))
+    assert local.cpu_count() == expected
+
+
+def test_thread_override_wins_and_bad_values_name_the_variable(monkeypatch):
+    monkeypatch.setattr(local.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    monkeypatch.setenv("BACKFEED_LOCAL_THREADS", "3")
+    assert local.cpu_count() == 3
+    monkeypatch.setenv("BACKFEED_LOCAL_THREADS", "many")
+    with pytest.raises(ValueError, match="BACKFEED_LOCAL_THREADS must be a positive integer"):
+        local.cpu_count()

@@ -276,10 +276,12 @@ def resolve_model(model: str) -> tuple[str, Path]:
 
 
 def cpu_count() -> int:
-    """Threads for llama.cpp: $BACKFEED_LOCAL_THREADS if set, else every core this process may use.
+    """Threads for llama.cpp: $BACKFEED_LOCAL_THREADS if set, else the cores left idle.
 
-    On a machine already busy with other work fewer threads can be faster (llama.cpp's threads
-    wait on each other); see BENCHMARKS.md.
+    llama.cpp's threads wait on each other at every layer, so one thread that shares its core
+    with another job slows them all: on 2 cores at load 7, two threads ran 3-6x slower than
+    one (BENCHMARKS.md). The default takes the cores this process may use, less the load
+    average of the last minute beyond one (this process's own), and never fewer than one.
     """
     override = os.environ.get("BACKFEED_LOCAL_THREADS", "").strip()
     if override:
@@ -287,9 +289,14 @@ def cpu_count() -> int:
             raise ValueError(f"BACKFEED_LOCAL_THREADS must be a positive integer, got {override!r}")
         return int(override)
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    try:
+        busy = max(0.0, os.getloadavg()[0] - 1.0)
+    except (AttributeError, OSError):  # no load average on this platform
+        busy = 0.0
+    return max(1, min(cores, int(cores - busy + 0.5)))
 
 
 # One loaded model per (path, settings) per process; xllamacpp's server queues requests from
@@ -374,7 +381,7 @@ class _RawLocal(BaseLLM):
 class Local(BaseLLM):
     """The embedded model: "qwen2.5-coder-0.5b" (default), "qwen2.5-coder-1.5b" or a .gguf path.
 
-    Loads on the first call, once per process, shared by all threads; uses all cores.
+    Loads on the first call, once per process, shared by all threads; uses the idle cores (`cpu_count`).
     `json_schema` constrains decoding to that schema. Output is capped at `max_tokens`
     (default 1024) whatever a call asks. The response cache is on unless `cache=False`.
     Consecutive calls that share a prefix (a long system prompt) reuse its KV cache.
