@@ -177,6 +177,18 @@ def test_dot_export():
     assert bf.to_dot([x]) == dot  # ids are local to the subgraph, so runs compare equal
 
 
+def test_dot_draws_a_shared_constant_once_per_use():
+    x = bf.param(1.0, name="x")
+    y = x
+    for _ in range(3):
+        y = y + 1  # one shared node for the int 1
+    y.backward("less")
+    dot = bf.to_dot([x])
+    sources = [line.split(" -> ")[0].strip() for line in dot.splitlines() if 'label="b"' in line]
+    assert sources == ["n1", "n1_1", "n1_2"]  # each add gets its own "1", as in the prompt
+    assert dot.count('[label="1", shape=plaintext]') == 3
+
+
 def test_graph_freed_when_outputs_dropped():
     x = bf.param(1.0, name="x")
     y = scale(x + 1, 2)

@@ -482,8 +482,7 @@ def to_dot(target: Subgraph | Param | Iterable[Param]) -> str:
         body = f"error: {n.error.type}" if n.error else value_text(n._value, 30)
         return f"{name}\\n{body}".replace('"', '\\"') if name != body else body.replace('"', '\\"')
 
-    out = ["digraph backfeed {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];']
-    for n in subgraph.nodes:
+    def attributes(n: Node) -> str:
         attrs = [f'label="{label(n)}"']
         if id(n) in params:
             attrs += ["shape=box", "style=filled", 'fillcolor="#dbeafe"']
@@ -493,10 +492,25 @@ def to_dot(target: Subgraph | Param | Iterable[Param]) -> str:
             attrs += ["shape=doubleoctagon"]
         elif n.op is None:
             attrs += ["shape=plaintext"]
-        out.append(f"  {node_id(n)} [{', '.join(attrs)}];")
+        return ", ".join(attrs)
+
+    # A shared constant (the small ints) is drawn once per use, next to its consumer, as the
+    # prompt inlines it: one `1` node wired to every `+ 1` of a loop would tangle the picture.
+    uses: dict[int, int] = {}
+    sources: dict[tuple[int, int], str] = {}  # (id of consumer, argument position) -> DOT id
+    out = ["digraph backfeed {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];']
     for n in subgraph.nodes:
-        for arg, child in zip(n.arg_names, n.args):
+        for pos, child in enumerate(n.args):
+            if child.op is None and not child.args and id(child) not in names and id(child) in local:
+                k = uses[id(child)] = uses.get(id(child), -1) + 1
+                if k:
+                    sources[id(n), pos] = f"{node_id(child)}_{k}"
+                    out.append(f"  {node_id(child)}_{k} [{attributes(child)}];")
+        out.append(f"  {node_id(n)} [{attributes(n)}];")
+    for n in subgraph.nodes:
+        for pos, (arg, child) in enumerate(zip(n.arg_names, n.args)):
             if id(child) in local:
-                out.append(f'  {node_id(child)} -> {node_id(n)} [label="{arg}"];')
+                source = sources.get((id(n), pos)) or node_id(child)
+                out.append(f'  {source} -> {node_id(n)} [label="{arg}"];')
     out.append("}")
     return "\n".join(out)
