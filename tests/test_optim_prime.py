@@ -197,3 +197,22 @@ def test_rejections_of_the_last_answer_are_shown_in_the_next_prompt():
     assert "- unknown: 'y' is not a parameter" in user
     state = json.loads(json.dumps(opt.state_dict()))
     assert state["rejections"] == []  # the second answer was clean
+
+
+def test_memory_rows_show_only_the_values_that_differ_from_now():
+    x = bf.param(1.0, name="x")
+    note = bf.param("short", name="note")
+    opt = Prime([x, note], llm=bf.llm.Scripted([
+        '{"suggestion": {"x": 2.0, "note": "short"}}',
+        '{"suggestion": {"x": 2.0, "note": "' + "long " * 30 + '"}}',
+    ]))
+    for _ in range(2):
+        (x * 3 + bf.len(note)).backward(bf.Feedback(score=x.value, text="more"))
+        opt.step()
+        opt.zero_feedback()
+    # attempts so far: (1.0, short) and (2.0, short); now (2.0, long ...)
+    memory = opt.memory_text(1_000)
+    rows = memory.splitlines()
+    assert rows[0].startswith("- score=1; x=1.0, note=\"short\"; feedback")  # both differ
+    assert rows[1].startswith('- score=2; note="short"; other parameters as now')
+    assert "long long" not in memory  # the current value is under #Parameters, not repeated

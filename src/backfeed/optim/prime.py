@@ -48,7 +48,8 @@ class Prime(Optimizer):
         if not rows:
             return "(none yet)"
         per_row = max(limit_tokens * 4 // len(rows), 120)
-        text = "\n".join(_memory_row(h, per_row) for h in rows)
+        now = self.values()
+        text = "\n".join(_memory_row(h, per_row, now) for h in rows)
         limit = limit_tokens * 4
         return text if len(text) <= limit else text[: max(limit - 20, 0)] + " ...[memory cut]"
 
@@ -120,10 +121,18 @@ class Prime(Optimizer):
         self.rejections = list(state.get("rejections", []))
 
 
-def _memory_row(obs: Observation, limit_chars: int) -> str:
+def _memory_row(obs: Observation, limit_chars: int, now: dict[str, Any]) -> str:
+    """One earlier attempt: its score, the values that differ from now, and its feedback.
+
+    Values equal to the current ones (shown in full under #Parameters) are left out, so a
+    step that changed one of several parameters, or a long code parameter, costs one value.
+    """
     score = "no score" if obs.score is None else f"score={obs.score:.4g}"
-    value_chars = max(limit_chars // max(len(obs.values), 1) - 20, 40)
-    values = ", ".join(f"{k}={value_text(v, value_chars)}" for k, v in obs.values.items())
+    changed = {k: v for k, v in obs.values.items() if k not in now or now[k] != v}
+    value_chars = max(limit_chars // max(len(changed), 1) - 20, 40)
+    values = ", ".join(f"{k}={value_text(v, value_chars)}" for k, v in changed.items())
+    if len(changed) < len(obs.values):
+        values += ("; " if values else "") + "other parameters as now"
     feedback = obs.feedback[: min(max(limit_chars // 4, 60), 160)]
     row = f"- {score}; {values}"
     return row + (f"; feedback: {feedback}" if feedback else "")
