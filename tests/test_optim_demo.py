@@ -68,7 +68,8 @@ def test_run_demo_improves_and_keeps_the_best_values():
     out = console.export_text()
     for text in ("step  1", "score curve (best so far)", "parameters", "tokens"):
         assert text in out
-    assert "syntax" in out  # the broken code was rejected with its reason
+    # the broken code was rejected, and the line names the parameter and the whole reason
+    assert "clean_name rejected (syntax): the code does not parse" in " ".join(out.split())
 
 
 def test_run_demo_survives_a_failing_backend():

@@ -210,7 +210,8 @@ def run_demo(
             result.after = dict(best)
         _trial(opt, workflow, best)  # the next step sees the trace of the best values
         result.curve.append(best_score)
-        note = report.error or ("; ".join(u.reason or "" for u in report.rejected)[:80])
+        note = report.error or "; ".join(_rejection(u) for u in report.rejected)
+        note = note if len(note) <= 120 else note[:119] + "…"
         console.print(
             f"step {step:2d}  score {score:.3f}  best {best_score:.3f}  "
             f"tokens {report.prompt_tokens}+{report.completion_tokens}  "
@@ -221,6 +222,14 @@ def run_demo(
     result.seconds = time.perf_counter() - start
     _print_summary(console, result)
     return result
+
+
+def _rejection(update: Any) -> str:
+    """`clean_name rejected (syntax): the code does not parse ...`, without repeated prefixes."""
+    reason = update.reason or ""
+    for prefix in (f"{update.kind}: ", f"{update.name!r}: "):
+        reason = reason.removeprefix(prefix)
+    return f"{update.name} rejected ({update.kind}): {reason}"
 
 
 def _print_summary(console: Any, result: DemoResult) -> None:
