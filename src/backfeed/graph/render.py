@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,6 +143,27 @@ def render(
         renderer = _Renderer(subgraph, names, max_value_chars)
 
 
+def param_lines(p: Param, choices_chars: int, text_chars: int | None = None,
+                fmt: Callable[[Any, int], str] = value_text) -> list[str]:
+    """`x (float, bounds [0, 1]): the offset`, then `  constraint: ...` when it has one.
+
+    Choices are written by `fmt` within `choices_chars`; description and constraint are cut
+    to `text_chars` (whole when None).
+    """
+    def cut(text: str) -> str:
+        return text if text_chars is None else _cut(text, text_chars)
+
+    facts = [p.kind]
+    if p.bounds is not None:
+        facts.append(f"bounds [{p.bounds[0]}, {p.bounds[1]}]")
+    if p.choices is not None:
+        facts.append(f"choices {fmt(p.choices, choices_chars)}")
+    head = f"{p.name} ({', '.join(facts)})"
+    if p.description:
+        head += f": {cut(p.description)}"
+    return [head, f"  constraint: {cut(p.constraint)}"] if p.constraint else [head]
+
+
 class _Renderer:
     """The text of one subgraph, fitted to a budget.
 
@@ -246,17 +267,7 @@ class _Renderer:
     def _params(self) -> list[str]:
         out = ["#Parameters (you may change these)"]
         for p in self.subgraph.params:
-            facts = [p.kind]
-            if p.bounds is not None:
-                facts.append(f"bounds [{p.bounds[0]}, {p.bounds[1]}]")
-            if p.choices is not None:
-                facts.append(f"choices {value_text(p.choices, self.value_chars)}")
-            head = f"{p.name} ({', '.join(facts)})"
-            if p.description:
-                head += f": {_cut(p.description, self.value_chars)}"
-            out.append(head)
-            if p.constraint:
-                out.append(f"  constraint: {_cut(p.constraint, self.value_chars)}")
+            out += param_lines(p, self.value_chars, self.value_chars)
             if p.kind == "code":
                 out.append(_indent(_cut(p._value, max(self.value_chars * 8, 200))))
             else:

@@ -7,6 +7,7 @@ from typing import Any
 
 from .._tokens import estimate_tokens
 from ..graph import Param
+from ..graph.render import param_lines
 
 _TYPES = {
     "str": {"type": "string"},
@@ -139,17 +140,7 @@ def describe(params: list[Param], value_chars: int = 600) -> str:
     """One block per parameter: name, type, bounds/choices, description, current value."""
     lines = []
     for p in params:
-        facts = [p.kind]
-        if p.bounds is not None:
-            facts.append(f"bounds [{p.bounds[0]}, {p.bounds[1]}]")
-        if p.choices is not None:
-            facts.append(f"choices {value_text(p.choices, 200)}")
-        head = f"{p.name} ({', '.join(facts)})"
-        if p.description:
-            head += f": {p.description}"
-        lines.append(head)
-        if p.constraint:
-            lines.append(f"  constraint: {p.constraint}")
+        lines += param_lines(p, choices_chars=200, fmt=value_text)  # this module's cut marker
         lines.append(f"  current value = {value_text(p._value, value_chars)}")
     return "\n".join(lines)
 
