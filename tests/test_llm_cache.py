@@ -155,10 +155,24 @@ def _answer(i: int) -> bf.llm.Completion:
     return bf.llm.Completion(f"{i:04d}" + "x" * 996, bf.llm.Usage(10, 250), 0.01, "m")
 
 
-def test_cache_evicts_least_recently_used_past_its_size_limit(tmp_path):
+class _Clock:
+    """A settable time.time for the cache module."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def time(self) -> float:
+        self.now += 0.001  # every call a little later, so recency has an order
+        return self.now
+
+
+def test_cache_evicts_least_recently_used_past_its_size_limit(tmp_path, monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr("backfeed.llm.cache.time", clock)
     cache = ResponseCache(tmp_path / "c.sqlite", max_mb=30_000 / 2**20)  # about 30 answers
     for i in range(40):
         cache.put(f"k{i}", _answer(i))
+    clock.now += 3_600  # an hour later
     for i in range(5):  # the oldest, read again: now the most recently used
         assert cache.get(f"k{i}").text.startswith(f"{i:04d}")
     deleted = cache.evict()
@@ -220,3 +234,20 @@ def test_cache_command_shows_evicts_and_clears(tmp_path):
     cleared = runner.invoke(app, ["cache", "--path", str(path), "--clear"])
     assert cleared.exit_code == 0 and "0 answers" in cleared.output
     assert len(ResponseCache(path)) == 0
+
+
+def test_a_hit_refreshes_recency_at_most_once_a_minute(tmp_path, monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr("backfeed.llm.cache.time", clock)
+    cache = ResponseCache(tmp_path / "c.sqlite")
+
+    def used() -> float:
+        return cache._db.execute("SELECT used FROM responses WHERE key = 'k'").fetchone()[0]
+
+    cache.put("k", _answer(1))
+    written = used()
+    cache.get("k")
+    assert used() == written  # read within the minute: no write
+    clock.now += 120
+    cache.get("k")
+    assert used() > written + 100  # read two minutes later: recency refreshed

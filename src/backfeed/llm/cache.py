@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS responses (
 _ROW_BYTES = "length(CAST(text AS BLOB)) + length(key) + length(model) + 64"
 DEFAULT_MAX_MB = 1024.0
 _CHECK_EVERY = 64  # puts between two exact size checks (other processes write too)
+_TOUCH_AFTER_S = 60.0  # a hit refreshes an answer's recency at most once a minute
 
 
 def _max_mb_from_env() -> float | None:
@@ -107,8 +108,7 @@ class ResponseCache:
     def __init__(self, path: str | os.PathLike[str] | None = None,
                  max_mb: float | None = _UNSET) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         if max_mb is _UNSET:
             max_mb = _max_mb_from_env()
         self.max_bytes = None if max_mb is None else int(max_mb * 2**20)
@@ -133,15 +133,18 @@ class ResponseCache:
     def get(self, key: str) -> Completion | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT model, text, prompt_tokens, completion_tokens FROM responses WHERE key = ?",
+                "SELECT model, text, prompt_tokens, completion_tokens, used FROM responses "
+                "WHERE key = ?",
                 (key,),
             ).fetchone()
-            if row is not None and self.max_bytes is not None:  # recency decides eviction
-                self._db.execute("UPDATE responses SET used = ? WHERE key = ?", (time.time(), key))
+            now = time.time()
+            # Recency decides eviction; to the minute is enough, so a hot key is not a write per hit.
+            if row is not None and self.max_bytes is not None and now - row[4] > _TOUCH_AFTER_S:
+                self._db.execute("UPDATE responses SET used = ? WHERE key = ?", (now, key))
                 self._db.commit()
         if row is None:
             return None
-        model, text, prompt_tokens, completion_tokens = row
+        model, text, prompt_tokens, completion_tokens, _ = row
         return Completion(text, Usage(prompt_tokens, completion_tokens), 0.0, model, cached=True)
 
     def put(self, key: str, completion: Completion) -> None:
@@ -169,7 +172,10 @@ class ResponseCache:
     def size_bytes(self) -> int:
         """About how many bytes the stored answers take (text, key and model of each row)."""
         with self._lock:
-            return self._db.execute(f"SELECT COALESCE(SUM({_ROW_BYTES}), 0) FROM responses").fetchone()[0]
+            return self._size()
+
+    def _size(self) -> int:
+        return self._db.execute(f"SELECT COALESCE(SUM({_ROW_BYTES}), 0) FROM responses").fetchone()[0]
 
     def evict(self, max_bytes: int | None = None) -> int:
         """Delete the least recently used answers until the cache is within 80% of its limit
@@ -178,8 +184,7 @@ class ResponseCache:
         if limit is None:
             return 0
         with self._lock:
-            total = self._db.execute(
-                f"SELECT COALESCE(SUM({_ROW_BYTES}), 0) FROM responses").fetchone()[0]
+            total = self._size()
             if total <= limit:
                 return 0
             excess = total - int(limit * 0.8)
