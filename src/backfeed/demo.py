@@ -10,7 +10,7 @@ from typing import Any
 from . import graph as bf_graph
 from .graph import ExecutionError, Feedback, Node, Param, op, param
 from .llm import LLM
-from .optim import Hybrid, Optimizer, Prime, StepReport
+from .optim import Hybrid, Optimizer, ParamUpdate, Prime, StepReport
 
 # Each order: (raw item names as a shop's system writes them, quantities, unit prices).
 ORDERS: list[tuple[list[str], list[int], list[float]]] = [
@@ -224,7 +224,7 @@ def run_demo(
     return result
 
 
-def _rejection(update: Any) -> str:
+def _rejection(update: ParamUpdate) -> str:
     """`clean_name rejected (syntax): the code does not parse ...`, without repeated prefixes."""
     reason = update.reason or ""
     for prefix in (f"{update.kind}: ", f"{update.name!r}: "):
