@@ -312,12 +312,12 @@ class _Renderer:
             parts.append(f"#Elided for the budget: {'; '.join(self.elided)}")
         return "\n".join(parts)
 
-    def _room(self, budget_chars: int) -> int:
-        """Characters left for graph lines, keeping 80 for the elision note."""
-        return budget_chars - len(self.text(graph=False)) - 80
+    def _room(self, budget_chars: int, reserve: int = 80) -> int:
+        """Characters left for graph lines, keeping `reserve` (80: the elision note)."""
+        return budget_chars - len(self.text(graph=False)) - reserve
 
-    def _fits(self, budget_chars: int) -> bool:
-        room = budget_chars - len(self.text(graph=False))
+    def _fits(self, budget_chars: int, reserve: int = 0) -> bool:
+        room = self._room(budget_chars, reserve)
         return self._graph_len(room) <= room
 
     # -- fitting the budget ---------------------------------------------------------------
@@ -404,9 +404,9 @@ class _Renderer:
         The longest runs go first, as few as make the text fit: the fewest is found by
         bisection, each try summing only the lines left outside the collapsed runs.
         """
-        room = self._room(budget_chars)
-        if self._graph_len(room) <= room:
+        if self._fits(budget_chars, reserve=80):
             return
+        room = self._room(budget_chars)
         items, names, nodes = self.items, self.names, self.nodes
         runs = sorted(self._runs(), key=lambda r: r[0] - r[1])
         if not runs:
@@ -440,7 +440,7 @@ class _Renderer:
         self._note("runs of", f"repeats collapsed ({count} lines)")
 
     def _drop_docs(self, budget_chars: int) -> None:
-        if self.docs and not self._fits(budget_chars - 80):
+        if self.docs and not self._fits(budget_chars, reserve=80):
             self.show_docs = False
             self._note("operation docs", f"({len(self.docs)})")
 
