@@ -52,7 +52,7 @@ def open_model(spec: str, *, threads: int = 0,
                startup_seconds: float = 300.0) -> Iterator[ModelHandle]:
     """`local-0.5b` / `local-1.5b`: serve the model (`backfeed serve-model`'s server) in a
     subprocess and talk to it over HTTP like every peer does;
-    anything else is a litellm model name. `threads=0` lets the server use every core."""
+    anything else is a litellm model name. `threads=0` lets the server pick (the idle cores, `cpu_count`)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if spec not in LOCAL_MODELS:
         yield ModelHandle(spec, litellm_llm(spec))

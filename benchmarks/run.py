@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--machine", default=None, help="machine description for the report")
     parser.add_argument("--verbose", action="store_true", help="print every optimizer call")
     parser.add_argument("--threads", type=int, default=0,
-                        help="threads of the local model server (default: every core)")
+                        help="threads of the local model server (default: the idle cores, see bf.llm.local.cpu_count)")
     parser.add_argument("--combine", nargs="+", default=None, metavar="FOLDER",
                         help="merge earlier result folders into --out instead of running")
     args = parser.parse_args(argv)
