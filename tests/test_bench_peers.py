@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import re
 
 import pytest
 from benchmarks import run as harness
 
 import backfeed as bf
+from bench_helpers import SUM_TO, repair_responder
 
 GOOD_ACT = (
     "def act(self, observation):\n"
@@ -72,23 +71,6 @@ def test_dspy_optimizes_an_instruction_and_is_scored_on_its_own_program():
     assert counting.status == "ok", counting.reason
     assert 0 <= counting.test_score <= 1 and counting.optimizer_calls >= 1
     assert runs["battleship"].status == "n/a"
-
-
-SUM_TO = "def sum_to(n):\n    return n * (n + 1) // 2\n"
-
-
-def repair_responder(messages, options):
-    """The fixed function, in the answer format of whichever library asks."""
-    text = "\n".join(m["content"] for m in messages)
-    if "IMPROVED_VARIABLE" in text:  # TextGrad's update
-        return f"<IMPROVED_VARIABLE>{SUM_TO}</IMPROVED_VARIABLE>"
-    if "#Variables" in text or "__code" in text:  # Trace's OptoPrime
-        names = set(re.findall(r"__code\d+", text)) or {"__code0"}
-        return json.dumps({"reasoning": "off by one", "answer": "",
-                           "suggestion": {name: SUM_TO for name in names}})
-    if "```" in text or "instructions" in text.lower():  # GEPA's reflection
-        return f"```\n{SUM_TO}```"
-    return "range(1, n) stops before n."  # TextGrad's gradient
 
 
 @pytest.mark.parametrize("framework", ["trace", "gepa", "textgrad"])
