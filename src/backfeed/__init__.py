@@ -9,6 +9,7 @@ from .graph import (
     Feedback,
     Module,
     Node,
+    NoTrainableAncestor,
     Param,
     Rendering,
     Sandbox,
@@ -27,7 +28,18 @@ from .graph import (
     zero_feedback,
 )
 from .graph import length as len
-from .train import Trainer, executors, search, train
+from .train import (
+    EvalReport,
+    EvalResult,
+    MetricError,
+    ModelFailed,
+    OutputNotTraced,
+    Trainer,
+    evaluate,
+    executors,
+    search,
+    train,
+)
 
 __version__ = "0.1.0"
 
@@ -66,4 +78,11 @@ __all__ = [  # noqa: RUF022
     "search",
     "store",
     "train",
+    "EvalReport",
+    "EvalResult",
+    "MetricError",
+    "ModelFailed",
+    "NoTrainableAncestor",
+    "OutputNotTraced",
+    "evaluate",
 ]

@@ -18,7 +18,8 @@ Schema (every JSON column holds text written by `json.dumps`; times are Unix sec
                  example_index): a candidate is never evaluated twice on one example
     llm_calls    id PK, run_id, step, request_hash, occurrence, model, messages JSON, options
                  JSON, answer, prompt_tokens, completion_tokens, cost_usd, cached 0/1, seconds,
-                 created_at; UNIQUE (run_id, step, request_hash, occurrence): resume replays it
+                 created_at, role ('optimizer' | 'judge' | 'program');
+                 UNIQUE (run_id, step, request_hash, occurrence): resume replays it
     decisions    (run_id, step, candidate_id) PK, accepted 0/1, reason, parent_score,
                  child_score, created_at
     step_reports (run_id, step, seq) PK, candidate_id, report JSON (`StepReport.to_dict()`:
@@ -78,7 +79,7 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     request_hash TEXT NOT NULL, occurrence INTEGER NOT NULL, model TEXT, messages TEXT NOT NULL,
     options TEXT NOT NULL, answer TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, cached INTEGER NOT NULL,
-    seconds REAL NOT NULL, created_at REAL NOT NULL,
+    seconds REAL NOT NULL, created_at REAL NOT NULL, role TEXT NOT NULL DEFAULT 'optimizer',
     UNIQUE (run_id, step, request_hash, occurrence)
 );
 CREATE TABLE IF NOT EXISTS decisions (
@@ -203,6 +204,7 @@ class LLMCallRecord:
     cached: bool
     seconds: float
     created_at: float
+    role: str = "optimizer"  # who made the call: 'optimizer', 'judge' or 'program'
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,7 @@ class RunStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._write_lock:
             self._db().executescript(_SCHEMA)  # executescript manages its own transaction
+            _add_missing_columns(self._db())
         with self._write() as db:
             db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -493,15 +496,16 @@ class RunStore:
         cost_usd: float,
         cached: bool,
         seconds: float,
+        role: str = "optimizer",
     ) -> None:
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO llm_calls (run_id, step, request_hash, occurrence, model, "
                 "messages, options, answer, prompt_tokens, completion_tokens, cost_usd, cached, "
-                "seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "seconds, created_at, role) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, step, request_hash, occurrence, model, to_json(messages),
                  to_json(options), answer, prompt_tokens, completion_tokens, cost_usd,
-                 int(cached), seconds, time.time()),
+                 int(cached), seconds, time.time(), role),
             )
 
     def find_llm_call(
@@ -685,4 +689,17 @@ def _llm_call(r: sqlite3.Row) -> LLMCallRecord:
     return LLMCallRecord(r["id"], r["run_id"], r["step"], r["request_hash"], r["occurrence"],
                          r["model"], _load(r["messages"]), _load(r["options"]), r["answer"],
                          r["prompt_tokens"], r["completion_tokens"], r["cost_usd"],
-                         bool(r["cached"]), r["seconds"], r["created_at"])
+                         bool(r["cached"]), r["seconds"], r["created_at"],
+                         r["role"] if "role" in r.keys() else "optimizer")  # an old store
+
+
+_ADDED_COLUMNS = {"llm_calls": {"role": "TEXT NOT NULL DEFAULT 'optimizer'"}}
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a store made by an older version up to date (columns added since)."""
+    for table, columns in _ADDED_COLUMNS.items():
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, decl in columns.items():
+            if name not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
