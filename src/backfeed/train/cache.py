@@ -8,7 +8,7 @@ from typing import Any
 
 from ..graph import Feedback
 from ..store import values_hash
-from .evaluate import EvalResult, Forward, Metric, Traced, run_one
+from .evaluate import EvalResult, Forward, Metric, Traced, no_trace_error, run_one
 from .executors import Executor, Threads
 from .search import Candidate
 from .session import RunSession, StopRun
@@ -89,6 +89,8 @@ class EvalCache:
                 if t is None:  # stored earlier: rebuild the graph, reuse the stored feedback
                     t = run_one(self.module, data[i], i, None, self.forward)
                 self.traced[i] = t
+                if t.node is None and t.result.error is None:
+                    raise no_trace_error(t.value)
                 if backward and t.node is not None:
                     t.node.backward(Feedback(score=r.score, text=r.feedback, details=r.details))
         return [found[i] for i in indexes]

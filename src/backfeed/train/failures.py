@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..llm import LLMError, TransientError
+from ..llm import LLMError, ScriptExhausted, TransientError
 
 
 class ModelFailed(RuntimeError):
@@ -34,6 +34,9 @@ def model_failure(exc: Exception, *, model: str, role: str, run_id: str) -> Mode
     text = text.splitlines()[0] if text.strip() else type(exc).__name__
     who = f"the {role}'s model {model!r}" if model else f"the {role}'s model"
     resume = f"; then resume with bf.train(..., resume={run_id!r})"
+    if isinstance(exc, ScriptExhausted):
+        return ModelFailed(f"{who} ran out of answers ({text}): queue more responses in "
+                           f"bf.llm.Scripted{resume}", fatal=True)
     if status in (401, 403) or "auth" in names or "permission" in names:
         return ModelFailed(f"{who} refused the credentials ({text}): set the provider's API key "
                            f"in the environment{resume}", fatal=True)
