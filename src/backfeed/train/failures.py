@@ -43,7 +43,8 @@ def model_failure(exc: Exception, *, model: str, role: str, run_id: str) -> Mode
     if status == 404 or "notfound" in names:
         return ModelFailed(f"{who} is unknown to the provider ({text}): check the model name "
                            f"(e.g. 'openai/gpt-4o-mini'){resume}", fatal=True)
-    if isinstance(exc, TransientError) or status in (408, 409, 429) or (status or 0) >= 500 \
+    transient = any(isinstance(e, TransientError) for e in (exc, exc.__cause__))
+    if transient or status in (408, 409, 429) or (status or 0) >= 500 \
             or "connection" in names or "timeout" in names or "ratelimit" in names:
         return ModelFailed(f"{who} kept failing after retries ({text}): check the service or "
                            f"the network{resume}", fatal=False)
