@@ -2,6 +2,7 @@
 
 from .mlflow_export import export_mlflow
 from .runstore import (
+    ROLES,
     CandidateRecord,
     ComparisonRecord,
     DecisionRecord,
@@ -18,6 +19,7 @@ from .runstore import (
 )
 
 __all__ = [
+    "ROLES",
     "CandidateRecord",
     "ComparisonRecord",
     "DecisionRecord",
