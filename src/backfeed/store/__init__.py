@@ -1,6 +1,7 @@
 """The run store: every run, step, candidate, evaluation, LLM call and decision, in SQLite."""
 
 from .mlflow_export import export_mlflow
+from .pareto import pareto_wins
 from .runstore import (
     ROLES,
     CandidateRecord,
@@ -32,6 +33,7 @@ __all__ = [
     "UnknownRun",
     "default_store_path",
     "export_mlflow",
+    "pareto_wins",
     "to_json",
     "values_hash",
 ]

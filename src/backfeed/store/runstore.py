@@ -314,6 +314,12 @@ class RunStore:
         if readonly:  # for dashboards and the CLI: never creates or changes anything
             if not self.path.exists():
                 raise FileNotFoundError(f"no run store at {self.path}")
+            tables = self._db().execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if "runs" not in {row["name"] for row in tables}:
+                self.close()
+                raise FileNotFoundError(
+                    f"{self.path} is not a backfeed run store (it has no runs table)"
+                )
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._write_lock:
