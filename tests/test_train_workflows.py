@@ -275,23 +275,3 @@ def test_the_run_does_not_change_the_users_optimizer_or_judge(tmp_path):
     assert by_role["judge"]["calls"] == len(judge_llm.calls) > 0
     assert by_role["optimizer"]["calls"] == len(llm.calls) > 0
 
-
-def test_an_old_store_gains_the_role_column(tmp_path):
-    import sqlite3
-
-    path = tmp_path / "old.db"
-    bf.store.RunStore(path)
-    db = sqlite3.connect(path)
-    db.execute("DROP TABLE llm_calls")
-    db.execute("CREATE TABLE llm_calls (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT "
-               "NULL, step INTEGER NOT NULL, request_hash TEXT NOT NULL, occurrence INTEGER NOT "
-               "NULL, model TEXT, messages TEXT NOT NULL, options TEXT NOT NULL, answer TEXT NOT "
-               "NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, "
-               "cost_usd REAL NOT NULL, cached INTEGER NOT NULL, seconds REAL NOT NULL, "
-               "created_at REAL NOT NULL, UNIQUE (run_id, step, request_hash, occurrence))")
-    db.execute("INSERT INTO llm_calls (run_id, step, request_hash, occurrence, messages, "
-               "options, answer, prompt_tokens, completion_tokens, cost_usd, cached, seconds, "
-               "created_at) VALUES ('r', 0, 'h', 0, '[]', '{}', 'a', 1, 1, 0, 0, 0, 0)")
-    db.commit()
-    db.close()
-    assert [c.role for c in bf.store.RunStore(path).llm_calls("r")] == ["optimizer"]

@@ -1,6 +1,6 @@
 """backfeed: optimize whole AI workflows the way autograd optimizes neural networks."""
 
-from . import graph, llm, optim, store
+from . import graph, llm, optim, sandbox, store
 from .budget import Budget, BudgetExceeded
 from .graph import (
     CodeError,
@@ -12,8 +12,6 @@ from .graph import (
     NoTrainableAncestor,
     Param,
     Rendering,
-    Sandbox,
-    SandboxError,
     Subgraph,
     format,
     get_default_sandbox,
@@ -28,6 +26,7 @@ from .graph import (
     zero_feedback,
 )
 from .graph import length as len
+from .sandbox import Sandbox, SandboxError
 from .train import (
     EvalReport,
     EvalResult,
@@ -76,6 +75,7 @@ __all__ = [  # noqa: RUF022
     # training (appended, not sorted, to keep merges simple)
     "executors",
     "search",
+    "sandbox",
     "store",
     "train",
     "EvalReport",
