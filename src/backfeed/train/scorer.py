@@ -14,7 +14,7 @@ from ..graph import Feedback
 from ..optim import Optimizer
 from .cache import EvalCache
 from .evaluate import EvalResult
-from .search import Candidate, Pairwise, Strategy, Verdict, best
+from .search import Candidate, Pairwise, Verdict, best
 from .session import RunSession, budget_stop
 
 
@@ -161,11 +161,3 @@ class JudgeScorer:
     def improved(self, before: Candidate, after: Candidate) -> bool:
         return after.id != before.id
 
-
-def scorer_for(strategy: Strategy, **parts: Any) -> Scorer:
-    """The scorer the strategy needs (a judge for `Pairwise`, the metric otherwise)."""
-    if strategy.pairwise:
-        assert isinstance(strategy, Pairwise)
-        return JudgeScorer(parts["cache"], strategy, parts["session"], parts["trainset"],
-                           parts["judge"], parts.get("judge_model"))
-    return MetricScorer(parts["cache"], parts["optimizer"], parts["module"], parts["val_split"])

@@ -35,8 +35,8 @@ from .evaluate import Forward, Metric, as_examples, as_metric, install_capture, 
 from .executors import Executor, Threads
 from .failures import ModelFailed, model_failure
 from .progress import Progress
-from .scorer import Scorer, scorer_for
-from .search import Candidate, Greedy, LLMJudge, Pareto, Strategy
+from .scorer import JudgeScorer, MetricScorer, Scorer
+from .search import Candidate, Greedy, LLMJudge, Pairwise, Pareto, Strategy
 from .session import RunModels, RunSession, StopRun, budget_stop
 
 
@@ -230,13 +230,15 @@ class _Run:
         splits = {"train": trainer.trainset, "val": trainer.val_examples}
         self.cache = EvalCache(session, trainer.module, splits, trainer.metric, trainer.forward,
                                trainer.executor, on_progress=self._show)
-        judge = getattr(self.strategy, "judge", None)
-        if isinstance(judge, LLMJudge) and models.judge is not None:
-            judge = judge.using(models.judge)
-        self.scorer: Scorer = scorer_for(
-            self.strategy, cache=self.cache, optimizer=self.optimizer, module=self.module,
-            val_split=trainer.val_split, session=session, trainset=trainer.trainset,
-            judge=judge, judge_model=models.judge)
+        self.scorer: Scorer
+        if isinstance(self.strategy, Pairwise):  # chosen once: the step never asks again
+            judge = self.strategy.judge
+            if isinstance(judge, LLMJudge) and models.judge is not None:
+                judge = judge.using(models.judge)
+            self.scorer = JudgeScorer(self.cache, self.strategy, session, trainer.trainset,
+                                      judge, models.judge)
+        else:
+            self.scorer = MetricScorer(self.cache, self.optimizer, self.module, trainer.val_split)
         total = trainer.steps
         if total is None and trainer.budget.llm_calls is not None:
             total = trainer.budget.llm_calls // self.strategy.proposals  # a bound for the bar
