@@ -141,7 +141,7 @@ def test_evaluate_reports_mean_rows_and_a_table():
     ("I think the values are fine as they are.", "the answer could not be used"),
     ('{"suggestion": {"pz": "right-a"}}', "every proposal was rejected (pz: "),
 ])
-def test_a_step_that_did_nothing_says_why(tmp_path, answer, reason):
+def test_a_step_that_did_nothing_says_why(tmp_path, capsys, answer, reason):
     module = h.Router()
 
     class Reading(h.FixOptimizer):
@@ -153,8 +153,12 @@ def test_a_step_that_did_nothing_says_why(tmp_path, answer, reason):
 
     result = bf.train(module, h.dataset(1), metric=h.metric,
                       optimizer=Reading(module.parameters(), llm=bf.llm.Scripted([answer])),
-                      steps=1, store=tmp_path / "r.db", progress=False)
+                      steps=1, store=tmp_path / "r.db", progress=True)
     assert result.history[0].reason.startswith("no change proposed: " + reason)
+    decision = result.store.decisions(result.run_id)[0]
+    assert decision.reason == result.history[0].reason  # what `backfeed show` and the UI print
+    progress = " ".join(capsys.readouterr().err.split())
+    assert "step 0: no change proposed: " + reason in progress
 
 
 class Constant(bf.Module):
