@@ -637,11 +637,16 @@ def train(
 
     The trainer calls `module(example[0])` for a tuple/list example, else `module(example)`
     (`forward(module, example)` overrides), then `metric(example, output) -> float |
-    bf.Feedback`. Exceptions and printed output of the program become feedback. The run is
-    written to `store` (a RunStore or a path; `run_dir` puts runs.db there; default under the
-    XDG data directory) and `resume=run_id` continues a stopped or killed run exactly. It stops
-    after `steps`, on a `budget` limit, on Ctrl-C or when the stop file
-    (`<store dir>/<run id>.stop` unless given) appears; the best values are loaded into `module`.
+    bf.Feedback` (a DSPy-style `metric(example, pred, trace=None)` works too). The program may
+    return one node or a dict, list, tuple or dataclass of nodes: the metric sees plain values
+    and the feedback reaches every parameter behind any part. Datasets may be any iterable.
+    Exceptions and printed output of the program become feedback. The run is written to
+    `store` (a RunStore or a path; `run_dir` puts runs.db there; default under the XDG data
+    directory) and `resume=run_id` continues a stopped or killed run exactly. It stops after
+    `steps`, on a `budget` limit, on Ctrl-C or when the stop file (`<store dir>/<run id>.stop`
+    unless given) appears; the best values are loaded into `module`. A model that cannot be
+    used (bad key, unknown model, bad request, or failing after its retries) stops the run
+    with `bf.ModelFailed`, naming the model and the fix; the run stays resumable.
     """
     return Trainer(
         module, trainset, valset, metric=metric, optimizer=optimizer, strategy=strategy,
