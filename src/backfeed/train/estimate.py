@@ -103,12 +103,9 @@ def estimate(trainer: Any, *, price: tuple[float, float] | None = None) -> Estim
 
 
 def _priced(llm: Any) -> Any:
-    """The first model under any wrappers that can price a call, or None."""
-    while llm is not None:
-        if callable(getattr(llm, "estimate_cost", None)):
-            return llm
-        llm = llm.llm if isinstance(llm, Wrapper) else None
-    return None
+    """The backend under any wrappers, when it can price a call; else None."""
+    inner = llm.unwrap() if isinstance(llm, Wrapper) else llm
+    return inner if callable(getattr(inner, "estimate_cost", None)) else None
 
 
 def _expected_steps(steps: int | None, budget: Any, calls_per_step: int, tokens_per_call: float,
