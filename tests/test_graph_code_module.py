@@ -175,3 +175,30 @@ def test_pickled_parameters_leave_their_graphs_behind():
         copy.value = 9.0
     node = pickle.loads(pickle.dumps(y))
     assert node.value == 6.0 and node.feedback == [] and node.op.name == "mul"
+
+
+def test_node_operators_are_written_in_node_py_and_it_imports_no_op_module():
+    import ast
+    import importlib
+    import pathlib
+
+    node_module = importlib.import_module("backfeed.graph.node")  # bf.graph.node is the function
+
+    for dunder in ("__add__", "__radd__", "__lt__", "__neg__", "__getitem__", "__eq__"):
+        assert dunder in bf.Node.__dict__ and bf.Node.__dict__[dunder].__module__ == node_module.__name__
+    tree = ast.parse(pathlib.Path(node_module.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level}
+    assert "op" not in imported and "execute" not in imported
+    with pytest.raises(bf.ExecutionError) as info:
+        bf.node(1) / 0  # an operator's failure is an error node, as for any op
+    assert info.value.node.error.type == "ZeroDivisionError" and info.value.node.op.name == "truediv"
+
+
+def test_a_pickled_param_keeps_its_slots_and_gets_fresh_outputs():
+    import pickle
+
+    p = bf.param(["a"], name="demos", description="examples", constraint="short")
+    (p[0] + "!").backward("longer")
+    copy = pickle.loads(pickle.dumps(p))
+    assert (copy.kind, copy.description, copy.constraint, copy.value) == ("list", "examples", "short", ["a"])
+    assert copy.outputs == [] and "_outputs" not in p.__getstate__()
