@@ -64,7 +64,7 @@ def test_minimal_subgraph_is_exactly_the_paths_plus_direct_inputs():
     assert id(z) not in ids and id(unrelated) not in ids
     assert sub.params == [x] and sub.outputs == [out]
     assert [n.id for n in sub.nodes] == sorted(n.id for n in sub.nodes)
-    assert sub.distance[id(x)] == 0 and sub.distance[id(out)] == 2
+    assert sub.distance[x] == 0 and sub.distance[out] == 2
 
 
 def test_long_chain_is_iterative_and_linear():
@@ -337,3 +337,26 @@ def test_render_collapses_the_longest_runs_first_and_no_more_than_needed():
     assert "[scale] repeated, 60 similar operations collapsed" in r.text
     assert "[step] repeated" not in r.text and r.text.count(" = step(") == 4
     assert r.tokens <= budget
+
+
+def test_render_counts_the_values_it_dropped_and_leaves_the_callers_names_alone():
+    import re
+
+    from backfeed.graph.render import _names, _Renderer
+
+    x = bf.param("seed", name="x")
+    y = x
+    for i in range(12):  # distinct ops, so nothing collapses: only values are dropped
+        y = getattr(y, ["upper", "lower", "strip"][i % 3])() + ("v" * 50 + str(i))
+    y.backward("shorter")
+    sub = bf.minimal_subgraph([x])
+    names = _names(sub)
+    before = dict(names)
+    renderer = _Renderer(sub, names, 400)
+    budget_chars = len(renderer.text()) - 400
+    text = renderer.fit(budget_chars, budget_chars // 4)
+    assert names == before  # a long constant got a name inside the renderer only
+    graph = text.split("#Graph (in order; -> value)\n")[1].split("\n#Feedback")[0].splitlines()
+    without_value = [line for line in graph if " -> " not in line]
+    noted = int(re.search(r"values of (\d+) nodes", text)[1])
+    assert noted == len(without_value) > 0 and renderer.values_dropped == noted
