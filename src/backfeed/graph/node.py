@@ -363,7 +363,7 @@ _auto_names = itertools.count()
 class Param(Node):
     """A trainable node: its value may change, within its type, bounds and choices."""
 
-    __slots__ = ("_outputs", "bounds", "choices", "constraint", "description", "kind")
+    __slots__ = ("_outputs", "bounds", "choices", "constraint", "description", "given_name", "kind")
 
     def __init__(
         self,
@@ -386,6 +386,7 @@ class Param(Node):
         self.description = description
         self.constraint = constraint
         self._outputs: dict[int, Node] = {}
+        self.given_name = name  # None: a `bf.Module` names it by its attribute path
         super().__init__(None, name=name or f"param{next(_auto_names)}")
         self._value = self.validate(value)
 
