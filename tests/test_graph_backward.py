@@ -360,3 +360,33 @@ def test_render_counts_the_values_it_dropped_and_leaves_the_callers_names_alone(
     without_value = [line for line in graph if " -> " not in line]
     noted = int(re.search(r"values of (\d+) nodes", text)[1])
     assert noted == len(without_value) > 0 and renderer.values_dropped == noted
+
+
+@bf.op
+def ask(prompt: str) -> str:
+    """A stand-in for a model call."""
+    return prompt.upper()
+
+
+@pytest.mark.parametrize(("lose", "how"), [
+    (lambda p: f"{p} What is 2+2?", "an f-string or format()"),
+    (lambda p: str(p) + " What is 2+2?", "str()"),
+    (lambda p: p.value + " What is 2+2?", ".value"),
+    (lambda p: "Q: {}".format(p.strip()), "an f-string or format()"),  # a node made from it
+])
+def test_a_lost_trace_names_the_parameter_and_how_it_was_lost(lose, how):
+    system = bf.param("Answer briefly.", name="system")
+    out = ask(lose(system))
+    with pytest.raises(bf.graph.NoTrainableAncestor) as info:
+        out.backward("too long")
+    message = str(info.value)
+    assert f"'system' (through {how})" in message and "bf.format" in message
+    fixed = ask(bf.format("{p} What is 2+2?", p=system))
+    assert fixed.backward("too long") == [system]
+
+
+def test_an_output_with_no_parameter_behind_it_lists_the_common_causes():
+    unrelated = bf.param("Answer briefly.", name="unrelated")
+    f"{unrelated}"  # noqa: B018 -- turned into text, but it never reaches the output below
+    with pytest.raises(bf.graph.NoTrainableAncestor, match=r"Common causes: an f-string, str\(\)"):
+        ask(bf.node("What is 2+2?")).backward("bad")

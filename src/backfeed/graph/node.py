@@ -9,6 +9,7 @@ import itertools
 import math
 import operator
 import traceback
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,45 @@ _next_id = itertools.count().__next__
 _tracing: contextvars.ContextVar[bool] = contextvars.ContextVar("backfeed_tracing", default=True)
 # Inside an op's body: the parameters whose `.value` the body reads (hidden inputs).
 _reads: contextvars.ContextVar[list | None] = contextvars.ContextVar("backfeed_reads", default=None)
+# Outside op bodies: the parameters behind the last few nodes turned into plain values
+# (f-string, str(), a parameter's .value), so that backward can say where a trace was lost.
+# Bounded and weak: it keeps no graph alive.
+_LOST_KEPT = 16
+_LOST_WALK = 2_000  # nodes searched for the parameters behind a node turned into text
+_lost: contextvars.ContextVar[tuple[tuple[tuple[weakref.ref, ...], str, str], ...]] = (
+    contextvars.ContextVar("backfeed_lost", default=())
+)
+
+
+def _note_lost(node: Node, how: str) -> None:
+    if not _tracing.get():
+        return
+    if isinstance(node, Param):
+        params: list[Node] = [node]
+    else:
+        params, seen, stack = [], {node}, [node]
+        while stack and len(seen) < _LOST_WALK:
+            for child in stack.pop().args:
+                if child not in seen:
+                    seen.add(child)
+                    if isinstance(child, Param):
+                        params.append(child)
+                    elif child.args:
+                        stack.append(child)
+    if params:
+        entry = (tuple(weakref.ref(p) for p in params), how, str(node._value))
+        _lost.set((*_lost.get()[-_LOST_KEPT + 1:], entry))
+
+
+def lost_traces() -> list[tuple[list[Param], str, str]]:
+    """(parameters, how, text) for the recent nodes turned into plain text in this thread or
+    task: the parameters behind each (still alive), how it happened, and the text it gave."""
+    found = []
+    for refs, how, text in _lost.get():
+        params = [p for ref in refs if (p := ref()) is not None]
+        if params:
+            found.append((params, how, text))
+    return found
 
 
 def is_tracing() -> bool:
@@ -204,6 +244,8 @@ class Node:
         reads = _reads.get()
         if reads is not None:
             reads.append(self)
+        elif isinstance(self, Param):  # (an output's .value is read all the time: not noted)
+            _note_lost(self, ".value")
         return self._value
 
     @property
@@ -281,9 +323,13 @@ class Node:
         return len(self._value)
 
     def __str__(self) -> str:
+        if _reads.get() is None:
+            _note_lost(self, "str()")
         return str(self._value)
 
     def __format__(self, spec: str) -> str:
+        if _reads.get() is None:
+            _note_lost(self, "an f-string or format()")
         return format(self._value, spec)
 
     def __index__(self) -> int:

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .node import Feedback, Node, Param
+from .node import Feedback, Node, Param, lost_traces
 
 
 class NoTrainableAncestor(ValueError):
@@ -36,7 +36,7 @@ def backward(output: Node, feedback: Feedback | str | float | int) -> list[Param
     if not params:
         raise NoTrainableAncestor(
             f"backward() on {output!r}: no trainable parameter influenced this output. "
-            "Pass parameters into @bf.op functions (or read them there) so the trace reaches them."
+            + _trace_loss_hint(output)
         )
     if output._feedback is None:
         output._feedback = []
@@ -44,6 +44,41 @@ def backward(output: Node, feedback: Feedback | str | float | int) -> list[Param
     for p in params:
         p._outputs[id(output)] = output
     return params
+
+
+_COMMON_CAUSES = (
+    "Common causes: an f-string, str() or .value on a parameter or a node gives plain text "
+    "and drops the trace; build text with bf.format(\"{a} {b}\", a=node, b=...) instead, and "
+    "pass parameters (or nodes computed from them) as arguments to @bf.op functions."
+)
+
+
+def _trace_loss_hint(output: Node) -> str:
+    """Name the parameters whose text reached `output` through an f-string, str() or .value."""
+    texts = []  # the plain values that entered the graph of `output` as constants
+    seen, stack = {output}, [output]
+    while stack:
+        n = stack.pop()
+        if n.op is None and not n.args and isinstance(n._value, str):
+            texts.append(n._value)
+        for child in n.args:
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    causes: dict[str, str] = {}
+    for params, how, text in reversed(lost_traces()):  # the most recent loss first
+        if len(text) >= 3 and any(text in t for t in texts):
+            for p in params:
+                causes.setdefault(p.name, how)
+    if not causes:
+        return _COMMON_CAUSES
+    lost = ", ".join(f"{name!r} (through {how})" for name, how in causes.items())
+    return (
+        f"The trace was lost: the text of parameter(s) {lost} reached this output as a plain "
+        "value, which copies the text and drops the trace. Build the text with "
+        "bf.format(\"...{p}...\", p=param) or pass the parameter into a @bf.op function, so "
+        "the trace reaches it."
+    )
 
 
 def zero_feedback(params: Iterable[Param]) -> None:
