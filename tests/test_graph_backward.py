@@ -372,7 +372,7 @@ def ask(prompt: str) -> str:
     (lambda p: f"{p} What is 2+2?", "an f-string or format()"),
     (lambda p: str(p) + " What is 2+2?", "str()"),
     (lambda p: p.value + " What is 2+2?", ".value"),
-    (lambda p: "Q: {}".format(p.strip()), "an f-string or format()"),  # a node made from it
+    (lambda p: "Q: {}".format(p.strip()), "an f-string or format()"),  # noqa: UP032 (str.format)
 ])
 def test_a_lost_trace_names_the_parameter_and_how_it_was_lost(lose, how):
     system = bf.param("Answer briefly.", name="system")
@@ -387,6 +387,6 @@ def test_a_lost_trace_names_the_parameter_and_how_it_was_lost(lose, how):
 
 def test_an_output_with_no_parameter_behind_it_lists_the_common_causes():
     unrelated = bf.param("Answer briefly.", name="unrelated")
-    f"{unrelated}"  # noqa: B018 -- turned into text, but it never reaches the output below
+    assert f"{unrelated}" == "Answer briefly."  # turned into text, but never reaches the output
     with pytest.raises(bf.graph.NoTrainableAncestor, match=r"Common causes: an f-string, str\(\)"):
         ask(bf.node("What is 2+2?")).backward("bad")
