@@ -107,6 +107,7 @@ def test_evolution_state_round_trip_keeps_queue():
 
 def test_evolution_unparseable_answer_is_reported():
     x = bf.param(0.0, name="x")
+    score_run(x, 0.1)
     report = Evolution([x], llm=bf.llm.Scripted(["no idea"])).step()
     assert x.value == 0.0 and any("no readable JSON" in p for p in report.problems)
 

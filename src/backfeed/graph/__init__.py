@@ -2,7 +2,18 @@
 
 from .execute import CodeError
 from .module import Module
-from .node import ErrorInfo, Feedback, Node, Param, is_tracing, no_trace, node, param
+from .node import (
+    BoundsError,
+    ChoiceError,
+    ErrorInfo,
+    Feedback,
+    Node,
+    Param,
+    is_tracing,
+    no_trace,
+    node,
+    param,
+)
 from .op import BoundOp, ExecutionError, Op, OpInfo, format, length, op
 from .render import RenderBudgetError, Rendering, render, to_dot
 from .sandbox import Sandbox, SandboxError, get_default_sandbox, set_default_sandbox
@@ -10,6 +21,8 @@ from .subgraph import NoTrainableAncestor, Subgraph, backward, minimal_subgraph,
 
 __all__ = [
     "BoundOp",
+    "BoundsError",
+    "ChoiceError",
     "CodeError",
     "ErrorInfo",
     "ExecutionError",

@@ -44,6 +44,11 @@ class Evolution(Optimizer):
         self.temperature = temperature
         self.queue: list[dict[str, Any]] = []  # proposed members not yet tried
 
+    @property
+    def needs_feedback(self) -> bool:  # type: ignore[override]
+        """A queued member is applied without feedback; breeding needs some."""
+        return not self.queue
+
     def population_text(self) -> str:
         scored = [h for h in self.history if h.score is not None]
         members = sorted(scored, key=lambda h: h.score)[-self.population :]  # type: ignore[arg-type, return-value]

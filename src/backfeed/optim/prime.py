@@ -9,14 +9,26 @@ from ..graph import Param, RenderBudgetError, render
 from ..llm import LLM, Message
 from . import prompts
 from .apply import apply_answer
-from .base import Observation, Optimizer, StepReport, values_key
-from .schema import answer_schema, answer_tokens, example, names_text, value_text
+from .base import Observation, Optimizer, StepReport, continues_assistant, values_key
+from .schema import (
+    answer_format,
+    answer_limit,
+    answer_schema_for,
+    names_text,
+    prefix,
+    value_text,
+)
 
 
 class Prime(Optimizer):
-    """Show the model the minimal subgraph, the feedback and the last `memory` attempts; ask
-    for `{reasoning, suggestion, stop}` under a JSON schema whose only suggestion keys are the
-    parameter names. The whole prompt stays within `budget_tokens`.
+    """Show the model the minimal subgraph, the feedback and the last `memory` attempts, and
+    ask for new values: code and text in one fenced block per parameter (under its name), other
+    values as JSON; with only typed values, one `{reasoning, suggestion, stop}` object under a
+    JSON schema whose only suggestion keys are the parameter names. The whole prompt stays
+    within `budget_tokens`; the answer's limit derives from it (`max_tokens` overrides it).
+    `prefill` makes the model start its answer with the first block's frame (for code, up to
+    `def name(`); by default on for backends that continue a trailing assistant message (the
+    embedded model).
     """
 
     def __init__(
@@ -29,6 +41,7 @@ class Prime(Optimizer):
         reasoning_chars: int = 300,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        prefill: bool | None = None,
     ) -> None:
         super().__init__(params, llm)
         if budget_tokens < 200:
@@ -38,6 +51,7 @@ class Prime(Optimizer):
         self.reasoning_chars = reasoning_chars
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.prefill = prefill
         self.rejections: list[str] = []  # reasons from the last answer, shown in the next prompt
 
     # -- the prompt -------------------------------------------------------------------------
@@ -55,13 +69,9 @@ class Prime(Optimizer):
 
     def messages(self) -> list[Message]:
         """The prompt for the current feedback (raises RenderBudgetError if it cannot fit)."""
-        answer_format = prompts.ANSWER_FORMAT.render(
-            reasoning_chars=self.reasoning_chars,
-            example=example(self.params),
-            names=names_text(self.params),
-        )
         system = prompts.PRIME_SYSTEM.render()
-        fixed = dict(names=names_text(self.params), answer_format=answer_format)
+        fixed = dict(names=names_text(self.params),
+                     answer_format=answer_format(self.params, self.reasoning_chars))
         rejected = "\n".join(f"- {r}" for r in self.rejections) or "(nothing)"
         fixed["rejected"] = rejected[: self.budget_tokens // 2]  # bounded: 4 chars a token
         skeleton = prompts.PRIME_USER.render(trace="", memory="", **fixed)
@@ -74,8 +84,14 @@ class Prime(Optimizer):
             {"role": "user", "content": prompts.PRIME_USER.render(trace=trace, memory=memory, **fixed)},
         ]
 
-    def schema(self) -> dict[str, Any]:
-        return answer_schema(self.params, self.reasoning_chars)
+    def schema(self) -> dict[str, Any] | None:
+        """The JSON schema of the answer (None when it is written in blocks)."""
+        return answer_schema_for(self.params, self.reasoning_chars)
+
+    def prefix(self) -> str:
+        """The start the model's answer is forced to ("" when not prefilled)."""
+        use = continues_assistant(self.llm) if self.prefill is None else self.prefill
+        return prefix(self.params) if use else ""
 
     # -- one step -----------------------------------------------------------------------------
     def propose(self, report: StepReport) -> str | None:
@@ -85,14 +101,24 @@ class Prime(Optimizer):
         except RenderBudgetError as exc:
             report.error = f"prompt does not fit budget_tokens={self.budget_tokens}: {exc}"
             return None
-        limit = answer_tokens(self.params, self.reasoning_chars)
-        if self.max_tokens is not None:
-            limit = min(limit, self.max_tokens)
+        limit = answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
+                             self.max_tokens)
+        start = self.prefix()
+        if start:
+            messages = [*messages, {"role": "assistant", "content": start}]
         completion = self._ask(
             report, messages, json_schema=self.schema(), max_tokens=limit,
             temperature=self.temperature,
         )
-        return None if completion is None else completion.text
+        return None if completion is None else self._prefixed(report, start, completion.text)
+
+    @staticmethod
+    def _prefixed(report: StepReport, start: str, text: str) -> str:
+        """The whole answer: backends return a continuation with or without its prefix."""
+        if start and not text.startswith(start):
+            text = start + text
+            report.answers[-1] = text
+        return text
 
     def _step(self, report: StepReport) -> None:
         text = self.propose(report)
@@ -112,6 +138,7 @@ class Prime(Optimizer):
             "budget_tokens": self.budget_tokens,
             "memory": self.memory,
             "reasoning_chars": self.reasoning_chars,
+            "prefill": self.prefill,
         }
         state["rejections"] = list(self.rejections)
         return state

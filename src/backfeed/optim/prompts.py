@@ -38,6 +38,14 @@ The keys of "suggestion" are exactly the parameter names: {names}. Repeat a valu
 Set "stop" to true only when the feedback shows nothing is left to improve.""",
 )
 
+BLOCK_FORMAT = Template(
+    "block_format",
+    """Answer in this form and write nothing after it (leave out a parameter to keep its value):
+{skeleton}
+Write each value whole inside its block, as plain text: no JSON quoting, no example calls, no \
+tests. You may first write one short line saying what you change.""",
+)
+
 PRIME_SYSTEM = Template(
     "prime_system",
     """You improve the parameters of a program. You are shown the trace of one run (the \
@@ -138,6 +146,7 @@ TEMPLATES = {
     t.name: t
     for t in (
         ANSWER_FORMAT,
+        BLOCK_FORMAT,
         PRIME_SYSTEM,
         PRIME_USER,
         OPRO_SYSTEM,

@@ -1,4 +1,5 @@
-"""JSON schemas for answers, built from the parameters' names and types, and their plain text."""
+"""The shapes of answers: JSON schemas for short typed values, fenced-block skeletons for code
+and text, the prefix an embedded model is made to start with, and the answer's token limit."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 from .._tokens import estimate_tokens
 from ..graph import Param
 from ..graph.render import param_lines
+from . import prompts
+from .parse import function_name, is_block
 
 _TYPES = {
     "str": {"type": "string"},
@@ -149,3 +152,78 @@ def answer_tokens(params: list[Param], reasoning_chars: int, values: int = 1) ->
     """Enough completion tokens for the reasoning plus `values` copies of every value, grown."""
     per_copy = sum(2 * estimate_tokens(json.dumps(p._value, default=repr)) + 24 for p in params)
     return reasoning_chars // 3 + values * per_copy + 48
+
+
+# -- fenced-block answers ---------------------------------------------------------------------
+
+
+def code_head(param: Param) -> str:
+    """The `def name(args):` line of a code parameter's current function."""
+    name = function_name(param._value)
+    for line in param._value.splitlines():
+        if name is not None and line.lstrip().startswith(("def ", "async def ")) and name in line:
+            return line.strip()
+    return f"def {name or param.name}(...):"
+
+
+def block_lang(param: Param) -> str:
+    return "python" if param.kind == "code" else "text"
+
+
+def block_skeleton(params: list[Param]) -> str:
+    """The answer's shape: one `### name` block per code or text parameter, then the others
+    as one JSON object in a ```json block."""
+    parts = []
+    for p in params:
+        if not is_block(p):
+            continue
+        if p.kind == "code":
+            body = f"{code_head(p)}\n    <the whole new function>"
+        else:
+            body = "<the whole new text>"
+        parts.append(f"### {p.name}\n```{block_lang(p)}\n{body}\n```")
+    typed = [p for p in params if not is_block(p)]
+    if typed:
+        example_json = "{" + ", ".join(f'"{p.name}": {_PLACEHOLDER[p.kind]}' for p in typed) + "}"
+        parts.append(f"### values\n```json\n{example_json}\n```")
+    return "\n".join(parts)
+
+
+def prefix(params: list[Param]) -> str:
+    """What an embedded model is made to start its answer with: the first block's frame
+    (for code, up to `def name(`), so it cannot answer in another form."""
+    for p in params:
+        if is_block(p):
+            head = f"### {p.name}\n```{block_lang(p)}\n"
+            if p.kind == "code":
+                name = function_name(p._value)
+                if name is not None:
+                    head += f"def {name}("
+            return head
+    return ""
+
+
+def answer_limit(params: list[Param], reasoning_chars: int, budget_tokens: int,
+                 max_tokens: int | None = None, values: int = 1) -> int:
+    """The completion limit: `max_tokens` when given (it may raise or lower the limit); else
+    enough for every value grown, and at least half the prompt budget, so that a short value
+    (a seed prompt) can grow into a long one in one step."""
+    if max_tokens is not None:
+        return max_tokens
+    return max(answer_tokens(params, reasoning_chars, values), budget_tokens // 2)
+
+
+def answer_format(params: list[Param], reasoning_chars: int) -> str:
+    """How to answer: fenced blocks when any parameter is code or text, else one JSON object."""
+    if any(is_block(p) for p in params):
+        return prompts.BLOCK_FORMAT.render(skeleton=block_skeleton(params))
+    return prompts.ANSWER_FORMAT.render(
+        reasoning_chars=reasoning_chars, example=example(params), names=names_text(params)
+    )
+
+
+def answer_schema_for(params: list[Param], reasoning_chars: int) -> dict[str, Any] | None:
+    """The JSON schema that constrains the whole answer, or None for a block answer."""
+    if any(is_block(p) for p in params):
+        return None
+    return answer_schema(params, reasoning_chars)

@@ -1,0 +1,269 @@
+"""Answers a small model can write: fenced blocks per parameter, JSON for typed values, and
+the function recovered from a block padded with prose, example calls and tests."""
+
+from __future__ import annotations
+
+import pytest
+
+import backfeed as bf
+from backfeed.graph import BoundsError, ChoiceError
+from backfeed.llm.wrap import Wrapper
+from backfeed.optim import Prime, StepReport, read_answer, recover_function
+from backfeed.optim import apply as apply_module
+from backfeed.optim.apply import apply_answer, check_suggestion
+from backfeed.optim.parse import fenced_blocks
+
+MEDIAN = "def median(xs):\n    return xs[len(xs) // 2]\n"
+FIXED = "def median(xs):\n    s = sorted(xs)\n    return s[len(s) // 2]\n"
+
+
+def code_param() -> bf.Param:
+    return bf.param(MEDIAN, name="median", kind="code")
+
+
+# -- reading blocks -------------------------------------------------------------------------
+
+def test_code_block_under_its_name_is_applied_as_written():
+    p = code_param()
+    report = StepReport(step=0)
+    apply_answer([p], f"Sort first.\n### median\n```python\n{FIXED}```\n", report)
+    assert p.value == FIXED and report.applied == {"median": FIXED}
+    assert report.reasoning == "Sort first." and report.problems == []
+
+
+def test_blocks_and_a_json_block_set_code_text_and_numbers_together():
+    code, prompt = code_param(), bf.param("Be brief.", name="system_prompt")
+    x = bf.param(1.0, name="x", bounds=(0, 10))
+    text = (f"### system_prompt\n```text\nAnswer with one word.\nNo punctuation.\n```\n"
+            f"### median\n```python\n{FIXED}```\n### values\n```json\n{{\"x\": 4}}\n```\n")
+    report = StepReport(step=0)
+    apply_answer([code, prompt, x], text, report)
+    assert report.applied == {"median": FIXED, "x": 4.0,
+                              "system_prompt": "Answer with one word.\nNo punctuation."}
+    assert type(x.value) is float and report.rejected == []
+
+
+def test_a_block_is_matched_by_the_function_it_defines_when_its_label_is_missing():
+    code, prompt = code_param(), bf.param("Be brief.", name="system_prompt")
+    text = f"Here is the fix:\n```python\n{FIXED}```\n"
+    answer = read_answer(text, [code, prompt])
+    assert answer.suggestion == {"median": FIXED.rstrip("\n")}
+
+
+def test_the_only_block_parameter_takes_an_unlabelled_block():
+    prompt = bf.param("Be brief.", name="system_prompt")
+    answer = read_answer("Sure!\n```\nThink step by step.\n```", [prompt])
+    assert answer.suggestion == {"system_prompt": "Think step by step."}
+
+
+def test_a_text_block_may_hold_a_fenced_example_in_a_longer_fence():
+    prompt = bf.param("x", name="prompt")
+    text = "### prompt\n````text\nShow code like this:\n```python\nprint(1)\n```\nThen stop.\n````"
+    assert read_answer(text, [prompt]).suggestion["prompt"] == (
+        "Show code like this:\n```python\nprint(1)\n```\nThen stop."
+    )
+
+
+def test_an_unclosed_block_is_read_and_said_to_be_cut_short():
+    p = code_param()
+    report = StepReport(step=0)
+    apply_answer([p], f"### median\n```python\n{FIXED}", report)
+    assert p.value == FIXED
+    assert any("not closed" in problem for problem in report.problems)
+
+
+def test_blocks_with_unknown_labels_are_reported_not_guessed():
+    code, prompt = code_param(), bf.param("Be brief.", name="system_prompt")
+    report = StepReport(step=0)
+    apply_answer([code, prompt], "### notes\n```text\nhello\n```\n### more\n```text\nx\n```",
+                 report)
+    assert report.applied == {}
+    assert any("labels seen: ### notes" in problem for problem in report.problems)
+
+
+def test_fence_closes_only_on_a_bare_fence_line():
+    blocks = fenced_blocks("a\n```python\nx = '```'\n```\nb\n")
+    assert [(b.label, b.lang, b.body, b.closed) for b in blocks] == [("a", "python", "x = '```'", True)]
+
+
+# -- function recovery ----------------------------------------------------------------------
+
+def test_recovery_drops_prose_example_calls_and_prints_and_keeps_needed_imports():
+    text = (
+        "Here is the corrected function:\n"
+        "import statistics\nimport os\n\n"
+        "def median(xs):\n    return statistics.median(xs)\n\n"
+        "# Example usage:\nmedian([3, 1, 2]) -> 2\nprint(median([1, 2]))\n"
+        "This works because statistics handles even lengths.\n"
+    )
+    assert recover_function(text, "median") == (
+        "import statistics\ndef median(xs):\n    return statistics.median(xs)\n"
+    )
+
+
+def test_recovery_keeps_helpers_and_constants_the_function_uses():
+    text = (
+        "LIMIT = 3\n\ndef _clip(v):\n    return min(v, LIMIT)\n\n"
+        "def unused():\n    pass\n\n"
+        "def f(xs):\n    return [_clip(v) for v in xs]\n\n"
+        "assert f([5]) == [3]\n"
+    )
+    out = recover_function(text, "f")
+    assert out is not None
+    assert "LIMIT = 3" in out and "def _clip" in out and "def unused" not in out
+    assert "assert" not in out
+    namespace: dict = {}
+    exec(out, namespace)
+    assert namespace["f"]([1, 9]) == [1, 3]
+
+
+def test_recovery_keeps_a_docstring_at_column_zero_and_takes_the_last_full_definition():
+    text = (
+        'def f(x):\n    """Add one.\n\nReturns x + 1.\n"""\n    return x\n'
+        "Corrected:\n"
+        'def f(x):\n    """Add one.\n\nReturns x + 1.\n"""\n    return x + 1\n'
+        "f(1)  # 2\n"
+    )
+    out = recover_function(text, "f")
+    namespace: dict = {}
+    exec(out, namespace)
+    assert namespace["f"](1) == 2 and "f(1)" not in out.split("return")[-1]
+
+
+def test_recovery_of_an_indented_function_and_a_missing_one():
+    assert recover_function("    def g(a):\n        return a\n    g(1)", "g") == (
+        "def g(a):\n    return a\n"
+    )
+    assert recover_function("def other():\n    pass\n", "g") is None
+    assert recover_function("def g(a):\n    return (a\n", "g") is None
+
+
+def test_recovered_code_is_applied_and_unrecoverable_code_is_rejected_with_its_reason():
+    p = code_param()
+    report = StepReport(step=0)
+    apply_answer([p], f"### median\n```python\n{FIXED}\nprint(median([3, 1, 2]))\n```", report)
+    assert p.value == FIXED
+    p2 = code_param()
+    report = StepReport(step=0)
+    apply_answer([p2], "### median\n```python\ndef mid(xs):\n    return 1\n```", report)
+    assert p2.value == MEDIAN
+    assert report.rejected[0].reason.startswith("syntax: 'median': the code must define")
+
+
+# -- checking without applying ----------------------------------------------------------------
+
+def test_check_suggestion_sets_nothing_and_does_not_build_a_step_report(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("check_suggestion must not apply")
+
+    monkeypatch.setattr(apply_module, "apply_suggestion", refuse)
+    x = bf.param(1.0, name="x", bounds=(0, 10))
+    mode = bf.param("a", name="mode", choices=["a", "b"])
+    accepted, rejected = check_suggestion([x, mode], {"x": 3, "mode": "c", "zz": 1})
+    assert accepted == {"x": 3.0} and x.value == 1.0
+    assert {u.name: u.kind for u in rejected} == {"zz": "unknown", "mode": "constraint"}
+
+
+def test_param_validate_raises_typed_errors_for_bounds_and_choices():
+    with pytest.raises(BoundsError, match="must lie in"):
+        bf.param(1.0, name="x", bounds=(0, 2)).value = 5.0
+    with pytest.raises(ChoiceError, match="must be one of"):
+        bf.param("a", name="m", choices=["a", "b"]).value = "c"
+
+
+# -- Prime asks for blocks --------------------------------------------------------------------
+
+@bf.op(trainable=True)
+def median(xs: list) -> float:
+    return xs[len(xs) // 2]
+
+
+def failing_run() -> bf.Node:
+    out = median(bf.node([3, 1, 2]))
+    out.backward(bf.Feedback(score=0.0, text="median([3, 1, 2]) returned 1, expected 2"))
+    return out
+
+
+def test_prime_asks_for_code_in_a_block_and_applies_the_block():
+    llm = bf.llm.Scripted([f"### median\n```python\n{FIXED}```"])
+    opt = Prime(median.parameters(), llm=llm, prefill=False)
+    opt.zero_feedback()
+    failing_run()
+    report = opt.step()
+    user = llm.calls[0].messages[-1]["content"]
+    assert "### median\n```python\ndef median(xs: list) -> float:" in user
+    assert llm.calls[0].options["json_schema"] is None
+    assert median.code.value == FIXED and report.applied == {"median": FIXED}
+    median.code.value = "def median(xs: list) -> float:\n    return xs[len(xs) // 2]\n"
+
+
+def test_prime_prefills_the_frame_and_reads_a_continuation_with_or_without_it():
+    for continuation in ("xs):\n    s = sorted(xs)\n    return s[len(s) // 2]\n```",
+                         "### median\n```python\ndef median(xs):\n    s = sorted(xs)\n"
+                         "    return s[len(s) // 2]\n```"):
+        code = bf.param(MEDIAN, name="median", kind="code")
+        llm = bf.llm.Scripted([continuation])
+        opt = Prime([code], llm=llm, prefill=True)
+        code_out = bf.node(1)
+        y = bf.format("{a}{b}", a=code, b=code_out)
+        y.backward("wrong")
+        report = opt.step()
+        last = llm.calls[0].messages[-1]
+        assert last == {"role": "assistant", "content": "### median\n```python\ndef median("}
+        assert code.value == FIXED
+        assert report.answers[0].startswith("### median\n```python\ndef median(")
+
+
+def test_prefill_is_on_by_default_for_a_backend_that_continues_assistant_messages():
+    class Continues(Wrapper):
+        continues_assistant = True
+
+    code = bf.param(MEDIAN, name="median", kind="code")
+    llm = bf.llm.Scripted(["xs):\n    return sorted(xs)[len(xs) // 2]\n```"])
+    opt = Prime([code], llm=Continues(llm))
+    bf.format("{a}", a=code).backward("wrong")
+    opt.step()
+    assert llm.calls[0].messages[-1]["role"] == "assistant"
+    assert "sorted(xs)" in code.value
+    assert Prime([code], llm=llm).prefix() == ""  # a plain backend gets no prefill
+
+
+def test_a_short_seed_prompt_grows_into_a_long_few_shot_prompt_in_one_step():
+    prompt = bf.param("Answer briefly.", name="system_prompt")
+    shots = "\n".join(f"Q: what is {i} + {i}?\nA: {2 * i}" for i in range(150))
+    long_prompt = "Answer with the number only. Examples:\n" + shots
+    llm = bf.llm.Scripted([f"### system_prompt\n```text\n{long_prompt}\n```"])
+    opt = Prime([prompt], llm=llm)
+    bf.format("{p} 2+2", p=prompt).backward(bf.Feedback(score=0.0, text="answer was 'four'"))
+    opt.step()
+    assert prompt.value == long_prompt and len(long_prompt) > 3000
+    assert llm.calls[0].options["max_tokens"] >= len(long_prompt) // 4  # room to write it
+
+
+def test_max_tokens_can_raise_the_answer_limit_as_well_as_lower_it():
+    prompt = bf.param("Answer briefly.", name="system_prompt")
+    llm = bf.llm.Scripted(["### system_prompt\n```text\nx\n```"] * 2)
+    for limit in (5000, 40):
+        opt = Prime([prompt], llm=llm, max_tokens=limit)
+        bf.format("{p}", p=prompt).backward("bad")
+        opt.step()
+    assert [c.options["max_tokens"] for c in llm.calls] == [5000, 40]
+
+
+def test_without_feedback_the_model_is_not_called_and_the_report_says_why():
+    llm = bf.llm.Scripted([])
+    report = Prime([bf.param(1.0, name="x")], llm=llm).step()
+    assert llm.calls == [] and report.llm_calls == 0
+    assert report.problems[0].startswith("nothing to optimize")
+
+
+def test_stop_stands_only_when_every_feedback_score_is_perfect():
+    x = bf.param(1.0, name="x")
+    answer = '{"reasoning": "done", "suggestion": {}, "stop": true}'
+    opt = Prime([x], llm=bf.llm.Scripted([answer, answer]))
+    (x + 1).backward(bf.Feedback(score=0.4, text="3 of 4 tests fail"))
+    report = opt.step()
+    assert report.stop is False and any("stop ignored" in p for p in report.problems)
+    opt.zero_feedback()
+    (x + 1).backward(bf.Feedback(score=1.0, text="all pass"))
+    assert opt.step().stop is True
