@@ -191,7 +191,9 @@ def test_prime_asks_for_code_in_a_block_and_applies_the_block():
     failing_run()
     report = opt.step()
     user = llm.calls[0].messages[-1]["content"]
-    assert "### median\n```python\ndef median(xs: list) -> float:" in user
+    assert ("a line `### median`, then the whole new function `median(xs: list) -> float`"
+            in user)
+    assert "<" not in user.split("#Task")[1]  # no placeholder a small model could copy
     assert llm.calls[0].options["json_schema"] is None
     assert median.code.value == FIXED and report.applied == {"median": FIXED}
     median.code.value = "def median(xs: list) -> float:\n    return xs[len(xs) // 2]\n"
@@ -267,3 +269,31 @@ def test_stop_stands_only_when_every_feedback_score_is_perfect():
     opt.zero_feedback()
     (x + 1).backward(bf.Feedback(score=1.0, text="all pass"))
     assert opt.step().stop is True
+
+
+# -- the other optimizers ask for and read the same formats -----------------------------------
+
+def test_evolution_reads_candidates_as_sections_of_blocks():
+    code = bf.param(MEDIAN, name="median", kind="code")
+    answer = (f"## Candidate 1\n### median\n```python\n{FIXED}```\n"
+              "## Candidate 2\n### median\n```python\ndef median(xs):\n    return 0\n```\n")
+    llm = bf.llm.Scripted([answer])
+    opt = bf.optim.Evolution([code], llm=llm, offspring=2)
+    bf.format("{c}", c=code).backward(bf.Feedback(score=0.0, text="wrong"))
+    report = opt.step()
+    user = llm.calls[0].messages[-1]["content"]
+    assert "Start each with a line `## Candidate N`" in user
+    assert llm.calls[0].options["json_schema"] is None
+    assert code.value == FIXED and report.applied == {"median": FIXED}
+    assert opt.queue == [{"median": "def median(xs):\n    return 0\n"}]
+
+
+def test_opro_shows_tried_code_as_blocks_and_reads_a_block_answer():
+    code = bf.param(MEDIAN, name="median", kind="code")
+    llm = bf.llm.Scripted([f"### median\n```python\n{FIXED}```"])
+    opt = bf.optim.OPRO([code], llm=llm)
+    bf.format("{c}", c=code).backward(bf.Feedback(score=0.25, text="1 of 4 pass"))
+    opt.step()
+    user = llm.calls[0].messages[-1]["content"]
+    assert "- ### median\n```python\ndef median(xs):" in user and "score=0.25" in user
+    assert code.value == FIXED

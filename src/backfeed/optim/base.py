@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .._text import clip
 from ..budget import BudgetExceeded
 from ..graph import Param, zero_feedback
 from ..llm import LLM, Completion, Message
@@ -84,9 +85,7 @@ def current_feedback(params: list[Param], limit: int = 2000) -> tuple[float | No
                 scores.append(fb.score)
             if fb.text and fb.text not in texts:
                 texts.append(fb.text)
-    text = "; ".join(texts)
-    if len(text) > limit:
-        text = text[: limit - 20] + f" ...[{len(text) - limit + 20} chars cut]"
+    text = clip("; ".join(texts), limit)
     score = sum(scores) / len(scores) if scores else None
     return score, text, count
 
@@ -187,9 +186,7 @@ class Optimizer:
         """Tell the optimizer how values it proposed did when evaluated elsewhere (the trainer
         calls this for every child it scores, accepted or not, so errors such as a timeout in
         proposed code reach the next prompt). Values are keyed by parameter name."""
-        if len(feedback) > 2000:
-            feedback = feedback[:1980] + f" ...[{len(feedback) - 1980} chars cut]"
-        obs = Observation(self.step_count, dict(values), score, feedback)
+        obs = Observation(self.step_count, dict(values), score, clip(feedback, 2000))
         self._remember(obs)
         return obs
 

@@ -517,6 +517,22 @@ def read_answer(text: str, params: list[Param]) -> Answer:
     return answer
 
 
+_VARIANT = re.compile(
+    r"^[ \t]*(?:#{1,3}|\*\*)?[ \t]*(?:candidate|variant|member|option)[ \t]*#?(\d+)\b.*$",
+    re.I | re.M,
+)
+
+
+def split_variants(text: str) -> list[str]:
+    """The parts of an answer holding several variants under `## Candidate N` headings (the
+    whole text when it has no such heading)."""
+    heads = list(_VARIANT.finditer(text or ""))
+    if not heads:
+        return [text or ""]
+    ends = [h.start() for h in heads[1:]] + [len(text)]
+    return [text[h.end() : end] for h, end in zip(heads, ends)]
+
+
 def _prose(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     lines = [line for line in lines if not re.fullmatch(r"[#*`\s]*[\w.]*[:*\s]*", line)]
@@ -561,4 +577,5 @@ __all__ = [
     "parse_answer",
     "read_answer",
     "recover_function",
+    "split_variants",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._text import clip
 from .._tokens import estimate_tokens
 from ..graph import Param, RenderBudgetError, render
 from ..llm import LLM, Message
@@ -64,8 +65,7 @@ class Prime(Optimizer):
         per_row = max(limit_tokens * 4 // len(rows), 120)
         now = self.values()
         text = "\n".join(_memory_row(h, per_row, now) for h in rows)
-        limit = limit_tokens * 4
-        return text if len(text) <= limit else text[: max(limit - 20, 0)] + " ...[memory cut]"
+        return clip(text, limit_tokens * 4)
 
     def messages(self) -> list[Message]:
         """The prompt for the current feedback (raises RenderBudgetError if it cannot fit)."""

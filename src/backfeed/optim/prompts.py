@@ -40,10 +40,25 @@ Set "stop" to true only when the feedback shows nothing is left to improve.""",
 
 BLOCK_FORMAT = Template(
     "block_format",
-    """Answer in this form and write nothing after it (leave out a parameter to keep its value):
+    """Answer with one section for each parameter you change (leave out the others) and \
+nothing after them:
 {skeleton}
-Write each value whole inside its block, as plain text: no JSON quoting, no example calls, no \
-tests. You may first write one short line saying what you change.""",
+In the blocks, plain text: no JSON quoting, no example calls, no tests.""",
+)
+
+VARIANTS_FORMAT = Template(
+    "variants_format",
+    """Answer with {count} different candidates. Start each with a line `## Candidate N` \
+(N = 1, 2, ...), then one section for each parameter it changes (leave out the others):
+{skeleton}
+In the blocks, plain text: no JSON quoting, no example calls, no tests.""",
+)
+
+MEMBERS_FORMAT = Template(
+    "members_format",
+    """Answer with one JSON object and nothing else:
+{{"reasoning": "<why, at most {reasoning_chars} characters>", "members": [{example}, ...], \
+"stop": false}}""",
 )
 
 PRIME_SYSTEM = Template(
@@ -101,9 +116,8 @@ EVOLUTION_USER = Template(
 #Population (worst first, best last)
 {population}
 #Task
-Propose {offspring} new, different candidates for {names}. Answer with one JSON object and \
-nothing else:
-{{"reasoning": "<why, at most {reasoning_chars} characters>", "members": [{example}, ...], "stop": false}}""",
+Propose {offspring} new, different candidates for {names}.
+{answer_format}""",
 )
 
 TEXTGRAD_SYSTEM = Template(
@@ -137,9 +151,8 @@ TEXTGRAD_UPDATE = Template(
 #Feedback on the output
 {feedback}
 #Task
-Rewrite the value of {name} to address the criticism. Answer with one JSON object and nothing \
-else:
-{{"reasoning": "<why, at most {reasoning_chars} characters>", "value": <new value of {name}>}}""",
+Rewrite the value of {name} to address the criticism.
+{answer_format}""",
 )
 
 TEMPLATES = {
@@ -147,6 +160,8 @@ TEMPLATES = {
     for t in (
         ANSWER_FORMAT,
         BLOCK_FORMAT,
+        VARIANTS_FORMAT,
+        MEMBERS_FORMAT,
         PRIME_SYSTEM,
         PRIME_USER,
         OPRO_SYSTEM,

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .._text import clip
 from .._tokens import estimate_tokens
 from ..graph import Param
-from ..graph.render import param_lines
+from ..graph.render import param_lines, value_text
 from . import prompts
 from .parse import function_name, is_block
 
@@ -127,23 +128,19 @@ def example(params: list[Param]) -> str:
     return "{" + ", ".join(f'"{p.name}": {_PLACEHOLDER[p.kind]}' for p in params) + "}"
 
 
+__all__ = ["answer_format", "answer_limit", "answer_schema", "answer_schema_for", "clip",
+           "describe", "names_text", "prefix", "value_text", "values_text", "variants_format"]
+
+
 def names_text(params: list[Param]) -> str:
     return ", ".join(p.name for p in params)
-
-
-def value_text(value: Any, limit: int) -> str:
-    """JSON text of a value, cut to `limit` characters with a visible marker."""
-    text = json.dumps(value, ensure_ascii=False, default=repr)
-    if len(text) > limit:
-        text = text[: max(limit - 24, 8)] + f"...[{len(text) - limit + 24} chars cut]"
-    return text
 
 
 def describe(params: list[Param], value_chars: int = 600) -> str:
     """One block per parameter: name, type, bounds/choices, description, current value."""
     lines = []
     for p in params:
-        lines += param_lines(p, choices_chars=200, fmt=value_text)  # this module's cut marker
+        lines += param_lines(p, choices_chars=200)
         lines.append(f"  current value = {value_text(p._value, value_chars)}")
     return "\n".join(lines)
 
@@ -171,22 +168,23 @@ def block_lang(param: Param) -> str:
 
 
 def block_skeleton(params: list[Param]) -> str:
-    """The answer's shape: one `### name` block per code or text parameter, then the others
-    as one JSON object in a ```json block."""
-    parts = []
+    """The answer's shape in words, one line per section: a `### name` line, then the value in
+    a fenced block (code and text), and the typed values as one JSON object. No placeholder
+    stands where a value goes: small models copy placeholders."""
+    lines = []
     for p in params:
-        if not is_block(p):
-            continue
         if p.kind == "code":
-            body = f"{code_head(p)}\n    <the whole new function>"
-        else:
-            body = "<the whole new text>"
-        parts.append(f"### {p.name}\n```{block_lang(p)}\n{body}\n```")
+            lines.append(f"- a line `### {p.name}`, then the whole new function "
+                         f"`{code_head(p).removeprefix('def ').rstrip(':')}` (def line, body and "
+                         "the imports it needs) in one ```python block;")
+        elif is_block(p):
+            lines.append(f"- a line `### {p.name}`, then the whole new text of {p.name} in one "
+                         "```text block;")
     typed = [p for p in params if not is_block(p)]
     if typed:
         example_json = "{" + ", ".join(f'"{p.name}": {_PLACEHOLDER[p.kind]}' for p in typed) + "}"
-        parts.append(f"### values\n```json\n{example_json}\n```")
-    return "\n".join(parts)
+        lines.append(f"- a line `### values`, then {example_json} in one ```json block;")
+    return "\n".join(lines)
 
 
 def prefix(params: list[Param]) -> str:
@@ -227,3 +225,20 @@ def answer_schema_for(params: list[Param], reasoning_chars: int) -> dict[str, An
     if any(is_block(p) for p in params):
         return None
     return answer_schema(params, reasoning_chars)
+
+
+def values_text(values: dict[str, Any], params: list[Param], value_chars: int) -> str:
+    """Values for a prompt: typed ones inline as JSON, code and text as fenced blocks."""
+    kinds = {p.name: p for p in params}
+    inline = [f"{k}={value_text(v, value_chars)}" for k, v in values.items()
+              if k not in kinds or not is_block(kinds[k])]
+    blocks = [f"### {k}\n```{block_lang(kinds[k])}\n{clip(str(v), value_chars)}\n```"
+              for k, v in values.items() if k in kinds and is_block(kinds[k])]
+    return "\n".join(([", ".join(inline)] if inline else []) + blocks)
+
+
+def variants_format(params: list[Param], count: int, reasoning_chars: int) -> str:
+    """How to answer with `count` variants: `## Candidate N` sections of blocks, or JSON."""
+    if any(is_block(p) for p in params):
+        return prompts.VARIANTS_FORMAT.render(count=count, skeleton=block_skeleton(params))
+    return prompts.MEMBERS_FORMAT.render(reasoning_chars=reasoning_chars, example=example(params))
