@@ -1,6 +1,6 @@
 """The graph room: nodes, parameters, traced ops, modules, backward and rendering."""
 
-from .execute import CodeError
+from .execute import CodeError, SandboxLike, get_default_sandbox, set_default_sandbox
 from .module import Module
 from .node import (
     BoundsError,
@@ -16,7 +16,6 @@ from .node import (
 )
 from .op import BoundOp, ExecutionError, Op, OpInfo, format, length, op
 from .render import RenderBudgetError, Rendering, render, to_dot
-from .sandbox import Sandbox, SandboxError, get_default_sandbox, set_default_sandbox
 from .subgraph import NoTrainableAncestor, Subgraph, backward, minimal_subgraph, zero_feedback
 
 __all__ = [
@@ -35,8 +34,7 @@ __all__ = [
     "Param",
     "RenderBudgetError",
     "Rendering",
-    "Sandbox",
-    "SandboxError",
+    "SandboxLike",
     "Subgraph",
     "backward",
     "format",
