@@ -200,8 +200,8 @@ def test_prime_asks_for_code_in_a_block_and_applies_the_block():
 
 
 def test_prime_prefills_the_frame_and_reads_a_continuation_with_or_without_it():
-    for continuation in ("xs):\n    s = sorted(xs)\n    return s[len(s) // 2]\n```",
-                         "### median\n```python\ndef median(xs):\n    s = sorted(xs)\n"
+    for continuation in (" xs):\n    s = sorted(xs)\n    return s[len(s) // 2]\n```",
+                         "### median\n```python\ndef median( xs):\n    s = sorted(xs)\n"
                          "    return s[len(s) // 2]\n```"):
         code = bf.param(MEDIAN, name="median", kind="code")
         llm = bf.llm.Scripted([continuation])
@@ -297,3 +297,21 @@ def test_opro_shows_tried_code_as_blocks_and_reads_a_block_answer():
     user = llm.calls[0].messages[-1]["content"]
     assert "- ### median\n```python\ndef median(xs):" in user and "score=0.25" in user
     assert code.value == FIXED
+
+
+def test_memory_shows_what_an_earlier_code_attempt_changed_as_lines():
+    code = bf.param(MEDIAN, name="median", kind="code")
+    llm = bf.llm.Scripted([f"### median\n```python\n{FIXED}```",
+                           "### median\n```python\ndef median(xs):\n    return xs[0]\n```"])
+    opt = Prime([code], llm=llm)
+    for score in (0.25, 0.5):
+        opt.zero_feedback()
+        bf.format("{c}", c=code).backward(bf.Feedback(score=score, text=f"got {score}"))
+        opt.step()
+    user = llm.calls[1].messages[-1]["content"]
+    memory = user.split("#Earlier attempts (oldest first; higher score is better)\n")[1]
+    assert memory.startswith(
+        "- score=0.25; feedback: got 0.25\n  median differed from now:\n"
+        "    -    s = sorted(xs)\n    -    return s[len(s) // 2]\n"
+        "    +    return xs[len(xs) // 2]\n"
+    )

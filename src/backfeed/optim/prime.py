@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from .._text import clip
@@ -116,7 +117,11 @@ class Prime(Optimizer):
     def _prefixed(report: StepReport, start: str, text: str) -> str:
         """The whole answer: backends return a continuation with or without its prefix."""
         if start and not text.startswith(start):
-            text = start + text
+            # a continuation of `def name(` often starts with a space (" xs" is one token)
+            text = start + (text.lstrip(" ") if start.endswith("(") else text)
+        elif start.endswith("(") and text[len(start) : len(start) + 1] == " ":
+            text = start + text[len(start) :].lstrip(" ")
+        if report.answers:
             report.answers[-1] = text
         return text
 
@@ -152,14 +157,29 @@ def _memory_row(obs: Observation, limit_chars: int, now: dict[str, Any]) -> str:
     """One earlier attempt: its score, the values that differ from now, and its feedback.
 
     Values equal to the current ones (shown in full under #Parameters) are left out, so a
-    step that changed one of several parameters, or a long code parameter, costs one value.
+    step that changed one of several parameters costs one value; a multi-line value (code,
+    a long prompt) is shown as the lines it had that differ from now.
     """
     score = "no score" if obs.score is None else f"score={obs.score:.4g}"
     changed = {k: v for k, v in obs.values.items() if k not in now or now[k] != v}
     value_chars = max(limit_chars // max(len(changed), 1) - 20, 40)
-    values = ", ".join(f"{k}={value_text(v, value_chars)}" for k, v in changed.items())
+    inline, diffs = [], []
+    for k, v in changed.items():
+        if isinstance(v, str) and isinstance(now.get(k), str) and "\n" in v + now[k]:
+            diffs.append(f"  {k} differed from now:\n" + clip(line_diff(now[k], v), value_chars))
+        else:
+            inline.append(f"{k}={value_text(v, value_chars)}")
+    values = ", ".join(inline)
     if len(changed) < len(obs.values):
         values += ("; " if values else "") + "other parameters as now"
-    feedback = obs.feedback[: min(max(limit_chars // 4, 60), 160)]
-    row = f"- {score}; {values}"
-    return row + (f"; feedback: {feedback}" if feedback else "")
+    feedback = clip(obs.feedback, min(max(limit_chars // 4, 60), 160))
+    row = f"- {score}; {values}" if values else f"- {score}"
+    row += f"; feedback: {feedback}" if feedback else ""
+    return "\n".join([row, *diffs])
+
+
+def line_diff(old: str, new: str) -> str:
+    """The lines `new` has instead of `old`, as `-`/`+` lines (no headers, no context)."""
+    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
+    return "\n".join(f"    {line}" for line in lines
+                     if line[:1] in "-+" and not line.startswith(("---", "+++")))
