@@ -3,6 +3,8 @@ the function recovered from a block padded with prose, example calls and tests."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import backfeed as bf
@@ -315,3 +317,13 @@ def test_memory_shows_what_an_earlier_code_attempt_changed_as_lines():
         "    -    s = sorted(xs)\n    -    return s[len(s) // 2]\n"
         "    +    return xs[len(xs) // 2]\n"
     )
+
+
+def test_code_in_a_json_string_followed_by_example_usage_is_recovered():
+    p = code_param()
+    source = ("import statistics\ndef median(xs):\n    return statistics.median(xs)\n\n"
+              "# Example usage:\nmedian([3, 1, 2]) -> 2\n")
+    report = StepReport(step=0)
+    apply_answer([p], json.dumps({"reasoning": "use statistics", "suggestion": {"median": source}}),
+                 report)
+    assert p.value == "import statistics\ndef median(xs):\n    return statistics.median(xs)\n"
