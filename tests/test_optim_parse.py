@@ -327,3 +327,18 @@ def test_code_in_a_json_string_followed_by_example_usage_is_recovered():
     apply_answer([p], json.dumps({"reasoning": "use statistics", "suggestion": {"median": source}}),
                  report)
     assert p.value == "import statistics\ndef median(xs):\n    return statistics.median(xs)\n"
+
+
+@bf.op(trainable=True)
+def inverse(x: int) -> float:
+    return 1 / x
+
+
+def test_an_error_node_with_text_feedback_counts_as_a_failure_in_memory():
+    fine = inverse(bf.node(2))
+    with pytest.raises(bf.ExecutionError) as caught:
+        inverse(bf.node(0))
+    caught.value.node.backward("it crashed")
+    fine.backward("fine")
+    opt = Prime(inverse.parameters(), llm=bf.llm.Scripted([]))
+    assert opt.observe().score == 0.0

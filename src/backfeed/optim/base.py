@@ -73,7 +73,9 @@ def values_key(values: dict[str, Any]) -> str:
 
 
 def current_feedback(params: list[Param], limit: int = 2000) -> tuple[float | None, str, int]:
-    """(mean score, joined feedback text, count) over the outputs the parameters influenced."""
+    """(mean score, joined feedback text, count) over the outputs the parameters influenced.
+
+    An output that raised and got only text feedback scores 0 (as inside `bf.train`)."""
     outputs = {id(out): out for p in params for out in p.outputs}
     scores: list[float] = []
     texts: list[str] = []
@@ -83,6 +85,8 @@ def current_feedback(params: list[Param], limit: int = 2000) -> tuple[float | No
             count += 1
             if fb.score is not None:
                 scores.append(fb.score)
+            elif out.error is not None:  # an error with text feedback only is a failure
+                scores.append(0.0)
             if fb.text and fb.text not in texts:
                 texts.append(fb.text)
     text = clip("; ".join(texts), limit)
