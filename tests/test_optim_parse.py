@@ -342,3 +342,25 @@ def test_an_error_node_with_text_feedback_counts_as_a_failure_in_memory():
     fine.backward("fine")
     opt = Prime(inverse.parameters(), llm=bf.llm.Scripted([]))
     assert opt.observe().score == 0.0
+
+
+def test_prompt_lists_failing_examples_worst_first_with_output_error_and_feedback():
+    code = inverse.code
+    code.zero_feedback()  # outputs of other tests
+    outs = []
+    for x, score in ((4, 1.0), (2, 0.5)):
+        out = inverse(bf.node(x, name="x"))
+        out.backward(bf.Feedback(score=score, text=f"inverse({x}) scored {score}"))
+        outs.append(out)
+    with pytest.raises(bf.ExecutionError) as caught:
+        inverse(bf.node(0, name="x"))
+    caught.value.node.backward("it crashed")
+    llm = bf.llm.Scripted(["nothing"])
+    Prime([code], llm=llm, prefill=False).step()
+    user = llm.calls[0].messages[-1]["content"]
+    section = user.split("#Failing examples (worst first)\n")[1].split("#Earlier")[0]
+    lines = section.strip().splitlines()
+    assert lines[0].startswith("- inverse(x=0) -> raised ZeroDivisionError: division by zero at "
+                               "line 2 of inverse: return 1 / x; score=0; feedback: it crashed")
+    assert lines[1] == "- inverse(x=2) -> 0.5; score=0.5; feedback: inverse(2) scored 0.5"
+    assert len(lines) == 2  # the passing example is not listed

@@ -18,7 +18,8 @@ def test_every_template_renders_without_literal_braces_left():
 
 def test_render_names_missing_and_unexpected_variables():
     with pytest.raises(ValueError, match=r"missing \['trace'\], unexpected \['extra'\]"):
-        prompts.PRIME_USER.render(memory="", rejected="", names="", answer_format="", extra=1)
+        prompts.PRIME_USER.render(memory="", rejected="", names="", answer_format="", examples="",
+                                  extra=1)
 
 
 def test_answer_format_rendered_text():
@@ -42,4 +43,4 @@ def test_textgrad_gradient_prompt_shows_json_shape():
 def test_templates_have_unique_names():
     assert len(prompts.TEMPLATES) == len({t.name for t in prompts.TEMPLATES.values()})
     assert prompts.PRIME_USER.variables == {"trace", "memory", "rejected", "names",
-                                            "answer_format"}
+                                            "answer_format", "examples"}

@@ -12,6 +12,7 @@ from ..llm import LLM, Message
 from . import prompts
 from .apply import apply_answer
 from .base import Observation, Optimizer, StepReport, continues_assistant, values_key
+from .examples import failing_examples
 from .schema import (
     answer_format,
     answer_limit,
@@ -24,7 +25,8 @@ from .schema import (
 
 class Prime(Optimizer):
     """Show the model the minimal subgraph, the feedback and the last `memory` attempts, and
-    ask for new values: code and text in one fenced block per parameter (under its name), other
+    ask for new values (the `examples` worst failing outputs are listed side by side with their
+    feedback): code and text in one fenced block per parameter (under its name), other
     values as JSON; with only typed values, one `{reasoning, suggestion, stop}` object under a
     JSON schema whose only suggestion keys are the parameter names. The whole prompt stays
     within `budget_tokens`; the answer's limit derives from it (`max_tokens` overrides it).
@@ -44,6 +46,7 @@ class Prime(Optimizer):
         max_tokens: int | None = None,
         temperature: float | None = None,
         prefill: bool | None = None,
+        examples: int = 4,
     ) -> None:
         super().__init__(params, llm)
         if budget_tokens < 200:
@@ -54,6 +57,7 @@ class Prime(Optimizer):
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.prefill = prefill
+        self.examples = examples
         self.rejections: list[str] = []  # reasons from the last answer, shown in the next prompt
 
     # -- the prompt -------------------------------------------------------------------------
@@ -74,16 +78,16 @@ class Prime(Optimizer):
         fixed = dict(names=names_text(self.params),
                      answer_format=answer_format(self.params, self.reasoning_chars))
         rejected = "\n".join(f"- {r}" for r in self.rejections) or "(nothing)"
-        fixed["rejected"] = rejected[: self.budget_tokens // 2]  # bounded: 4 chars a token
-        skeleton = prompts.PRIME_USER.render(trace="", memory="", **fixed)
+        fixed["rejected"] = clip(rejected, self.budget_tokens // 2)  # bounded: 4 chars a token
+        skeleton = prompts.PRIME_USER.render(trace="", memory="", examples="", **fixed)
         left = self.budget_tokens - estimate_tokens(system) - estimate_tokens(skeleton) - 8
+        examples = clip(failing_examples(self.params, self.examples), max(left // 6, 60) * 4)
+        left -= estimate_tokens(examples)
         memory = self.memory_text(max(left // 4, 60))
         left -= estimate_tokens(memory)
         trace = render(self.params, budget_tokens=max(left, 50)).text
-        return [
-            {"role": "system", "content": system},
-            {"role": "user", "content": prompts.PRIME_USER.render(trace=trace, memory=memory, **fixed)},
-        ]
+        user = prompts.PRIME_USER.render(trace=trace, memory=memory, examples=examples, **fixed)
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     def schema(self) -> dict[str, Any] | None:
         """The JSON schema of the answer (None when it is written in blocks)."""
@@ -144,6 +148,7 @@ class Prime(Optimizer):
             "memory": self.memory,
             "reasoning_chars": self.reasoning_chars,
             "prefill": self.prefill,
+            "examples": self.examples,
         }
         state["rejections"] = list(self.rejections)
         return state

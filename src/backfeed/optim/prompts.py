@@ -73,6 +73,8 @@ Write each new value itself (the text, the number, the whole function), not an a
 PRIME_USER = Template(
     "prime_user",
     """{trace}
+#Failing examples (worst first)
+{examples}
 #Earlier attempts (oldest first; higher score is better)
 {memory}
 #Rejected from your last answer
