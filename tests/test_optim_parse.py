@@ -364,3 +364,17 @@ def test_prompt_lists_failing_examples_worst_first_with_output_error_and_feedbac
                                "line 2 of inverse: return 1 / x; score=0; feedback: it crashed")
     assert lines[1] == "- inverse(x=2) -> 0.5; score=0.5; feedback: inverse(2) scored 0.5"
     assert len(lines) == 2  # the passing example is not listed
+
+
+def test_all_shortening_goes_through_one_clip_with_one_marker():
+    from backfeed._text import clip
+    from backfeed.optim.schema import describe
+
+    assert clip("a" * 100, 40) == "a" * 21 + "…[79 chars elided]"
+    assert clip("a" * 100 + "END", 40, tail=True).endswith("aEND")
+    assert clip("short", 40) == "short"
+    x = bf.param("y" * 5000, name="x")
+    opt = Prime([x], llm=bf.llm.Scripted([]))
+    recorded = opt.record({"x": "z"}, 0.1, "f" * 5000).feedback
+    texts = [describe([x], 300), recorded]
+    assert all("chars elided]" in t and "chars cut]" not in t for t in texts)

@@ -16,6 +16,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any
 
+from .._text import clip
 from ..graph import BoundsError, ChoiceError, Param
 from .base import ParamUpdate, StepReport
 from .parse import Answer, function_name, loads, read_answer, recover_function
@@ -62,8 +63,7 @@ def _number(param: Param, value: Any) -> float | int:
 
 
 def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(repr(value), limit)
 
 
 def coerce(param: Param, value: Any) -> Any:

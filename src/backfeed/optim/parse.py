@@ -15,6 +15,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._text import clip
 from ..graph import Param
 
 # Top-level keys of an answer that are not parameter values.
@@ -561,8 +562,7 @@ def _text(value: Any) -> str:
 
 
 def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(repr(value), limit)
 
 
 __all__ = [
