@@ -378,3 +378,12 @@ def test_all_shortening_goes_through_one_clip_with_one_marker():
     recorded = opt.record({"x": "z"}, 0.1, "f" * 5000).feedback
     texts = [describe([x], 300), recorded]
     assert all("chars elided]" in t and "chars cut]" not in t for t in texts)
+
+
+def test_blocks_are_matched_to_qualified_parameter_names():
+    retrieve = bf.param("Find facts.", name="retrieve.prompt")
+    answer = bf.param("Answer.", name="answer.prompt")
+    text = ("**answer.prompt**:\n```text\nAnswer in one word.\n```\n"
+            "### retrieve.prompt.\n```\nFind three facts.\n```")
+    assert read_answer(text, [retrieve, answer]).suggestion == {
+        "answer.prompt": "Answer in one word.", "retrieve.prompt": "Find three facts."}

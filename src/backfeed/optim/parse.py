@@ -106,7 +106,7 @@ def fenced_blocks(text: str) -> list[Block]:
 
 def _label_names(label: str) -> set[str]:
     """The words of a block's label (`### clean_name`, `**prompt**:`), lower-cased."""
-    return {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", label)}
+    return {w.lower().rstrip(".") for w in re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", label)}
 
 
 def _defines(body: str, name: str) -> bool:
