@@ -187,14 +187,12 @@ def _units(lines: list[str]) -> list[list[str]]:
     return units
 
 
-def _parse(lines: list[str]) -> list[tuple[ast.stmt, str]]:
-    """(statement, its source) for each top-level statement, or [] when the lines don't parse."""
-    source = "\n".join(lines)
+def _parse(lines: list[str]) -> list[ast.stmt]:
+    """The top-level statements of the lines, or [] when they don't parse."""
     try:
-        tree = ast.parse(source)
+        return ast.parse("\n".join(lines)).body
     except (SyntaxError, ValueError):
         return []
-    return [(s, ast.get_source_segment(source, s, padded=False) or "") for s in tree.body]
 
 
 def _decorated(stmt: ast.stmt, lines: list[str]) -> str:
@@ -227,7 +225,7 @@ def _longest_def(lines: list[str], d: int, name: str) -> str | None:
     main: list[tuple[ast.stmt, str]] = []
     end = len(lines)
     for end in range(len(lines), d, -1):
-        main = [(s, _decorated(s, lines[d:end])) for s, _ in _parse(lines[d:end])]
+        main = [(s, _decorated(s, lines[d:end])) for s in _parse(lines[d:end])]
         if any(_is_def(s, name) for s, _ in main):
             break
         main = []
@@ -239,7 +237,7 @@ def _longest_def(lines: list[str], d: int, name: str) -> str | None:
     for part, base in ((lines[:d], 0), (lines[end:], end)):
         position = base
         for unit in _units(part):
-            for stmt, _ in _parse(unit):
+            for stmt in _parse(unit):
                 pool.append((position, stmt, _decorated(stmt, unit)))
             position += len(unit)
     return _needed(pool, name)
