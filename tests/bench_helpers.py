@@ -12,7 +12,7 @@ def repair_responder(messages, options):
     """The fixed function, in the answer format of whichever library asks."""
     text = "\n".join(m["content"] for m in messages)
     if "You improve the parameters of a program" in text:  # backfeed's Prime
-        return json.dumps({"reasoning": "off by one", "suggestion": {"sum_to": SUM_TO}})
+        return f"### sum_to\n```python\n{SUM_TO}```"
     if "IMPROVED_VARIABLE" in text:  # TextGrad's update
         return f"<IMPROVED_VARIABLE>{SUM_TO}</IMPROVED_VARIABLE>"
     if "#Variables" in text or "__code" in text:  # Trace's OptoPrime

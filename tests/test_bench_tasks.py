@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from benchmarks.tasks import SUITES, make_task, task_names
 from benchmarks.tasks import bbh as bbh_mod
@@ -344,7 +342,7 @@ def test_code_repair_error_feedback_names_the_error_and_its_line_and_traces_to_t
 def test_code_repair_runs_through_bf_train_with_a_scripted_optimizer(tmp_path):
     task = make_task("code_repair/sum_to", seed=0)
     program = task.program()
-    answer = json.dumps({"suggestion": {"sum_to": FIXES["sum_to"]}})
+    answer = f"### sum_to\n```python\n{FIXES['sum_to']}```"
     result = bf.train(program, task.trainset, valset=task.valset, metric=task.metric,
                       optimizer=bf.optim.Prime(program.parameters(),
                                                llm=bf.llm.Scripted([answer] * 4)),
