@@ -23,7 +23,7 @@ from typing import Any
 import backfeed as bf
 from backfeed.llm import LLM, BaseLLM, Completion, Message, Metered
 
-from .adapters import ADAPTERS, RunContext, get_adapter, values_of
+from .adapters import ADAPTERS, RunContext, get_adapter, split_framework, values_of
 from .models import ModelHandle, open_model
 from .tasks import SUITE_SIZES, SUITES, make_task
 
@@ -77,7 +77,8 @@ def run_one(task_name: str, framework: str, seed: int, model: ModelHandle, *, si
     capped = Capped(model.llm, max_tokens, program=program_llm)
     optimizer_llm = Metered(capped, bf.Budget(llm_calls=calls))
     program = task.program(program_llm if task.uses_llm else None)
-    ctx = RunContext(task, program, optimizer_llm, calls, seed, max_tokens=max_tokens)
+    ctx = RunContext(task, program, optimizer_llm, calls, seed, max_tokens=max_tokens,
+                     options=split_framework(framework)[1])
     started = time.perf_counter()
     try:
         adapter.optimize(ctx)
@@ -264,7 +265,9 @@ def calls_to_reach(record: RunRecord, target: float) -> tuple[int, int, int] | N
     return None
 
 
-PEERLESS = ("backfeed",)  # the library measured against its peers
+def is_peer(framework: str) -> bool:
+    """Every library but backfeed (in any configuration) is a peer."""
+    return split_framework(framework)[0] != "backfeed"
 
 
 def reach(records: list[RunRecord]) -> list[dict[str, Any]]:
@@ -276,7 +279,7 @@ def reach(records: list[RunRecord]) -> list[dict[str, Any]]:
         if row["status"] not in ("n/a", "error") and "reference" not in row["framework"]:
             finals.setdefault(row["task"], {})[row["framework"]] = row["score"]
     for task, scores in finals.items():
-        peers = {f: s for f, s in scores.items() if f not in PEERLESS}
+        peers = {f: s for f, s in scores.items() if is_peer(f)}
         if not peers:
             continue
         best_peer, target = max(peers.items(), key=lambda kv: kv[1])
@@ -393,7 +396,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="local-0.5b",
                         help="local-0.5b, local-1.5b or any litellm model name")
     parser.add_argument("--frameworks", default="backfeed,trace",
-                        help=f"comma-separated, from {','.join(ADAPTERS)}")
+                        help=f"comma-separated, from {','.join(ADAPTERS)}; options after a "
+                             "colon, e.g. backfeed:candidates=4")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...)")
     parser.add_argument("--first-seed", type=int, default=0,
                         help="run seeds first-seed .. first-seed + seeds - 1 (to split a run)")

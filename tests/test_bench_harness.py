@@ -200,3 +200,23 @@ def test_code_repair_runs_for_backfeed_through_the_harness_and_logs_tokens_per_c
     assert record.start_score == 0 and record.test_score == 1.0
     assert len(record.call_tokens) == record.optimizer_calls >= 1
     assert record.call_tokens[-1][0] == record.optimizer_tokens > 0
+
+
+def test_framework_options_reach_the_adapter_and_unknown_ones_are_refused(monkeypatch):
+    seen = []
+
+    class Recording(FakeAdapter):
+        def optimize(self, ctx):
+            seen.append(ctx.options)
+
+    monkeypatch.setattr(harness, "get_adapter", lambda name: Recording())
+    model = harness.scripted_model(bf.llm.Scripted([]))
+    record = harness.run_one("numeric", "fake:candidates=4", 0, model, size="quick", calls=1,
+                             max_tokens=64, start_score=None)
+    assert seen == [{"candidates": "4"}] and record.framework == "fake:candidates=4"
+    assert not harness.is_peer("backfeed:candidates=4") and harness.is_peer("gepa")
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="gepa takes no option candidates"):
+        harness.main(["--frameworks", "gepa:candidates=4", "--tasks", "numeric"])
+    with pytest.raises(ValueError, match="not key=value"):
+        harness.main(["--frameworks", "backfeed:candidates", "--tasks", "numeric"])
