@@ -27,6 +27,7 @@ from .graph import (
     zero_feedback,
 )
 from .graph import length as len
+from .program import chat
 from .train import Trainer, executors, search, train
 
 __version__ = "0.1.0"
@@ -66,4 +67,6 @@ __all__ = [  # noqa: RUF022
     "search",
     "store",
     "train",
+    # model calls inside programs
+    "chat",
 ]
