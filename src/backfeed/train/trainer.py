@@ -201,6 +201,7 @@ class Trainer:
             "trainset": len(self.trainset),
             "valset": None if self.valset is None else len(self.valset),
             "params": sorted(self.module.state_dict()),
+            "param_kinds": {name: p.kind for name, p in self.module.named_parameters()},
         }
 
     def _check_config(self, stored: dict[str, Any]) -> None:
