@@ -118,10 +118,11 @@ def demo_messages(demos: Any) -> list[dict[str, str]]:
 
 
 def _text(content: Any, role: str, inputs: list[tuple[str, Node]]) -> str:
-    if isinstance(content, Node):
-        inputs.append((_input_name(role, inputs), content))
-        return _as_text(content._value)
-    return _as_text(content)
+    """The message text; its node (a constant for plain text) becomes an input named by role,
+    so the trace shows what the model was asked and demos can be bootstrapped from it."""
+    node = content if isinstance(content, Node) else Node(content)
+    inputs.append((_input_name(role, inputs), node))
+    return _as_text(node._value)
 
 
 def _input_name(base: str, inputs: list[tuple[str, Node]]) -> str:

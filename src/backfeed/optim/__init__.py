@@ -12,6 +12,7 @@ from .apply import (
 )
 from .base import Observation, Optimizer, ParamUpdate, StepReport
 from .evolution import Evolution
+from .fewshot import FewShot
 from .hybrid import Hybrid
 from .numeric import Numeric
 from .opro import OPRO
@@ -22,6 +23,7 @@ __all__ = [
     "OPRO",
     "Answer",
     "Evolution",
+    "FewShot",
     "Hybrid",
     "Numeric",
     "Observation",

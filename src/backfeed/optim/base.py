@@ -44,6 +44,9 @@ class StepReport:
     score: float | None = None  # the score the feedback gave the values stepped from
     llm_calls: int = 0
     gradients: dict[str, str] = field(default_factory=dict)  # TextGrad: criticism per node
+    # Every distinct value set the step proposed (all parameters, by name), best guess first;
+    # the params hold candidates[0]. Empty: the applied values are the only candidate.
+    candidates: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def applied(self) -> dict[str, Any]:
