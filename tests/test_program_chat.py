@@ -133,3 +133,24 @@ def test_a_program_with_chat_trains_its_system_prompt():
                  steps=1, store=":memory:", progress=False)
     assert program.prompt.value == "Reply in CAPITALS."
     assert "Reply with the word." in optimizer_llm.calls[0].messages[-1]["content"]
+
+
+@pytest.mark.parametrize("executor", [bf.executors.Threads(4), bf.executors.Async(4)],
+                         ids=["threads", "async"])
+def test_the_executors_workers_see_the_model_chosen_by_using(executor):
+    class Ask(bf.Module):
+        def __init__(self):
+            self.prompt = bf.param("Say the word.", name="prompt")
+
+        def forward(self, word):
+            return bf.chat([{"role": "system", "content": self.prompt},
+                            {"role": "user", "content": word}])
+
+    program_llm = bf.llm.Scripted([lambda messages, options: messages[-1]["content"]] * 8)
+    data = [(w, w) for w in "abcd"]
+    with bf.llm.using(program_llm):
+        results = executor.evaluate(Ask(), {}, list(enumerate(data)),
+                                    lambda ex, out: float(out == ex[1]), None)
+    executor.close()
+    assert [t.result.score for t in results] == [1.0] * 4
+    assert len(program_llm.calls) == 4

@@ -80,9 +80,12 @@ def _messages(spec: Any, inputs: list[tuple[str, Node]]) -> list[dict[str, str]]
         )
     out: list[dict[str, str]] = []
     for i, item in enumerate(spec):
-        if isinstance(item, Node):  # a list of demos (usually a `list` parameter)
-            inputs.append((_input_name(item.name or "demos", inputs), item))
-            out.extend(demo_messages(item._value))
+        if isinstance(item, Node):  # a list of demos (a `list` parameter) or of messages
+            turns = demo_messages(item._value)
+            chat_only = all(isinstance(d, dict) and "role" in d for d in item._value)
+            default = "messages" if chat_only else "demos"
+            inputs.append((_input_name(item.name or default, inputs), item))
+            out.extend(turns)
         elif isinstance(item, dict) and "role" in item and "content" in item:
             role = str(_plain(item["role"]))
             out.append({"role": role, "content": _text(item["content"], role, inputs)})
