@@ -45,7 +45,8 @@ def test_export_writes_text_code_values_and_a_manifest_with_each_values_step(run
     seed = store.candidates(run_id)[0]
     best = store.get_candidate(run_id, run_record.best_candidate)
     assert manifest["run"] == run_id and manifest["score"] == run_record.best_score == 1.0
-    assert manifest["model"] == "scripted" and manifest["date"].endswith("Z")
+    assert manifest["model"] == "scripted" and manifest["program_model"] is None
+    assert manifest["date"].endswith("Z")
     params = manifest["parameters"]
     assert params["prompt"] == {"kind": "text", "file": "prompt.txt", "step": best.step,
                                 "candidate": best.id}

@@ -1,6 +1,6 @@
 """Export a run's best values as plain files (text .txt, code .py, the rest in values.json).
 
-The folder holds `manifest.json`: the run, its score, the model, the date and, for each
+The folder holds `manifest.json`: the run, its score, the models, the date and, for each
 parameter, its file and the step (and candidate) where its value first appeared.
 `bf.Module.load(folder)` reads such a folder back.
 """
@@ -59,7 +59,8 @@ def export_files(store: RunStore, run_id: str, directory: str | os.PathLike[str]
         "run_name": run.name,
         "score": run.best_score,
         "candidate": best.id,
-        "model": _model(store, run_id),
+        "model": _model(store, run_id, "optimizer"),
+        "program_model": _model(store, run_id, "program"),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.updated_at)),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "parameters": params,
@@ -103,8 +104,7 @@ def _file_name(name: str, suffix: str, used: set[str]) -> str:
     return file
 
 
-def _model(store: RunStore, run_id: str) -> str | None:
-    """The model the optimizer called most in this run (None if it made no call)."""
-    models = Counter(c.model for c in store.llm_calls(run_id)
-                     if c.model and getattr(c, "role", "optimizer") == "optimizer")
+def _model(store: RunStore, run_id: str, role: str) -> str | None:
+    """The model called most in this run by `role` (None if it made no call)."""
+    models = Counter(c.model for c in store.llm_calls(run_id, role=role) if c.model)
     return models.most_common(1)[0][0] if models else None
