@@ -154,3 +154,18 @@ def test_the_executors_workers_see_the_model_chosen_by_using(executor):
     executor.close()
     assert [t.result.score for t in results] == [1.0] * 4
     assert len(program_llm.calls) == 4
+
+
+def test_achat_awaits_the_backend_and_builds_the_same_node():
+    import asyncio
+
+    class Async(bf.llm.BaseLLM):
+        model = "async"
+
+        async def acomplete(self, messages, **options):
+            await asyncio.sleep(0)
+            return bf.llm.Completion(text=messages[-1]["content"][::-1])
+
+    prompt = bf.param("abc", name="p")
+    out = asyncio.run(bf.achat(prompt, llm=Async()))
+    assert out.value == "cba" and out.backward("ok") == [prompt]

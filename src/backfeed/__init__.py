@@ -25,7 +25,7 @@ from .graph import (
     zero_feedback,
 )
 from .graph import length as len
-from .program import chat
+from .program import achat, chat
 from .sandbox import Sandbox, SandboxError
 from .train import Trainer, executors, search, train
 
@@ -68,5 +68,6 @@ __all__ = [  # noqa: RUF022
     "store",
     "train",
     # model calls inside programs
+    "achat",
     "chat",
 ]

@@ -1,8 +1,10 @@
-"""`bf.chat`: a traced model call inside a program; every parameter in its messages is an input."""
+"""`bf.chat` (and `bf.achat`): a traced model call in a program; each node in its messages is an input."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .graph import ErrorInfo, ExecutionError, Node, OpInfo, is_tracing
@@ -39,29 +41,62 @@ def chat(
     error node (raised as `bf.ExecutionError`) that feedback can still reach. Options are
     `max_tokens`, `temperature` and `seed`.
     """
+    call = _prepare(messages_or_prompt, llm, schema, options)
+    completion = call.model.complete(call.messages, json_schema=call.json_schema, **options)
+    return call.finish(completion.text)
+
+
+async def achat(
+    messages_or_prompt: Any,
+    llm: LLM | None = None,
+    *,
+    schema: Any = None,
+    **options: Any,
+) -> Any:
+    """`bf.chat` for `async def` programs: the same node, the model awaited (`acomplete`)."""
+    call = _prepare(messages_or_prompt, llm, schema, options)
+    completion = await call.model.acomplete(call.messages, json_schema=call.json_schema,
+                                            **options)
+    return call.finish(completion.text)
+
+
+@dataclass
+class _Call:
+    """One model call being made: its model, messages, inputs and how to read the answer."""
+
+    model: LLM
+    messages: list[dict[str, str]]
+    inputs: list[tuple[str, Node]]
+    json_schema: dict[str, Any] | None
+    validate: Callable[[str], Any] | None
+
+    def finish(self, text: str) -> Any:
+        """The reply as a node (the parsed object with a schema), or an error node raised."""
+        value: Any = text
+        failure: str | None = None
+        if self.validate is not None:
+            try:
+                value = self.validate(text)
+            except ValueError as exc:
+                value, failure = None, str(exc)
+        if not is_tracing():
+            if failure is not None:
+                raise ValueError(failure)
+            return value
+        if failure is not None:
+            error = ErrorInfo("SchemaError", f"{failure}; the reply was: {text[:300]!r}")
+            raise ExecutionError(Node(None, op=CHAT, inputs=tuple(self.inputs), error=error))
+        return Node(value, op=CHAT, inputs=tuple(self.inputs))
+
+
+def _prepare(spec: Any, llm: LLM | None, schema: Any, options: dict[str, Any]) -> _Call:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise TypeError(f"bf.chat got unknown option(s) {unknown}; it accepts {list(OPTIONS)}")
     inputs: list[tuple[str, Node]] = []
-    messages = _messages(messages_or_prompt, inputs)
+    messages = _messages(spec, inputs)
     json_schema, validate = _schema(schema)
-    model = llm if llm is not None else current()
-    completion = model.complete(messages, json_schema=json_schema, **options)
-    value: Any = completion.text
-    failure: str | None = None
-    if validate is not None:
-        try:
-            value = validate(completion.text)
-        except ValueError as exc:
-            value, failure = None, str(exc)
-    if not is_tracing():
-        if failure is not None:
-            raise ValueError(failure)
-        return value
-    if failure is not None:
-        error = ErrorInfo("SchemaError", f"{failure}; the reply was: {completion.text[:300]!r}")
-        raise ExecutionError(Node(None, op=CHAT, inputs=tuple(inputs), error=error))
-    return Node(value, op=CHAT, inputs=tuple(inputs))
+    return _Call(llm if llm is not None else current(), messages, inputs, json_schema, validate)
 
 
 # -- messages -----------------------------------------------------------------------------
