@@ -1,4 +1,4 @@
-"""`bf.chat` (and `bf.achat`): a traced model call in a program; each node in its messages is an input."""
+"""`bf.chat` and `bf.achat`: traced model calls; every node in the messages is an input."""
 
 from __future__ import annotations
 
