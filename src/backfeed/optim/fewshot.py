@@ -7,8 +7,7 @@ import json
 import random
 from typing import Any
 
-from ..graph import Node, Param
-from ..graph.subgraph import ancestors
+from ..graph import Node, Param, minimal_subgraph
 from ..llm import LLM
 from .base import Optimizer, ParamUpdate, StepReport, values_key
 from .prime import Prime
@@ -159,12 +158,10 @@ def _passed(output: Node, threshold: float) -> bool:
 
 def _calls_reading(outputs: list[Node], demos: Param) -> list[Node]:
     """The `bf.chat` nodes behind `outputs` that took `demos` as an input, oldest first."""
-    found = ancestors(outputs)
-    return sorted(
-        (n for n in found.values()
-         if n.op is not None and n.op.name == "chat" and any(a is demos for a in n.args)),
-        key=lambda n: n.id,
-    )
+    if not outputs:
+        return []
+    return [n for n in minimal_subgraph([demos], outputs).nodes
+            if n.op is not None and n.op.name == "chat" and any(a is demos for a in n.args)]
 
 
 def _demo_of(chat: Node) -> Demo | None:
