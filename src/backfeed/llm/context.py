@@ -6,8 +6,9 @@ import contextvars
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from .base import LLM
+from .base import LLM, BaseLLM, Completion, Message
 
 _program_llm: contextvars.ContextVar[LLM | None] = contextvars.ContextVar(
     "backfeed_program_llm", default=None
@@ -48,3 +49,22 @@ def current() -> LLM:
 
             _default = default()
         return _default
+
+
+class DefaultModel(BaseLLM):
+    """`bf.llm.default()`, made on the first call (a program that never calls a model needs
+    none configured)."""
+
+    model = "default"
+
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> Completion:
+        return current().complete(messages, json_schema=json_schema, max_tokens=max_tokens,
+                                  temperature=temperature, seed=seed)
