@@ -2,7 +2,7 @@
 are trainable, and every model call is a traced `bf.chat`, so feedback on the final answer
 reaches a tool description through every turn that read it.
 
-    python examples/agent_tools.py [local | gpt-4o-mini] [--calls 6]
+    python examples/agent_tools.py [local | gpt-4o-mini] [--steps 3]
 """
 
 from __future__ import annotations
@@ -122,8 +122,7 @@ if __name__ == "__main__":
     train, test = QUESTIONS[:4], QUESTIONS[4:]
     with bf.llm.using(llm):  # the model bf.chat calls inside the agent
         bf.train(agent, train, metric=metric,
-                 optimizer=bf.optim.Prime(agent.parameters(), llm=llm),
-                 budget=bf.Budget(llm_calls=args.calls))
+                 optimizer=bf.optim.Prime(agent.parameters(), llm=llm), steps=args.steps)
         scores = [metric(q, agent(q[0]).value).score for q in test]
     print(f"system prompt: {agent.system.value!r}")
     for name, doc in agent.tools.items():

@@ -2,7 +2,7 @@
 program labelled right, keeps the demo set that validates best, and Prime rewrites the
 instruction in the same steps.
 
-    python examples/fewshot_demos.py [local | gpt-4o-mini] [--calls 6]
+    python examples/fewshot_demos.py [local | gpt-4o-mini] [--steps 3]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ if __name__ == "__main__":
         before = accuracy(program, test)
         bf.train(program, train, valset=val, metric=metric,
                  optimizer=bf.optim.FewShot(program.parameters(), llm=llm, k=3),
-                 budget=bf.Budget(llm_calls=args.calls), steps=3)
+                 steps=args.steps)
         after = accuracy(program, test)
     print(f"instruction: {program.instruction.value!r}")
     print(f"demos: {[d['input'][:30] + ' -> ' + d['output'] for d in program.demos.value]}")

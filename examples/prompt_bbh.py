@@ -2,7 +2,7 @@
 
 The instruction given to the model is the parameter; accuracy on held-out questions is the score.
 
-    python examples/prompt_bbh.py [local | gpt-4o-mini]
+    python examples/prompt_bbh.py [local | gpt-4o-mini] [--steps 3]
 """
 
 import random
@@ -47,9 +47,8 @@ def metric(example, output):
 
 
 program = Counter()
-with bf.llm.using(llm):  # the model bf.chat calls inside the program
+with bf.llm.using(llm):  # the model bf.chat calls inside the program (its calls are spend too)
     bf.train(program, train, valset=val, metric=metric,
-             optimizer=bf.optim.Prime(program.parameters(), llm=llm),
-             budget=bf.Budget(llm_calls=args.calls))
+             optimizer=bf.optim.Prime(program.parameters(), llm=llm), steps=args.steps)
     accuracy = sum(metric(q, program(q[0]).value).score for q in test) / len(test)
 print(f"instruction: {program.instruction.value!r}\ntest accuracy: {accuracy:.2f}")

@@ -1,6 +1,6 @@
 """Verbalized machine learning: the model is a text the LLM follows; training rewrites the text.
 
-    python examples/verbalized_ml.py [local | gpt-4o-mini]
+    python examples/verbalized_ml.py [local | gpt-4o-mini] [--steps 3]
 """
 
 import re
@@ -35,9 +35,8 @@ def metric(example, output):
 
 
 model = VerbalRegressor()
-with bf.llm.using(llm):  # the model bf.chat calls inside the program
+with bf.llm.using(llm):  # the model bf.chat calls inside the program (its calls are spend too)
     bf.train(model, train, valset=val, metric=metric,
-             optimizer=bf.optim.Prime(model.parameters(), llm=llm),
-             budget=bf.Budget(llm_calls=args.calls))
+             optimizer=bf.optim.Prime(model.parameters(), llm=llm), steps=args.steps)
     print(model.theta.value)
     print("test score:", sum(metric(e, model(e[0]).value).score for e in test) / len(test))
