@@ -6,6 +6,7 @@ import pytest
 
 import backfeed as bf
 from backfeed.store import RunStore
+from backfeed.store.files_export import export_files
 
 
 class Echo(bf.Module):
@@ -46,6 +47,8 @@ def test_program_calls_use_program_llm_and_are_recorded_as_program_spend(tmp_pat
     assert by_role["program"]["calls"] == len(program_llm.calls)
     assert by_role["optimizer"]["calls"] == len(optimizer_llm.calls)
     assert result.spend["calls"] == len(program_llm.calls) + len(optimizer_llm.calls)
+    manifest = export_files(store, result.run_id, tmp_path / "deploy")
+    assert manifest["program_model"] == "program-model" and manifest["model"] == "scripted"
 
 
 def test_program_calls_count_against_the_budget_and_stop_the_run_cleanly(tmp_path):

@@ -97,14 +97,13 @@ def eval_(
                                      help="Exit with status 1 when the mean score is lower."),
 ) -> None:
     """Re-score saved or exported values on a dataset, to check that what you deploy scores
-    what the run said.
+    what the run said (with bf.evaluate, as the trainer scores).
 
     Example: backfeed eval agent.py:Agent --values deploy/ --data test.jsonl --metric agent.py:metric
     """
     import contextlib
 
     from rich.console import Console
-    from rich.table import Table
 
     from . import llm as llms
     from .rescore import exported_score, load_data, load_object, load_program, rescore
@@ -118,22 +117,15 @@ def eval_(
             "qwen2.5-coder-1.5b")}.get(model, lambda: llms.LiteLLM(model))
         using = llms.using(backend()) if backend else contextlib.nullcontext()
         with using:
-            results = rescore(module, values, examples, score, threads)
+            report = rescore(module, values, examples, score, threads)
     except Exception as exc:
         typer.echo(f"backfeed eval: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None
-    table = Table(title=f"{program} with {values}", title_justify="left")
-    for col in ("example", "score", "output", "feedback"):
-        table.add_column(col, justify="right" if col in ("example", "score") else "left",
-                         overflow="fold")
-    for r in results:
-        table.add_row(str(r.index), f"{r.score:.3f}", (r.output or "")[:80],
-                      (r.error or r.feedback or "")[:120])
-    console.print(table)
-    mean = sum(r.score for r in results) / len(results) if results else 0.0
+    console.print(report)
+    mean = report.mean
     said = exported_score(values)
     note = "" if said is None else f" (the run's best score was {said:.3f})"
-    console.print(f"mean score {mean:.3f} on {len(results)} examples{note}")
+    console.print(f"mean score {mean:.3f} on {len(report.rows)} examples{note}")
     if fail_under is not None and mean < fail_under:
         typer.echo(f"backfeed eval: mean score {mean:.3f} is under {fail_under:g}", err=True)
         raise typer.Exit(1)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextvars
 import importlib
 import json
 import os
 import runpy
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .train.evaluate import EvalResult, install_capture, run_one, uninstall_capture
+from .train.evaluate import EvalReport, evaluate
+from .train.executors import Threads
 
 _files: dict[Path, dict[str, Any]] = {}
 
@@ -64,20 +63,11 @@ def load_data(spec: str) -> list[Any]:
 
 
 def rescore(program: Any, values: str | os.PathLike[str], data: list[Any], metric: Any,
-            threads: int = 1) -> list[EvalResult]:
-    """Load `values` (an exported folder or a Module.save file) and score every example.
-
-    Each example runs in a copy of the caller's context, so `bf.llm.using` reaches threads.
-    """
+            threads: int = 1) -> EvalReport:
+    """Load `values` (an exported folder or a Module.save file) and score every example with
+    `bf.evaluate` (each in a copy of the caller's context, so `bf.llm.using` reaches threads)."""
     program.load(values)
-    install_capture()
-    try:
-        with ThreadPoolExecutor(max(1, threads)) as pool:
-            futures = [pool.submit(contextvars.copy_context().run, run_one, program, example, i,
-                                   metric, None) for i, example in enumerate(data)]
-            return [f.result().result for f in futures]
-    finally:
-        uninstall_capture()
+    return evaluate(program, data, metric, executor=Threads(threads), progress=False)
 
 
 def exported_score(values: str | os.PathLike[str]) -> float | None:
