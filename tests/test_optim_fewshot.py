@@ -121,3 +121,14 @@ def test_training_with_fewshot_keeps_the_demo_set_that_validates():
                           steps=2, store=":memory:", progress=False)
     assert result.best_score == 1.0
     assert len(program.demos.value) == 2
+
+
+def test_the_trainer_evaluates_every_demo_set_a_step_proposes(tmp_path):
+    program = Sentiment()
+    with bf.llm.using(bf.llm.Scripted([model] * 200)):
+        result = bf.train(program, DATA, valset=DATA, metric=metric,
+                          optimizer=bf.optim.FewShot([program.demos], k=1, candidates=3),
+                          steps=1, minibatch_size=6, store=tmp_path / "runs.db", progress=False)
+    children = [c for c in result.store.candidates(result.run_id) if c.step == 0]
+    assert len(children) == 3
+    assert len({json.dumps(c.values, sort_keys=True) for c in children}) == 3
