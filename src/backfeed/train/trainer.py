@@ -657,6 +657,9 @@ def train(
     unless given) appears; the best values are loaded into `module`. A model that cannot be
     used (bad key, unknown model, bad request, or failing after its retries) stops the run
     with `bf.ModelFailed`, naming the model and the fix; the run stays resumable.
+    `bf.chat` calls inside the program use `program_llm` (else the model of an enclosing
+    `bf.llm.using` block, else `bf.llm.default()`): they are stored as "program" spend and
+    count against the budget.
     """
     return Trainer(
         module, trainset, valset, metric=metric, optimizer=optimizer, strategy=strategy,
