@@ -126,3 +126,10 @@ def test_eval_runs_program_chat_calls_on_the_chosen_model(tmp_path, monkeypatch)
                                  "--model", "some-model", "--threads", "2"])
     assert result.exit_code == 0, result.output
     assert "mean score 1.000 on 2 examples" in result.output
+
+
+def test_eval_and_export_help_show_an_example():
+    for args, example in ((["eval", "--help"], "Example: backfeed eval"),
+                          (["export", "--help"], "--to files -o deploy/")):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and example in " ".join(result.output.split())
