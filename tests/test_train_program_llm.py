@@ -91,3 +91,25 @@ def test_a_failing_program_model_stops_the_run_naming_it(tmp_path):
     store = RunStore(tmp_path / "runs.db", readonly=True)
     run = store.list_runs()[0]
     assert run.status == "stopped" and not store.evaluations(run.id)
+
+
+def test_with_no_program_model_given_the_default_is_made_on_first_call_and_recorded(
+        tmp_path, monkeypatch):
+    from backfeed.llm import context
+
+    made = []
+
+    def default():
+        made.append(bf.llm.Scripted([echo] * 100, model="the-default"))
+        return made[-1]
+
+    monkeypatch.setattr(context, "_default", None)
+    monkeypatch.setattr(bf.llm.defaults, "default", default)
+    program = Echo()
+    result = bf.train(program, DATA, metric=metric,
+                      optimizer=bf.optim.Prime(program.parameters(),
+                                               llm=bf.llm.Scripted(["{}"] * 4)),
+                      steps=1, store=tmp_path / "runs.db", progress=False)
+    assert len(made) == 1 and made[0].calls
+    calls = result.store.llm_calls(result.run_id, role="program")
+    assert len(calls) == len(made[0].calls) and calls[0].model == "the-default"

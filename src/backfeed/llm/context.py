@@ -40,8 +40,11 @@ def current() -> LLM:
     """The model `bf.chat` uses when given none: the innermost `using` block's, else
     `bf.llm.default()` (made once per process)."""
     llm = _program_llm.get()
-    if llm is not None:
-        return llm
+    return llm if llm is not None else process_default()
+
+
+def process_default() -> LLM:
+    """`bf.llm.default()`, made once per process."""
     global _default
     with _default_lock:
         if _default is None:
@@ -66,5 +69,6 @@ class DefaultModel(BaseLLM):
         temperature: float | None = None,
         seed: int | None = None,
     ) -> Completion:
-        return current().complete(messages, json_schema=json_schema, max_tokens=max_tokens,
-                                  temperature=temperature, seed=seed)
+        return process_default().complete(messages, json_schema=json_schema,
+                                          max_tokens=max_tokens, temperature=temperature,
+                                          seed=seed)
