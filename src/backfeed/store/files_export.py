@@ -1,7 +1,8 @@
 """Export a run's best values as plain files (text .txt, code .py, the rest in values.json).
 
 The folder holds `manifest.json`: the run, its score, the models, the date and, for each
-parameter, its file and the step (and candidate) where its value first appeared.
+parameter, its file and the step (and candidate) where its value first appeared (step -1: the
+seed, the value the run started from).
 `bf.Module.load(folder)` reads such a folder back.
 """
 
