@@ -53,7 +53,7 @@ def test_export_writes_text_code_values_and_a_manifest_with_each_values_step(run
     assert params["shout"]["kind"] == "code" and params["shout"]["candidate"] == seed.id
     assert params["config"] == {"kind": "dict", "file": "values.json", "step": seed.step,
                                 "candidate": seed.id}
-    assert best.id != seed.id
+    assert best.id != seed.id and seed.step == -1 and best.step == 0
 
 
 def test_module_load_reads_an_exported_folder(run, tmp_path):
