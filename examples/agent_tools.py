@@ -15,8 +15,11 @@ import backfeed as bf
 
 FACTS = {"avalon": 1200, "brigadoon": 350, "camelot": 4800, "lilliput": 90}
 
-SYSTEM = ("Answer the question. Use a tool when you need one by replying with one line "
-          "`ACTION tool: input`; when you know the answer reply `FINAL: answer`.")
+SYSTEM = ("Answer the question with the tools. Reply with exactly one line: either "
+          "`ACTION <tool>: <input>` to call a tool (then wait for its Observation), or "
+          "`FINAL: <answer>`.\nExample:\nQuestion: What is the population of Avalon plus 10?\n"
+          "ACTION population: Avalon\nObservation: 1200\nACTION calculator: 1200 + 10\n"
+          "Observation: 1210\nFINAL: 1210")
 TOOL_DOCS = {
     "population": "population of a town",
     "calculator": "evaluates arithmetic",
