@@ -92,8 +92,6 @@ class FewShot(Optimizer):
         base = self.values()
         other: list[dict[str, Any]] = []
         if self.prime is not None:
-            if self.prime._llm is None:
-                self.prime._llm = self.llm
             sub = self.prime.step()
             _merge(report, sub)
             base.update(self.prime.values())
