@@ -6,15 +6,18 @@ from .node import (
     BoundsError,
     ChoiceError,
     ErrorInfo,
+    ExecutionError,
     Feedback,
     Node,
+    OpInfo,
     Param,
     is_tracing,
+    length,
     no_trace,
     node,
     param,
 )
-from .op import BoundOp, ExecutionError, Op, OpInfo, format, length, op
+from .op import BoundOp, Op, format, op
 from .render import RenderBudgetError, Rendering, render, to_dot
 from .subgraph import NoTrainableAncestor, Subgraph, backward, minimal_subgraph, zero_feedback
 
