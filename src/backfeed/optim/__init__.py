@@ -10,9 +10,9 @@ from .apply import (
     extract_json,
     parse_answer,
 )
-from .base import Observation, Optimizer, ParamUpdate, StepReport
+from .base import History, Observation, Optimizer, ParamUpdate, StepReport
 from .evolution import Evolution
-from .hybrid import Hybrid
+from .hybrid import Hybrid, auto
 from .numeric import Numeric
 from .opro import OPRO
 from .prime import Prime
@@ -22,6 +22,7 @@ __all__ = [
     "OPRO",
     "Answer",
     "Evolution",
+    "History",
     "Hybrid",
     "Numeric",
     "Observation",
@@ -33,6 +34,7 @@ __all__ = [
     "TextGrad",
     "apply_answer",
     "apply_suggestion",
+    "auto",
     "check_suggestion",
     "coerce",
     "extract_json",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from ..graph import Param
@@ -17,6 +18,8 @@ class Evolution(Optimizer):
     the feedback's score), then applies the next queued member; when the queue is empty it
     asks the model for `offspring` new members, shown the `population` fittest so far.
     One LLM call serves `offspring` steps; the trainer's evaluation decides what survives.
+    `candidates=n` hands out n queued members per step (`report.candidates`), breeding
+    at least n at a time.
     """
 
     def __init__(
@@ -30,12 +33,15 @@ class Evolution(Optimizer):
         reasoning_chars: int = 200,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        candidates: int = 1,
     ) -> None:
         super().__init__(params, llm)
-        if population < 1 or offspring < 1:
+        if population < 1 or offspring < 1 or candidates < 1:
             raise ValueError(
-                f"population and offspring must be at least 1, got {population} and {offspring}"
+                "population, offspring and candidates must be at least 1, got "
+                f"{population}, {offspring} and {candidates}"
             )
+        self.candidates = candidates
         self.population = population
         self.offspring = offspring
         self.value_chars = value_chars
@@ -59,7 +65,7 @@ class Evolution(Optimizer):
         user = prompts.EVOLUTION_USER.render(
             parameters=describe(self.params, self.value_chars),
             population=self.population_text(),
-            offspring=self.offspring,
+            offspring=max(self.offspring, self.candidates),
             names=names_text(self.params),
             reasoning_chars=self.reasoning_chars,
             example=example(self.params),
@@ -70,20 +76,21 @@ class Evolution(Optimizer):
         ]
 
     def _step(self, report: StepReport) -> None:
-        if not self.queue:
+        if len(self.queue) < self.candidates:
             self._breed(report)
-        if self.queue:
-            member = self.queue.pop(0)
-            apply_suggestion(self.params, member, report)
+        members, self.queue = self.queue[: self.candidates], self.queue[self.candidates :]
+        if members:
+            self._gather(report, [partial(apply_suggestion, self.params, m) for m in members])
 
     def _breed(self, report: StepReport) -> None:
-        limit = answer_tokens(self.params, self.reasoning_chars, values=self.offspring)
+        count = max(self.offspring, self.candidates)
+        limit = answer_tokens(self.params, self.reasoning_chars, values=count)
         if self.max_tokens is not None:
             limit = min(limit, self.max_tokens)
         completion = self._ask(
             report,
             self.messages(),
-            json_schema=members_schema(self.params, self.reasoning_chars, self.offspring),
+            json_schema=members_schema(self.params, self.reasoning_chars, count),
             max_tokens=limit,
             temperature=self.temperature,
         )

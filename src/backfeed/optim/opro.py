@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from ..graph import Param
@@ -15,6 +16,7 @@ from .schema import answer_schema, answer_tokens, describe, example, names_text,
 class OPRO(Optimizer):
     """Optimization by prompting: the best `history_size` distinct values tried so far, sorted
     worst to best with their scores, and a request for values that score higher.
+    `candidates=n` samples n answers to that prompt (see `Prime`), each a candidate.
     """
 
     def __init__(
@@ -27,10 +29,15 @@ class OPRO(Optimizer):
         reasoning_chars: int = 200,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        candidates: int = 1,
     ) -> None:
         super().__init__(params, llm)
-        if history_size < 1:
-            raise ValueError(f"history_size must be at least 1, got {history_size}")
+        if history_size < 1 or candidates < 1:
+            raise ValueError(
+                f"history_size and candidates must be at least 1, got {history_size} and "
+                f"{candidates}"
+            )
+        self.candidates = candidates
         self.history_size = history_size
         self.value_chars = value_chars
         self.reasoning_chars = reasoning_chars
@@ -71,12 +78,13 @@ class OPRO(Optimizer):
         limit = answer_tokens(self.params, self.reasoning_chars)
         if self.max_tokens is not None:
             limit = min(limit, self.max_tokens)
-        completion = self._ask(
+        completions = self._ask_many(
             report,
             self.messages(),
+            self.candidates,
             json_schema=answer_schema(self.params, self.reasoning_chars),
             max_tokens=limit,
             temperature=self.temperature,
         )
-        if completion is not None:
-            apply_answer(self.params, completion.text, report)
+        if completions:
+            self._gather(report, [partial(apply_answer, self.params, c.text) for c in completions])

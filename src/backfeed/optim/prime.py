@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from .._tokens import estimate_tokens
@@ -9,7 +10,7 @@ from ..graph import Param, RenderBudgetError, render
 from ..llm import LLM, Message
 from . import prompts
 from .apply import apply_answer
-from .base import Observation, Optimizer, StepReport, values_key
+from .base import History, Observation, Optimizer, StepReport, values_key
 from .schema import answer_schema, answer_tokens, example, names_text, value_text
 
 
@@ -17,6 +18,10 @@ class Prime(Optimizer):
     """Show the model the minimal subgraph, the feedback and the last `memory` attempts; ask
     for `{reasoning, suggestion, stop}` under a JSON schema whose only suggestion keys are the
     parameter names. The whole prompt stays within `budget_tokens`.
+
+    `candidates=n` asks the same prompt n times (the first answer at `temperature`, the others
+    sampled), on parallel slots when the backend has them; each distinct proposal becomes one
+    of `report.candidates` for the trainer to evaluate. Every call counts in the budgets.
     """
 
     def __init__(
@@ -29,10 +34,15 @@ class Prime(Optimizer):
         reasoning_chars: int = 300,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        candidates: int = 1,
+        history: History | None = None,
     ) -> None:
-        super().__init__(params, llm)
+        super().__init__(params, llm, history=history)
         if budget_tokens < 200:
             raise ValueError(f"budget_tokens must be at least 200, got {budget_tokens}")
+        if candidates < 1:
+            raise ValueError(f"candidates must be at least 1, got {candidates}")
+        self.candidates = candidates
         self.budget_tokens = budget_tokens
         self.memory = memory
         self.reasoning_chars = reasoning_chars
@@ -78,26 +88,27 @@ class Prime(Optimizer):
         return answer_schema(self.params, self.reasoning_chars)
 
     # -- one step -----------------------------------------------------------------------------
-    def propose(self, report: StepReport) -> str | None:
-        """Ask the model once; the answer's text, or None when the call failed (see report)."""
+    def propose(self, report: StepReport) -> list[str]:
+        """Ask the model for `candidates` answers to one prompt; their texts (empty when the
+        call failed: see `report.error`)."""
         try:
             messages = self.messages()
         except RenderBudgetError as exc:
             report.error = f"prompt does not fit budget_tokens={self.budget_tokens}: {exc}"
-            return None
+            return []
         limit = answer_tokens(self.params, self.reasoning_chars)
         if self.max_tokens is not None:
             limit = min(limit, self.max_tokens)
-        completion = self._ask(
-            report, messages, json_schema=self.schema(), max_tokens=limit,
+        completions = self._ask_many(
+            report, messages, self.candidates, json_schema=self.schema(), max_tokens=limit,
             temperature=self.temperature,
         )
-        return None if completion is None else completion.text
+        return [c.text for c in completions]
 
     def _step(self, report: StepReport) -> None:
-        text = self.propose(report)
-        if text is not None:
-            apply_answer(self.params, text, report)
+        texts = self.propose(report)
+        if texts:
+            self._gather(report, [partial(apply_answer, self.params, t) for t in texts])
         self.note_rejections(report)
 
     def note_rejections(self, report: StepReport) -> None:
@@ -112,6 +123,7 @@ class Prime(Optimizer):
             "budget_tokens": self.budget_tokens,
             "memory": self.memory,
             "reasoning_chars": self.reasoning_chars,
+            "candidates": self.candidates,
         }
         state["rejections"] = list(self.rejections)
         return state
