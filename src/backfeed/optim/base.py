@@ -349,16 +349,16 @@ class Optimizer:
 
         Each proposal applies one answer to the parameters (from the same start values) and
         records what it did in the report it is given. A value set equal to one already
-        evaluated (in the history) or to an earlier candidate is never a candidate: its bounded
-        numbers are perturbed within their bounds instead, and when that is not possible it is
-        dropped; the report's problems say which. The first proposal's report is the step's;
+        evaluated (in the history) or to an earlier candidate is never a candidate: the other
+        candidates of the call are taken instead, and when there are none, the bounded numbers
+        of a repeat are perturbed within their bounds; the report's problems say which. The first proposal's report is the step's;
         the others' rejections and problems are added with a `candidate i:` prefix.
         """
         start = self.values()
-        seen = self.history.keys() | {values_key(start)}
-        rng = random.Random(f"{self.step_count}:{values_key(start)}")
+        evaluated = self.history.keys() | {values_key(start)}
         subs: list[StepReport] = []
         first_values: dict[str, Any] = start
+        repeats: list[tuple[int, dict[str, Any]]] = []  # proposals equal to evaluated values
         for i, propose in enumerate(proposals):
             self._load(start)
             sub = StepReport(step=report.step)
@@ -367,17 +367,24 @@ class Optimizer:
             values = self.values()
             if i == 0:
                 first_values = dict(values)
+            key = values_key(values)
             if values == start:
                 continue  # no change proposed
-            if values_key(values) in seen:
-                moved = _perturb(self.params, values, rng)
-                if not moved or values_key(values) in seen:
-                    sub.problems.append("repeat: these values were already evaluated; dropped")
-                    continue
-                sub.problems.append(f"repeat: these values were already evaluated; perturbed "
-                                    f"{moved} within their bounds")
-            seen.add(values_key(values))
-            report.candidates.append(values)
+            if key in evaluated:
+                repeats.append((i, values))
+            elif any(values_key(c) == key for c in report.candidates):
+                sub.problems.append("repeat: the same values as an earlier candidate; dropped")
+            else:
+                report.candidates.append(values)
+        rng = random.Random(f"{self.step_count}:{values_key(start)}")
+        for i, values in repeats:  # another candidate of the call if any, else a perturbation
+            moved = [] if report.candidates else _perturb(self.params, values, rng)
+            if moved and values_key(values) not in evaluated:
+                subs[i].problems.append(f"repeat: these values were already evaluated; "
+                                        f"perturbed {moved} within their bounds")
+                report.candidates.append(values)
+            else:
+                subs[i].problems.append("repeat: these values were already evaluated; dropped")
         first = subs[0]
         report.updates, report.reasoning, report.stop = first.updates, first.reasoning, first.stop
         for i, sub in enumerate(subs):
