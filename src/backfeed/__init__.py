@@ -1,6 +1,6 @@
 """backfeed: optimize whole AI workflows the way autograd optimizes neural networks."""
 
-from . import graph, llm, optim, store
+from . import graph, llm, optim, sandbox, store
 from .budget import Budget, BudgetExceeded
 from .graph import (
     CodeError,
@@ -11,8 +11,6 @@ from .graph import (
     Node,
     Param,
     Rendering,
-    Sandbox,
-    SandboxError,
     Subgraph,
     format,
     get_default_sandbox,
@@ -27,6 +25,7 @@ from .graph import (
     zero_feedback,
 )
 from .graph import length as len
+from .sandbox import Sandbox, SandboxError
 from .train import Trainer, executors, search, train
 
 __version__ = "0.1.0"
@@ -64,6 +63,7 @@ __all__ = [  # noqa: RUF022
     # training (appended, not sorted, to keep merges simple)
     "executors",
     "search",
+    "sandbox",
     "store",
     "train",
 ]

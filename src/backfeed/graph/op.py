@@ -5,12 +5,19 @@ from __future__ import annotations
 import functools
 import inspect
 import operator
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .execute import CodeError, FunctionCache, code_filename, error_info, run_code
+from .execute import (
+    CodeError,
+    FunctionCache,
+    code_filename,
+    error_info,
+    function_source,
+    get_default_sandbox,
+    run_code,
+)
 from .node import ErrorInfo, Node, Param, _reads, _tracing, constant
 
 
@@ -231,21 +238,6 @@ def method_op(node: Node, attribute: str) -> Callable[..., Any]:
 
 # -- user operations -----------------------------------------------------------------------
 
-def function_source(fn: Callable[..., Any]) -> tuple[str, int]:
-    """The dedented source of `fn` without decorator lines, and how many lines were removed."""
-    try:
-        lines = textwrap.dedent(inspect.getsource(fn)).splitlines(True)
-    except (OSError, TypeError) as exc:
-        raise TypeError(
-            f"@bf.op(trainable=True) needs the source of {fn.__qualname__}, which Python cannot "
-            "find (functions typed into a REPL or built with exec have none); define it in a file"
-        ) from exc
-    start = 0
-    while start < len(lines) and not lines[start].lstrip().startswith(("def ", "async def ")):
-        start += 1
-    return "".join(lines[start:]), start
-
-
 class Op:
     """A traced operation: calling it records one node whose inputs are its node arguments."""
 
@@ -351,11 +343,7 @@ class Op:
             function = self._functions.get(
                 code._value, self.fn.__name__, self.fn.__globals__, code.name
             )
-        sandbox = self.sandbox
-        if sandbox is None:
-            from .sandbox import get_default_sandbox
-
-            sandbox = get_default_sandbox()
+        sandbox = self.sandbox if self.sandbox is not None else get_default_sandbox()
         return run_code(
             function, args, kwargs, sandbox=sandbox or None, source=code._value,
             name=self.fn.__name__,

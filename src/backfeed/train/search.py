@@ -16,6 +16,7 @@ from typing import Any
 
 from ..graph import Feedback
 from ..llm import LLM
+from ..store.pareto import pareto_wins
 
 EPS = 1e-9
 
@@ -194,34 +195,8 @@ class UCB(Strategy):
 
 
 def pareto_front(pool: list[Candidate]) -> dict[int, int]:
-    """{candidate id: examples it wins}: for each validation example the candidates with the
-    top score, dominated candidates removed (GEPA's per-example front)."""
-    scored = [c for c in pool if c.val_scores]
-    if not scored:
-        return {}
-    n = min(len(c.val_scores or []) for c in scored)
-    winners: list[set[int]] = []
-    for i in range(n):
-        top = max((c.val_scores or [])[i] for c in scored)
-        winners.append({c.id for c in scored if (c.val_scores or [])[i] >= top - EPS})
-    on_front = set().union(*winners) if winners else set()
-    by_id = {c.id: c for c in scored}
-
-    def dominated(a: Candidate) -> bool:
-        sa = a.val_scores or []
-        for b in scored:
-            if b.id == a.id or b.id not in on_front:
-                continue
-            sb = b.val_scores or []
-            if all(sb[i] >= sa[i] - EPS for i in range(n)) and any(
-                sb[i] > sa[i] + EPS for i in range(n)
-            ):
-                return True
-        return False
-
-    keep = {i for i in on_front if not dominated(by_id[i])}
-    wins = {i: sum(1 for w in winners if i in w) for i in sorted(keep)}
-    return {i: w for i, w in wins.items() if w > 0}
+    """{candidate id: examples it wins} on the per-example front (the rule in store.pareto)."""
+    return {i: len(won) for i, won in pareto_wins({c.id: c.val_scores for c in pool}).items()}
 
 
 class Pareto(Strategy):
