@@ -3,11 +3,12 @@
     PYTHONPATH=src python benchmarks/candidates.py [--model qwen2.5-coder-0.5b] [--ns 1 4 8]
         [--prompts 32] [--skip-throughput]
 
-Part 1 runs one `Prime` step with `candidates=n` on the demo's receipt workflow (a real
-optimizer prompt, ~800 tokens) in two ways: "one slot" sends the n calls one after another
-to a one-slot model (llama.cpp keeps the prompt in the slot's cache, so it is processed once
-and only the answers are generated n times) and "n slots" sends them at once to a model with
-n parallel slots (continuous batching; each slot processes the prompt itself). It reports
+Part 1 asks the demo's receipt workflow prompt (a real Prime prompt, ~800 tokens) for n
+candidates in two ways: "one slot" is `Prime(candidates=n).step()` on a one-slot model, which
+sends the n calls one after another (llama.cpp keeps the prompt in the slot's cache, so it is
+processed once and only the answers are generated n times); "n slots" sends the same n
+requests at once to a model with n parallel slots (continuous batching; each slot processes
+the prompt itself). It reports
 wall seconds, tokens per candidate and the wall-time ratio to n = 1.
 Part 2 sends `--prompts` short prompts (a program's own model calls) from 4 threads to a
 model with 1 slot and with 4 slots, and reports the throughput ratio.
@@ -34,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from backfeed import demo
 from backfeed.llm import Local, local
 from backfeed.optim import Prime
+from backfeed.optim.base import SAMPLE_TEMPERATURE
+from backfeed.optim.schema import answer_tokens
 
 RESULTS = Path(__file__).resolve().parent / "results" / "candidates.json"
 
@@ -57,20 +60,37 @@ def _fresh_prime(llm: Local, n: int) -> Prime:
 
 
 def candidates_row(model: str, n: int, slots: int) -> dict[str, Any]:
+    """One slot: `Prime(candidates=n).step()` as the optimizer runs it (calls in sequence).
+    n slots: the same n requests sent at once from n threads."""
     llm = Local(model, parallel=slots, cache=False, n_ctx=4096)
     llm.complete([{"role": "user", "content": "Say hi."}], max_tokens=4)  # load, warm up
     opt = _fresh_prime(llm, n)
     load = _load()
     start = time.perf_counter()
-    report = opt.step()
+    if slots == 1:
+        report = opt.step()
+        calls, error = report.llm_calls, report.error
+        prompt_tokens, completion_tokens = report.prompt_tokens, report.completion_tokens
+    else:
+        messages, schema = opt.messages(), opt.schema()
+        limit = answer_tokens(opt.params, opt.reasoning_chars)
+
+        def one(i: int) -> Any:
+            return llm.complete(messages, json_schema=schema, max_tokens=limit,
+                                temperature=0.0 if i == 0 else SAMPLE_TEMPERATURE)
+
+        with ThreadPoolExecutor(n) as pool:
+            answers = list(pool.map(one, range(n)))
+        calls, error = n, None
+        prompt_tokens = sum(a.usage.prompt_tokens for a in answers)
+        completion_tokens = sum(a.usage.completion_tokens for a in answers)
     wall = time.perf_counter() - start
     _drop_models()
     return {
         "n": n, "mode": "one slot" if slots == 1 else f"{slots} slots", "slots": slots,
-        "wall_s": round(wall, 2), "calls": report.llm_calls,
-        "candidates": len(report.candidates) if report.candidates else int(bool(report.applied)),
-        "prompt_tokens": report.prompt_tokens, "completion_tokens": report.completion_tokens,
-        "wall_s_per_candidate": round(wall / n, 2), "error": report.error, "load": load,
+        "wall_s": round(wall, 2), "calls": calls, "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens, "wall_s_per_candidate": round(wall / n, 2),
+        "error": error, "load": load,
     }
 
 

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
 
 import backfeed as bf
 from backfeed.budget import Budget, BudgetExceeded
-from backfeed.llm import Completion, Metered, Usage
+from backfeed.llm import Metered
 from backfeed.optim import OPRO, Evolution, Hybrid, Prime, TextGrad, auto
-from backfeed.optim.base import SAMPLE_TEMPERATURE, parallel_slots
+from backfeed.optim.base import SAMPLE_TEMPERATURE
 
 
 def suggest(**values) -> str:
@@ -80,30 +78,16 @@ def test_a_repeat_that_cannot_be_perturbed_is_dropped_for_the_next_candidate():
     assert "repeat: these values were already evaluated; dropped" in report.problems
 
 
-def test_parallel_slots_send_the_samples_together():
-    class Slotted(bf.llm.BaseLLM):
-        parallel = 4
+def test_a_failed_sample_is_a_problem_and_the_others_are_kept():
+    def refuse(messages, options):
+        raise ConnectionError("slot busy")
 
-        def __init__(self) -> None:
-            self.active = self.peak = 0
-            self.lock = threading.Lock()
-
-        def complete(self, messages, **options):
-            with self.lock:
-                self.active += 1
-                self.peak = max(self.peak, self.active)
-            time.sleep(0.05)
-            with self.lock:
-                self.active -= 1
-            return Completion(suggest(x=round(5 * self.peak + time.time() % 1, 3)),
-                              Usage(10, 5))
-
-    backend = Slotted()
-    metered = Metered(backend)
-    assert parallel_slots(metered) == 4  # seen through wrappers
-    report = Prime(setup(), llm=metered, candidates=4).step()
-    assert backend.peak == 4 and report.llm_calls == 4 and metered.spend.calls == 4
-    assert parallel_slots(bf.llm.Scripted([])) == 1
+    params = setup()
+    llm = bf.llm.Scripted([suggest(x=2.0), refuse, suggest(x=5.0)])
+    report = Prime(params, llm=llm, candidates=3).step()
+    assert report.error is None and report.llm_calls == 3
+    assert [c["x"] for c in report.candidates] == [2.0, 5.0]
+    assert "candidate 1: the call failed: ConnectionError: slot busy" in report.problems
 
 
 def test_opro_and_textgrad_candidates():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -122,19 +121,6 @@ class History:
 
 
 SAMPLE_TEMPERATURE = 0.8  # the temperature of every candidate after the first
-
-
-def parallel_slots(llm: Any) -> int:
-    """How many requests the backend under any wrappers serves at once (`Local(parallel=n)`,
-    or a backend's own `parallel` attribute); 1 when it does not say."""
-    seen = 0
-    while llm is not None and seen < 16:
-        slots = getattr(llm, "parallel", None)
-        if isinstance(slots, int) and not isinstance(slots, bool):
-            return max(1, slots)
-        llm = getattr(llm, "llm", None) or getattr(llm, "owner", None)
-        seen += 1
-    return 1
 
 
 def _perturb(params: list[Param], values: dict[str, Any], rng: random.Random) -> list[str]:
@@ -304,44 +290,35 @@ class Optimizer:
         temperature: float | None = None,
     ) -> list[Completion]:
         """`n` answers to one prompt: the first at `temperature`, the others sampled at
-        SAMPLE_TEMPERATURE. Sent together when the backend has parallel slots (they share the
-        prompt's cached prefix), else one after another. Every call is accounted in the report;
-        the answers that came back, in order (empty, with `report.error`, when the first failed).
+        SAMPLE_TEMPERATURE, one after another. On the embedded model that processes the prompt
+        once (the slot keeps it cached) and only generates n times; parallel slots would each
+        process the whole prompt again (benchmarks/candidates.py). Every call is accounted in
+        the report. The answers that came back, in order; empty, with `report.error`, when the
+        first call failed (a later failure is one of the report's problems).
         """
-
-        def call(i: int) -> Completion | BaseException:
+        completions: list[Completion] = []
+        for i in range(n):
+            report.prompts.append(messages)
+            report.llm_calls += 1
             try:
-                return self.llm.complete(
+                completion = self.llm.complete(
                     messages, json_schema=json_schema, max_tokens=max_tokens,
                     temperature=temperature if i == 0 else SAMPLE_TEMPERATURE,
                 )
             except BudgetExceeded:
                 raise
-            except Exception as exc:  # a backend failure is recorded; see below
-                return exc
-
-        slots = min(n, parallel_slots(self.llm))
-        if slots > 1:
-            with ThreadPoolExecutor(slots) as pool:
-                results = list(pool.map(call, range(n)))
-        else:
-            results = [call(i) for i in range(n)]
-        completions: list[Completion] = []
-        for i, result in enumerate(results):
-            report.prompts.append(messages)
-            report.llm_calls += 1
-            if isinstance(result, BaseException):
-                failure = f"{type(result).__name__}: {result}"
+            except Exception as exc:  # a backend failure is recorded; the step goes on without it
+                failure = f"{type(exc).__name__}: {exc}"
                 if i == 0:
                     report.error = failure
                     return []
                 report.problems.append(f"candidate {i}: the call failed: {failure}")
                 continue
-            report.answers.append(result.text)
-            report.prompt_tokens += result.usage.prompt_tokens
-            report.completion_tokens += result.usage.completion_tokens
-            report.cost_usd += result.cost_usd
-            completions.append(result)
+            report.answers.append(completion.text)
+            report.prompt_tokens += completion.usage.prompt_tokens
+            report.completion_tokens += completion.usage.completion_tokens
+            report.cost_usd += completion.cost_usd
+            completions.append(completion)
         return completions
 
     def _gather(self, report: StepReport, proposals: list[Callable[[StepReport], Any]]) -> None:
