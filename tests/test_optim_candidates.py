@@ -134,3 +134,12 @@ def test_auto_sends_bounded_numbers_to_numeric_search_unless_told_not_to():
     assert isinstance(auto(params, llm=bf.llm.Scripted([]), seed=1), Hybrid)
     assert type(auto(params, llm=bf.llm.Scripted([]), numeric=False, seed=1)) is Prime
     assert type(auto([params[1]], llm=bf.llm.Scripted([]))) is Prime  # no numbers
+
+
+def test_split_offers_each_changed_parameter_alone():
+    params = setup()
+    llm = bf.llm.Scripted([suggest(x=2.0, greeting="hi")])
+    report = Prime(params, llm=llm, split=True).step()
+    assert report.candidates == [{"x": 2.0, "greeting": "hi"}, {"x": 2.0, "greeting": "hello"},
+                                 {"x": 1.0, "greeting": "hi"}]
+    assert [p.value for p in params] == [2.0, "hi"]

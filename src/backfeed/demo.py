@@ -157,8 +157,8 @@ def run_demo(
 
     The optimizer is `bf.optim.auto` (Hybrid when optuna is installed: the LLM writes the
     template and the code, the numeric search tunes the tax rate and the LLM's numbers are
-    extra candidates), asking for `candidates` proposals per step; the trainer evaluates each
-    and keeps the best. The run is written to `store` (default: the run store that
+    extra candidates), asking for `candidates` proposals per step, each also split into its
+    changes one parameter at a time; the trainer evaluates each and keeps the best. The run is written to `store` (default: the run store that
     `backfeed runs`, `backfeed show` and `backfeed ui` read). `llm=None` uses
     `bf.llm.default()` (the embedded model when installed).
     """
@@ -179,7 +179,7 @@ def run_demo(
                                  "the LLM proposes the number too (Prime instead of Hybrid)"),
                           style="dim")
         optimizer = auto(params, llm, budget_tokens=1500, memory=2, reasoning_chars=100,
-                         temperature=0.0, candidates=candidates, seed=seed)
+                         temperature=0.0, candidates=candidates, split=True, seed=seed)
     before = workflow.state_dict()
     initial = evaluate(workflow)
     console.print(f"[bold]backfeed demo[/bold]: {len(params)} parameters "

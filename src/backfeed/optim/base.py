@@ -171,11 +171,16 @@ def current_feedback(params: list[Param], limit: int = 2000) -> tuple[float | No
 class Optimizer:
     """Base of every optimizer: like torch.optim, four calls and JSON state.
 
+    `split = True` (an option of Prime and Hybrid) adds, for each candidate that changes
+    several parameters, each of those changes alone as a further candidate.
+
     Subclasses implement `_step(report)`, filling the report and applying values through
     `backfeed.optim.apply` so that no suggestion is lost silently; `_ask_many` and `_gather`
     turn several answers into `report.candidates`. `history` may be a `History` shared with
     another optimizer.
     """
+
+    split = False
 
     def __init__(
         self, params: list[Param] | Any, llm: LLM | None = None, *, history: History | None = None
@@ -362,6 +367,8 @@ class Optimizer:
                 report.candidates.append(values)
             else:
                 subs[i].problems.append("repeat: these values were already evaluated; dropped")
+        if self.split and len(self.params) > 1:
+            self._split(report, start, evaluated)
         first = subs[0]
         report.updates, report.reasoning, report.stop = first.updates, first.reasoning, first.stop
         for i, sub in enumerate(subs):
@@ -377,6 +384,18 @@ class Optimizer:
             update.new = chosen[update.name]
             update.changed = update.new != update.old
             update.applied = update.changed or (update.applied and first_as_proposed)
+
+    def _split(self, report: StepReport, start: dict[str, Any], evaluated: set[str]) -> None:
+        """Add each candidate's change of one parameter alone as a further candidate, so a good
+        change is not lost next to a bad one (the trainer scores each)."""
+        keys = evaluated | {values_key(c) for c in report.candidates}
+        for values in list(report.candidates):
+            changed = [name for name in values if values[name] != start[name]]
+            for name in changed if len(changed) > 1 else []:
+                alone = {**start, name: values[name]}
+                if values_key(alone) not in keys:
+                    keys.add(values_key(alone))
+                    report.candidates.append(alone)
 
     def _load(self, values: dict[str, Any]) -> None:
         """Set the parameters to `values` (already valid: earlier values or checked proposals)."""

@@ -24,7 +24,7 @@ class Hybrid(Optimizer):
     next numbers, then each answer as the model wrote it, numbers included, where those
     differ. The sampler is told the score of every candidate the trainer records.
     `warm_start=n` first asks the LLM for n settings of the numeric parameters and queues
-    them in the sampler.
+    them in the sampler. `split=True` also offers each changed parameter of a candidate alone.
     """
 
     def __init__(
@@ -35,9 +35,11 @@ class Hybrid(Optimizer):
         sampler: str = "tpe",
         seed: int | None = None,
         warm_start: int = 0,
+        split: bool = False,
         **prime_options: Any,
     ) -> None:
         super().__init__(params, llm)
+        self.split = split
         numeric = [p for p in self.params if handles(p)]
         self.llm_names = {p.name for p in self.params if not handles(p)}
         self.prime = Prime(self.params, llm, history=self.history, **prime_options)

@@ -22,6 +22,7 @@ class Prime(Optimizer):
     `candidates=n` asks the same prompt n times (the first answer at `temperature`, the others
     sampled), on parallel slots when the backend has them; each distinct proposal becomes one
     of `report.candidates` for the trainer to evaluate. Every call counts in the budgets.
+    `split=True` also offers each changed parameter of a candidate alone.
     """
 
     def __init__(
@@ -35,6 +36,7 @@ class Prime(Optimizer):
         max_tokens: int | None = None,
         temperature: float | None = None,
         candidates: int = 1,
+        split: bool = False,
         history: History | None = None,
     ) -> None:
         super().__init__(params, llm, history=history)
@@ -43,6 +45,7 @@ class Prime(Optimizer):
         if candidates < 1:
             raise ValueError(f"candidates must be at least 1, got {candidates}")
         self.candidates = candidates
+        self.split = split
         self.budget_tokens = budget_tokens
         self.memory = memory
         self.reasoning_chars = reasoning_chars
