@@ -9,6 +9,7 @@ from .graph import (
     Feedback,
     Module,
     Node,
+    NoTrainableAncestor,
     Param,
     Rendering,
     Subgraph,
@@ -26,7 +27,18 @@ from .graph import (
 )
 from .graph import length as len
 from .sandbox import Sandbox, SandboxError
-from .train import Trainer, executors, search, train
+from .train import (
+    EvalReport,
+    EvalResult,
+    MetricError,
+    ModelFailed,
+    OutputNotTraced,
+    Trainer,
+    evaluate,
+    executors,
+    search,
+    train,
+)
 
 __version__ = "0.1.0"
 
@@ -66,4 +78,11 @@ __all__ = [  # noqa: RUF022
     "sandbox",
     "store",
     "train",
+    "EvalReport",
+    "EvalResult",
+    "MetricError",
+    "ModelFailed",
+    "NoTrainableAncestor",
+    "OutputNotTraced",
+    "evaluate",
 ]

@@ -2,8 +2,20 @@
 
 from .execute import CodeError, SandboxLike, get_default_sandbox, set_default_sandbox
 from .module import Module
-from .node import ErrorInfo, Feedback, Node, Param, is_tracing, no_trace, node, param
-from .op import BoundOp, ExecutionError, Op, OpInfo, format, length, op
+from .node import (
+    ErrorInfo,
+    ExecutionError,
+    Feedback,
+    Node,
+    OpInfo,
+    Param,
+    is_tracing,
+    length,
+    no_trace,
+    node,
+    param,
+)
+from .op import BoundOp, Op, format, op
 from .render import RenderBudgetError, Rendering, render, to_dot
 from .subgraph import NoTrainableAncestor, Subgraph, backward, minimal_subgraph, zero_feedback
 

@@ -8,7 +8,6 @@ import hashlib
 import inspect
 import linecache
 import textwrap
-import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -163,9 +162,7 @@ def error_info(
         lineno = _innermost_line(exc.__traceback__, filename)
     if lineno is not None:
         lineno -= line_offset
-    line = source_line(source, lineno)
-    message = str(exc) or "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return ErrorInfo(type(exc).__name__, message, lineno, line, parameter)
+    return ErrorInfo.of(exc, lineno=lineno, line=source_line(source, lineno), parameter=parameter)
 
 
 def _innermost_line(tb: TracebackType | None, filename: str) -> int | None:

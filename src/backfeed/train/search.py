@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,7 +83,7 @@ class Strategy:
         """A validated child joined the pool."""
 
     def merge(self, pool: list[Candidate], rng: random.Random,
-              tried: set[str]) -> tuple[Candidate, Candidate, dict[str, Any]] | None:
+              tried: Collection[str]) -> tuple[Candidate, Candidate, dict[str, Any]] | None:
         """Two parents and merged values to try this step instead of a proposal, or None."""
         return None
 
@@ -234,7 +234,7 @@ class Pareto(Strategy):
             self._merges_due += 1
 
     def merge(self, pool: list[Candidate], rng: random.Random,
-              tried: set[str]) -> tuple[Candidate, Candidate, dict[str, Any]] | None:
+              tried: Collection[str]) -> tuple[Candidate, Candidate, dict[str, Any]] | None:
         if not self.use_merge or self._merges_due <= 0 or self._merges_done >= self.max_merges:
             return None
         self._merges_due -= 1
@@ -335,6 +335,10 @@ class LLMJudge:
     def __init__(self, llm: LLM, criteria: str = "Prefer the output that better fulfils the task.") -> None:
         self.llm = llm
         self.criteria = criteria
+
+    def using(self, llm: LLM) -> LLMJudge:
+        """The same judge asking `llm` (the trainer's recorded model); this one is unchanged."""
+        return LLMJudge(llm, self.criteria)
 
     def __call__(self, example: Any, a: Any, b: Any) -> Verdict:
         import json
