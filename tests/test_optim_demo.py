@@ -80,11 +80,19 @@ def test_run_demo_trains_through_the_store_and_fixes_all_three(tmp_path):
     assert "clean_name rejected (syntax): the code does not parse" in out
 
 
-def test_run_demo_survives_a_failing_backend(tmp_path):
-    result = demo.run_demo(llm=bf.llm.Scripted([]), steps=2, console=quiet(),
-                           store=tmp_path / "runs.db")
-    assert all(r["error"] for r in result.reports)
-    assert result.best_score == result.initial_score
+def test_a_failing_model_stops_the_demo_with_a_resumable_run_and_the_cli_says_so(
+        monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from backfeed.cli import app
+
+    with pytest.raises(bf.ModelFailed, match="ran out of answers"):
+        demo.run_demo(llm=bf.llm.Scripted([]), steps=2, console=quiet(),
+                      store=tmp_path / "runs.db")
+    monkeypatch.setenv("BACKFEED_STORE", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(demo, "_default_llm", lambda: bf.llm.Scripted([]))
+    result = CliRunner().invoke(app, ["demo", "--steps", "1"])
+    assert result.exit_code == 1 and "backfeed demo: the optimizer's model" in result.output
 
 
 def test_demo_command_runs_with_the_default_model(monkeypatch, tmp_path):
@@ -96,7 +104,8 @@ def test_demo_command_runs_with_the_default_model(monkeypatch, tmp_path):
     monkeypatch.setattr(demo, "_default_llm", lambda: bf.llm.Scripted([GOOD] * 4))
     result = CliRunner().invoke(app, ["demo", "--steps", "1"])
     assert result.exit_code == 0, result.output
-    assert "score curve" in result.output and "backfeed show latest" in result.output
+    out = " ".join(result.output.split())
+    assert "score curve" in out and "backfeed show latest" in out
 
 
 def test_run_demo_without_optuna_uses_prime_and_prints_the_hint_whole(monkeypatch, tmp_path):
@@ -109,6 +118,6 @@ def test_run_demo_without_optuna_uses_prime_and_prints_the_hint_whole(monkeypatc
     result = demo.run_demo(llm=bf.llm.Scripted([GOOD]), steps=1, console=console, candidates=1,
                            store=tmp_path / "runs.db")
     assert result.best_score == pytest.approx(1.0)
-    out = console.export_text()
+    out = " ".join(console.export_text().split())
     assert "pip install 'backfeed[numeric]'" in out  # not eaten as rich markup
     assert "Prime instead of Hybrid" in out and "Prime with 1 candidates" in out
