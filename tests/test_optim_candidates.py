@@ -143,3 +143,20 @@ def test_split_offers_each_changed_parameter_alone():
     assert report.candidates == [{"x": 2.0, "greeting": "hi"}, {"x": 2.0, "greeting": "hello"},
                                  {"x": 1.0, "greeting": "hi"}]
     assert [p.value for p in params] == [2.0, "hi"]
+
+
+def test_the_trainer_evaluates_prime_candidates_and_spend_counts_every_call(tmp_path):
+    import train_helpers as h
+
+    module = h.Router()
+    llm = bf.llm.Scripted([suggest(pa="right-a", pb="start", pc="start"),
+                           suggest(pa="right-a", pb="right-b", pc="start"),
+                           suggest(pa="nope", pb="start", pc="start")])
+    result = bf.train(module, h.dataset(1), metric=h.metric, steps=1, minibatch_size=3,
+                      optimizer=Prime(module.parameters(), llm=llm, candidates=3),
+                      store=tmp_path / "r.db", progress=False)
+    assert result.best_values == {"pa": "right-a", "pb": "right-b", "pc": "start"}
+    assert result.spend["calls"] == 3 == len(result.store.llm_calls(result.run_id))
+    assert result.spend["prompt_tokens"] == sum(
+        c.prompt_tokens for c in result.store.llm_calls(result.run_id)) > 0
+    assert len(result.store.step_reports(result.run_id)) == 3  # one per candidate
