@@ -105,7 +105,9 @@ def test_opro_and_textgrad_candidates():
 
 
 def test_evolution_hands_out_n_members_per_step():
-    params = setup()
+    x = bf.param(1.0, name="x", bounds=(-10.0, 10.0))
+    (x * 2).backward(bf.Feedback(score=0.3, text="too small"))
+    params = [x]
     members = json.dumps({"reasoning": "", "members": [{"x": 2.0}, {"x": 3.0}, {"x": 4.0}]})
     opt = Evolution(params, llm=bf.llm.Scripted([members]), offspring=2, candidates=3)
     report = opt.step()
