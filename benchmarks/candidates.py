@@ -36,7 +36,7 @@ from backfeed import demo
 from backfeed.llm import Local, local
 from backfeed.optim import Prime
 from backfeed.optim.base import SAMPLE_TEMPERATURE
-from backfeed.optim.schema import answer_tokens
+from backfeed.optim.schema import answer_limit
 
 RESULTS = Path(__file__).resolve().parent / "results" / "candidates.json"
 
@@ -52,11 +52,13 @@ def _drop_models() -> None:
 
 def _fresh_prime(llm: Local, n: int) -> Prime:
     workflow = demo.ReceiptWorkflow()
+    opt = Prime(workflow.parameters(), llm=llm, candidates=n, budget_tokens=1500, memory=2,
+                reasoning_chars=100, temperature=0.0)
+    opt.zero_feedback()  # clean_name's code is shared by every workflow: forget earlier runs
     for order in demo.ORDERS:  # traced outputs with feedback, as the trainer leaves them
         out = workflow(order)
         out.backward(workflow.metric(order, out.value))
-    return Prime(workflow.parameters(), llm=llm, candidates=n, budget_tokens=1500, memory=2,
-                 reasoning_chars=100, temperature=0.0)
+    return opt
 
 
 def candidates_row(model: str, n: int, slots: int) -> dict[str, Any]:
@@ -73,7 +75,9 @@ def candidates_row(model: str, n: int, slots: int) -> dict[str, Any]:
         prompt_tokens, completion_tokens = report.prompt_tokens, report.completion_tokens
     else:
         messages, schema = opt.messages(), opt.schema()
-        limit = answer_tokens(opt.params, opt.reasoning_chars)
+        if opt.prefix():
+            messages = [*messages, {"role": "assistant", "content": opt.prefix()}]
+        limit = answer_limit(opt.params, opt.reasoning_chars, opt.budget_tokens, opt.max_tokens)
 
         def one(i: int) -> Any:
             return llm.complete(messages, json_schema=schema, max_tokens=limit,
