@@ -126,6 +126,7 @@ def test_hybrid_candidates_pair_each_answer_with_the_sampler_numbers():
     assert report.candidates == [{"x": s, "greeting": "a"}, {"x": s, "greeting": "b"},
                                  {"x": 2.0, "greeting": "a"}]
     assert opt.prime.history is opt.history  # one history, shared by construction
+    assert opt.candidates == 2
     opt.record({"x": 2.0, "greeting": "a"}, 0.9, "good")  # the trainer scores a candidate
     assert {"values": {"x": 2.0}, "score": 0.9} in opt.numeric.trials
 

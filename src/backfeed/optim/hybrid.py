@@ -48,6 +48,11 @@ class Hybrid(Optimizer):
         self._warmed = False
 
     @property
+    def candidates(self) -> int:
+        """Prime's answers per step (`candidates=n`, a Prime option)."""
+        return self.prime.candidates
+
+    @property
     def llm(self) -> LLM:
         return self.prime.llm  # one backend, Prime's (the lazily made default included)
 
