@@ -98,6 +98,12 @@ def score_receipt(
     lowered = text.lower()
     amount = f"{total:.2f}"
     stated = ("total" in lowered) + (amount in text or str(round(total, 2)) in text) + ("eur" in lowered)
+    items = ", ".join(f"{c} x{q}" for c, q in zip(cleaned, quantities))
+    if items not in text:
+        problems.append("the template must list the items with the field {items}")
+    if stated < 3:
+        problems.append("the receipt must state 'Total: <amount> EUR': the template prints "
+                        "the amount with the field {total:.2f}")
     accuracy = max(0.0, 1.0 - abs(total - want) / want * 4)
     if accuracy < 0.999:
         problems.append(f"the total {total:.2f} should be {want:.2f}")
