@@ -10,8 +10,8 @@ processed once and only the answers are generated n times); "n slots" sends the 
 requests at once to a model with n parallel slots (continuous batching; each slot processes
 the prompt itself). It reports
 wall seconds, tokens per candidate and the wall-time ratio to n = 1.
-Part 2 sends `--prompts` short prompts (a program's own model calls) from 4 threads to a
-model with 1 slot and with 4 slots, and reports the throughput ratio.
+Part 2 sends `--prompts` short prompts (a program's own model calls, each answered in ~40
+tokens) from 4 threads to a model with 1 slot and with 4 slots: the throughput ratio.
 Each configuration loads its own model, runs back to back with the others and is dropped
 after. The machine is shared and its load moves the seconds a lot: read the ratios, and the
 load average printed with them. Writes benchmarks/results/candidates.json.
@@ -103,8 +103,9 @@ def throughput_row(model: str, slots: int, prompts: int) -> dict[str, Any]:
     llm.complete([{"role": "user", "content": "Say hi."}], max_tokens=4)
 
     def one(i: int) -> int:
-        answer = llm.complete([{"role": "user", "content": f"Name a colour. Item {i}."}],
-                              max_tokens=16, temperature=0.0)
+        prompt = f"List {8 + i % 4} colours, one per line. List {i}."
+        answer = llm.complete([{"role": "user", "content": prompt}], max_tokens=48,
+                              temperature=0.0)
         return answer.usage.completion_tokens
 
     load = _load()
@@ -125,12 +126,13 @@ def main() -> None:
     parser.add_argument("--max-slots", type=int, default=4,
                         help="largest n also run on n parallel slots")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-candidates", action="store_true")
     args = parser.parse_args()
     threads = local.cpu_count()
     print(f"model {args.model}, {threads} llama.cpp threads, {os.cpu_count()} cores, "
           f"load {_load()}", flush=True)
     rows = []
-    for n in args.ns:
+    for n in [] if args.skip_candidates else args.ns:
         for slots in sorted({1, n} if n <= args.max_slots else {1}):
             row = candidates_row(args.model, n, slots)
             rows.append(row)
