@@ -14,20 +14,23 @@ def _commands() -> None:
 
 @app.command()
 def demo(
-    steps: int = typer.Option(8, min=1, help="optimizer steps to run"),
-    seed: int = typer.Option(0, help="seed of the numeric sampler"),
+    steps: int = typer.Option(10, min=1, help="optimizer steps to run at most"),
+    seed: int = typer.Option(0, help="seed of the run and the numeric sampler"),
+    candidates: int = typer.Option(4, min=1, help="proposals the optimizer makes per step"),
 ) -> None:
     """Optimize a small built-in workflow (a text, a code and a numeric parameter) with the
-    embedded model, showing each step's score, tokens and time.
+    embedded model through bf.train, showing each step's score and tokens; the run is stored
+    (backfeed show latest, backfeed ui).
 
-    Example: backfeed demo --steps 8
+    Example: backfeed demo --steps 10
     """
     from .demo import run_demo
     from .llm import LLMError
+    from .train import ModelFailed
 
     try:
-        run_demo(steps=steps, seed=seed)
-    except LLMError as exc:
+        run_demo(steps=steps, seed=seed, candidates=candidates)
+    except (LLMError, ModelFailed) as exc:
         typer.echo(f"backfeed demo: {exc}", err=True)
         raise typer.Exit(1) from None
 
