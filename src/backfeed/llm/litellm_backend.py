@@ -8,7 +8,7 @@ from typing import Any
 
 from ._keys import is_secret_option, public_options, redact
 from .base import BaseLLM, Completion, LLMError, Message, Usage
-from .errors import classify
+from .errors import ServerError, classify
 from .openai_compat import response_format
 from .policies import CacheSetting, with_policies
 
@@ -59,6 +59,8 @@ class _RawLiteLLM(BaseLLM):
         return kwargs
 
     def _completion(self, litellm: Any, response: Any) -> Completion:
+        if not getattr(response, "choices", None):  # a provider hiccup: worth another attempt
+            raise ServerError(f"{self.model} answered with no choices")
         text = response.choices[0].message.content or ""
         usage = getattr(response, "usage", None)
         prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
@@ -143,12 +145,14 @@ class LiteLLM(BaseLLM):
     def complete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
                  max_tokens: int | None = None, temperature: float | None = None,
                  seed: int | None = None) -> Completion:
+        import_litellm()  # outside the per-attempt timeout: a slow first import is not a timeout
         return self._chain.complete(messages, json_schema=json_schema, max_tokens=max_tokens,
                                     temperature=temperature, seed=seed)
 
     async def acomplete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
                         max_tokens: int | None = None, temperature: float | None = None,
                         seed: int | None = None) -> Completion:
+        import_litellm()
         return await self._chain.acomplete(messages, json_schema=json_schema,
                                            max_tokens=max_tokens, temperature=temperature,
                                            seed=seed)
