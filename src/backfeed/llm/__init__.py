@@ -7,7 +7,7 @@ from .base import LLM, BaseLLM, Completion, LLMError, Message, Usage
 from .cache import Cached, ResponseCache, no_cache
 from .cassette import CassetteMiss, Recorder, Replay
 from .defaults import default
-from .errors import LLMTimeout, RateLimitError, ServerError, TransientError
+from .errors import AuthenticationError, LLMTimeout, RateLimitError, ServerError, TransientError
 from .limits import Limited, Limiter
 from .litellm_backend import LiteLLM
 from .local import Local, ModelInstallError
@@ -20,6 +20,7 @@ from .wrap import Wrapper
 
 __all__ = [
     "LLM",
+    "AuthenticationError",
     "BaseLLM",
     "Cached",
     "CassetteMiss",

@@ -32,6 +32,11 @@ class LLMTimeout(TransientError):
     """The call did not finish within its timeout."""
 
 
+class AuthenticationError(LLMError):
+    """HTTP 401/403: the key is wrong or lacks access. Repeating the call cannot help, so an
+    optimizer stops the run with it instead of recording one failed step after another."""
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a Retry-After header: a number of seconds or an HTTP date."""
     if value is None or not str(value).strip():
@@ -57,6 +62,8 @@ def from_status(status: int, message: str, headers: Any = None) -> LLMError:
         return RateLimitError(message, status=status, retry_after=retry_after)
     if status in (408, 409) or status >= 500:
         return ServerError(message, status=status, retry_after=retry_after)
+    if status in (401, 403):
+        return AuthenticationError(f"{message} (check the API key and its access to the model)")
     return LLMError(message)
 
 
@@ -73,6 +80,8 @@ def classify(exc: BaseException) -> LLMError:
     if isinstance(status, int):
         return from_status(status, message, headers)
     name = type(exc).__name__.lower()
+    if "authentication" in name or "permissiondenied" in name:
+        return AuthenticationError(f"{message} (check the API key and its access to the model)")
     if "ratelimit" in name:
         return RateLimitError(message, retry_after=parse_retry_after(_header(headers, "retry-after")))
     if isinstance(exc, ConnectionError) or "connection" in name or "unavailable" in name:
