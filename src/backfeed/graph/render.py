@@ -45,14 +45,27 @@ def value_text(value: Any, limit: int | None) -> str:
     elif isinstance(value, str):
         text = json.dumps(value, ensure_ascii=False)
     else:
-        try:
-            text = json.dumps(value, ensure_ascii=False, default=repr)
-        except (TypeError, ValueError):
-            text = repr(value)
+        text = _any_text(value)
     if limit is not None and len(text) > limit:
         cut = max(limit - len(ELISION.format(len(text))), 8)
         text = text[:cut] + ELISION.format(len(text) - cut)
     return text
+
+
+def _any_text(value: Any) -> str:
+    """JSON where it can, else repr; a value too deep to show or whose repr raises is named."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError, RecursionError):
+        pass
+    except Exception as exc:  # the value's own __repr__ failed
+        return f"<{type(value).__name__}: repr raised {type(exc).__name__}>"
+    try:
+        return repr(value)
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply to show>"
+    except Exception as exc:
+        return f"<{type(value).__name__}: repr raised {type(exc).__name__}>"
 
 
 def _cut(text: str, limit: int) -> str:
