@@ -59,8 +59,9 @@ class Module:
             raise KeyError(f"unknown parameter(s) in state: {unknown}; known: {sorted(params)}")
         if strict and missing:
             raise KeyError(f"state is missing parameter(s): {missing}")
-        for path, value in state.items():
-            params[path].value = _copy(value)
+        checked = {path: params[path].validate(_copy(value)) for path, value in state.items()}
+        for path, value in checked.items():  # all or nothing: a bad value leaves every param as is
+            params[path]._value = value
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the state dict as JSON (never pickle)."""
@@ -70,7 +71,14 @@ class Module:
     def load(self, path: str | os.PathLike[str]) -> None:
         """Read a state dict written by `save`."""
         with open(path, encoding="utf-8") as f:
-            self.load_state_dict(json.load(f))
+            try:
+                state = json.load(f)
+            except RecursionError:
+                raise ValueError(f"{path}: the JSON nests too deeply to be a state dict") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: a state dict is a JSON object {{name: value}}, "
+                             f"not a {type(state).__name__}")
+        self.load_state_dict(state)
 
 
 def _walk_value(value: Any, path: str, seen: set[int]) -> Iterator[tuple[str, Param]]:
