@@ -7,7 +7,14 @@ from .base import LLM, BaseLLM, Completion, LLMError, Message, Usage
 from .cache import Cached, ResponseCache, no_cache
 from .cassette import CassetteMiss, Recorder, Replay
 from .defaults import default
-from .errors import AuthenticationError, LLMTimeout, RateLimitError, ServerError, TransientError
+from .errors import (
+    AuthenticationError,
+    ContextLengthError,
+    LLMTimeout,
+    RateLimitError,
+    ServerError,
+    TransientError,
+)
 from .limits import Limited, Limiter
 from .litellm_backend import LiteLLM
 from .local import Local, ModelInstallError
@@ -25,6 +32,7 @@ __all__ = [
     "Cached",
     "CassetteMiss",
     "Completion",
+    "ContextLengthError",
     "LLMError",
     "LLMTimeout",
     "Limited",

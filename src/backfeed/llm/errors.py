@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from .base import LLMError
+
+_CONTEXT = re.compile(r"context.length|context.window|maximum context|too many tokens", re.I)
 
 
 class TransientError(LLMError):
@@ -30,6 +33,11 @@ class ServerError(TransientError):
 
 class LLMTimeout(TransientError):
     """The call did not finish within its timeout."""
+
+
+class ContextLengthError(LLMError):
+    """HTTP 400 saying the prompt exceeds the model's context: the same prompt fails again, so
+    an optimizer stops the run with it (lower its `budget_tokens`)."""
 
 
 class AuthenticationError(LLMError):
@@ -62,6 +70,8 @@ def from_status(status: int, message: str, headers: Any = None) -> LLMError:
         return RateLimitError(message, status=status, retry_after=retry_after)
     if status in (408, 409) or status >= 500:
         return ServerError(message, status=status, retry_after=retry_after)
+    if status == 400 and _CONTEXT.search(message):
+        return ContextLengthError(f"{message} (give the optimizer a smaller budget_tokens)")
     if status in (401, 403):
         return AuthenticationError(f"{message} (check the API key and its access to the model)")
     return LLMError(message)
@@ -80,6 +90,8 @@ def classify(exc: BaseException) -> LLMError:
     if isinstance(status, int):
         return from_status(status, message, headers)
     name = type(exc).__name__.lower()
+    if "contextwindowexceeded" in name:
+        return ContextLengthError(f"{message} (give the optimizer a smaller budget_tokens)")
     if "authentication" in name or "permissiondenied" in name:
         return AuthenticationError(f"{message} (check the API key and its access to the model)")
     if "ratelimit" in name:

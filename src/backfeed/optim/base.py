@@ -8,7 +8,7 @@ from typing import Any
 
 from ..budget import BudgetExceeded
 from ..graph import Param, zero_feedback
-from ..llm import LLM, AuthenticationError, Completion, Message
+from ..llm import LLM, AuthenticationError, Completion, ContextLengthError, Message
 
 
 @dataclass
@@ -207,7 +207,7 @@ class Optimizer:
             completion = self.llm.complete(
                 messages, json_schema=json_schema, max_tokens=max_tokens, temperature=temperature
             )
-        except (BudgetExceeded, AuthenticationError):  # no later step can succeed either
+        except (BudgetExceeded, AuthenticationError, ContextLengthError):  # no step can succeed
             raise
         except Exception as exc:  # a backend failure is recorded; the step applies nothing
             report.error = f"{type(exc).__name__}: {exc}"
