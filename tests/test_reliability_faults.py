@@ -47,6 +47,23 @@ def test_a_bad_key_stops_the_run_with_a_clear_error_and_it_resumes_once_fixed(tm
     assert row["paid_twice"] == 0 and row["status"] == "finished"
 
 
+def test_a_prompt_over_the_context_stops_the_run_with_a_clear_error_and_it_resumes(tmp_path):
+    row = mf.trial("400-context", steps=4, workdir=tmp_path / "400")
+    assert row["outcome"] == "stopped, resumed to the end", row
+    assert "ContextLengthError" in row["error"] and "budget_tokens" in row["error"]
+    assert row["failed_steps"] == 0 and row["status"] == "finished"
+
+
+def test_a_slow_answer_that_times_out_is_waited_for_not_paid_for_twice():
+    with FaultServer(_ok, every(1000, "slow-stream", first=0), trickle=1.0) as server:
+        llm = bf.llm.LiteLLM("openai/m", api_base=server.url, api_key="sk-x", cache=False,
+                             timeout=0.6, max_retries=2, base_delay=0.01)
+        assert llm.complete(MSG).text == "fine"
+        time.sleep(1.0)  # a retry sent meanwhile would have been answered by now
+        assert [f for _, f in server.log.requests] == ["slow-stream"]
+        assert server.log.paid_twice == 0
+
+
 def test_an_empty_choices_answer_is_retried_not_taken_for_a_final_error(tmp_path):
     with FaultServer(_ok, every(1000, "empty-choices", first=0)) as server:
         llm = bf.llm.LiteLLM("openai/m", api_base=server.url, api_key="sk-x", cache=False,

@@ -105,7 +105,7 @@ def trial(fault: str | None, *, steps: int, workdir: Path, plan: Plan | None = N
             run_id = result.run_id
         except Exception as exc:  # the outcome we measure: which error, and is it resumable
             row["outcome"] = "stopped"
-            row["error"] = f"{type(exc).__name__}: {str(exc)[:160]}"
+            row["error"] = f"{type(exc).__name__}: {str(exc)[-300:]}"
             runs = RunStore(db).list_runs()
             run_id = runs[0].id if runs else None
             if run_id is not None:
@@ -141,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mix", type=float, default=None, help="random fault rate, e.g. 0.2")
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args(argv)
+    from backfeed.llm.litellm_backend import import_litellm
+
+    import_litellm()  # once, before the clean run's clock starts
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         clean = trial(None, steps=args.steps, workdir=root / "clean",
