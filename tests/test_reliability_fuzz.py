@@ -266,7 +266,9 @@ def test_dashboard_url_parameters_answer_with_a_client_error_not_a_crash(example
     from backfeed.ui.server import create_app
 
     path, run_id = store
-    client = TestClient(create_app(path), raise_server_exceptions=False)
+    client = TestClient(create_app(path), base_url="http://127.0.0.1:8765",
+                        raise_server_exceptions=False)
+    assert client.get(f"/api/runs/{run_id}").status_code == 200  # past the Host check
 
     @_fuzz(examples, run_ids, steps, st.booleans(), st.sampled_from(
         ["/api/runs/{run}", "/api/runs/{run}/steps/{step}", "/api/runs/{run}/steps/{step}/graph.svg",

@@ -79,10 +79,13 @@ class FaultServer:
     """Serve `brain` answers with `plan`'s faults; use as a context manager, `.url` for api_base.
 
     `hold` is how long a "timeout" request is held, `trickle` how long a slow body takes.
+    With `echo_key`, a 401 repeats the whole key it was sent (some proxies do), so tests can
+    check that backfeed redacts it wherever the error goes.
     """
 
     def __init__(self, brain: Brain, plan: Plan | None = None, *, hold: float = 30.0,
-                 trickle: float = 4.0, retry_after: str = "1") -> None:
+                 trickle: float = 4.0, retry_after: str = "1", echo_key: bool = False) -> None:
+        self.echo_key = echo_key
         self.brain = brain
         self.plan: Plan = plan or (lambda n, body: None)
         self.hold = hold
@@ -124,7 +127,11 @@ class FaultServer:
             number = len(self.log.requests)
             fault = self.plan(number, body)
             self.log.requests.append((key, fault))
-        await self._answer(fault, body, key, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        sent_key = " ".join([headers.get("authorization", "").removeprefix("Bearer "),
+                             *(v for k, v in headers.items() if k.endswith("-key"))]).strip()
+        await self._answer(fault, body, key, send, sent_key)
 
     async def _send(self, send: Any, status: int, payload: bytes,
                     headers: dict[str, str] | None = None) -> None:
@@ -138,7 +145,8 @@ class FaultServer:
     def _error(message: str, kind: str, code: str | None = None) -> bytes:
         return json.dumps({"error": {"message": message, "type": kind, "code": code}}).encode()
 
-    async def _answer(self, fault: str | None, body: dict[str, Any], key: str, send: Any) -> None:
+    async def _answer(self, fault: str | None, body: dict[str, Any], key: str, send: Any,
+                      sent_key: str = "") -> None:
         model = str(body.get("model", "fault-model"))
         if fault == "429-retry-after":
             await self._send(send, 429, self._error("Rate limit reached", "rate_limit"),
@@ -148,7 +156,8 @@ class FaultServer:
         elif fault in ("500", "503"):
             await self._send(send, int(fault), self._error(f"upstream {fault}", "server_error"))
         elif fault == "401":
-            await self._send(send, 401, self._error("Incorrect API key provided",
+            echoed = f": {sent_key}" if self.echo_key else ""
+            await self._send(send, 401, self._error(f"Incorrect API key provided{echoed}",
                                                      "invalid_request_error", "invalid_api_key"))
         elif fault == "400-context":
             await self._send(send, 400, self._error(CONTEXT_ERROR, "invalid_request_error",
