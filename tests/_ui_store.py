@@ -118,7 +118,8 @@ def make_run(
                 new_values[key] = proposed
                 report.updates.append(ParamUpdate(key, values[key], proposed, proposed, applied=True))
         cid = step + 1
-        store.add_step_report(run_id, step=step, seq=0, candidate_id=cid, report=report.to_dict())
+        store.add_step_report(run_id, step=step, seq=0, candidate_id=cid,
+                              report={**report.to_dict(), "dot": bf.to_dot(params)})
         child = _evaluate(store, run_id, cid, new_values, "val")
         child_score = sum(child) / len(child)
         accepted = child_score > best

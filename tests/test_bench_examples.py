@@ -21,8 +21,6 @@ def answer(messages, options):
     return "Answer: 3"
 
 
-@pytest.mark.skipif(not hasattr(bf, "train") or not hasattr(bf.optim, "Prime"),
-                    reason="bf.train and bf.optim.Prime are not in this build yet")
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_runs_with_a_scripted_model(path, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(bf.llm, "Local", lambda *a, **k: bf.llm.Scripted([answer] * 200))

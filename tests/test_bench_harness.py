@@ -98,8 +98,6 @@ def test_unknown_framework_is_named():
         harness.main(["--frameworks", "nope"])
 
 
-@pytest.mark.skipif(not hasattr(bf, "train") or not hasattr(bf.optim, "Prime"),
-                    reason="bf.train and bf.optim.Prime are not in this build yet")
 def test_backfeed_runs_through_the_harness_with_a_scripted_model(tmp_path):
     x_star = make_task("numeric", 0).info["x_star"]
     model = harness.scripted_model(bf.llm.Scripted([responder(x_star)] * 50))

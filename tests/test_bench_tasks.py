@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from benchmarks.tasks import SUITES, make_task, task_names
 from benchmarks.tasks import bbh as bbh_mod
@@ -222,3 +224,118 @@ def test_every_task_program_runs_with_a_scripted_llm(name):
     evaluation = task.evaluate(program, "val")
     assert 0 <= evaluation.score <= 1
     assert all(isinstance(f, bf.Feedback) and f.text for f in evaluation.feedbacks)
+
+
+# -- code repair ---------------------------------------------------------------------------
+
+FIXES = {  # a correct rewrite of every buggy function, as a model would write it
+    "median": "def median(xs):\n    s = sorted(xs)\n    n = len(s)\n    if n % 2:\n"
+              "        return s[n // 2]\n    return (s[n // 2 - 1] + s[n // 2]) / 2\n",
+    "count_vowels": "def count_vowels(text):\n    return sum(1 for ch in text.lower() if ch in "
+                    "'aeiou')\n",
+    "running_max": "def running_max(xs):\n    out = []\n    for x in xs:\n"
+                   "        out.append(x if not out else max(out[-1], x))\n    return out\n",
+    "sum_to": "def sum_to(n):\n    return sum(range(1, n + 1))\n",
+    "is_sorted": "def is_sorted(xs):\n    return all(xs[i] <= xs[i + 1] for i in "
+                 "range(len(xs) - 1))\n",
+    "word_counts": "def word_counts(text):\n    counts = {}\n    for word in text.lower().split():"
+                   "\n        counts[word] = counts.get(word, 0) + 1\n    return counts\n",
+    "max_depth": "def max_depth(items):\n    def depth(x):\n        if not isinstance(x, list):\n"
+                 "            return 0\n        return 1 + max((depth(y) for y in x), default=0)\n"
+                 "\n    return depth(items)\n",
+    "sort_by_length": "def sort_by_length(words):\n    return sorted(words, key=lambda w: "
+                      "(len(w), w))\n",
+    "round_to_multiple": "import math\n\ndef round_to_multiple(n, m):\n"
+                         "    return math.floor(n / m + 0.5) * m\n",
+    "chunks": "def chunks(xs, size):\n    return [xs[i:i + size] for i in range(0, len(xs), "
+              "size)]\n",
+    "flatten": "def flatten(items):\n    out = []\n\n    def walk(xs):\n        for x in xs:\n"
+               "            if isinstance(x, list):\n                walk(x)\n"
+               "            else:\n                out.append(x)\n\n    walk(items)\n    return out\n",
+    "title_case": "def title_case(text):\n    return ' '.join(w[:1].upper() + w[1:].lower() "
+                  "for w in text.split(' '))\n",
+    "merge_counts": "def merge_counts(a, b):\n    out = dict(a)\n    for k, v in b.items():\n"
+                    "        out[k] = out.get(k, 0) + v\n    return out\n",
+    "second_largest": "def second_largest(xs):\n    s = sorted(set(xs))\n"
+                      "    return s[-2] if len(s) > 1 else None\n",
+    "binary_search": "def binary_search(xs, target):\n    lo, hi = 0, len(xs) - 1\n"
+                     "    while lo <= hi:\n        mid = (lo + hi) // 2\n"
+                     "        if xs[mid] == target:\n            return mid\n"
+                     "        if xs[mid] < target:\n            lo = mid + 1\n"
+                     "        else:\n            hi = mid - 1\n    return -1\n",
+    "digit_sum": "def digit_sum(n):\n    return sum(int(d) for d in str(abs(n)))\n",
+}
+REPAIRS = [f"code_repair/{name}" for name in FIXES]
+
+
+def test_code_repair_has_a_dozen_functions_of_varied_kinds():
+    from benchmarks.tasks.code_repair import BUGS
+
+    assert set(REPAIRS) <= set(task_names())
+    assert len(BUGS) >= 12 and {bug.name for bug in BUGS} == set(FIXES)
+    kinds = {bug.kind.split(" (")[0] for bug in BUGS}
+    assert len(kinds) >= 9, kinds
+    task = make_task("code_repair/median")
+    (param,) = task.program().parameters()
+    assert (param.name, param.kind) == ("median", "code")
+    assert "mean of the two middle values" in param.description  # the spec
+    assert param.value.startswith("def median(xs):")
+
+
+@pytest.mark.parametrize("name", REPAIRS)
+@pytest.mark.parametrize("size", ["quick", "full"])
+def test_buggy_seed_fails_every_split_and_the_fix_passes_them(name, size):
+    for seed in (0, 1):
+        task = make_task(name, seed=seed, size=size)
+        program = task.program()
+        for split in ("train", "val", "test"):
+            assert task.evaluate(program, split).score < 1, (split, seed)
+        (param,) = program.parameters()
+        param.value = FIXES[param.name]
+        for split in ("train", "val", "test"):
+            evaluation = task.evaluate(program, split)
+            assert evaluation.score == 1, [f.text for f in evaluation.feedbacks if f.score < 1]
+
+
+def test_code_repair_tests_are_seeded_and_split_without_overlap():
+    a, b = make_task("code_repair/chunks", seed=2), make_task("code_repair/chunks", seed=2)
+    c = make_task("code_repair/chunks", seed=3)
+    assert (a.trainset, a.valset, a.testset) == (b.trainset, b.valset, b.testset)
+    assert a.testset != c.testset
+    inputs = [repr(x) for x, _ in a.trainset + a.valset + a.testset]
+    assert len(inputs) == len(set(inputs)) == 16
+
+
+def test_code_repair_feedback_shows_the_call_the_output_and_the_expected_value():
+    task = make_task("code_repair/median", seed=0)
+    program = task.program()
+    feedback = task.check(program, (([5, 7],), 6.0))
+    assert feedback.score == 0 and feedback.text == "median([5, 7]) returned 7, expected 6.0"
+    assert task.check(program, (([1, 9, 4],), 4)).text == "median([1, 9, 4]) returned 4, as expected"
+    assert task.metric(((1,), 3), 3.0).score == 1  # a number equal to the expected one passes
+    assert make_task("code_repair/is_sorted").metric((([],), True), 1).score == 0  # 1 is no bool
+
+
+def test_code_repair_error_feedback_names_the_error_and_its_line_and_traces_to_the_code():
+    task = make_task("code_repair/digit_sum", seed=0)
+    program = task.program()
+    output = task.run(program, ((-47,), 11))
+    feedback = task.metric(((-47,), 11), output)
+    assert feedback.score == 0
+    assert feedback.text.startswith("digit_sum(-47) raised ValueError: invalid literal")
+    assert "at line 2 of digit_sum: return sum(int(d) for d in str(n)); expected 11" in feedback.text
+    assert program.digit_sum.code in output.backward(feedback)
+    program.digit_sum.code.value = "def digit_sum(n):\n    while True:\n        pass\n"
+    assert "Timeout" in task.check(program, ((5,), 5)).text  # a loop that never ends is cut
+
+
+def test_code_repair_runs_through_bf_train_with_a_scripted_optimizer(tmp_path):
+    task = make_task("code_repair/sum_to", seed=0)
+    program = task.program()
+    answer = json.dumps({"suggestion": {"sum_to": FIXES["sum_to"]}})
+    result = bf.train(program, task.trainset, valset=task.valset, metric=task.metric,
+                      optimizer=bf.optim.Prime(program.parameters(),
+                                               llm=bf.llm.Scripted([answer] * 4)),
+                      budget=bf.Budget(llm_calls=1), progress=False, run_dir=tmp_path)
+    assert result is not None
+    assert task.evaluate(program, "test").score == 1

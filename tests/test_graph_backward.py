@@ -64,7 +64,7 @@ def test_minimal_subgraph_is_exactly_the_paths_plus_direct_inputs():
     assert id(z) not in ids and id(unrelated) not in ids
     assert sub.params == [x] and sub.outputs == [out]
     assert [n.id for n in sub.nodes] == sorted(n.id for n in sub.nodes)
-    assert sub.distance[id(x)] == 0 and sub.distance[id(out)] == 2
+    assert sub.distance[x] == 0 and sub.distance[out] == 2
 
 
 def test_long_chain_is_iterative_and_linear():
@@ -337,3 +337,56 @@ def test_render_collapses_the_longest_runs_first_and_no_more_than_needed():
     assert "[scale] repeated, 60 similar operations collapsed" in r.text
     assert "[step] repeated" not in r.text and r.text.count(" = step(") == 4
     assert r.tokens <= budget
+
+
+def test_render_counts_the_values_it_dropped_and_leaves_the_callers_names_alone():
+    import re
+
+    from backfeed.graph.render import _names, _Renderer
+
+    x = bf.param("seed", name="x")
+    y = x
+    for i in range(12):  # distinct ops, so nothing collapses: only values are dropped
+        y = getattr(y, ["upper", "lower", "strip"][i % 3])() + ("v" * 50 + str(i))
+    y.backward("shorter")
+    sub = bf.minimal_subgraph([x])
+    names = _names(sub)
+    before = dict(names)
+    renderer = _Renderer(sub, names, 400)
+    budget_chars = len(renderer.text()) - 400
+    text = renderer.fit(budget_chars, budget_chars // 4)
+    assert names == before  # a long constant got a name inside the renderer only
+    graph = text.split("#Graph (in order; -> value)\n")[1].split("\n#Feedback")[0].splitlines()
+    without_value = [line for line in graph if " -> " not in line]
+    noted = int(re.search(r"values of (\d+) nodes", text)[1])
+    assert noted == len(without_value) > 0 and renderer.values_dropped == noted
+
+
+@bf.op
+def ask(prompt: str) -> str:
+    """A stand-in for a model call."""
+    return prompt.upper()
+
+
+@pytest.mark.parametrize(("lose", "how"), [
+    (lambda p: f"{p} What is 2+2?", "an f-string or format()"),
+    (lambda p: str(p) + " What is 2+2?", "str()"),
+    (lambda p: p.value + " What is 2+2?", ".value"),
+    (lambda p: "Q: {}".format(p.strip()), "an f-string or format()"),  # noqa: UP032 (str.format)
+])
+def test_a_lost_trace_names_the_parameter_and_how_it_was_lost(lose, how):
+    system = bf.param("Answer briefly.", name="system")
+    out = ask(lose(system))
+    with pytest.raises(bf.graph.NoTrainableAncestor) as info:
+        out.backward("too long")
+    message = str(info.value)
+    assert f"'system' (through {how})" in message and "bf.format" in message
+    fixed = ask(bf.format("{p} What is 2+2?", p=system))
+    assert fixed.backward("too long") == [system]
+
+
+def test_an_output_with_no_parameter_behind_it_lists_the_common_causes():
+    unrelated = bf.param("Answer briefly.", name="unrelated")
+    assert f"{unrelated}" == "Answer briefly."  # turned into text, but never reaches the output
+    with pytest.raises(bf.graph.NoTrainableAncestor, match=r"Common causes: an f-string, str\(\)"):
+        ask(bf.node("What is 2+2?")).backward("bad")

@@ -175,3 +175,100 @@ def test_pickled_parameters_leave_their_graphs_behind():
         copy.value = 9.0
     node = pickle.loads(pickle.dumps(y))
     assert node.value == 6.0 and node.feedback == [] and node.op.name == "mul"
+
+
+def test_node_operators_are_written_in_node_py_and_it_imports_no_op_module():
+    import ast
+    import importlib
+    import pathlib
+
+    node_module = importlib.import_module("backfeed.graph.node")  # bf.graph.node is the function
+
+    for dunder in ("__add__", "__radd__", "__lt__", "__neg__", "__getitem__", "__eq__"):
+        assert dunder in bf.Node.__dict__ and bf.Node.__dict__[dunder].__module__ == node_module.__name__
+    tree = ast.parse(pathlib.Path(node_module.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level}
+    assert "op" not in imported and "execute" not in imported
+    with pytest.raises(bf.ExecutionError) as info:
+        bf.node(1) / 0  # an operator's failure is an error node, as for any op
+    assert info.value.node.error.type == "ZeroDivisionError" and info.value.node.op.name == "truediv"
+
+
+def test_a_pickled_param_keeps_its_slots_and_gets_fresh_outputs():
+    import pickle
+
+    p = bf.param(["a"], name="demos", description="examples", constraint="short")
+    (p[0] + "!").backward("longer")
+    copy = pickle.loads(pickle.dumps(p))
+    assert (copy.kind, copy.description, copy.constraint, copy.value) == ("list", "examples", "short", ["a"])
+    assert copy.outputs == [] and "_outputs" not in p.__getstate__()
+
+
+@bf.op(trainable=True)
+def parse_price(text: str) -> float:
+    return float(text.strip("$"))
+
+
+class Step(bf.Module):
+    def __init__(self, instruction):
+        self.prompt = bf.param(instruction, name="prompt")
+
+    def forward(self, question):
+        return bf.format("{p} {q}", p=self.prompt, q=question)
+
+
+class Pipeline(bf.Module):
+    def __init__(self):
+        self.retrieve = Step("Find the passage.")
+        self.answer = Step("Answer from the passage.")
+        self.system = bf.param("Be brief.", name="system_prompt")
+
+    def forward(self, question):
+        return self.answer(self.retrieve(question))
+
+
+class Outer(bf.Module):
+    def __init__(self):
+        self.pipe = Pipeline()
+
+
+def test_names_are_qualified_by_attribute_path_once_at_assignment():
+    pipe = Pipeline()
+    names = [name for name, _ in pipe.named_parameters()]
+    assert names == ["retrieve.prompt", "answer.prompt", "system_prompt"]
+    assert [p.name for p in pipe.parameters()] == names == list(pipe.state_dict())
+    assert pipe.answer.prompt.name == "answer.prompt"  # set by the assignment, not by a getter
+    opt = bf.optim.Prime(pipe.parameters(), llm=bf.llm.Scripted(
+        ['{"suggestion": {"answer.prompt": "Quote the passage."}}']))
+    pipe("q").backward("cite the passage")
+    opt.step()
+    assert pipe.answer.prompt.value == "Quote the passage." and pipe.retrieve.prompt.value == "Find the passage."
+    outer = Outer()
+    assert "pipe.answer.prompt" in outer.state_dict() and outer.pipe.system.name == "pipe.system_prompt"
+
+
+def test_a_trainable_op_stored_as_an_attribute_is_found_like_a_method():
+    class Reader(bf.Module):
+        def __init__(self):
+            self.parse = parse_price
+            self.helper = Tool(2)
+            self.helper.parse = parse_price  # the same op again: one parameter, found once
+
+        def forward(self, text):
+            return self.parse(text)
+
+    reader = Reader()
+    assert reader.parameters().count(parse_price.code) == 1
+    assert reader.state_dict()["helper.parse"].startswith("def parse_price")  # the last path
+    out = reader(bf.node("$3"))
+    assert out.value == 3.0 and parse_price.code in out.backward("ok")
+
+
+def test_two_parameters_with_one_name_in_one_module_are_refused_with_both_paths():
+    class Clash(bf.Module):
+        def __init__(self):
+            self.a = bf.param("x", name="prompt")
+            self.b = bf.param("y", name="prompt")
+
+    with pytest.raises(ValueError, match=r"named 'prompt' \(at 'a' and 'b'\)"):
+        Clash().state_dict()

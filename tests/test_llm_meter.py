@@ -20,7 +20,10 @@ def test_counts_calls_tokens_and_dollars():
     llm.complete(MSG)
     assert llm.spend.to_dict() == {"calls": 2, "cached_calls": 0, "prompt_tokens": 20,
                                    "completion_tokens": 10, "usd": pytest.approx(0.03),
-                                   "tokens": 30}
+                                   "tokens": 30, "by_role": {"optimizer": {
+                                       "calls": 2, "cached_calls": 0, "prompt_tokens": 20,
+                                       "completion_tokens": 10, "usd": pytest.approx(0.03),
+                                       "tokens": 30}}}
 
 
 def test_call_budget_raises_before_the_call():
@@ -76,3 +79,23 @@ def test_meters_can_share_one_spend():
     a.complete(MSG)
     b.complete(MSG)
     assert spend.calls == 2
+
+
+def test_spend_counts_each_role_apart_and_rebuilds_from_stored_calls():
+    spend = Spend()
+    Metered(Scripted([paid()]), spend=spend).complete(MSG)
+    Metered(Scripted([paid(usd=0.5)]), spend=spend, role="judge").complete(MSG)
+    by_role = spend.to_dict()["by_role"]
+    assert by_role["optimizer"]["calls"] == 1 and by_role["judge"]["usd"] == pytest.approx(0.5)
+    assert spend.calls == 2 and spend.usd == pytest.approx(0.51)
+    rebuilt = Spend.from_calls([type("Call", (), {"prompt_tokens": 10, "completion_tokens": 5,
+                                                  "cost_usd": 0.5, "cached": False,
+                                                  "role": "judge"})()])
+    assert rebuilt.to_dict()["by_role"] == {"judge": by_role["judge"]}
+    with pytest.raises(ValueError, match="unknown spend role 'user'"):
+        Metered(Scripted([]), role="user")
+
+
+def test_metered_is_a_wrapper_so_unwrap_reaches_the_backend():
+    backend = Scripted([paid()])
+    assert Metered(bf.llm.Retrying(backend)).unwrap() is backend

@@ -40,6 +40,9 @@ def test_textgrad_gradient_prompt_shows_json_shape():
 
 
 def test_templates_have_unique_names():
-    assert len(prompts.TEMPLATES) == len({t.name for t in prompts.TEMPLATES.values()})
+    defined = [v for v in vars(prompts).values() if isinstance(v, prompts.Template)]
+    names = [t.name for t in defined]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    assert all(prompts.TEMPLATES.get(t.name) is t for t in defined)  # none shadowed in TEMPLATES
     assert prompts.PRIME_USER.variables == {"trace", "memory", "rejected", "names",
                                             "answer_format"}

@@ -525,3 +525,48 @@ def test_proposals_that_hang_or_crash_become_feedback_and_the_next_one_runs():
         solve.code.zero_feedback()
     solve.code.value = "def solve(x):\n    return x * x\n"
     assert solve(bf.node(3)).value == 9
+
+
+def test_graph_reaches_the_sandbox_only_through_its_protocol():
+    import ast
+    import pathlib
+
+    graph_dir = pathlib.Path(bf.graph.__file__).parent
+    for path in graph_dir.glob("*.py"):
+        for stmt in ast.walk(ast.parse(path.read_text())):
+            if isinstance(stmt, ast.ImportFrom) and stmt.level:
+                shared = stmt.level == 2 and (stmt.module or "").startswith("_")  # _tokens
+                assert stmt.level == 1 or shared, f"{path.name} imports from outside graph/"
+    calls = []
+
+    class Recorder:  # any object with .call is a sandbox to graph/
+        def call(self, function, args, kwargs, *, source=None, name=None):
+            calls.append(name)
+            return function(*args, **kwargs)
+
+    @bf.op(trainable=True)
+    def triple(x: int) -> int:
+        return 3 * x
+
+    assert isinstance(Recorder(), bf.sandbox.SandboxLike)
+    bf.set_default_sandbox(Recorder())
+    try:
+        assert triple(bf.node(2)).value == 6
+    finally:
+        bf.set_default_sandbox(None)
+    assert calls == ["triple"]
+
+
+def test_the_wire_carries_dataclasses_and_an_error_keeps_its_source_line():
+    from backfeed.graph.execute import source_line
+    from backfeed.sandbox import wire
+
+    assert source_line("a\nb\n", 2) == "b"
+    assert source_line("a\n", 5) is None and source_line(None, 1) is None
+    with pytest.raises(CodeError) as info:
+        SB.call(lambda_free_double, ("x", 1), {},
+                source="def lambda_free_double(x, y):\n    return x + y\n")
+    assert info.value.info.type == "TypeError"
+    assert info.value.info.lineno == 2 and info.value.info.line == "    return x + y"
+    request = pickle.loads(pickle.dumps(wire.Request("f", "def f(): ...", [], {}, "__main__")))
+    assert request.globals == {} and request.module is None

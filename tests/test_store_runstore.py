@@ -167,3 +167,76 @@ def test_mlflow_export_needs_the_extra_and_logs_a_run(tmp_path, monkeypatch):
     logged = mlflow.get_run(mlflow_id)
     assert logged.data.params["strategy"] == "greedy"
     assert logged.data.metrics["best_score"] == 0.5
+
+
+def test_every_record_field_is_a_column_of_its_table(tmp_path):
+    import dataclasses
+
+    from backfeed.store import runstore
+
+    store = RunStore(tmp_path / "r.db")
+    db = sqlite3.connect(tmp_path / "r.db")
+    tables = {
+        "runs": runstore.RunRecord, "steps": runstore.StepRecord,
+        "candidates": runstore.CandidateRecord, "evaluations": runstore.EvaluationRecord,
+        "llm_calls": runstore.LLMCallRecord, "decisions": runstore.DecisionRecord,
+        "step_reports": runstore.StepReportRecord, "comparisons": runstore.ComparisonRecord,
+    }
+    for table, record in tables.items():
+        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        assert {f.name for f in dataclasses.fields(record)} <= columns, table
+        assert columns - {f.name for f in dataclasses.fields(record)} <= {"state"}, table
+    store.close()
+
+
+def test_records_are_read_by_column_name_not_position(tmp_path):
+    path = tmp_path / "r.db"
+    db = sqlite3.connect(path)  # the same columns as the store's, in another order
+    db.execute(
+        "CREATE TABLE decisions (reason TEXT NOT NULL, created_at REAL NOT NULL, "
+        "child_score REAL, parent_score REAL, accepted INTEGER NOT NULL, "
+        "candidate_id INTEGER NOT NULL, step INTEGER NOT NULL, run_id TEXT NOT NULL, "
+        "PRIMARY KEY (run_id, step, candidate_id))"
+    )
+    db.commit()
+    db.close()
+    store = RunStore(path)
+    run = store.create_run({})
+    store.add_decision(run, step=2, candidate_id=5, accepted=True, reason="better",
+                       parent_score=0.25, child_score=0.75)
+    [decision] = store.decisions(run)
+    assert (decision.step, decision.candidate_id, decision.accepted, decision.reason,
+            decision.parent_score, decision.child_score) == (2, 5, True, "better", 0.25, 0.75)
+    store.close()
+
+
+def _call(store: RunStore, run: str, occurrence: int, **extra) -> None:
+    store.add_llm_call(run, step=0, request_hash="h", occurrence=occurrence, model="m",
+                       messages=[{"role": "user", "content": "q"}], options={}, answer="a",
+                       prompt_tokens=3, completion_tokens=2, cost_usd=0.0, cached=False,
+                       seconds=0.1, **extra)
+
+
+def test_llm_calls_record_their_role_and_an_old_store_gains_the_column(tmp_path):
+    path = tmp_path / "old.db"
+    store = RunStore(path)
+    run = store.create_run({})
+    store.close()
+    db = sqlite3.connect(path)  # make it a schema-1 store: llm_calls without role
+    db.execute("ALTER TABLE llm_calls DROP COLUMN role")
+    db.execute("INSERT INTO llm_calls (run_id, step, request_hash, occurrence, model, messages, "
+               "options, answer, prompt_tokens, completion_tokens, cost_usd, cached, seconds, "
+               "created_at) VALUES (?, 0, 'old', 0, 'm', '[]', '{}', 'a', 1, 1, 0, 0, 0, 0)",
+               (run,))
+    db.commit()
+    db.close()
+    assert RunStore(path, readonly=True).llm_calls(run)[0].role == "optimizer"
+
+    store = RunStore(path)  # a writer migrates it
+    _call(store, run, 1, role="program")
+    _call(store, run, 2, role="judge")
+    assert [c.role for c in store.llm_calls(run)] == ["optimizer", "program", "judge"]
+    assert [c.occurrence for c in store.llm_calls(run, role="program")] == [1]
+    with pytest.raises(ValueError, match="role must be one of"):
+        _call(store, run, 3, role="user")
+    store.close()

@@ -241,3 +241,19 @@ def test_ui_serves_the_store_for_real(store):
         proc.terminate()
         proc.wait(10)
     assert f"backfeed dashboard on http://127.0.0.1:{port}/" in proc.stderr.read()
+
+
+def test_show_and_runs_json_give_spend_by_role(tmp_path):
+    from backfeed.store import RunStore
+
+    path = tmp_path / "r.db"
+    store = RunStore(path)
+    run = store.create_run({"strategy": "greedy"}, name="roles")
+    by_role = {"optimizer": {"calls": 4, "prompt_tokens": 900, "completion_tokens": 100, "usd": 0.02},
+               "program": {"calls": 12, "prompt_tokens": 300, "completion_tokens": 60, "usd": 0.001}}
+    store.update_run(run, spend={"calls": 16, "usd": 0.021, "by_role": by_role})
+    store.close()
+    out = invoke("show", run, store=path).output
+    assert "optimizer spend" in out and "4 calls, 1,000 tokens, $0.0200" in out
+    assert "program spend" in out and "12 calls, 360 tokens" in out
+    assert json.loads(invoke("runs", "--json", store=path).output)[0]["by_role"] == by_role

@@ -1,11 +1,11 @@
-"""Trace graphs as SVG: DOT parsing, the built-in layout, and graphs read from rendered traces."""
+"""Trace graphs as SVG: DOT parsing and the built-in layout."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
 import backfeed as bf
-from backfeed.ui.graphsvg import dot_to_svg, layout_svg, parse_dot, trace_text_to_dot
+from backfeed.ui.graphsvg import dot_to_svg, layout_svg, parse_dot
 
 
 def _traced() -> tuple[bf.Param, bf.Param]:
@@ -45,20 +45,6 @@ def test_layout_svg_is_valid_xml_and_escapes_labels():
     assert any(t and "<b>brief</b>" in t for t in texts)  # shown as text, not markup
     assert "<b>" not in svg and "&lt;b&gt;" in svg
     assert len(list(root.iter("{http://www.w3.org/2000/svg}path"))) == 7  # 6 edges + arrow head
-
-
-def test_trace_text_to_dot_rebuilds_the_graph_from_the_prompt_text():
-    x, prompt = _traced()
-    dot = trace_text_to_dot(bf.render([x, prompt]).text)
-    assert dot is not None
-    graph = parse_dot(dot)
-    names = {a["label"].split("\n")[0]: n for n, a in graph.nodes.items()}
-    edges = {(src, dst) for src, dst, _ in graph.edges}
-    assert (names["x"], names["add0"]) in edges
-    assert (names["add0"], names["scale0"]) in edges
-    assert (names["prompt"], names["ask0"]) in edges
-    assert graph.nodes[names["ask0"]]["shape"] == "doubleoctagon"  # the output that got feedback
-    assert trace_text_to_dot("no trace here") is None
 
 
 def test_layout_survives_cycles_and_empty_graphs():

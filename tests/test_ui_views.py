@@ -7,13 +7,55 @@ import sqlite3
 import pytest
 
 from _ui_store import make_run
-from backfeed.ui.views import NotFound, RunReader, StoreMissing, pareto_wins, text_diff
+from backfeed.ui.views import NotFound, RunReader, StoreMissing, pareto_view, text_diff
 
 
-def test_pareto_wins_gives_each_example_to_its_best_candidates_ties_shared():
+def test_pareto_view_gives_each_example_to_its_best_candidates_ties_shared():
     cands = [{"id": 0, "scores": [1.0, 0.0, 0.5]}, {"id": 1, "scores": [0.0, 1.0, 0.5]}, {"id": 2, "scores": None}]
-    assert pareto_wins(cands) == {"examples": [0, 1, 2], "wins": {"0": [0, 2], "1": [1, 2]}}
-    assert pareto_wins([{"id": 0, "scores": None}]) is None
+    assert pareto_view(cands) == {"examples": [0, 1, 2], "wins": {"0": [0, 2], "1": [1, 2]}}
+    assert pareto_view([{"id": 0, "scores": None}]) is None
+
+
+def test_the_dashboard_and_the_trainer_see_the_same_pareto_front(tmp_path):
+    from backfeed.store import RunStore
+    from backfeed.train.search import Candidate, pareto_front
+
+    scores = {0: [0.5, 0.5, 0.5], 1: [1.0, 0.2, 0.5], 2: [0.2, 1.0, 0.5 + 1e-12],
+              3: [1.0, 0.2, 0.4], 4: [0.9, 0.9, 0.1]}  # 3 is dominated by 1; 2 ties 0 and 1 on #2
+    store = RunStore(tmp_path / "r.db")
+    run = store.create_run({"strategy": "pareto"})
+    for cid, s in scores.items():
+        store.add_candidate(run, cid, step=cid - 1, values={"x": cid}, parents=[], origin="seed",
+                            val_score=sum(s) / 3, val_scores=s)
+    store.close()
+    trainer = pareto_front([Candidate(cid, {"x": cid}, val_scores=s) for cid, s in scores.items()])
+    with RunReader(tmp_path / "r.db") as r:
+        wins = r.run_detail(run)["pareto"]["wins"]
+    assert {int(k): len(v) for k, v in wins.items()} == trainer
+    assert trainer == {0: 1, 1: 2, 2: 2}  # 3 is dominated by 1; 4 wins no example
+    assert wins["2"] == [1, 2] and wins["0"] == [2]  # a tie within EPS is shared
+
+
+def test_the_step_graph_is_the_one_stored_with_the_step_not_parsed_from_the_prompt(tmp_path):
+    import backfeed as bf
+    from backfeed.store import RunStore
+
+    x = bf.param(1.0, name="x")
+    y = x + 1
+    y.backward("more")
+    store = RunStore(tmp_path / "r.db")
+    run = store.create_run({})
+    trace = bf.render([x]).text
+    store.add_step_report(run, step=0, seq=0, candidate_id=1,
+                          report={"prompts": [[{"role": "user", "content": trace}]], "dot": bf.to_dot([x])})
+    store.add_step_report(run, step=1, seq=0, candidate_id=2,  # the prompt alone: no graph
+                          report={"prompts": [[{"role": "user", "content": trace}]], "trace_dot": "digraph {}"})
+    store.close()
+    with RunReader(tmp_path / "r.db") as r:
+        assert r.step_dot(run, 0) == bf.to_dot([x])
+        assert r.step_detail(run, 0)["has_graph"] and not r.step_detail(run, 1)["has_graph"]
+        with pytest.raises(NotFound, match="no trace graph"):
+            r.step_dot(run, 1)
 
 
 def test_text_diff_of_strings_and_structures():
@@ -50,6 +92,7 @@ def test_reader_never_writes(tmp_path):
     make_run(path)
     before = path.stat().st_mtime_ns, path.stat().st_size
     with RunReader(path) as r:
+        assert r.store.readonly
         with pytest.raises(sqlite3.OperationalError, match=r"readonly"):
-            r.db.execute("DELETE FROM runs")
+            r.store._db().execute("DELETE FROM runs")
     assert (path.stat().st_mtime_ns, path.stat().st_size) == before

@@ -152,7 +152,8 @@ SUITES: dict[str, list[str]] = {
 }
 
 
-FAMILY_MODULES = ("numeric", "bbh", "battleship", "sklearn_tune", "vml", "control")
+FAMILY_MODULES = ("numeric", "bbh", "battleship", "sklearn_tune", "vml", "control",
+                  "code_repair")
 
 
 def _load() -> None:

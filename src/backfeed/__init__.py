@@ -1,6 +1,6 @@
 """backfeed: optimize whole AI workflows the way autograd optimizes neural networks."""
 
-from . import graph, llm, optim, store
+from . import graph, llm, optim, sandbox, store
 from .budget import Budget, BudgetExceeded
 from .graph import (
     CodeError,
@@ -9,10 +9,9 @@ from .graph import (
     Feedback,
     Module,
     Node,
+    NoTrainableAncestor,
     Param,
     Rendering,
-    Sandbox,
-    SandboxError,
     Subgraph,
     format,
     get_default_sandbox,
@@ -27,7 +26,19 @@ from .graph import (
     zero_feedback,
 )
 from .graph import length as len
-from .train import Trainer, executors, search, train
+from .sandbox import Sandbox, SandboxError
+from .train import (
+    EvalReport,
+    EvalResult,
+    MetricError,
+    ModelFailed,
+    OutputNotTraced,
+    Trainer,
+    evaluate,
+    executors,
+    search,
+    train,
+)
 
 __version__ = "0.1.0"
 
@@ -64,6 +75,14 @@ __all__ = [  # noqa: RUF022
     # training (appended, not sorted, to keep merges simple)
     "executors",
     "search",
+    "sandbox",
     "store",
     "train",
+    "EvalReport",
+    "EvalResult",
+    "MetricError",
+    "ModelFailed",
+    "NoTrainableAncestor",
+    "OutputNotTraced",
+    "evaluate",
 ]

@@ -1,11 +1,22 @@
 """The graph room: nodes, parameters, traced ops, modules, backward and rendering."""
 
-from .execute import CodeError
+from .execute import CodeError, SandboxLike, get_default_sandbox, set_default_sandbox
 from .module import Module
-from .node import ErrorInfo, Feedback, Node, Param, is_tracing, no_trace, node, param
-from .op import BoundOp, ExecutionError, Op, OpInfo, format, length, op
+from .node import (
+    ErrorInfo,
+    ExecutionError,
+    Feedback,
+    Node,
+    OpInfo,
+    Param,
+    is_tracing,
+    length,
+    no_trace,
+    node,
+    param,
+)
+from .op import BoundOp, Op, format, op
 from .render import RenderBudgetError, Rendering, render, to_dot
-from .sandbox import Sandbox, SandboxError, get_default_sandbox, set_default_sandbox
 from .subgraph import NoTrainableAncestor, Subgraph, backward, minimal_subgraph, zero_feedback
 
 __all__ = [
@@ -22,8 +33,7 @@ __all__ = [
     "Param",
     "RenderBudgetError",
     "Rendering",
-    "Sandbox",
-    "SandboxError",
+    "SandboxLike",
     "Subgraph",
     "backward",
     "format",

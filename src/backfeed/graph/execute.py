@@ -5,11 +5,12 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
+import inspect
 import linecache
-import traceback
+import textwrap
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .node import ErrorInfo
 
@@ -17,6 +18,38 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 _CACHE_SIZE = 64
+_default_sandbox: SandboxLike | None = None
+
+
+@runtime_checkable
+class SandboxLike(Protocol):
+    """What graph/ needs of a sandbox (`bf.Sandbox` in backfeed.sandbox is the real one)."""
+
+    def call(
+        self,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        source: str | None = None,
+        name: str | None = None,
+    ) -> Any: ...
+
+
+def set_default_sandbox(sandbox: SandboxLike | None) -> None:
+    """Run every trainable op without its own `sandbox=` under `sandbox` (None turns it off)."""
+    global _default_sandbox
+    if sandbox is not None and not callable(getattr(sandbox, "call", None)):
+        raise TypeError(
+            f"set_default_sandbox expects a bf.Sandbox (or an object with .call) or None, "
+            f"not {type(sandbox).__name__}"
+        )
+    _default_sandbox = sandbox
+
+
+def get_default_sandbox() -> SandboxLike | None:
+    """The sandbox set by `set_default_sandbox`, or None."""
+    return _default_sandbox
 
 
 class CodeError(Exception):
@@ -25,6 +58,29 @@ class CodeError(Exception):
     def __init__(self, info: ErrorInfo) -> None:
         super().__init__(str(info))
         self.info = info
+
+
+def source_line(source: str | None, lineno: int | None) -> str | None:
+    """Line `lineno` (1-based) of `source`, or None when either is missing or out of range."""
+    if source is None or lineno is None:
+        return None
+    lines = source.splitlines()
+    return lines[lineno - 1] if 1 <= lineno <= len(lines) else None
+
+
+def function_source(fn: Callable[..., Any]) -> tuple[str, int]:
+    """The dedented source of `fn` without decorator lines, and how many lines were removed."""
+    try:
+        lines = textwrap.dedent(inspect.getsource(fn)).splitlines(True)
+    except (OSError, TypeError) as exc:
+        raise TypeError(
+            f"@bf.op(trainable=True) needs the source of {fn.__qualname__}, which Python cannot "
+            "find (functions typed into a REPL or built with exec have none); define it in a file"
+        ) from exc
+    start = 0
+    while start < len(lines) and not lines[start].lstrip().startswith(("def ", "async def ")):
+        start += 1
+    return "".join(lines[start:]), start
 
 
 def code_filename(name: str, source: str) -> str:
@@ -104,13 +160,9 @@ def error_info(
     lineno = None
     if filename is not None:
         lineno = _innermost_line(exc.__traceback__, filename)
-    line = None
     if lineno is not None:
         lineno -= line_offset
-        if source is not None and 1 <= lineno <= len(source.splitlines()):
-            line = source.splitlines()[lineno - 1]
-    message = str(exc) or "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return ErrorInfo(type(exc).__name__, message, lineno, line, parameter)
+    return ErrorInfo.of(exc, lineno=lineno, line=source_line(source, lineno), parameter=parameter)
 
 
 def _innermost_line(tb: TracebackType | None, filename: str) -> int | None:
@@ -127,7 +179,7 @@ def run_code(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     *,
-    sandbox: Any = None,
+    sandbox: SandboxLike | None = None,
     source: str | None = None,
     name: str | None = None,
 ) -> Any:

@@ -8,15 +8,32 @@ from collections.abc import Iterator
 from typing import Any
 
 from .node import Param
-from .op import Op
+from .op import BoundOp, Op
 
 
 class Module:
     """Base class for traced programs. Parameters are found in attributes, lists, dicts,
-    submodules and trainable `@bf.op` methods (each instance owns its own copies).
+    submodules, trainable `@bf.op` methods and trainable ops stored as attributes (each
+    instance owns its own copies of its methods' code).
+
+    Names are qualified by attribute path when an attribute is assigned: a parameter created
+    without a name takes its path (`tools.0.k`), a named one keeps its name within its module
+    (`retrieve.prompt` for `bf.param(..., name="prompt")` in the submodule `retrieve`), so a
+    submodule used twice gives two sets of names. `state_dict()` is keyed by these names.
+    Fill a list or dict of parameters before assigning it: later appends are not renamed.
 
     Subclasses need not call `super().__init__()`.
     """
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        object.__setattr__(self, attr, value)
+        if attr.startswith("_"):
+            return
+        prefix = self.__dict__.get("_bf_prefix", "")  # this module's own path, once attached
+        for _, name, p in _found_in(value, prefix + attr, prefix, set()):
+            p.name = name
+        for path, module in _modules_in(value, prefix + attr, set()):
+            object.__setattr__(module, "_bf_prefix", path + ".")
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
@@ -25,33 +42,41 @@ class Module:
         return self.forward(*args, **kwargs)
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Param]]:
-        """(dotted path, parameter) pairs; an unnamed parameter is named by its path."""
-        yield from self._walk(prefix, set())
+        """(name, parameter) pairs, each parameter once; a name clash is an error."""
+        owners: dict[str, str] = {}
+        for path, _, p in self._found(prefix="", seen=set()):
+            if p.name in owners:
+                raise ValueError(
+                    f"two parameters of {type(self).__name__} are named {p.name!r} (at "
+                    f"{owners[p.name]!r} and {path!r}); give one another name= or leave name= "
+                    "out so the attribute path names it"
+                )
+            owners[p.name] = path
+            yield prefix + p.name, p
 
-    def _walk(self, prefix: str, seen: set[int]) -> Iterator[tuple[str, Param]]:
+    def _found(self, prefix: str, seen: set[int]) -> Iterator[tuple[str, str, Param]]:
+        """(attribute path, qualified name, parameter) for every parameter, by structure."""
         for cls in type(self).__mro__:
             for attr, value in vars(cls).items():
                 if isinstance(value, Op) and value.trainable:
                     code = value.code_for(self)
-                    if id(code) not in seen:
+                    if code is not None and id(code) not in seen:
                         seen.add(id(code))
-                        code.name = prefix + attr  # unique across instances and submodules
-                        yield prefix + attr, code
+                        yield prefix + attr, prefix + attr, code
         for attr, value in vars(self).items():
-            if attr.startswith("_bf_code_"):
-                continue
-            yield from _walk_value(value, prefix + attr, seen)
+            if not attr.startswith("_"):
+                yield from _found_in(value, prefix + attr, prefix, seen)
 
     def parameters(self) -> list[Param]:
         """Every trainable parameter, in a stable order, each once."""
         return [p for _, p in self.named_parameters()]
 
     def state_dict(self) -> dict[str, Any]:
-        """{path: value} for every parameter, ready for json.dumps."""
-        return {path: _copy(p._value) for path, p in self.named_parameters()}
+        """{name: value} for every parameter, ready for json.dumps."""
+        return {name: _copy(p._value) for name, p in self.named_parameters()}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
-        """Set parameters from `state`; unknown or (when strict) missing paths raise KeyError."""
+        """Set parameters from `state`; unknown or (when strict) missing names raise KeyError."""
         params = dict(self.named_parameters())
         unknown = sorted(set(state) - set(params))
         missing = sorted(set(params) - set(state))
@@ -59,9 +84,9 @@ class Module:
             raise KeyError(f"unknown parameter(s) in state: {unknown}; known: {sorted(params)}")
         if strict and missing:
             raise KeyError(f"state is missing parameter(s): {missing}")
-        checked = {path: params[path].validate(_copy(value)) for path, value in state.items()}
-        for path, value in checked.items():  # all or nothing: a bad value leaves every param as is
-            params[path]._value = value
+        checked = {name: params[name].validate(_copy(value)) for name, value in state.items()}
+        for name, value in checked.items():  # all or nothing: a bad value leaves every param as is
+            params[name]._value = value
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the state dict as JSON (never pickle)."""
@@ -81,23 +106,48 @@ class Module:
         self.load_state_dict(state)
 
 
-def _walk_value(value: Any, path: str, seen: set[int]) -> Iterator[tuple[str, Param]]:
+def _found_in(
+    value: Any, path: str, prefix: str, seen: set[int]
+) -> Iterator[tuple[str, str, Param]]:
+    """(attribute path, qualified name, parameter) for the parameters in `value`, held at
+    `path` in a module whose own path is `prefix`: a named parameter is `prefix + name`, an
+    unnamed one its path."""
     if isinstance(value, Param):
         if id(value) not in seen:
             seen.add(id(value))
-            if value.name.startswith("param") and value.name[5:].isdigit():
-                value.name = path  # an auto-named parameter takes its attribute path
-            yield path, value
+            yield path, (path if value.given_name is None else prefix + value.given_name), value
     elif isinstance(value, Module):
         if id(value) not in seen:
             seen.add(id(value))
-            yield from value._walk(path + ".", seen)
+            yield from value._found(path + ".", seen)
+    elif isinstance(value, Op | BoundOp):  # a trainable op stored as an attribute
+        code = value.code
+        if code is not None and id(code) not in seen:
+            seen.add(id(code))
+            yield path, path, code
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            yield from _walk_value(item, f"{path}.{i}", seen)
+            yield from _found_in(item, f"{path}.{i}", prefix, seen)
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _walk_value(item, f"{path}.{key}", seen)
+            yield from _found_in(item, f"{path}.{key}", prefix, seen)
+
+
+def _modules_in(value: Any, path: str, seen: set[int]) -> Iterator[tuple[str, Module]]:
+    """(path, module) for the modules in `value` and in their attributes, at any depth."""
+    if isinstance(value, Module):
+        if id(value) not in seen:
+            seen.add(id(value))
+            yield path, value
+            for attr, item in vars(value).items():
+                if not attr.startswith("_"):
+                    yield from _modules_in(item, f"{path}.{attr}", seen)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _modules_in(item, f"{path}.{i}", seen)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _modules_in(item, f"{path}.{key}", seen)
 
 
 def _copy(value: Any) -> Any:

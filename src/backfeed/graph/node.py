@@ -1,23 +1,64 @@
-"""Nodes of a traced run: values, trainable parameters, feedback and errors."""
+"""Nodes of a traced run: values, trainable parameters, feedback, errors, and the operators
+on nodes (each records one node through `_apply`, as micrograd's `Value` does)."""
 
 from __future__ import annotations
 
 import contextvars
+import inspect
 import itertools
 import math
-from collections.abc import Iterator
+import operator
+import traceback
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .op import OpInfo
+from typing import Any
 
 # Creation order doubles as a topological order: a node's inputs always exist before it.
 _next_id = itertools.count().__next__
 _tracing: contextvars.ContextVar[bool] = contextvars.ContextVar("backfeed_tracing", default=True)
 # Inside an op's body: the parameters whose `.value` the body reads (hidden inputs).
 _reads: contextvars.ContextVar[list | None] = contextvars.ContextVar("backfeed_reads", default=None)
+# Outside op bodies: the parameters behind the last few nodes turned into plain values
+# (f-string, str(), a parameter's .value), so that backward can say where a trace was lost.
+# Bounded and weak: it keeps no graph alive.
+_LOST_KEPT = 16
+_LOST_WALK = 2_000  # nodes searched for the parameters behind a node turned into text
+_lost: contextvars.ContextVar[tuple[tuple[tuple[weakref.ref, ...], str, str], ...]] = (
+    contextvars.ContextVar("backfeed_lost", default=())
+)
+
+
+def _note_lost(node: Node, how: str) -> None:
+    if not _tracing.get():
+        return
+    if isinstance(node, Param):
+        params: list[Node] = [node]
+    else:
+        params, seen, stack = [], {node}, [node]
+        while stack and len(seen) < _LOST_WALK:
+            for child in stack.pop().args:
+                if child not in seen:
+                    seen.add(child)
+                    if isinstance(child, Param):
+                        params.append(child)
+                    elif child.args:
+                        stack.append(child)
+    if params:
+        entry = (tuple(weakref.ref(p) for p in params), how, str(node._value))
+        _lost.set((*_lost.get()[-_LOST_KEPT + 1:], entry))
+
+
+def lost_traces() -> list[tuple[list[Param], str, str]]:
+    """(parameters, how, text) for the recent nodes turned into plain text in this thread or
+    task: the parameters behind each (still alive), how it happened, and the text it gave."""
+    found = []
+    for refs, how, text in _lost.get():
+        params = [p for ref in refs if (p := ref()) is not None]
+        if params:
+            found.append((params, how, text))
+    return found
 
 
 def is_tracing() -> bool:
@@ -89,6 +130,76 @@ class ErrorInfo:
                 where += f": {self.line.strip()}"
         return f"{self.type}: {self.message}{where}"
 
+    @classmethod
+    def of(cls, exc: BaseException, **where: Any) -> ErrorInfo:
+        """Describe `exc` by its type name and message (`where`: lineno, line, parameter)."""
+        message = str(exc) or "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return cls(type(exc).__name__, message, **where)
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """What a prompt says about an operation: its name, signature and docstring."""
+
+    name: str
+    signature: str = ""
+    doc: str = ""
+
+
+class ExecutionError(Exception):
+    """An op raised. `.node` is the error node: call `.node.backward(...)` to learn from it."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(str(node.error))
+        self.node = node
+
+    @property
+    def error(self) -> ErrorInfo:
+        return self.node.error  # type: ignore[return-value]
+
+
+def _apply(info: OpInfo, func: Callable[..., Any], names: tuple[str, ...], *args: Any) -> Any:
+    """Record one built-in operation on nodes (or run it on plain values when not tracing).
+
+    The fast path of the graph: positional arguments, no user code to watch.
+    """
+    if not _tracing.get():
+        return func(*[a._value if isinstance(a, Node) else a for a in args])
+    nodes = tuple(a if isinstance(a, Node) else constant(a) for a in args)
+    try:
+        result = func(*[n._value for n in nodes])
+    except Exception as exc:  # the failure becomes an error node the user can backward on
+        failed = Node(None, op=info, args=nodes, arg_names=names, error=ErrorInfo.of(exc))
+        raise ExecutionError(failed) from exc
+    return Node(result, op=info, args=nodes, arg_names=names)
+
+
+def _binary(name: str, func: Callable[[Any, Any], Any], doc: str) -> tuple[Callable, Callable]:
+    """`node <op> other` and `other <op> node`, each recording one node."""
+    info = OpInfo(name, f"{name}(a, b)", doc)
+
+    def forward(self: Node, other: Any) -> Any:
+        return _apply(info, func, ("a", "b"), self, other)
+
+    def reflected(self: Node, other: Any) -> Any:
+        return _apply(info, func, ("a", "b"), other, self)
+
+    return forward, reflected
+
+
+def _unary(name: str, func: Callable[[Any], Any], doc: str) -> Callable:
+    info = OpInfo(name, f"{name}(a)", doc)
+
+    def forward(self: Node) -> Any:
+        return _apply(info, func, ("a",), self)
+
+    return forward
+
+
+_GETITEM = OpInfo("getitem", "getitem(obj, key)", "obj[key]")
+_LEN = OpInfo("len", "len(obj)", "len(obj)")
+_method_infos: dict[tuple[type, str], OpInfo] = {}
+
 
 class Node:
     """A value in a traced run, with the operation and inputs that produced it.
@@ -133,6 +244,8 @@ class Node:
         reads = _reads.get()
         if reads is not None:
             reads.append(self)
+        elif isinstance(self, Param):  # (an output's .value is read all the time: not noted)
+            _note_lost(self, ".value")
         return self._value
 
     @property
@@ -165,22 +278,43 @@ class Node:
     __hash__ = object.__hash__
 
     # Pickled (to a sandbox worker, a Ray task) without feedback: it would drag whole graphs along.
-    _UNPICKLED = frozenset({"__weakref__", "_feedback", "_outputs"})
-
     def __getstate__(self) -> dict[str, Any]:
         return {
             slot: getattr(self, slot)
             for cls in type(self).__mro__
             for slot in getattr(cls, "__slots__", ())
-            if slot not in Node._UNPICKLED and hasattr(self, slot)
+            if slot not in ("__weakref__", "_feedback") and hasattr(self, slot)
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._feedback = None
-        if isinstance(self, Param):
-            self._outputs = {}
         for slot, value in state.items():
             object.__setattr__(self, slot, value)
+
+    # -- traced operators ------------------------------------------------------------
+    __add__, __radd__ = _binary("add", operator.add, "a + b")
+    __sub__, __rsub__ = _binary("sub", operator.sub, "a - b")
+    __mul__, __rmul__ = _binary("mul", operator.mul, "a * b")
+    __truediv__, __rtruediv__ = _binary("truediv", operator.truediv, "a / b")
+    __floordiv__, __rfloordiv__ = _binary("floordiv", operator.floordiv, "a // b")
+    __mod__, __rmod__ = _binary("mod", operator.mod, "a % b")
+    __pow__, __rpow__ = _binary("pow", operator.pow, "a ** b")
+    __and__, __rand__ = _binary("and", operator.and_, "a & b")
+    __or__, __ror__ = _binary("or", operator.or_, "a | b")
+    __xor__, __rxor__ = _binary("xor", operator.xor, "a ^ b")
+    __lt__ = _binary("lt", operator.lt, "a < b")[0]
+    __le__ = _binary("le", operator.le, "a <= b")[0]
+    __gt__ = _binary("gt", operator.gt, "a > b")[0]
+    __ge__ = _binary("ge", operator.ge, "a >= b")[0]
+    __eq__ = _binary("eq", operator.eq, "a == b")[0]  # type: ignore[assignment]
+    __ne__ = _binary("ne", operator.ne, "a != b")[0]  # type: ignore[assignment]
+    __neg__ = _unary("neg", operator.neg, "-a")
+    __pos__ = _unary("pos", operator.pos, "+a")
+    __abs__ = _unary("abs", operator.abs, "abs(a)")
+    __invert__ = _unary("invert", operator.invert, "~a")
+
+    def __getitem__(self, key: Any) -> Any:
+        return _apply(_GETITEM, operator.getitem, ("obj", "key"), self, key)
 
     def __bool__(self) -> bool:
         return bool(self._value)
@@ -189,9 +323,13 @@ class Node:
         return len(self._value)
 
     def __str__(self) -> str:
+        if _reads.get() is None:
+            _note_lost(self, "str()")
         return str(self._value)
 
     def __format__(self, spec: str) -> str:
+        if _reads.get() is None:
+            _note_lost(self, "an f-string or format()")
         return format(self._value, spec)
 
     def __index__(self) -> int:
@@ -212,8 +350,6 @@ class Node:
 
     def len(self) -> Node:
         """Traced `len(value)` (Python's own `len(node)` must return a plain int)."""
-        from .op import length
-
         return length(self)
 
     def __getattr__(self, attribute: str) -> Any:
@@ -225,9 +361,37 @@ class Node:
             raise AttributeError(
                 f"{type(self._value).__name__} value of node {self!r} has no method {attribute!r}"
             )
-        from .op import method_op
-
         return method_op(self, attribute)
+
+
+def length(obj: Any) -> Any:
+    """Traced `len`: a node holding the length (Python's own `len()` must return an int)."""
+    return _apply(_LEN, len, ("obj",), obj)
+
+
+def method_op(node: Node, attribute: str) -> Callable[..., Any]:
+    """`node.upper()`, `node.split(",")`, `node.get("k")`, ... as traced operations."""
+    key = (type(node._value), attribute)
+    info = _method_infos.get(key)
+    if info is None:
+        qualname = f"{key[0].__name__}.{attribute}"
+        doc = (inspect.getdoc(getattr(key[0], attribute, None)) or "").split("\n")[0]
+        info = _method_infos[key] = OpInfo(qualname, f"{qualname}(self, ...)", doc)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        names = ("self", *(f"arg{i}" for i in range(len(args))), *kwargs)
+        return _apply(
+            info,
+            lambda obj, *rest: getattr(obj, attribute)(
+                *rest[: len(args)], **dict(zip(kwargs, rest[len(args):]))
+            ),
+            names,
+            node,
+            *args,
+            *kwargs.values(),
+        )
+
+    return call
 
 
 _KINDS: dict[type, str] = {
@@ -245,7 +409,7 @@ _auto_names = itertools.count()
 class Param(Node):
     """A trainable node: its value may change, within its type, bounds and choices."""
 
-    __slots__ = ("_outputs", "bounds", "choices", "constraint", "description", "kind")
+    __slots__ = ("_outputs", "bounds", "choices", "constraint", "description", "given_name", "kind")
 
     def __init__(
         self,
@@ -268,6 +432,7 @@ class Param(Node):
         self.description = description
         self.constraint = constraint
         self._outputs: dict[int, Node] = {}
+        self.given_name = name  # None: a `bf.Module` names it by its attribute path
         super().__init__(None, name=name or f"param{next(_auto_names)}")
         self._value = self.validate(value)
 
@@ -317,6 +482,16 @@ class Param(Node):
         """Forget feedback (and release the graphs it kept alive)."""
         for out in self._outputs.values():
             out._feedback = None
+        self._outputs = {}
+
+    # Pickled with its value and settings, not the outputs that got feedback (whole graphs).
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        del state["_outputs"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
         self._outputs = {}
 
     def __repr__(self) -> str:

@@ -4,36 +4,28 @@ from __future__ import annotations
 
 import functools
 import inspect
-import operator
-import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from .execute import CodeError, FunctionCache, code_filename, error_info, run_code
-from .node import ErrorInfo, Node, Param, _reads, _tracing, constant
-
-
-class ExecutionError(Exception):
-    """An op raised. `.node` is the error node: call `.node.backward(...)` to learn from it."""
-
-    def __init__(self, node: Node) -> None:
-        super().__init__(str(node.error))
-        self.node = node
-
-    @property
-    def error(self) -> ErrorInfo:
-        return self.node.error  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class OpInfo:
-    """What a prompt says about an operation: its name, signature and docstring."""
-
-    name: str
-    signature: str = ""
-    doc: str = ""
-
+from .execute import (
+    FunctionCache,
+    code_filename,
+    error_info,
+    function_source,
+    get_default_sandbox,
+    run_code,
+)
+from .node import (
+    ErrorInfo,
+    ExecutionError,
+    Node,
+    OpInfo,
+    Param,
+    _apply,
+    _reads,
+    _tracing,
+    constant,
+)
 
 # -- the shared recording step ---------------------------------------------------------
 
@@ -108,81 +100,7 @@ def _add_hidden_inputs(
                 inputs.append((read.name or f"read{len(inputs)}", read))
 
 
-def _apply(info: OpInfo, func: Callable[..., Any], names: tuple[str, ...], *args: Any) -> Any:
-    """Fast path for built-in operators: positional arguments, no user code to watch."""
-    if not _tracing.get():
-        return func(*[a._value if isinstance(a, Node) else a for a in args])
-    nodes = tuple(a if isinstance(a, Node) else constant(a) for a in args)
-    try:
-        result = func(*[n._value for n in nodes])
-    except Exception as exc:
-        return _finish(info, list(zip(names, nodes)), None, None, exc, None, None)
-    return Node(result, op=info, args=nodes, arg_names=names)
-
-
-# -- operators on nodes -------------------------------------------------------------------
-
-def _binary(name: str, func: Callable[[Any, Any], Any], doc: str) -> tuple[Callable, Callable]:
-    info = OpInfo(name, f"{name}(a, b)", doc)
-    names = ("a", "b")
-
-    def forward(self: Node, other: Any) -> Any:
-        return _apply(info, func, names, self, other)
-
-    def reflected(self: Node, other: Any) -> Any:
-        return _apply(info, func, names, other, self)
-
-    return forward, reflected
-
-
-_BINARY = {
-    "add": (operator.add, "a + b"),
-    "sub": (operator.sub, "a - b"),
-    "mul": (operator.mul, "a * b"),
-    "truediv": (operator.truediv, "a / b"),
-    "floordiv": (operator.floordiv, "a // b"),
-    "mod": (operator.mod, "a % b"),
-    "pow": (operator.pow, "a ** b"),
-    "and": (operator.and_, "a & b"),
-    "or": (operator.or_, "a | b"),
-    "xor": (operator.xor, "a ^ b"),
-}
-for _name, (_func, _doc) in _BINARY.items():
-    _fwd, _refl = _binary(_name, _func, _doc)
-    setattr(Node, f"__{_name}__", _fwd)
-    setattr(Node, f"__r{_name}__", _refl)
-
-for _name, _func, _doc in [
-    ("lt", operator.lt, "a < b"),
-    ("le", operator.le, "a <= b"),
-    ("gt", operator.gt, "a > b"),
-    ("ge", operator.ge, "a >= b"),
-    ("eq", operator.eq, "a == b"),
-    ("ne", operator.ne, "a != b"),
-]:
-    setattr(Node, f"__{_name}__", _binary(_name, _func, _doc)[0])
-
-for _name, _func, _doc in [
-    ("neg", operator.neg, "-a"),
-    ("pos", operator.pos, "+a"),
-    ("abs", operator.abs, "abs(a)"),
-    ("invert", operator.invert, "~a"),
-]:
-    def _unary(self: Node, _info=OpInfo(_name, f"{_name}(a)", _doc), _f=_func) -> Any:
-        return _apply(_info, _f, ("a",), self)
-
-    setattr(Node, f"__{_name}__", _unary)
-
-_GETITEM = OpInfo("getitem", "getitem(obj, key)", "obj[key]")
-Node.__getitem__ = lambda self, key: _apply(_GETITEM, operator.getitem, ("obj", "key"), self, key)
-
-_LEN = OpInfo("len", "len(obj)", "len(obj)")
 _FORMAT = OpInfo("format", "format(template, **values)", "template.format(**values)")
-
-
-def length(obj: Any) -> Any:
-    """Traced `len`: a node holding the length (Python's own `len()` must return an int)."""
-    return _apply(_LEN, len, ("obj",), obj)
 
 
 def format(template: Any, **values: Any) -> Any:
@@ -201,50 +119,7 @@ def format(template: Any, **values: Any) -> Any:
     )
 
 
-_method_infos: dict[tuple[type, str], OpInfo] = {}
-
-
-def method_op(node: Node, attribute: str) -> Callable[..., Any]:
-    """`node.upper()`, `node.split(",")`, `node.get("k")`, ... as traced operations."""
-    key = (type(node._value), attribute)
-    info = _method_infos.get(key)
-    if info is None:
-        qualname = f"{key[0].__name__}.{attribute}"
-        doc = (inspect.getdoc(getattr(key[0], attribute, None)) or "").split("\n")[0]
-        info = _method_infos[key] = OpInfo(qualname, f"{qualname}(self, ...)", doc)
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        names = ("self", *(f"arg{i}" for i in range(len(args))), *kwargs)
-        return _apply(
-            info,
-            lambda obj, *rest: getattr(obj, attribute)(
-                *rest[: len(args)], **dict(zip(kwargs, rest[len(args):]))
-            ),
-            names,
-            node,
-            *args,
-            *kwargs.values(),
-        )
-
-    return call
-
-
 # -- user operations -----------------------------------------------------------------------
-
-def function_source(fn: Callable[..., Any]) -> tuple[str, int]:
-    """The dedented source of `fn` without decorator lines, and how many lines were removed."""
-    try:
-        lines = textwrap.dedent(inspect.getsource(fn)).splitlines(True)
-    except (OSError, TypeError) as exc:
-        raise TypeError(
-            f"@bf.op(trainable=True) needs the source of {fn.__qualname__}, which Python cannot "
-            "find (functions typed into a REPL or built with exec have none); define it in a file"
-        ) from exc
-    start = 0
-    while start < len(lines) and not lines[start].lstrip().startswith(("def ", "async def ")):
-        start += 1
-    return "".join(lines[start:]), start
-
 
 class Op:
     """A traced operation: calling it records one node whose inputs are its node arguments."""
@@ -351,11 +226,7 @@ class Op:
             function = self._functions.get(
                 code._value, self.fn.__name__, self.fn.__globals__, code.name
             )
-        sandbox = self.sandbox
-        if sandbox is None:
-            from .sandbox import get_default_sandbox
-
-            sandbox = get_default_sandbox()
+        sandbox = self.sandbox if self.sandbox is not None else get_default_sandbox()
         return run_code(
             function, args, kwargs, sandbox=sandbox or None, source=code._value,
             name=self.fn.__name__,
@@ -455,4 +326,4 @@ def op(
     return wrap(fn) if fn is not None else wrap
 
 
-__all__ = ["CodeError", "ExecutionError", "Op", "OpInfo", "format", "length", "op"]
+__all__ = ["BoundOp", "Op", "format", "op"]

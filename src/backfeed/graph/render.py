@@ -144,13 +144,13 @@ def render(
     renderer = _Renderer(subgraph, names, max_value_chars)
     if budget_tokens is None:
         text = renderer.text()
-        return Rendering(text, estimate_tokens(text), renderer.elided, names)
+        return Rendering(text, estimate_tokens(text), renderer.elided, renderer.names)
     budget_chars = budget_tokens * CHARS_PER_TOKEN
     while True:
         text = renderer.fit(budget_chars, budget_tokens)
         tokens = estimate_tokens(text)
         if tokens <= budget_tokens:
-            return Rendering(text, tokens, renderer.elided, names)
+            return Rendering(text, tokens, renderer.elided, renderer.names)
         # digit-heavy text has more tokens per character: fit again into fewer characters
         budget_chars = int(budget_chars * budget_tokens / tokens * 0.95)
         renderer = _Renderer(subgraph, names, max_value_chars)
@@ -187,9 +187,10 @@ class _Renderer:
 
     def __init__(self, subgraph: Subgraph, names: dict[int, str], max_value_chars: int) -> None:
         self.subgraph = subgraph
-        self.names = names
+        self.names = names = dict(names)  # long constants get names here; the caller's stay
         self.value_chars = max_value_chars
         self.elided: list[str] = []
+        self.values_dropped = 0  # how many lines lost their value, for the elision note
         self.docs: dict[str, str] = {}
         self.inline: dict[int, str] = {}
         self.show_docs = True
@@ -375,16 +376,15 @@ class _Renderer:
             over = self._graph_len(float("inf")) - room
             distance, nodes = self.subgraph.distance, self.nodes
             dropped = []
-            for i in sorted(self._droppable(), key=lambda i: -distance.get(id(nodes[i]), 0)):
+            for i in sorted(self._droppable(), key=lambda i: -distance.get(nodes[i], 0)):
                 if over <= 0:
                     break
                 over -= len(self.values[i])
                 self.values[i] = ""
                 dropped.append(i)
         if dropped:
-            previous = next((e for e in self.elided if e.startswith("values of")), None)
-            total = len(dropped) + (int(previous.split()[2]) if previous else 0)
-            self._note("values of", f"{total} nodes far from the parameters")
+            self.values_dropped += len(dropped)
+            self._note("values of", f"{self.values_dropped} nodes far from the parameters")
 
     def _runs(self) -> list[tuple[int, int, int]]:
         """(start, end, period) of every run of a repeated op pattern (period up to 4)."""
@@ -466,7 +466,7 @@ class _Renderer:
         # nearest first; among equals the later line (dropping went furthest, then earliest)
         order = sorted(
             (pos for pos, item in enumerate(items) if type(item) is str or item not in keep),
-            key=lambda pos: (0 if type(items[pos]) is str else distance.get(id(nodes[items[pos]]), 0),
+            key=lambda pos: (0 if type(items[pos]) is str else distance.get(nodes[items[pos]], 0),
                              -pos),
         )
         kept: set[int] = set()

@@ -6,23 +6,11 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .node import Feedback, Node, Param
+from .node import Feedback, Node, Param, lost_traces
 
 
 class NoTrainableAncestor(ValueError):
     """backward() was called on an output that no parameter influenced."""
-
-
-def ancestors(outputs: Iterable[Node]) -> dict[int, Node]:
-    """Every node the outputs depend on, themselves included (iterative, visits each once)."""
-    seen: dict[int, Node] = {id(o): o for o in outputs}
-    stack = list(seen.values())
-    while stack:
-        for child in stack.pop().args:
-            if id(child) not in seen:
-                seen[id(child)] = child
-                stack.append(child)
-    return seen
 
 
 def trainable_ancestors(output: Node) -> list[Param]:
@@ -48,7 +36,7 @@ def backward(output: Node, feedback: Feedback | str | float | int) -> list[Param
     if not params:
         raise NoTrainableAncestor(
             f"backward() on {output!r}: no trainable parameter influenced this output. "
-            "Pass parameters into @bf.op functions (or read them there) so the trace reaches them."
+            + _trace_loss_hint(output)
         )
     if output._feedback is None:
         output._feedback = []
@@ -56,6 +44,41 @@ def backward(output: Node, feedback: Feedback | str | float | int) -> list[Param
     for p in params:
         p._outputs[id(output)] = output
     return params
+
+
+_COMMON_CAUSES = (
+    "Common causes: an f-string, str() or .value on a parameter or a node gives plain text "
+    "and drops the trace; build text with bf.format(\"{a} {b}\", a=node, b=...) instead, and "
+    "pass parameters (or nodes computed from them) as arguments to @bf.op functions."
+)
+
+
+def _trace_loss_hint(output: Node) -> str:
+    """Name the parameters whose text reached `output` through an f-string, str() or .value."""
+    texts = []  # the plain values that entered the graph of `output` as constants
+    seen, stack = {output}, [output]
+    while stack:
+        n = stack.pop()
+        if n.op is None and not n.args and isinstance(n._value, str):
+            texts.append(n._value)
+        for child in n.args:
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    causes: dict[str, str] = {}
+    for params, how, text in reversed(lost_traces()):  # the most recent loss first
+        if len(text) >= 3 and any(text in t for t in texts):
+            for p in params:
+                causes.setdefault(p.name, how)
+    if not causes:
+        return _COMMON_CAUSES
+    lost = ", ".join(f"{name!r} (through {how})" for name, how in causes.items())
+    return (
+        f"The trace was lost: the text of parameter(s) {lost} reached this output as a plain "
+        "value, which copies the text and drops the trace. Build the text with "
+        "bf.format(\"...{p}...\", p=param) or pass the parameter into a @bf.op function, so "
+        "the trace reaches it."
+    )
 
 
 def zero_feedback(params: Iterable[Param]) -> None:
@@ -68,14 +91,14 @@ def zero_feedback(params: Iterable[Param]) -> None:
 class Subgraph:
     """Nodes on a path from a parameter to an output with feedback, plus their direct inputs.
 
-    `nodes` is in topological order; `distance` maps id(node) to the number of steps from the
+    `nodes` is in topological order; `distance` maps each node to the number of steps from the
     nearest parameter (inputs that are not on a path get their consumer's distance + 1).
     """
 
     params: list[Param]
     outputs: list[Node]
     nodes: list[Node]
-    distance: dict[int, int]
+    distance: dict[Node, int]
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -124,29 +147,28 @@ def minimal_subgraph(params: Iterable[Param], outputs: Iterable[Node] | None = N
     # Depth-first post-order from the outputs (in the order they got feedback), inputs in
     # argument order: a topological order that does not depend on which thread made a node.
     ordered = _postorder(outputs)
-    param_ids = {id(p) for p in params}
-    distance: dict[int, int] = {}  # first the nodes on a path, then their direct inputs
+    param_set = set(params)
+    distance: dict[Node, int] = {}  # first the nodes on a path, then their direct inputs
     on_path: list[Node] = []
     get = distance.get
     for n in ordered:
-        key = id(n)
-        if key in param_ids:
+        if n in param_set:
             d = 0
         else:
             d = 0
             for child in n.args:
-                dc = get(id(child))
+                dc = get(child)
                 if dc is not None and (d == 0 or dc < d - 1):
                     d = dc + 1
             if d == 0:
                 continue
-        distance[key] = d
+        distance[n] = d
         on_path.append(n)
-    kept_params = [p for p in params if id(p) in distance]
-    kept_outputs = [o for o in outputs if id(o) in distance]
+    kept_params = [p for p in params if p in distance]
+    kept_outputs = [o for o in outputs if o in distance]
     for n in on_path:
-        d = distance[id(n)] + 1
+        d = distance[n] + 1
         for child in n.args:
-            if id(child) not in distance:
-                distance[id(child)] = d
-    return Subgraph(kept_params, kept_outputs, [n for n in ordered if id(n) in distance], distance)
+            if child not in distance:
+                distance[child] = d
+    return Subgraph(kept_params, kept_outputs, [n for n in ordered if n in distance], distance)

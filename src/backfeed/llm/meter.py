@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._tokens import estimate_tokens
 from ..budget import Budget, BudgetExceeded
-from .base import LLM, BaseLLM, Completion, Message
+from .base import LLM, Completion, Message
+from .wrap import Wrapper
+
+ROLES = ("optimizer", "judge", "program")  # who made a call: the optimizer, a judge, the program
 
 
 @dataclass
-class Spend:
-    """What calls have used so far. Thread-safe through its owner's lock."""
+class Tally:
+    """Calls, tokens and dollars of one kind of call."""
 
     calls: int = 0
     cached_calls: int = 0
@@ -25,23 +28,79 @@ class Spend:
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def count(self, prompt_tokens: int, completion_tokens: int, usd: float, cached: bool) -> None:
+        """Add one call; a cached answer is a call of no tokens and no cost."""
+        self.calls += 1
+        if cached:
+            self.cached_calls += 1
+            return
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        self.usd += usd
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "tokens": self.tokens}
+        return {"calls": self.calls, "cached_calls": self.cached_calls,
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "usd": self.usd, "tokens": self.tokens}
 
 
-class Metered(BaseLLM):
+@dataclass
+class Spend(Tally):
+    """What calls have used so far, in total and per role (see `ROLES`). Thread-safe.
+
+    The one place spend is built: `Metered` adds each call as it is paid, and a resumed run
+    rebuilds it from the stored calls with `from_calls`.
+    """
+
+    by_role: dict[str, Tally] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, completion: Completion, role: str = "optimizer") -> None:
+        """Count one answered call made in `role`."""
+        self.add_call(completion.usage.prompt_tokens, completion.usage.completion_tokens,
+                      completion.cost_usd, completion.cached, role)
+
+    def add_call(self, prompt_tokens: int, completion_tokens: int, usd: float, cached: bool,
+                 role: str = "optimizer") -> None:
+        if role not in ROLES:
+            raise ValueError(f"unknown spend role {role!r}; one of {ROLES}")
+        with self._lock:
+            self.count(prompt_tokens, completion_tokens, usd, cached)
+            self.by_role.setdefault(role, Tally()).count(prompt_tokens, completion_tokens, usd,
+                                                         cached)
+
+    @classmethod
+    def from_calls(cls, calls: Any) -> Spend:
+        """The spend of stored calls (records with tokens, cost, `cached` and `role`)."""
+        spend = cls()
+        for c in calls:
+            spend.add_call(c.prompt_tokens, c.completion_tokens, c.cost_usd, c.cached,
+                           getattr(c, "role", "optimizer"))
+        return spend
+
+    def to_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {**super().to_dict(),
+                    "by_role": {r: t.to_dict() for r, t in sorted(self.by_role.items())}}
+
+
+class Metered(Wrapper):
     """Count calls, tokens and dollars; raise `BudgetExceeded` instead of a call past the budget.
 
     The check happens before the call, with the prompt's estimated tokens (plus `max_tokens`
     when given) and, for dollars, the average cost of a paid call so far. Cached answers are
-    counted as calls of no tokens and no cost. Several `Metered` wrappers may share one `Spend`.
+    counted as calls of no tokens and no cost. Several `Metered` wrappers may share one `Spend`
+    (and so one budget); each counts its calls under its `role`.
     """
 
-    def __init__(self, llm: LLM, budget: Budget | None = None, spend: Spend | None = None) -> None:
-        self.llm = llm
+    def __init__(self, llm: LLM, budget: Budget | None = None, spend: Spend | None = None,
+                 *, role: str = "optimizer") -> None:
+        super().__init__(llm)
+        if role not in ROLES:
+            raise ValueError(f"unknown spend role {role!r}; one of {ROLES}")
         self.budget = budget or Budget()
-        self.spend = spend or Spend()
-        self.model = getattr(llm, "model", "")
+        self.spend = spend if spend is not None else Spend()
+        self.role = role
         self._lock = threading.Lock()
         self._reserved_calls = 0
 
@@ -69,40 +128,32 @@ class Metered(BaseLLM):
                 )
 
     def record(self, completion: Completion) -> None:
-        with self._lock:
-            self._add(completion)
+        """Count a call made outside `complete` (e.g. answered by another path)."""
+        self.spend.add(completion, self.role)
 
-    def _add(self, completion: Completion) -> None:
-        self.spend.calls += 1
-        if completion.cached:
-            self.spend.cached_calls += 1
-            return
-        self.spend.prompt_tokens += completion.usage.prompt_tokens
-        self.spend.completion_tokens += completion.usage.completion_tokens
-        self.spend.usd += completion.cost_usd
-
-    def complete(
-        self,
-        messages: list[Message],
-        *,
-        json_schema: dict[str, Any] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
+    def _reserve(self, messages: list[Message], options: dict[str, Any]) -> None:
         with self._lock:
-            self.check(messages, max_tokens)
+            self.check(messages, options.get("max_tokens"))
             self._reserved_calls += 1  # concurrent callers cannot jointly pass llm_calls
+
+    def _release(self) -> None:
+        with self._lock:
+            self._reserved_calls -= 1
+
+    def call(self, messages: list[Message], options: dict[str, Any]) -> Completion:
+        self._reserve(messages, options)
         try:
-            completion = self.llm.complete(
-                messages,
-                json_schema=json_schema,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                seed=seed,
-            )
+            completion = self.llm.complete(messages, **options)
         finally:
-            with self._lock:
-                self._reserved_calls -= 1
+            self._release()
+        self.record(completion)
+        return completion
+
+    async def acall(self, messages: list[Message], options: dict[str, Any]) -> Completion:
+        self._reserve(messages, options)
+        try:
+            completion = await self.llm.acomplete(messages, **options)
+        finally:
+            self._release()
         self.record(completion)
         return completion

@@ -54,7 +54,7 @@ class TextGrad(Optimizer):
         ops: list[Node] = [n for n in subgraph.nodes if n.op is not None and id(n) in names]
         capacity = self.batch_size * self.max_gradient_calls - len(self.params)
         if len(ops) > max(capacity, 0):
-            keep = {id(n) for n in sorted(ops, key=lambda n: subgraph.distance.get(id(n), 0))
+            keep = {id(n) for n in sorted(ops, key=lambda n: subgraph.distance.get(n, 0))
                     [: max(capacity, 0)]}
             ops = [n for n in ops if id(n) in keep]
         order = [names[id(n)] for n in reversed(ops)] + [p.name for p in self.params]

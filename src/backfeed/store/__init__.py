@@ -1,7 +1,9 @@
 """The run store: every run, step, candidate, evaluation, LLM call and decision, in SQLite."""
 
 from .mlflow_export import export_mlflow
+from .pareto import pareto_wins
 from .runstore import (
+    ROLES,
     CandidateRecord,
     ComparisonRecord,
     DecisionRecord,
@@ -18,6 +20,7 @@ from .runstore import (
 )
 
 __all__ = [
+    "ROLES",
     "CandidateRecord",
     "ComparisonRecord",
     "DecisionRecord",
@@ -30,6 +33,7 @@ __all__ = [
     "UnknownRun",
     "default_store_path",
     "export_mlflow",
+    "pareto_wins",
     "to_json",
     "values_hash",
 ]

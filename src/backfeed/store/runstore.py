@@ -18,13 +18,18 @@ Schema (every JSON column holds text written by `json.dumps`; times are Unix sec
                  example_index): a candidate is never evaluated twice on one example
     llm_calls    id PK, run_id, step, request_hash, occurrence, model, messages JSON, options
                  JSON, answer, prompt_tokens, completion_tokens, cost_usd, cached 0/1, seconds,
-                 created_at; UNIQUE (run_id, step, request_hash, occurrence): resume replays it
+                 created_at, role ('optimizer' | 'judge' | 'program'; stores of schema 1 gain
+                 it as 'optimizer'); UNIQUE (run_id, step, request_hash, occurrence): resume
+                 replays it
     decisions    (run_id, step, candidate_id) PK, accepted 0/1, reason, parent_score,
                  child_score, created_at
     step_reports (run_id, step, seq) PK, candidate_id, report JSON (`StepReport.to_dict()`:
                  prompts, answers, proposed and applied values, rejected suggestions with reasons)
     comparisons  id PK, run_id, step, candidate_a, candidate_b, example_index, winner
                  ('a' | 'b' | 'tie'), reason, created_at (pairwise mode)
+
+Every statement names its columns, and each record is built from its dataclass's fields by
+column name, so the order of columns matters nowhere.
 
 Writers go through one `RunStore` per process (a lock serialises them); readers may open the
 same file from other threads or processes at any time (`RunStore(path, readonly=True)` never
@@ -41,11 +46,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+ROLES = ("optimizer", "judge", "program")
+_R = TypeVar("_R")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -78,7 +85,7 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     request_hash TEXT NOT NULL, occurrence INTEGER NOT NULL, model TEXT, messages TEXT NOT NULL,
     options TEXT NOT NULL, answer TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, cached INTEGER NOT NULL,
-    seconds REAL NOT NULL, created_at REAL NOT NULL,
+    seconds REAL NOT NULL, created_at REAL NOT NULL, role TEXT NOT NULL DEFAULT 'optimizer',
     UNIQUE (run_id, step, request_hash, occurrence)
 );
 CREATE TABLE IF NOT EXISTS decisions (
@@ -96,6 +103,12 @@ CREATE TABLE IF NOT EXISTS comparisons (
     winner TEXT NOT NULL, reason TEXT NOT NULL, created_at REAL NOT NULL
 );
 """
+# Columns added after schema 1, with their definitions: `RunStore` adds them to an older file.
+_ADDED_COLUMNS = {("llm_calls", "role"): "TEXT NOT NULL DEFAULT 'optimizer'"}
+# Columns stored as JSON text, and columns stored as 0/1, in every table.
+_JSON_COLUMNS = frozenset({"config", "spend", "state", "parents", "values", "val_scores",
+                           "details", "messages", "options", "report"})
+_BOOL_COLUMNS = frozenset({"accepted", "cached"})
 
 
 def default_store_path() -> Path:
@@ -119,6 +132,42 @@ def values_hash(values: dict[str, Any]) -> str:
 
 def _load(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def _encode(column: str, value: Any) -> Any:
+    if column in _JSON_COLUMNS:
+        return None if value is None else to_json(value)
+    if column in _BOOL_COLUMNS:
+        return int(value)
+    return value
+
+
+def _insert(db: sqlite3.Connection, table: str, row: dict[str, Any], *, replace: bool = True
+            ) -> None:
+    """Insert `row` ({column: Python value}) by column name; JSON and 0/1 columns encoded."""
+    names = ", ".join(f'"{column}"' for column in row)
+    marks = ", ".join(f":{column}" for column in row)
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    db.execute(f"{verb} INTO {table} ({names}) VALUES ({marks})",
+               {column: _encode(column, value) for column, value in row.items()})
+
+
+def _record(cls: type[_R], row: sqlite3.Row) -> _R:
+    """Build a record from the row's columns of the same names (a column an older store
+    lacks takes the field's default)."""
+    present = row.keys()
+    values: dict[str, Any] = {}
+    for field in fields(cls):  # type: ignore[arg-type]
+        if field.name in present:
+            value = row[field.name]
+            if field.name in _JSON_COLUMNS:
+                value = _load(value)
+            elif field.name in _BOOL_COLUMNS:
+                value = bool(value)
+            values[field.name] = value
+        elif field.default is MISSING:
+            raise KeyError(f"the run store has no column {field.name!r} for {cls.__name__}")
+    return cls(**values)
 
 
 # -- records returned by the read API ------------------------------------------------------
@@ -203,6 +252,7 @@ class LLMCallRecord:
     cached: bool
     seconds: float
     created_at: float
+    role: str = "optimizer"
 
 
 @dataclass(frozen=True)
@@ -264,13 +314,23 @@ class RunStore:
         if readonly:  # for dashboards and the CLI: never creates or changes anything
             if not self.path.exists():
                 raise FileNotFoundError(f"no run store at {self.path}")
+            tables = self._db().execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if "runs" not in {row["name"] for row in tables}:
+                self.close()
+                raise FileNotFoundError(
+                    f"{self.path} is not a backfeed run store (it has no runs table)"
+                )
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._write_lock:
             self._db().executescript(_SCHEMA)  # executescript manages its own transaction
         with self._write() as db:
+            for (table, column), definition in _ADDED_COLUMNS.items():
+                present = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
+                if column not in present:  # a store written by an older backfeed
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
             db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
 
@@ -321,11 +381,9 @@ class RunStore:
         run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + os.urandom(3).hex()
         now = time.time()
         with self._write() as db:
-            db.execute(
-                "INSERT INTO runs (id, name, status, config, created_at, updated_at) "
-                "VALUES (?, ?, 'running', ?, ?, ?)",
-                (run_id, name, to_json(config), now, now),
-            )
+            _insert(db, "runs", {"id": run_id, "name": name, "status": "running",
+                                 "config": config, "created_at": now, "updated_at": now},
+                    replace=False)
         return run_id
 
     _RUN_FIELDS = frozenset(
@@ -342,7 +400,7 @@ class RunStore:
             self._update_run(db, run_id, fields)
 
     def _update_run(self, db: sqlite3.Connection, run_id: str, fields: dict[str, Any]) -> None:
-        values = {k: to_json(v) if k in ("config", "spend", "state") else v for k, v in fields.items()}
+        values = {k: _encode(k, v) for k, v in fields.items()}
         values["updated_at"] = time.time()
         assignments = ", ".join(f"{k} = ?" for k in values)
         cursor = db.execute(
@@ -367,11 +425,11 @@ class RunStore:
     ) -> None:
         """Finish a step: its row and the run's resumable state, in one transaction."""
         with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, step, to_json(parents), candidate, int(accepted), best_score,
-                 to_json(spend), started_at, time.time()),
-            )
+            _insert(db, "steps", {
+                "run_id": run_id, "step": step, "parents": parents, "candidate": candidate,
+                "accepted": accepted, "best_score": best_score, "spend": spend,
+                "started_at": started_at, "finished_at": time.time(),
+            })
             self._update_run(
                 db, run_id,
                 {"step": step, "best_score": best_score, "best_candidate": best_candidate,
@@ -407,12 +465,12 @@ class RunStore:
         val_scores: list[float] | None = None,
     ) -> None:
         with self._write() as db:
-            db.execute(
-                'INSERT OR REPLACE INTO candidates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-                (run_id, candidate_id, step, to_json(values), values_hash(values),
-                 to_json(parents), origin, status, val_score,
-                 None if val_scores is None else to_json(val_scores), time.time()),
-            )
+            _insert(db, "candidates", {
+                "run_id": run_id, "id": candidate_id, "step": step, "values": values,
+                "values_hash": values_hash(values), "parents": parents, "origin": origin,
+                "status": status, "val_score": val_score, "val_scores": val_scores,
+                "created_at": time.time(),
+            })
 
     def update_candidate(
         self,
@@ -429,14 +487,15 @@ class RunStore:
         if val_score is not None:
             fields["val_score"] = val_score
         if val_scores is not None:
-            fields["val_scores"] = to_json(val_scores)
+            fields["val_scores"] = val_scores
         if not fields:
             return
-        assignments = ", ".join(f"{k} = ?" for k in fields)
+        assignments = ", ".join(f"{k} = :{k}" for k in fields)
         with self._write() as db:
             db.execute(
-                f"UPDATE candidates SET {assignments} WHERE run_id = ? AND id = ?",
-                (*fields.values(), run_id, candidate_id),
+                f"UPDATE candidates SET {assignments} WHERE run_id = :run_id AND id = :id",
+                {**{k: _encode(k, v) for k, v in fields.items()}, "run_id": run_id,
+                 "id": candidate_id},
             )
 
     def add_evaluation(
@@ -457,14 +516,12 @@ class RunStore:
         seconds: float = 0.0,
     ) -> None:
         with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO evaluations (run_id, candidate_id, values_hash, split, "
-                "example_index, example, output, score, feedback, details, error, stdout, "
-                "seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, candidate_id, values_hash, split, example_index, example, output,
-                 score, feedback, None if details is None else to_json(details), error, stdout,
-                 seconds, time.time()),
-            )
+            _insert(db, "evaluations", {
+                "run_id": run_id, "candidate_id": candidate_id, "values_hash": values_hash,
+                "split": split, "example_index": example_index, "example": example,
+                "output": output, "score": score, "feedback": feedback, "details": details,
+                "error": error, "stdout": stdout, "seconds": seconds, "created_at": time.time(),
+            })
 
     def find_evaluation(
         self, run_id: str, values_hash: str, split: str, example_index: int
@@ -475,7 +532,7 @@ class RunStore:
             "AND example_index = ?",
             (run_id, values_hash, split, example_index),
         ).fetchone()
-        return None if row is None else _evaluation(row)
+        return None if row is None else _record(EvaluationRecord, row)
 
     def add_llm_call(
         self,
@@ -493,16 +550,19 @@ class RunStore:
         cost_usd: float,
         cached: bool,
         seconds: float,
+        role: str = "optimizer",
     ) -> None:
+        """Record one model call; `role` says who made it: one of `ROLES`."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, not {role!r}")
         with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO llm_calls (run_id, step, request_hash, occurrence, model, "
-                "messages, options, answer, prompt_tokens, completion_tokens, cost_usd, cached, "
-                "seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, step, request_hash, occurrence, model, to_json(messages),
-                 to_json(options), answer, prompt_tokens, completion_tokens, cost_usd,
-                 int(cached), seconds, time.time()),
-            )
+            _insert(db, "llm_calls", {
+                "run_id": run_id, "step": step, "request_hash": request_hash,
+                "occurrence": occurrence, "model": model, "messages": messages,
+                "options": options, "answer": answer, "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens, "cost_usd": cost_usd, "cached": cached,
+                "seconds": seconds, "created_at": time.time(), "role": role,
+            })
 
     def find_llm_call(
         self, run_id: str, step: int, request_hash: str, occurrence: int
@@ -512,7 +572,7 @@ class RunStore:
             "AND occurrence = ?",
             (run_id, step, request_hash, occurrence),
         ).fetchone()
-        return None if row is None else _llm_call(row)
+        return None if row is None else _record(LLMCallRecord, row)
 
     def add_decision(
         self,
@@ -526,20 +586,20 @@ class RunStore:
         child_score: float | None = None,
     ) -> None:
         with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, step, candidate_id, int(accepted), reason, parent_score, child_score,
-                 time.time()),
-            )
+            _insert(db, "decisions", {
+                "run_id": run_id, "step": step, "candidate_id": candidate_id,
+                "accepted": accepted, "reason": reason, "parent_score": parent_score,
+                "child_score": child_score, "created_at": time.time(),
+            })
 
     def add_step_report(
         self, run_id: str, *, step: int, seq: int, candidate_id: int | None, report: dict[str, Any]
     ) -> None:
         with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO step_reports VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, step, seq, candidate_id, to_json(report), time.time()),
-            )
+            _insert(db, "step_reports", {
+                "run_id": run_id, "step": step, "seq": seq, "candidate_id": candidate_id,
+                "report": report, "created_at": time.time(),
+            })
 
     def add_comparison(
         self,
@@ -555,12 +615,11 @@ class RunStore:
         if winner not in ("a", "b", "tie"):
             raise ValueError(f"winner must be 'a', 'b' or 'tie', not {winner!r}")
         with self._write() as db:
-            db.execute(
-                "INSERT INTO comparisons (run_id, step, candidate_a, candidate_b, example_index, "
-                "winner, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, step, candidate_a, candidate_b, example_index, winner, reason,
-                 time.time()),
-            )
+            _insert(db, "comparisons", {
+                "run_id": run_id, "step": step, "candidate_a": candidate_a,
+                "candidate_b": candidate_b, "example_index": example_index, "winner": winner,
+                "reason": reason, "created_at": time.time(),
+            }, replace=False)
 
     # -- reading ----------------------------------------------------------------------------
     def list_runs(self, *, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
@@ -574,32 +633,21 @@ class RunStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        return [_run(r) for r in self._db().execute(sql, args).fetchall()]
+        return [_record(RunRecord, r) for r in self._db().execute(sql, args).fetchall()]
 
     def get_run(self, run_id: str) -> RunRecord:
         """One run; `UnknownRun` (a KeyError) names the id when it is not stored."""
         row = self._db().execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise UnknownRun(f"no run {run_id!r} in {self.path}")
-        return _run(row)
+        return _record(RunRecord, row)
 
     def steps(self, run_id: str) -> list[StepRecord]:
-        rows = self._select("steps", run_id, order="step")
-        return [
-            StepRecord(r["run_id"], r["step"], _load(r["parents"]), r["candidate"],
-                       bool(r["accepted"]), r["best_score"], _load(r["spend"]), r["started_at"],
-                       r["finished_at"])
-            for r in rows
-        ]
+        return [_record(StepRecord, r) for r in self._select("steps", run_id, order="step")]
 
     def candidates(self, run_id: str, *, status: str | None = None) -> list[CandidateRecord]:
         rows = self._select("candidates", run_id, order="id", status=status)
-        return [
-            CandidateRecord(r["run_id"], r["id"], r["step"], _load(r["values"]), r["values_hash"],
-                            _load(r["parents"]), r["origin"], r["status"], r["val_score"],
-                            _load(r["val_scores"]), r["created_at"])
-            for r in rows
-        ]
+        return [_record(CandidateRecord, r) for r in rows]
 
     def get_candidate(self, run_id: str, candidate_id: int) -> CandidateRecord:
         """One candidate; KeyError names it when it is not stored."""
@@ -629,34 +677,24 @@ class RunStore:
         rows = self._select(
             "evaluations", run_id, order="id", candidate_id=candidate_id, split=split
         )
-        return [_evaluation(r) for r in rows]
+        return [_record(EvaluationRecord, r) for r in rows]
 
-    def llm_calls(self, run_id: str, *, step: int | None = None) -> list[LLMCallRecord]:
-        return [_llm_call(r) for r in self._select("llm_calls", run_id, order="id", step=step)]
+    def llm_calls(
+        self, run_id: str, *, step: int | None = None, role: str | None = None
+    ) -> list[LLMCallRecord]:
+        rows = self._select("llm_calls", run_id, order="id", step=step, role=role)
+        return [_record(LLMCallRecord, r) for r in rows]
 
     def decisions(self, run_id: str) -> list[DecisionRecord]:
         rows = self._select("decisions", run_id, order="step, candidate_id")
-        return [
-            DecisionRecord(r["run_id"], r["step"], r["candidate_id"], bool(r["accepted"]),
-                           r["reason"], r["parent_score"], r["child_score"], r["created_at"])
-            for r in rows
-        ]
+        return [_record(DecisionRecord, r) for r in rows]
 
     def step_reports(self, run_id: str, *, step: int | None = None) -> list[StepReportRecord]:
         rows = self._select("step_reports", run_id, order="step, seq", step=step)
-        return [
-            StepReportRecord(r["run_id"], r["step"], r["seq"], r["candidate_id"],
-                             _load(r["report"]), r["created_at"])
-            for r in rows
-        ]
+        return [_record(StepReportRecord, r) for r in rows]
 
     def comparisons(self, run_id: str) -> list[ComparisonRecord]:
-        rows = self._select("comparisons", run_id, order="id")
-        return [
-            ComparisonRecord(r["id"], r["run_id"], r["step"], r["candidate_a"], r["candidate_b"],
-                             r["example_index"], r["winner"], r["reason"], r["created_at"])
-            for r in rows
-        ]
+        return [_record(ComparisonRecord, r) for r in self._select("comparisons", run_id, order="id")]
 
     def _select(self, table: str, run_id: str, *, order: str, **filters: Any) -> list[sqlite3.Row]:
         sql = f"SELECT * FROM {table} WHERE run_id = ?"
@@ -667,22 +705,3 @@ class RunStore:
                 args.append(value)
         return self._db().execute(sql + f" ORDER BY {order}", args).fetchall()
 
-
-def _run(r: sqlite3.Row) -> RunRecord:
-    return RunRecord(r["id"], r["name"], r["status"], _load(r["config"]), r["created_at"],
-                     r["updated_at"], r["step"], r["best_score"], r["best_candidate"],
-                     _load(r["spend"]) or {}, r["stop_reason"])
-
-
-def _evaluation(r: sqlite3.Row) -> EvaluationRecord:
-    return EvaluationRecord(r["id"], r["run_id"], r["candidate_id"], r["values_hash"], r["split"],
-                            r["example_index"], r["example"], r["output"], r["score"],
-                            r["feedback"], _load(r["details"]), r["error"], r["stdout"],
-                            r["seconds"], r["created_at"])
-
-
-def _llm_call(r: sqlite3.Row) -> LLMCallRecord:
-    return LLMCallRecord(r["id"], r["run_id"], r["step"], r["request_hash"], r["occurrence"],
-                         r["model"], _load(r["messages"]), _load(r["options"]), r["answer"],
-                         r["prompt_tokens"], r["completion_tokens"], r["cost_usd"],
-                         bool(r["cached"]), r["seconds"], r["created_at"])

@@ -1,8 +1,10 @@
 """Training: the trainer loop, search strategies, budgets and stop rules, and executors."""
 
 from . import executors, search
-from .evaluate import EvalResult, MetricError
+from .estimate import Estimate
+from .evaluate import EvalReport, EvalResult, EvalRow, MetricError, OutputNotTraced, evaluate
 from .executors import Async, Executor, Ray, Threads
+from .failures import ModelFailed
 from .search import (
     UCB,
     Beam,
@@ -16,7 +18,7 @@ from .search import (
     Verdict,
     pareto_front,
 )
-from .trainer import Estimate, StepSummary, Trainer, TrainResult, history, train
+from .trainer import StepSummary, Trainer, TrainResult, history, train
 
 __all__ = [
     "UCB",
@@ -25,11 +27,15 @@ __all__ = [
     "BestOfN",
     "Candidate",
     "Estimate",
+    "EvalReport",
     "EvalResult",
+    "EvalRow",
     "Executor",
     "Greedy",
     "LLMJudge",
     "MetricError",
+    "ModelFailed",
+    "OutputNotTraced",
     "Pairwise",
     "Pareto",
     "Ray",
@@ -39,6 +45,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "Verdict",
+    "evaluate",
     "executors",
     "history",
     "pareto_front",

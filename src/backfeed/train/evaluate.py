@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import inspect
 import io
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..graph import ExecutionError, Feedback, Node
+from ..graph import ExecutionError, Feedback, Node, op
 
 Forward = Callable[[Any, Any], Any]
 Metric = Callable[[Any, Any], Any]
@@ -23,6 +24,96 @@ MAX_TEXT = 2000  # characters of output / console text kept per evaluation
 
 class MetricError(RuntimeError):
     """The user's metric raised or returned something that is not a score."""
+
+
+class OutputNotTraced(TypeError):
+    """The program returned a value that carries no trace, so feedback cannot reach a parameter."""
+
+
+METRIC_SIGNATURE = "metric(example, output) or metric(example, pred, trace=None)"
+
+
+def as_metric(metric: Metric) -> Metric:
+    """`metric` as a two-argument function: `(example, output)` as is, a DSPy-style
+    `(example, pred, trace)` called with `trace=None`; any other signature is a MetricError."""
+    if not callable(metric):
+        raise MetricError(f"metric must be a function {METRIC_SIGNATURE}, got {metric!r}")
+    try:
+        sig = inspect.signature(metric)
+    except (TypeError, ValueError):  # a builtin without a signature: trust it
+        return metric
+    for n in (2, 3):
+        try:
+            sig.bind(*([None] * n))
+        except TypeError:
+            continue
+        if n == 2:
+            return metric
+        if inspect.iscoroutinefunction(metric):
+            async def with_trace_async(example: Any, output: Any) -> Any:
+                return await metric(example, output, None)
+            return with_trace_async
+        return lambda example, output: metric(example, output, None)
+    name = getattr(metric, "__name__", type(metric).__name__)
+    raise MetricError(f"metric {name}{sig} cannot be called as {METRIC_SIGNATURE}; "
+                      "give it those parameters")
+
+
+def as_examples(data: Iterable[Any] | None, what: str) -> list[Any] | None:
+    """A dataset (list, tuple, generator or any iterable) as a list; None stays None."""
+    if data is None:
+        return None
+    if isinstance(data, str | bytes | dict) or not isinstance(data, Iterable):
+        raise TypeError(f"{what} must be a sequence or iterable of examples, "
+                        f"not {type(data).__name__}")
+    return list(data)
+
+
+# -- the program's output: one node, or a dict / list / tuple / dataclass of nodes -----------
+
+
+@op
+def program_output(parts: list) -> list:
+    """Every part of the program's structured output (feedback on it reaches each part)."""
+    return parts
+
+
+def _parts(out: Any, found: list[Node]) -> Any:
+    """The plain value of `out`, collecting the nodes inside it into `found`."""
+    if isinstance(out, Node):
+        found.append(out)
+        return out.value
+    if isinstance(out, dict):
+        return {k: _parts(v, found) for k, v in out.items()}
+    if isinstance(out, list | tuple):
+        values = [_parts(v, found) for v in out]
+        return type(out)(*values) if hasattr(out, "_fields") else type(out)(values)
+    if dataclasses.is_dataclass(out) and not isinstance(out, type):
+        return dataclasses.replace(out, **{f.name: _parts(getattr(out, f.name), found)
+                                           for f in dataclasses.fields(out) if f.init})
+    return out
+
+
+def output_node(out: Any) -> tuple[Node | None, Any]:
+    """(the node that takes the output's feedback, the plain value the metric sees)."""
+    if isinstance(out, Node):
+        return out, out.value
+    found: list[Node] = []
+    value = _parts(out, found)
+    if not found:
+        return None, value
+    if len(found) == 1:
+        return found[0], value
+    return program_output(found), value
+
+
+def no_trace_error(value: Any) -> OutputNotTraced:
+    return OutputNotTraced(
+        f"the program returned a {type(value).__name__} that carries no trace, so no feedback "
+        "can reach a parameter: return the Node that bf.param / @bf.op values produce (or a "
+        "dict, list, tuple or dataclass of such nodes), not its .value, str() or an f-string "
+        "(use bf.format)"
+    )
 
 
 @dataclass
@@ -136,7 +227,7 @@ def _finish(
     index: int, out: Any, error: BaseException | None, metric: Metric | None, example: Any,
     stdout: str, started: float,
 ) -> Traced:
-    node = out if isinstance(out, Node) else None
+    node, value = output_node(out)
     if error is not None:
         if isinstance(error, ExecutionError):
             node = error.node
@@ -148,7 +239,6 @@ def _finish(
         result = EvalResult(index, 0.0, fb.text, None, None, message, stdout,
                             time.perf_counter() - started)
         return Traced(result, node, None, fb)
-    value = out.value if isinstance(out, Node) else out
     if metric is None:
         fb = _with_console(Feedback(score=0.0), stdout)
     else:
@@ -211,8 +301,7 @@ async def arun_one(module: Any, example: Any, index: int, metric: Metric | None,
 async def _metric_async(metric: Metric, example: Any, out: Any, error: BaseException | None) -> Any:
     if error is not None:
         return None
-    value = out.value if isinstance(out, Node) else out
-    return await metric(example, value)
+    return await metric(example, output_node(out)[1])
 
 
 def _resolved(value: Any) -> Metric:
@@ -247,3 +336,96 @@ def evaluate_values(module: Any, values: dict[str, Any], examples: list[tuple[in
                                                       forward).result, examples))
     finally:
         uninstall_capture()
+
+
+# -- bf.evaluate: a program scored on a dataset ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """One example of an evaluation: what went in, what came out, and how it scored."""
+
+    input: Any
+    output: str | None
+    score: float
+    feedback: str
+    error: str | None
+
+
+@dataclass
+class EvalReport:
+    """What `evaluate` returns: the mean score, one row per example, and what it cost."""
+
+    mean: float
+    rows: list[EvalRow]
+    spend: dict[str, Any]
+
+    @property
+    def scores(self) -> list[float]:
+        return [r.score for r in self.rows]
+
+    @property
+    def errors(self) -> int:
+        return sum(r.error is not None for r in self.rows)
+
+    def _summary(self) -> str:
+        s = self.spend
+        return (f"mean {self.mean:.3f} over {len(self.rows)} examples, {self.errors} errors, "
+                f"{s.get('seconds', 0.0):.1f}s")
+
+    def __rich__(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title=self._summary(), show_lines=False)
+        for column in ("#", "input", "output", "score", "feedback / error"):
+            table.add_column(column, overflow="fold")
+        for i, r in enumerate(self.rows):
+            table.add_row(str(i), _cell(r.input), _cell(r.output), f"{r.score:g}",
+                          _cell(r.error or r.feedback))
+        return table
+
+    def __str__(self) -> str:
+        from rich.console import Console
+
+        console = Console(width=120, record=True, file=io.StringIO())
+        console.print(self)
+        return console.export_text()
+
+
+def _cell(value: Any, limit: int = 80) -> str:
+    text = "" if value is None else value if isinstance(value, str) else repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def evaluate(program: Any, dataset: Iterable[Any], metric: Metric, *, executor: Any = None,
+             forward: Forward | None = None, progress: bool = True) -> EvalReport:
+    """Score `program` on every example of `dataset` with `metric`, as the trainer does.
+
+    Examples are run as in `bf.train` (`program(example[0])` for a tuple or list, else
+    `program(example)`, or `forward(program, example)`), through the same `Executor.evaluate`
+    the trainer uses (default `Threads(1)`). Errors in the program become rows with score 0;
+    a metric that fails raises `MetricError`. `progress` shows a bar on a terminal.
+    """
+    from .executors import Threads
+    from .progress import Bar
+
+    examples = as_examples(dataset, "dataset")
+    assert examples is not None
+    metric = as_metric(metric)
+    executor = executor or Threads(1)
+    values = program.state_dict() if hasattr(program, "state_dict") else {}
+    started = time.perf_counter()
+    install_capture()
+    try:
+        with Bar(progress, len(examples), "evaluate") as bar:
+            traced = executor.evaluate(program, values, list(enumerate(examples)), metric,
+                                       forward, lambda t: bar.advance())
+    finally:
+        uninstall_capture()
+    rows = [EvalRow(examples[t.result.index], t.result.output, t.result.score,
+                    t.result.feedback, t.result.error) for t in traced]
+    mean = sum(r.score for r in rows) / len(rows) if rows else 0.0
+    spend = {"examples": len(rows), "metric_calls": len(rows),
+             "seconds": time.perf_counter() - started}
+    return EvalReport(mean, rows, spend)

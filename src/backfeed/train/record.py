@@ -25,17 +25,21 @@ class Recorded(Wrapper):
     When a call with the same key is already stored (the run was killed after paying for it),
     the stored answer is returned and nothing is paid. A `BudgetExceeded` from the wrapped
     (metered) model is remembered in `.exceeded`, so the trainer stops even when an optimizer
-    turns errors into a step report. `before_call` may raise BudgetExceeded (e.g. time is up).
+    turns errors into a step report; any other failure of the model is remembered in `.failed`
+    for the same reason. `before_call` may raise BudgetExceeded (e.g. time is up). Calls are
+    stored under `role` ('optimizer', 'judge' or 'program').
     """
 
     def __init__(self, llm: LLM, store: RunStore, run_id: str,
-                 before_call: Callable[[], None] | None = None) -> None:
+                 before_call: Callable[[], None] | None = None, *, role: str = "optimizer") -> None:
         super().__init__(llm)
         self.store = store
         self.run_id = run_id
         self.before_call = before_call
+        self.role = role
         self.step = -1
         self.exceeded: BudgetExceeded | None = None
+        self.failed: Exception | None = None
         self.replayed = 0
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -45,6 +49,7 @@ class Recorded(Wrapper):
             self.step = step
             self._counts = {}
             self.exceeded = None
+            self.failed = None
 
     def call(self, messages: list[Message], options: dict[str, Any]) -> Completion:
         key = request_hash(messages, options)
@@ -65,12 +70,15 @@ class Recorded(Wrapper):
         except BudgetExceeded as e:
             self.exceeded = e
             raise
+        except Exception as e:
+            self.failed = e
+            raise
         self.store.add_llm_call(
             self.run_id, step=step, request_hash=key, occurrence=occurrence,
             model=completion.model or self.model, messages=messages, options=options,
             answer=completion.text, prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=completion.usage.completion_tokens, cost_usd=completion.cost_usd,
-            cached=completion.cached, seconds=time.perf_counter() - started,
+            cached=completion.cached, seconds=time.perf_counter() - started, role=self.role,
         )
         return completion
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..graph import Feedback
 from ..llm import LLM
+from ..store.pareto import pareto_wins
 
 EPS = 1e-9
 
@@ -82,7 +83,7 @@ class Strategy:
         """A validated child joined the pool."""
 
     def merge(self, pool: list[Candidate], rng: random.Random,
-              tried: set[str]) -> tuple[Candidate, Candidate, dict[str, Any]] | None:
+              tried: Collection[str]) -> tuple[Candidate, Candidate, dict[str, Any]] | None:
         """Two parents and merged values to try this step instead of a proposal, or None."""
         return None
 
@@ -194,34 +195,8 @@ class UCB(Strategy):
 
 
 def pareto_front(pool: list[Candidate]) -> dict[int, int]:
-    """{candidate id: examples it wins}: for each validation example the candidates with the
-    top score, dominated candidates removed (GEPA's per-example front)."""
-    scored = [c for c in pool if c.val_scores]
-    if not scored:
-        return {}
-    n = min(len(c.val_scores or []) for c in scored)
-    winners: list[set[int]] = []
-    for i in range(n):
-        top = max((c.val_scores or [])[i] for c in scored)
-        winners.append({c.id for c in scored if (c.val_scores or [])[i] >= top - EPS})
-    on_front = set().union(*winners) if winners else set()
-    by_id = {c.id: c for c in scored}
-
-    def dominated(a: Candidate) -> bool:
-        sa = a.val_scores or []
-        for b in scored:
-            if b.id == a.id or b.id not in on_front:
-                continue
-            sb = b.val_scores or []
-            if all(sb[i] >= sa[i] - EPS for i in range(n)) and any(
-                sb[i] > sa[i] + EPS for i in range(n)
-            ):
-                return True
-        return False
-
-    keep = {i for i in on_front if not dominated(by_id[i])}
-    wins = {i: sum(1 for w in winners if i in w) for i in sorted(keep)}
-    return {i: w for i, w in wins.items() if w > 0}
+    """{candidate id: examples it wins} on the per-example front (the rule in store.pareto)."""
+    return {i: len(won) for i, won in pareto_wins({c.id: c.val_scores for c in pool}).items()}
 
 
 class Pareto(Strategy):
@@ -259,7 +234,7 @@ class Pareto(Strategy):
             self._merges_due += 1
 
     def merge(self, pool: list[Candidate], rng: random.Random,
-              tried: set[str]) -> tuple[Candidate, Candidate, dict[str, Any]] | None:
+              tried: Collection[str]) -> tuple[Candidate, Candidate, dict[str, Any]] | None:
         if not self.use_merge or self._merges_due <= 0 or self._merges_done >= self.max_merges:
             return None
         self._merges_due -= 1
@@ -360,6 +335,10 @@ class LLMJudge:
     def __init__(self, llm: LLM, criteria: str = "Prefer the output that better fulfils the task.") -> None:
         self.llm = llm
         self.criteria = criteria
+
+    def using(self, llm: LLM) -> LLMJudge:
+        """The same judge asking `llm` (the trainer's recorded model); this one is unchanged."""
+        return LLMJudge(llm, self.criteria)
 
     def __call__(self, example: Any, a: Any, b: Any) -> Verdict:
         import json

@@ -19,8 +19,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..store import default_store_path
 from .server import DashboardError
-from .views import NotFound, RunReader, default_store_path, value_text
+from .views import NotFound, RunReader, value_text
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -81,6 +82,12 @@ def _fmt_usd(v: float | None) -> str:
 
 def _fmt_int(v: Any) -> str:
     return "–" if v is None else f"{int(v):,}"
+
+
+def _role_spend(spend: dict[str, Any]) -> str:
+    """One role's share of a run's spend: calls, tokens and dollars."""
+    tokens = (spend.get("prompt_tokens") or 0) + (spend.get("completion_tokens") or 0)
+    return f"{_fmt_int(spend.get('calls'))} calls, {_fmt_int(tokens)} tokens, {_fmt_usd(spend.get('usd'))}"
 
 
 def _fmt_duration(s: float | None) -> str:
@@ -191,6 +198,7 @@ def show(
             ("LLM calls", _fmt_int(r["llm_calls"])), ("tokens", _fmt_int(r["tokens"])),
             ("spend", _fmt_usd(r["usd"])), ("duration", _fmt_duration(r["duration_s"])),
             ("stopped because", Text(r["stop_reason"] or "–")),
+            *((f"  {role} spend", Text(_role_spend(s))) for role, s in r["by_role"].items()),
         ]:
             head.add_row(key, value)
         out.print(head)

@@ -1,21 +1,28 @@
 """Read-only views of the run store for the dashboard and the CLI: plain JSON-ready dicts.
 
-Reads the store's SQLite tables directly through a `query_only` connection, so a reader never
-takes the writer's lock and never creates or migrates a store (the schema is documented in
-`backfeed.store.runstore`).
+Every read goes through `RunStore(path, readonly=True)`, which never takes the writer's lock
+and never creates or migrates a store.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
-from .graphsvg import trace_text_to_dot
+from ..store import (
+    CandidateRecord,
+    RunRecord,
+    RunStore,
+    StepRecord,
+    StepReportRecord,
+    UnknownRun,
+    pareto_wins,
+)
 
 MAX_FEEDBACK = 50  # feedback rows shown for one step
 
@@ -29,15 +36,6 @@ class NotFound(KeyError):
 
 class StoreMissing(FileNotFoundError):
     """There is no run store at the given path."""
-
-
-def default_store_path() -> Path:
-    """Where runs are stored unless told otherwise: $BACKFEED_STORE, else the store's default."""
-    if os.environ.get("BACKFEED_STORE"):
-        return Path(os.environ["BACKFEED_STORE"])
-    from ..store import default_store_path as store_default
-
-    return store_default()
 
 
 def value_text(value: Any) -> str:
@@ -66,10 +64,6 @@ def strategy_name(config: dict[str, Any]) -> str | None:
     return None if s is None else str(s)
 
 
-def _load(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
 class RunReader:
     """A short-lived read-only view of one store file; use as a context manager."""
 
@@ -79,15 +73,10 @@ class RunReader:
             raise StoreMissing(
                 f"no run store at {self.path} (train something first, or pass --store PATH)"
             )
-        self.db = sqlite3.connect(self.path, timeout=30.0)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA query_only = 1")
-        self.db.execute("PRAGMA busy_timeout = 30000")
-        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "runs" not in tables:
-            self.db.close()
-            raise StoreMissing(f"{self.path} is not a backfeed run store (it has no runs table)")
-        self.tables = tables
+        try:
+            self.store = RunStore(self.path, readonly=True)
+        except FileNotFoundError as exc:
+            raise StoreMissing(str(exc)) from None
 
     def __enter__(self) -> RunReader:
         return self
@@ -96,33 +85,21 @@ class RunReader:
         self.close()
 
     def close(self) -> None:
-        self.db.close()
-
-    def _rows(self, sql: str, *args: Any) -> list[sqlite3.Row]:
-        return self.db.execute(sql, args).fetchall()
-
-    def _table_rows(self, table: str, run_id: str, order: str, **where: Any) -> list[sqlite3.Row]:
-        if table not in self.tables:
-            return []
-        sql = f"SELECT * FROM {table} WHERE run_id = ?"
-        args: list[Any] = [run_id]
-        for column, value in where.items():
-            sql += f" AND {column} = ?"
-            args.append(value)
-        return self._rows(sql + f" ORDER BY {order}", *args)
+        self.store.close()
 
     # -- runs -----------------------------------------------------------------------------
     def run_ids(self) -> list[str]:
-        return [r[0] for r in self._rows("SELECT id FROM runs ORDER BY created_at DESC, id DESC")]
+        return [r.id for r in self.store.list_runs()]
 
     def resolve(self, ref: str) -> str:
         """A run id from an id, a unique prefix of one, a run name, or `latest`."""
-        ids = self.run_ids()
+        runs = self.store.list_runs()
+        ids = [r.id for r in runs]
         if ref in ids:
             return ref
         if ref in ("latest", "last") and ids:
             return ids[0]
-        named = [r[0] for r in self._rows("SELECT id FROM runs WHERE name = ? ORDER BY created_at DESC", ref)]
+        named = [r.id for r in runs if r.name == ref]
         if len(named) == 1:
             return named[0]
         matches = [i for i in ids if i.startswith(ref)] or named
@@ -132,95 +109,66 @@ class RunReader:
             raise NotFound(f"run {ref!r} is ambiguous: it matches {', '.join(matches[:5])}")
         raise NotFound(f"no run {ref!r} in {self.path} (see `backfeed runs`)")
 
-    def _summary(self, r: sqlite3.Row) -> dict[str, Any]:
-        spend = _load(r["spend"]) or {}
-        config = _load(r["config"]) or {}
-        end = r["updated_at"] if r["status"] != "running" else max(r["updated_at"], time.time())
+    def _summary(self, r: RunRecord) -> dict[str, Any]:
+        spend = r.spend or {}
+        end = r.updated_at if r.status != "running" else max(r.updated_at, time.time())
         return {
-            "id": r["id"],
-            "name": r["name"],
-            "status": r["status"],
-            "strategy": strategy_name(config),
-            "best_score": r["best_score"],
-            "best_candidate": r["best_candidate"],
-            "steps": r["step"] + 1,
+            "id": r.id,
+            "name": r.name,
+            "status": r.status,
+            "strategy": strategy_name(r.config or {}),
+            "best_score": r.best_score,
+            "best_candidate": r.best_candidate,
+            "steps": r.step + 1,
             "llm_calls": spend.get("calls", spend.get("llm_calls")),
             "tokens": spend.get("tokens"),
             "usd": spend.get("usd"),
-            "started_at": r["created_at"],
-            "updated_at": r["updated_at"],
-            "duration_s": end - r["created_at"],
-            "stop_reason": r["stop_reason"],
+            "by_role": spend.get("by_role") or {},
+            "started_at": r.created_at,
+            "updated_at": r.updated_at,
+            "duration_s": end - r.created_at,
+            "stop_reason": r.stop_reason,
         }
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run, newest first, as summary dicts."""
-        rows = self._rows("SELECT * FROM runs ORDER BY created_at DESC, id DESC")
-        return [self._summary(r) for r in rows]
+        return [self._summary(r) for r in self.store.list_runs()]
 
-    def _run_row(self, run_id: str) -> sqlite3.Row:
-        rows = self._rows("SELECT * FROM runs WHERE id = ?", run_id)
-        if not rows:
-            raise NotFound(f"no run {run_id!r} in {self.path}")
-        return rows[0]
+    def _run(self, run_id: str) -> RunRecord:
+        try:
+            return self.store.get_run(run_id)
+        except UnknownRun:
+            raise NotFound(f"no run {run_id!r} in {self.path}") from None
 
     def candidates(self, run_id: str) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": r["id"],
-                "step": r["step"],
-                "values": _load(r["values"]),
-                "parents": _load(r["parents"]) or [],
-                "origin": r["origin"],
-                "status": r["status"],
-                "score": r["val_score"],
-                "scores": _load(r["val_scores"]),
-            }
-            for r in self._table_rows("candidates", run_id, "id")
-        ]
+        return [_candidate(c) for c in self.store.candidates(run_id)]
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
-        return [
-            {
-                "step": r["step"],
-                "parents": _load(r["parents"]) or [],
-                "candidate": r["candidate"],
-                "accepted": bool(r["accepted"]),
-                "best_score": r["best_score"],
-                "spend": _load(r["spend"]) or {},
-                "started_at": r["started_at"],
-                "finished_at": r["finished_at"],
-            }
-            for r in self._table_rows("steps", run_id, "step")
-        ]
+        return [_step(s) for s in self.store.steps(run_id)]
 
     def reports(self, run_id: str, step: int | None = None) -> list[dict[str, Any]]:
-        where = {} if step is None else {"step": step}
-        return [
-            {"step": r["step"], "seq": r["seq"], "candidate": r["candidate_id"], **_load(r["report"])}
-            for r in self._table_rows("step_reports", run_id, "step, seq", **where)
-        ]
+        return [_report(r) for r in self.store.step_reports(run_id, step=step)]
 
     def decisions(self, run_id: str, step: int | None = None) -> list[dict[str, Any]]:
-        where = {} if step is None else {"step": step}
         return [
             {
-                "step": r["step"],
-                "candidate": r["candidate_id"],
-                "accepted": bool(r["accepted"]),
-                "reason": r["reason"],
-                "parent_score": r["parent_score"],
-                "child_score": r["child_score"],
+                "step": d.step,
+                "candidate": d.candidate_id,
+                "accepted": d.accepted,
+                "reason": d.reason,
+                "parent_score": d.parent_score,
+                "child_score": d.child_score,
             }
-            for r in self._table_rows("decisions", run_id, "step, candidate_id", **where)
+            for d in self.store.decisions(run_id)
+            if step is None or d.step == step
         ]
 
     def run_detail(self, ref: str) -> dict[str, Any]:
         """Everything the run page shows: summary, steps, candidates, score points, Pareto wins."""
         run_id = self.resolve(ref)
-        row = self._run_row(run_id)
-        run = self._summary(row)
-        run["config"] = _load(row["config"]) or {}
+        record = self._run(run_id)
+        run = self._summary(record)
+        run["config"] = record.config or {}
         candidates = self.candidates(run_id)
         by_id = {c["id"]: c for c in candidates}
         best = by_id.get(run["best_candidate"])
@@ -273,14 +221,14 @@ class RunReader:
             "steps": step_rows,
             "candidates": [{k: v for k, v in c.items() if k != "values"} for c in candidates],
             "evaluations": evaluations,
-            "pareto": pareto_wins(candidates) if "pareto" in strategy else None,
+            "pareto": pareto_view(candidates) if "pareto" in strategy else None,
         }
 
     # -- one step -------------------------------------------------------------------------
     def step_detail(self, ref: str, step: int) -> dict[str, Any]:
         """Everything the step page shows; values stay raw, the page escapes them."""
         run_id = self.resolve(ref)
-        row = self._run_row(run_id)
+        record = self._run(run_id)
         steps = self.steps(run_id)
         numbers = [s["step"] for s in steps]
         reports = self.reports(run_id, step)
@@ -318,19 +266,19 @@ class RunReader:
             tokens += (rep.get("prompt_tokens") or 0) + (rep.get("completion_tokens") or 0)
             usd += rep.get("cost_usd") or 0.0
         if not prompts:  # no report kept the prompt: show the LLM calls recorded in this step
-            for call in self._table_rows("llm_calls", run_id, "id", step=step):
-                prompts.append(_load(call["messages"]))
-                answers.append(call["answer"])
-                tokens += call["prompt_tokens"] + call["completion_tokens"]
-                usd += call["cost_usd"]
+            for call in self.store.llm_calls(run_id, step=step):
+                prompts.append(call.messages)
+                answers.append(call.answer)
+                tokens += call.prompt_tokens + call.completion_tokens
+                usd += call.cost_usd
         candidates = {c["id"]: c for c in self.candidates(run_id)}
         candidate = current["candidate"] if current else (reports[0]["candidate"] if reports else None)
         parents = current["parents"] if current else []
         idx = numbers.index(step) if step in numbers else None
         return {
             "run_id": run_id,
-            "run_name": row["name"],
-            "run_status": row["status"],
+            "run_name": record.name,
+            "run_status": record.status,
             "step": step,
             "candidate": candidate,
             "parents": parents,
@@ -346,51 +294,39 @@ class RunReader:
             "error": "; ".join(errors) or None,
             "tokens": tokens,
             "usd": usd,
-            "has_graph": self._dot(reports, prompts) is not None,
+            "has_graph": _dot(reports) is not None,
             "prev_step": numbers[idx - 1] if idx else None,
             "next_step": numbers[idx + 1] if idx is not None and idx + 1 < len(numbers) else None,
         }
 
     def _feedback(self, run_id: str, parents: list[int], current: dict[str, Any] | None) -> list[dict[str, Any]]:
         """The training feedback on the parent candidates, as written during this step if any."""
-        rows: list[sqlite3.Row] = []
-        for parent in parents:
-            rows += self._table_rows("evaluations", run_id, "id", candidate_id=parent, split="train")
+        rows = [
+            e for parent in parents
+            for e in self.store.evaluations(run_id, candidate_id=parent, split="train")
+        ]
         if current is not None:
-            during = [r for r in rows if current["started_at"] <= r["created_at"] <= current["finished_at"]]
+            during = [e for e in rows if current["started_at"] <= e.created_at <= current["finished_at"]]
             rows = during or rows
         return [
             {
-                "candidate": r["candidate_id"],
-                "example": r["example_index"],
-                "input": r["example"],
-                "output": r["output"],
-                "score": r["score"],
-                "text": r["feedback"],
-                "error": r["error"],
+                "candidate": e.candidate_id,
+                "example": e.example_index,
+                "input": e.example,
+                "output": e.output,
+                "score": e.score,
+                "text": e.feedback,
+                "error": e.error,
             }
-            for r in sorted(rows[-MAX_FEEDBACK:], key=lambda r: (r["example_index"], r["candidate_id"]))
+            for e in sorted(rows[-MAX_FEEDBACK:], key=lambda e: (e.example_index, e.candidate_id))
         ]
 
-    @staticmethod
-    def _dot(reports: list[dict[str, Any]], prompts: list[list[dict[str, Any]]]) -> str | None:
-        for rep in reports:
-            for key in ("dot", "trace_dot"):
-                if isinstance(rep.get(key), str) and rep[key].strip():
-                    return rep[key]
-        for prompt in prompts:  # the trace the optimizer read, as bf.render wrote it
-            for message in prompt:
-                dot = trace_text_to_dot(str(message.get("content", "")))
-                if dot is not None:
-                    return dot
-        return None
-
     def step_dot(self, ref: str, step: int) -> str:
-        """DOT text of the step's trace graph (recorded DOT, else parsed from the prompt)."""
-        detail = self.step_detail(ref, step)
-        dot = self._dot(self.reports(detail["run_id"], step), detail["prompts"])
+        """DOT text of the step's trace graph, as the trainer recorded it with the step."""
+        run_id = self.resolve(ref)
+        dot = _dot(self.reports(run_id, step))
         if dot is None:
-            raise NotFound(f"step {step} of run {detail['run_id']!r} has no trace graph")
+            raise NotFound(f"step {step} of run {run_id!r} has no trace graph")
         return dot
 
     # -- values over time -----------------------------------------------------------------
@@ -408,7 +344,7 @@ class RunReader:
                 raise NotFound(f"run {run_id!r} has no candidates yet")
             return seeds[0]["id"], seeds[0]["values"]
         if step == "best":
-            best = self._run_row(run_id)["best_candidate"]
+            best = self._run(run_id).best_candidate
             if best not in candidates:
                 raise NotFound(f"run {run_id!r} has no best candidate yet")
             return best, candidates[best]["values"]
@@ -425,20 +361,55 @@ class RunReader:
     def export(self, ref: str) -> dict[str, Any]:
         """The whole run as one JSON-ready dict (every table's rows for it)."""
         run_id = self.resolve(ref)
-        row = dict(self._run_row(run_id))
-        for key in ("config", "spend", "state"):
-            row[key] = _load(row.get(key))
-        out: dict[str, Any] = {"format": "backfeed-run/1", "run": row}
-        for table in ("steps", "candidates", "evaluations", "llm_calls", "decisions", "step_reports", "comparisons"):
-            rows = []
-            for r in self._table_rows(table, run_id, "rowid"):
-                d = dict(r)
-                for key in ("parents", "values", "val_scores", "spend", "details", "messages", "options", "report"):
-                    if key in d and isinstance(d[key], str):
-                        d[key] = _load(d[key])
-                rows.append(d)
-            out[table] = rows
+        run = {**dataclasses.asdict(self._run(run_id)), "state": self.store.run_state(run_id)}
+        out: dict[str, Any] = {"format": "backfeed-run/1", "run": run}
+        store = self.store
+        tables = {
+            "steps": store.steps, "candidates": store.candidates, "evaluations": store.evaluations,
+            "llm_calls": store.llm_calls, "decisions": store.decisions,
+            "step_reports": store.step_reports, "comparisons": store.comparisons,
+        }
+        for table, read in tables.items():
+            out[table] = [dataclasses.asdict(record) for record in read(run_id)]
         return out
+
+
+def _candidate(c: CandidateRecord) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "step": c.step,
+        "values": c.values,
+        "parents": c.parents or [],
+        "origin": c.origin,
+        "status": c.status,
+        "score": c.val_score,
+        "scores": c.val_scores,
+    }
+
+
+def _step(s: StepRecord) -> dict[str, Any]:
+    return {
+        "step": s.step,
+        "parents": s.parents or [],
+        "candidate": s.candidate,
+        "accepted": s.accepted,
+        "best_score": s.best_score,
+        "spend": s.spend or {},
+        "started_at": s.started_at,
+        "finished_at": s.finished_at,
+    }
+
+
+def _report(r: StepReportRecord) -> dict[str, Any]:
+    return {"step": r.step, "seq": r.seq, "candidate": r.candidate_id, **r.report}
+
+
+def _dot(reports: list[dict[str, Any]]) -> str | None:
+    """The trace graph the trainer stored with the step (`bf.to_dot` of its minimal subgraph)."""
+    for rep in reports:
+        if isinstance(rep.get("dot"), str) and rep["dot"].strip():
+            return rep["dot"]
+    return None
 
 
 def _texts(update: dict[str, Any]) -> dict[str, str | None]:
@@ -449,22 +420,15 @@ def _texts(update: dict[str, Any]) -> dict[str, str | None]:
     }
 
 
-def pareto_wins(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """For each validation example, the candidates holding the best score on it (ties share)."""
-    scored = [c for c in candidates if c.get("scores")]
-    if not scored:
+def pareto_view(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The Pareto front for the run page: which validation examples each front candidate wins
+    (the trainer's rule, `backfeed.store.pareto_wins`)."""
+    scores = {c["id"]: c.get("scores") for c in candidates}
+    if not any(scores.values()):
         return None
-    n = max(len(c["scores"]) for c in scored)
-    wins: dict[str, list[int]] = {str(c["id"]): [] for c in scored}
-    for i in range(n):
-        values = [(c["scores"][i], c) for c in scored if i < len(c["scores"]) and c["scores"][i] is not None]
-        if not values:
-            continue
-        top = max(v for v, _ in values)
-        for v, c in values:
-            if v == top:
-                wins[str(c["id"])].append(i)
-    return {"examples": list(range(n)), "wins": {k: v for k, v in wins.items() if v}}
+    wins = pareto_wins(scores)
+    n = min(len(s) for s in scores.values() if s)
+    return {"examples": list(range(n)), "wins": {str(cid): won for cid, won in wins.items()}}
 
 
 def _ranges(numbers: list[int]) -> str:

@@ -254,7 +254,9 @@ async function renderRun(id) {
     el("div", { class: "cards" },
       card("best score", fmt.score(run.best_score)), card("LLM calls", fmt.int(run.llm_calls)),
       card("tokens", fmt.int(run.tokens)), card("dollars", fmt.usd(run.usd)),
-      card("duration", fmt.duration(run.duration_s)), card("strategy", run.strategy || "–")),
+      card("duration", fmt.duration(run.duration_s)), card("strategy", run.strategy || "–"),
+      ...Object.entries(run.by_role || {}).map(([role, s]) =>
+        card(role + " spend", fmt.int(s.calls) + " calls · " + fmt.usd(s.usd)))),
     run.error ? el("p", { class: "error" }, run.error) : null,
     el("h2", {}, "Score"),
     el("div", { class: "charts" },

@@ -1,4 +1,4 @@
-"""Limits around model-written code: `Sandbox`, its worker pool, and the process-wide default.
+"""Limits around model-written code: `Sandbox` and its pool of worker processes.
 
 A `Sandbox` runs the source of a trainable op in a worker process taken from a small pool
 that is reused across calls. Each call gets a fresh temporary working directory, a CPU-time
@@ -31,6 +31,7 @@ Linux only (rlimits, /proc, network namespaces).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import pickle
@@ -45,16 +46,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .execute import CodeError, code_filename
-from .node import ErrorInfo
-
-_default: Any = None
+from ..graph.execute import CodeError, code_filename, function_source, source_line
+from ..graph.node import ErrorInfo
+from .wire import Done, Global, Message, Ready, Reply, Request, Settings, SetupFailed, Started
 
 _DUMP_WAIT_S = 1.0  # after a timeout, how long the worker gets to write where it was
 _BACKFEED_ROOT = str(Path(__file__).resolve().parents[2])
 _BOOT = (
     "import sys; sys.path.insert(0, {root!r}); "
-    "from backfeed.graph._sandbox_worker import main; main()"
+    "from backfeed.sandbox.worker import main; main()"
 )
 # ErrorInfo.type of the failures the sandbox itself reports (the code's own exceptions keep
 # their type name: "ValueError", "SyntaxError", ...).
@@ -65,22 +65,6 @@ _DUMP_LINE = re.compile(r'File "(?P<file>[^"]*)", line (?P<line>\d+)')
 class SandboxError(Exception):
     """The sandbox itself could not run a call: bad settings, an argument that cannot cross,
     a worker that could not start or import the function's module."""
-
-
-def set_default_sandbox(sandbox: Any) -> None:
-    """Run every trainable op without its own `sandbox=` under `sandbox` (None turns it off)."""
-    global _default
-    if sandbox is not None and not callable(getattr(sandbox, "call", None)):
-        raise TypeError(
-            f"set_default_sandbox expects a bf.Sandbox (or an object with .call) or None, "
-            f"not {type(sandbox).__name__}"
-        )
-    _default = sandbox
-
-
-def get_default_sandbox() -> Any:
-    """The sandbox set by `set_default_sandbox`, or None."""
-    return _default
 
 
 class Sandbox:
@@ -156,54 +140,55 @@ class Sandbox:
             return asyncio.to_thread(self._run, request)
         return self._run(request)
 
-    def _run(self, request: dict[str, Any]) -> Any:
+    def _run(self, request: Request) -> Any:
         pool = self._get_pool()
         worker = pool.acquire()
         reuse = False
         try:
-            (kind, payload), reuse = self._exchange(worker, request)
+            reply = self._exchange(worker, request)
+            reuse = isinstance(reply, SetupFailed) or not reply.recycle
         finally:
             pool.release(worker, reuse)
-        if kind == "setup_error":
-            raise SandboxError(payload)
-        if kind == "error":
-            raise CodeError(ErrorInfo(
-                payload["type"], payload["message"], payload.get("lineno"), payload.get("line")
-            ))
+        if isinstance(reply, SetupFailed):
+            raise SandboxError(reply.message)
+        if reply.error is not None:
+            raise CodeError(reply.error)
         try:
-            return pickle.loads(payload)
+            return pickle.loads(reply.result)  # type: ignore[arg-type]
         except Exception as exc:
             raise CodeError(ErrorInfo(
                 "UnpicklableResult",
-                f"the result of {request['name']} cannot be unpickled outside the sandbox: "
+                f"the result of {request.name} cannot be unpickled outside the sandbox: "
                 f"{type(exc).__name__}: {exc} (return values of types importable by module name)",
             )) from None
 
-    def _exchange(self, worker: _Worker, request: dict[str, Any]) -> tuple[tuple[str, Any], bool]:
-        """Send one request; return the worker's (kind, payload) and whether it can be reused."""
+    def _exchange(self, worker: _Worker, request: Request) -> SetupFailed | Done:
+        """Send one request; return the worker's answer (a dead or late worker is an error)."""
         try:
             worker.send(request)
             reply = worker.receive(self.start_timeout_s)
         except (_Expired, _Died) as exc:
             raise SandboxError(
-                f"the sandbox worker failed before running {request['name']}: {exc}"
+                f"the sandbox worker failed before running {request.name}: {exc}"
             ) from None
-        if reply[0] == "setup_error":
-            return (reply[0], reply[1]), True
-        filename = code_filename(request["name"], request["source"])
+        if isinstance(reply, SetupFailed):
+            return reply
+        assert isinstance(reply, Started), reply
+        filename = code_filename(request.name, request.source)
         try:
-            kind, payload, recycle, (out, err) = worker.receive(self.timeout_s)
+            done = worker.receive(self.timeout_s)
         except _Expired:
             worker.interrupt()
-            info = self._death(worker, filename, request["source"], timed_out=True)
+            info = self._death(worker, filename, request.source, timed_out=True)
             raise CodeError(info) from None
         except _Died:
-            raise CodeError(self._death(worker, filename, request["source"])) from None
-        if out:
-            sys.stdout.write(out)
-        if err:
-            sys.stderr.write(err)
-        return (kind, payload), not recycle
+            raise CodeError(self._death(worker, filename, request.source)) from None
+        assert isinstance(done, Done), done
+        if done.stdout:
+            sys.stdout.write(done.stdout)
+        if done.stderr:
+            sys.stderr.write(done.stderr)
+        return done
 
     def _death(
         self, worker: _Worker, filename: str, source: str, timed_out: bool = False
@@ -214,8 +199,7 @@ class Sandbox:
         lineno = next(
             (int(m["line"]) for m in _DUMP_LINE.finditer(dump) if m["file"] == filename), None
         )
-        lines = source.splitlines()
-        line = lines[lineno - 1] if lineno is not None and 1 <= lineno <= len(lines) else None
+        line = source_line(source, lineno)
         code = worker.returncode
         if timed_out or code in (-signal.SIGXCPU, -signal.SIGALRM):
             message = f"the code did not finish within the sandbox's time limit of {self.timeout_s:g} s"
@@ -232,14 +216,8 @@ class Sandbox:
         return ErrorInfo("WorkerCrash", message, lineno, line)
 
     # -- the pool ---------------------------------------------------------------------------
-    def _settings(self) -> dict[str, Any]:
-        return {
-            "sys_path": list(sys.path),
-            "timeout_s": self.timeout_s,
-            "memory_mb": self.memory_mb,
-            "network": self.network,
-            "workdir": self.workdir,
-        }
+    def _settings(self) -> Settings:
+        return Settings(list(sys.path), self.timeout_s, self.memory_mb, self.network, self.workdir)
 
     def _get_pool(self) -> _Pool:
         with self._lock:
@@ -299,8 +277,6 @@ def _source_of(function: Callable[..., Any]) -> str:
     """The source of `function` without decorator lines (looked up once per function)."""
     source = _sources.get(function)
     if source is None:
-        from .op import function_source
-
         source = _sources[function] = function_source(function)[0]
     return source
 
@@ -308,43 +284,49 @@ def _source_of(function: Callable[..., Any]) -> str:
 def _request(
     function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], source: str,
     name: str,
-) -> dict[str, Any]:
+) -> Request:
     """The message for one call: where the globals come from, and every argument pickled."""
     code = getattr(function, "__code__", None)
     positional = code.co_varnames[: code.co_argcount] if code is not None else ()
     labels = [positional[i] if i < len(positional) else f"args[{i}]" for i in range(len(args))]
-    request: dict[str, Any] = {
-        "name": name,
-        "source": source,
-        "args": [(label, _dumps(value, label, name)) for label, value in zip(labels, args)],
-        "kwargs": {key: _dumps(value, key, name) for key, value in kwargs.items()},
-        "module": None,
-        "globals": {},
-        "globals_name": getattr(function, "__module__", None) or "__main__",
-        "missing": {},
-    }
-    module_name = request["globals_name"]
+    module_name = getattr(function, "__module__", None) or "__main__"
     module = sys.modules.get(module_name)
-    if module_name != "__main__" and getattr(module, "__spec__", None) is not None:
-        request["module"] = module_name
-    elif code is not None:
-        _ship_globals(code, getattr(function, "__globals__", {}), request)
-    return request
+    by_module = module_name != "__main__" and getattr(module, "__spec__", None) is not None
+    shipped: dict[str, Global] = {}
+    missing: dict[str, str] = {}
+    if not by_module and code is not None:
+        shipped, missing = _ship_globals(code, getattr(function, "__globals__", {}))
+    return Request(
+        name=name,
+        source=source,
+        args=[(label, _dumps(value, label, name)) for label, value in zip(labels, args)],
+        kwargs={key: _dumps(value, key, name) for key, value in kwargs.items()},
+        globals_name=module_name,
+        module=module_name if by_module else None,
+        globals=shipped,
+        missing=missing,
+    )
 
 
-def _ship_globals(code: types.CodeType, globals_: dict[str, Any], request: dict[str, Any]) -> None:
-    """Send the globals the code names: modules by name, other values by pickle."""
+def _ship_globals(
+    code: types.CodeType, globals_: dict[str, Any]
+) -> tuple[dict[str, Global], dict[str, str]]:
+    """The globals the code names (modules by name, other values by pickle), and why any
+    could not be shipped."""
+    shipped: dict[str, Global] = {}
+    missing: dict[str, str] = {}
     for key in sorted(_global_names(code)):
         if key not in globals_:
             continue
         value = globals_[key]
         if isinstance(value, types.ModuleType):
-            request["globals"][key] = ("module", value.__name__)
+            shipped[key] = Global("module", value.__name__)
             continue
         try:
-            request["globals"][key] = ("value", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+            shipped[key] = Global("value", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
         except Exception as exc:
-            request["missing"][key] = f"{type(exc).__name__}: {exc}"
+            missing[key] = f"{type(exc).__name__}: {exc}"
+    return shipped, missing
 
 
 def _global_names(code: types.CodeType) -> set[str]:
@@ -377,7 +359,7 @@ class _Died(Exception):
 class _Worker:
     """The caller's handle on one worker process: two pipes and a file for crash dumps."""
 
-    def __init__(self, settings: dict[str, Any], start_timeout_s: float) -> None:
+    def __init__(self, settings: Settings, start_timeout_s: float) -> None:
         import subprocess  # here, not at import: `import backfeed` stays fast
         import tempfile
         from multiprocessing.connection import Connection
@@ -385,9 +367,9 @@ class _Worker:
         self.crash = tempfile.TemporaryFile(prefix="backfeed-sandbox-")
         # The code's working directory, emptied by the worker after each call, removed here.
         self.call_dir = os.path.realpath(
-            tempfile.mkdtemp(prefix="backfeed-sandbox-", dir=settings["workdir"])
+            tempfile.mkdtemp(prefix="backfeed-sandbox-", dir=settings.workdir)
         )
-        settings = {**settings, "call_dir": self.call_dir}
+        settings = dataclasses.replace(settings, call_dir=self.call_dir)
         from_parent, to_child = os.pipe()
         from_child, to_parent = os.pipe()
         try:
@@ -415,16 +397,17 @@ class _Worker:
         except (_Expired, _Died) as exc:
             self.kill()
             raise SandboxError(f"a sandbox worker failed to start: {exc}") from None
-        self.pid: int = reply[1]["pid"]
-        self.isolation: str = reply[1]["isolation"]
+        assert isinstance(reply, Ready), reply
+        self.pid = reply.pid
+        self.isolation = reply.isolation
 
-    def send(self, message: Any) -> None:
+    def send(self, message: Message) -> None:
         try:
             self.outbox.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
         except OSError as exc:  # BrokenPipeError: it died
             raise _Died(f"the worker is gone ({exc})") from None
 
-    def receive(self, timeout: float) -> Any:
+    def receive(self, timeout: float) -> Reply:
         try:
             if not self.inbox.poll(timeout):
                 raise _Expired(f"no answer within {timeout:g} s")
@@ -479,7 +462,7 @@ def _remove_tree(path: str) -> None:
 class _Pool:
     """At most `size` workers; idle ones are reused, broken ones replaced on demand."""
 
-    def __init__(self, settings: Callable[[], dict[str, Any]], size: int, start_timeout_s: float) -> None:
+    def __init__(self, settings: Callable[[], Settings], size: int, start_timeout_s: float) -> None:
         self._settings = settings
         self._size = size
         self._start_timeout_s = start_timeout_s
@@ -545,4 +528,4 @@ class _Pool:
             worker.close()
 
 
-__all__ = ["ERROR_TYPES", "Sandbox", "SandboxError", "get_default_sandbox", "set_default_sandbox"]
+__all__ = ["ERROR_TYPES", "Sandbox", "SandboxError"]

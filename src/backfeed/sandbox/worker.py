@@ -1,7 +1,7 @@
 """The sandbox worker process: runs model-written code under limits, one request at a time.
 
-Started by `backfeed.graph.sandbox` as `python -c BOOT <in_fd> <out_fd> <crash_fd>`. Messages
-are pickled tuples over two pipes. Audit-hook refusals, rlimits and the timer protect against
+Started by `backfeed.sandbox.pool` as `python -c BOOT <in_fd> <out_fd> <crash_fd>`. Messages
+are the dataclasses of `backfeed.sandbox.wire`, pickled over two pipes. Audit-hook refusals, rlimits and the timer protect against
 confused code, not against code written to escape (ctypes can do anything).
 """
 
@@ -27,7 +27,16 @@ from multiprocessing.connection import Connection
 from types import FrameType, ModuleType
 from typing import Any
 
-from .execute import CodeError, FunctionCache, code_filename, compile_function, error_info
+from ..graph.execute import (
+    CodeError,
+    FunctionCache,
+    code_filename,
+    compile_function,
+    error_info,
+    source_line,
+)
+from ..graph.node import ErrorInfo
+from .wire import Done, Ready, Reply, Request, Settings, SetupFailed, Started
 
 _CLONE_NEWNET = 0x40000000
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
@@ -155,24 +164,24 @@ class Worker:
         self.inbox = inbox
         self.outbox = outbox
         self.crash_fd = crash_fd
-        settings = pickle.loads(inbox.recv_bytes())
-        sys.path[:] = settings["sys_path"]
-        self.timeout_s: float = settings["timeout_s"]
-        self.memory_mb: int | None = settings["memory_mb"]
-        self.call_dir: str = settings["call_dir"]
+        settings: Settings = pickle.loads(inbox.recv_bytes())
+        sys.path[:] = settings.sys_path
+        self.timeout_s = settings.timeout_s
+        self.memory_mb = settings.memory_mb
+        self.call_dir = settings.call_dir
         os.environ["TMPDIR"] = tempfile.tempdir = self.call_dir  # tempfile works, inside it
-        self.network: bool = settings["network"]
+        self.network = settings.network
         self.isolation = "network namespace" if not self.network and _unshare_net() else "audit"
         self.guard = _Guard(self.network)
         sys.addaudithook(self.guard)
         self.functions: dict[str, FunctionCache] = {}  # per module, most recent sources
         self.dirty = False
 
-    def send(self, *message: Any) -> None:
+    def send(self, message: Reply) -> None:
         self.outbox.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
     def serve(self) -> None:
-        self.send("ready", {"pid": os.getpid(), "isolation": self.isolation})
+        self.send(Ready(os.getpid(), self.isolation))
         while True:
             try:
                 request = pickle.loads(self.inbox.recv_bytes())
@@ -181,48 +190,51 @@ class Worker:
                 return
             self.handle(request)
 
-    def handle(self, request: dict[str, Any]) -> None:
+    def handle(self, request: Request) -> None:
         try:
-            globals_ = self.resolve_globals(request)
-            args = [self.load(blob, label) for label, blob in request["args"]]
-            kwargs = {k: self.load(blob, k) for k, blob in request["kwargs"].items()}
+            globals_, missing = self.resolve_globals(request)
+            args = [self.load(blob, label) for label, blob in request.args]
+            kwargs = {k: self.load(blob, k) for k, blob in request.kwargs.items()}
         except _SetupError as exc:
-            self.send("setup_error", str(exc))
+            self.send(SetupFailed(str(exc)))
             return
-        self.send("started")
-        kind, payload, recycle, captured = self.run(request, globals_, args, kwargs)
-        if kind == "ok":
+        self.send(Started())
+        value, error, recycle, (out, err) = self.run(request, globals_, missing, args, kwargs)
+        result = None
+        if error is None:
             try:
-                payload = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+                result = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as exc:
-                kind, payload = "error", {
-                    "type": "UnpicklableResult",
-                    "message": f"the result of {request['name']} ({type(payload).__name__}) "
+                error = ErrorInfo(
+                    "UnpicklableResult",
+                    f"the result of {request.name} ({type(value).__name__}) "
                     f"cannot cross back from the sandbox by pickle: {exc}",
-                }
+                )
         # Threads the code left running, or files it left behind: this worker is done.
         recycle = recycle or self.dirty or threading.active_count() > 1
-        self.send(kind, payload, recycle, captured)
+        self.send(Done(result, error, recycle, out, err))
 
-    def resolve_globals(self, request: dict[str, Any]) -> dict[str, Any]:
-        module_name = request["module"]
-        if module_name is not None:
+    def resolve_globals(self, request: Request) -> tuple[dict[str, Any], dict[str, str]]:
+        """The globals the code runs with, and why any shipped global is missing."""
+        missing = dict(request.missing)
+        if request.module is not None:
             try:
-                return importlib.import_module(module_name).__dict__
+                return importlib.import_module(request.module).__dict__, missing
             except BaseException as exc:  # the user's module failed to import here
                 raise _SetupError(
-                    f"the sandbox worker could not import module {module_name!r} of the "
+                    f"the sandbox worker could not import module {request.module!r} of the "
                     f"function: {type(exc).__name__}: {exc}"
                 ) from None
-        globals_: dict[str, Any] = {"__builtins__": builtins, "__name__": request["globals_name"]}
-        for key, (kind, payload) in request["globals"].items():
+        globals_: dict[str, Any] = {"__builtins__": builtins, "__name__": request.globals_name}
+        for key, shipped in request.globals.items():
             try:
-                globals_[key] = (
-                    importlib.import_module(payload) if kind == "module" else pickle.loads(payload)
-                )
+                if isinstance(shipped.payload, str):  # a module, by name
+                    globals_[key] = importlib.import_module(shipped.payload)
+                else:
+                    globals_[key] = pickle.loads(shipped.payload)
             except Exception as exc:
-                request["missing"][key] = f"{type(exc).__name__}: {exc}"
-        return globals_
+                missing[key] = f"{type(exc).__name__}: {exc}"
+        return globals_, missing
 
     def load(self, blob: bytes, label: str) -> Any:
         try:
@@ -234,19 +246,19 @@ class Worker:
                 "not defined in __main__)"
             ) from None
 
-    def function(self, request: dict[str, Any], globals_: dict[str, Any]) -> Any:
-        name, source = request["name"], request["source"]
-        if request["module"] is None:  # fresh globals each call: compile against them
-            return compile_function(source, name, globals_)
-        cache = self.functions.setdefault(request["module"], FunctionCache())
-        return cache.get(source, name, globals_)
+    def function(self, request: Request, globals_: dict[str, Any]) -> Any:
+        if request.module is None:  # fresh globals each call: compile against them
+            return compile_function(request.source, request.name, globals_)
+        cache = self.functions.setdefault(request.module, FunctionCache())
+        return cache.get(request.source, request.name, globals_)
 
     def run(
-        self, request: dict[str, Any], globals_: dict[str, Any], args: list[Any],
-        kwargs: dict[str, Any],
-    ) -> tuple[str, Any, bool, tuple[str, str]]:
-        """Run the function under every limit: (kind 'ok'/'error', value or info, recycle, output)."""
-        filename = code_filename(request["name"], request["source"])
+        self, request: Request, globals_: dict[str, Any], missing: dict[str, str],
+        args: list[Any], kwargs: dict[str, Any],
+    ) -> tuple[Any, ErrorInfo | None, bool, tuple[str, str]]:
+        """Run the function under every limit: (value, error or None, recycle, output)."""
+        source = request.source
+        filename = code_filename(request.name, source)
         out, err = io.StringIO(), io.StringIO()
         saved = sys.stdout, sys.stderr
         os.chdir(self.call_dir)
@@ -272,35 +284,31 @@ class Worker:
         captured = out.getvalue(), err.getvalue()
         if self.guard.violations:
             message, lineno = self.guard.violations[0]
-            info = _info("ForbiddenOperation", message, lineno, request["source"])
-            return "error", info, False, captured
+            info = ErrorInfo("ForbiddenOperation", message, lineno, source_line(source, lineno))
+            return None, info, False, captured
         if failure is None:
-            return "ok", value, False, captured
+            return value, None, False, captured
         if isinstance(failure, MemoryError):
-            info = error_info(failure, filename, None, request["source"])
+            lineno = error_info(failure, filename, None, source).lineno
             message = f"the code needed more than the sandbox's memory limit of {self.memory_mb} MiB"
-            return "error", _info("MemoryLimit", message, info.lineno, request["source"]), True, captured
+            info = ErrorInfo("MemoryLimit", message, lineno, source_line(source, lineno))
+            return None, info, True, captured
         if isinstance(failure, CodeError):
             info = failure.info
         else:
-            info = error_info(failure, filename, None, request["source"])
-        message = info.message
+            info = error_info(failure, filename, None, source)
         if info.type == "NameError":
-            for key, reason in request["missing"].items():
+            message = info.message
+            for key, reason in missing.items():
                 if f"'{key}'" in message:
                     message += f" (the global {key!r} could not be sent to the sandbox: {reason})"
+            info = dataclasses.replace(info, message=message)
         recycle = not isinstance(failure, Exception)  # SystemExit, KeyboardInterrupt...
-        return "error", {**dataclasses.asdict(info), "message": message}, recycle, captured
+        return None, info, recycle, captured
 
 
 class _SetupError(Exception):
     pass
-
-
-def _info(type_: str, message: str, lineno: int | None, source: str) -> dict[str, Any]:
-    lines = source.splitlines()
-    line = lines[lineno - 1] if lineno is not None and 1 <= lineno <= len(lines) else None
-    return {"type": type_, "message": message, "lineno": lineno, "line": line}
 
 
 def _apply_limits(timeout_s: float, memory_mb: int | None) -> list[tuple[int, tuple[int, int]]]:

@@ -1,0 +1,37 @@
+"""The per-example Pareto rule (GEPA's front), written once for the trainer and the dashboard."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+EPS = 1e-9  # scores closer than this are ties
+
+
+def pareto_wins(
+    scores: Mapping[int, Sequence[float] | None], eps: float = EPS
+) -> dict[int, list[int]]:
+    """{candidate id: the validation examples it wins}, for the candidates on the front.
+
+    For each example (over the length every scored candidate has), the candidates within
+    `eps` of the top score win it; a candidate dominated by another winner (no worse on
+    every example, better on one) is dropped. Candidates without scores take no part.
+    """
+    scored = {cid: list(s) for cid, s in scores.items() if s}
+    if not scored:
+        return {}
+    n = min(len(s) for s in scored.values())
+    winners = []
+    for i in range(n):
+        top = max(s[i] for s in scored.values())
+        winners.append({cid for cid, s in scored.items() if s[i] >= top - eps})
+    on_front = set().union(*winners)
+
+    def dominated(a: int) -> bool:
+        sa = scored[a]
+        return any(
+            all(sb[i] >= sa[i] - eps for i in range(n)) and any(sb[i] > sa[i] + eps for i in range(n))
+            for b, sb in scored.items() if b != a and b in on_front
+        )
+
+    keep = sorted(cid for cid in on_front if not dominated(cid))
+    return {cid: [i for i, w in enumerate(winners) if cid in w] for cid in keep}

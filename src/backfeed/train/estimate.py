@@ -1,0 +1,122 @@
+"""What a run is expected to cost, measured from one probe step before the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._tokens import estimate_tokens
+from ..llm import Wrapper
+from .evaluate import install_capture, run_one, uninstall_capture
+from .record import Probe
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a run is expected to cost, with a range (low, high) around each expectation."""
+
+    steps: int
+    llm_calls: tuple[int, int]
+    tokens: tuple[int, int]
+    usd: tuple[float, float] | None  # None: the model's price is unknown
+    metric_calls: tuple[int, int]
+    expected: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        usd = "unknown price" if self.usd is None else f"${self.usd[0]:.4f}-${self.usd[1]:.4f}"
+        return (f"~{self.steps} steps: {self.llm_calls[0]}-{self.llm_calls[1]} LLM calls, "
+                f"{self.tokens[0]:,}-{self.tokens[1]:,} tokens, {usd}, "
+                f"{self.metric_calls[0]}-{self.metric_calls[1]} metric calls")
+
+
+def _probe_step(trainer: Any) -> Probe:
+    """One optimizer step on the seed's first minibatch against a probe model that pays
+    nothing; the module, the optimizer and its model are as before afterwards."""
+    module, optimizer, strategy = trainer.module, trainer.optimizer, trainer.strategy
+    module_state = module.state_dict()
+    optimizer_state = optimizer.state_dict()
+    llm = optimizer.llm
+    probe = Probe(getattr(llm, "model", "probe"))
+    install_capture()
+    try:
+        optimizer.zero_feedback()
+        for i in range(trainer.minibatch_size):
+            metric = None if strategy.pairwise else trainer.metric
+            t = run_one(module, trainer.trainset[i], i, metric, trainer.forward)
+            fb = "Improve this output." if strategy.pairwise else t.feedback
+            if t.node is not None and fb is not None:
+                t.node.backward(fb)
+        optimizer.llm = probe
+        optimizer.step()
+    finally:
+        optimizer.llm = llm
+        optimizer.zero_feedback()
+        optimizer.load_state_dict(optimizer_state)
+        module.load_state_dict(module_state)
+        uninstall_capture()
+    return probe
+
+
+def estimate(trainer: Any, *, price: tuple[float, float] | None = None) -> Estimate:
+    """Expected LLM calls, tokens, dollars and metric calls of `trainer`'s run.
+
+    The prompt size is measured by one probe step, not guessed. `price` is (USD per 1M prompt
+    tokens, per 1M completion tokens); without it, an `estimate_cost(prompt_tokens,
+    completion_tokens)` method of the model is used when it has one. Each figure's range is
+    half to twice the expectation.
+    """
+    probe = _probe_step(trainer)
+    strategy, budget = trainer.strategy, trainer.budget
+    calls_per_step = max(1, len(probe.requests)) * strategy.proposals
+    prompt = sum(estimate_tokens(m.get("content", "")) for msgs, _ in probe.requests
+                 for m in msgs) / max(1, len(probe.requests))
+    max_tokens = [o["max_tokens"] for _, o in probe.requests if o.get("max_tokens")]
+    value_tokens = estimate_tokens(str(trainer.module.state_dict()))
+    completion = min(max_tokens[0], value_tokens + 30) if max_tokens else value_tokens + 30
+    val_n = len(trainer.val_examples)
+    per_step = trainer.minibatch_size * (1 + strategy.proposals) + val_n / 2
+    steps = _expected_steps(trainer.steps, budget, calls_per_step, prompt + completion,
+                            per_step, val_n)
+    judge_calls = trainer.minibatch_size * 2 if strategy.pairwise else 0
+    calls = steps * (calls_per_step + judge_calls)
+    tokens = calls * (prompt + completion)
+    metric = val_n + steps * per_step
+    if budget.metric_calls is not None:
+        metric = min(metric, budget.metric_calls)
+    usd_each = None
+    priced = _priced(trainer.optimizer.llm)
+    if price is not None:
+        usd_each = (prompt * price[0] + completion * price[1]) / 1e6
+    elif priced is not None:
+        usd_each = float(priced.estimate_cost(int(prompt), int(completion)))
+    usd = None if usd_each is None else (calls * usd_each / 2, calls * usd_each * 2)
+    return Estimate(
+        steps=steps,
+        llm_calls=(max(0, calls // 2), calls * 2),
+        tokens=(int(tokens / 2), int(tokens * 2)),
+        usd=usd,
+        metric_calls=(int(metric / 2), int(metric * 2)),
+        expected={"llm_calls": calls, "tokens": tokens, "prompt_tokens_per_call": prompt,
+                  "completion_tokens_per_call": completion, "metric_calls": metric,
+                  "usd": None if usd_each is None else calls * usd_each},
+    )
+
+
+def _priced(llm: Any) -> Any:
+    """The backend under any wrappers, when it can price a call; else None."""
+    inner = llm.unwrap() if isinstance(llm, Wrapper) else llm
+    return inner if callable(getattr(inner, "estimate_cost", None)) else None
+
+
+def _expected_steps(steps: int | None, budget: Any, calls_per_step: int, tokens_per_call: float,
+                    metric_per_step: float, val_n: int) -> int:
+    bounds = [] if steps is None else [steps]
+    if budget.llm_calls is not None:
+        bounds.append(budget.llm_calls // calls_per_step)
+    if budget.tokens is not None:
+        bounds.append(int(budget.tokens // max(1.0, tokens_per_call * calls_per_step)))
+    if budget.metric_calls is not None:
+        bounds.append(int(max(0, budget.metric_calls - val_n) // max(1.0, metric_per_step)))
+    if budget.patience is not None and not bounds:
+        bounds.append(budget.patience * 2)
+    return max(0, min(bounds)) if bounds else 0

@@ -1,0 +1,129 @@
+"""A run's session: its row in the store, resume, spend, the wrapped models, and when to stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..budget import Budget, BudgetExceeded
+from ..llm import LLM, Metered, Spend
+from ..store import RunStore
+from .record import Recorded
+
+
+class StopRun(Exception):
+    """Internal: stop the run cleanly for `reason` (the run stays resumable)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def budget_stop(e: BudgetExceeded) -> StopRun:
+    return StopRun(str(e) if e.limit == "stop" else f"{e.limit}: {e}")
+
+
+@dataclass
+class RunModels:
+    """The run's models, each the user's model wrapped once: recorded in the store, metered
+    against the budget under its spend role. `judge` is None without an LLM judge."""
+
+    optimizer: Recorded
+    judge: Recorded | None = None
+
+    def all(self) -> list[Recorded]:
+        return [m for m in (self.optimizer, self.judge) if m is not None]
+
+    def begin_step(self, step: int) -> None:
+        for m in self.all():
+            m.begin_step(step)
+
+
+class RunSession:
+    """Opens (or resumes) one run in a store and answers "should the run stop now?".
+
+    Spend and metric calls start from what the store already holds (paid work, all of it), so
+    a resumed run's budget counts what the killed one spent.
+    """
+
+    def __init__(self, store: RunStore | str | os.PathLike[str] | None, *, config: dict[str, Any],
+                 resume: str | None, name: str | None, budget: Budget,
+                 stop_file: str | os.PathLike[str] | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store if isinstance(store, RunStore) else RunStore(store)
+        self.budget = budget
+        self.clock = clock
+        if resume is not None:
+            run = self.store.get_run(resume)
+            self.run_id = run.id
+            _check_config(resume, run.config, config)
+            self.store.update_run(self.run_id, status="running", stop_reason=None)
+        else:
+            self.run_id = self.store.create_run(config, name=name)
+        self.stop_file = (Path(stop_file) if stop_file is not None
+                          else self.store.path.parent / f"{self.run_id}.stop")
+        self.spend = Spend.from_calls(self.store.llm_calls(self.run_id))
+        self.metric_calls = len(self.store.evaluations(self.run_id))
+        self.interrupted = False
+        self.started = clock()
+
+    def wrap(self, llm: LLM, role: str) -> Recorded:
+        """`llm` metered against the run's budget as `role` and recorded in the store."""
+        return Recorded(Metered(llm, self.budget, self.spend, role=role), self.store, self.run_id,
+                        self._before_llm_call, role=role)
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def check_stop(self) -> None:
+        """Raise StopRun when time is up, Ctrl-C was pressed or the stop file exists."""
+        if self.interrupted:
+            raise StopRun("interrupted (Ctrl-C)")
+        if self.stop_file.exists():
+            raise StopRun(f"stop file {self.stop_file} exists")
+        if self.budget.seconds is not None and self.elapsed() >= self.budget.seconds:
+            raise StopRun(f"seconds: time budget of {self.budget.seconds:g}s reached")
+
+    def _before_llm_call(self) -> None:
+        try:
+            self.check_stop()
+        except StopRun as s:
+            raise BudgetExceeded("stop", s.reason) from None
+
+    @contextlib.contextmanager
+    def catching_ctrl_c(self) -> Iterator[None]:
+        """The first Ctrl-C stops the run after the current step; a second stops it at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def close(self, status: str, reason: str) -> None:
+        self.store.update_run(self.run_id, status=status, stop_reason=reason,
+                              spend=self.spend.to_dict())
+
+
+def _check_config(run_id: str, stored: dict[str, Any], now: dict[str, Any]) -> None:
+    """Resume needs the same search; budget, steps and executor may change."""
+    keys = ("strategy", "optimizer", "seed", "minibatch_size", "trainset", "valset", "params")
+    changed = [k for k in keys if stored.get(k) != now[k]]
+    if changed:
+        detail = "; ".join(f"{k}: stored {stored.get(k)!r}, given {now[k]!r}" for k in changed)
+        raise ValueError(f"cannot resume run {run_id}: the setup changed ({detail})")
