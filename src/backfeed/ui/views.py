@@ -79,9 +79,12 @@ class RunReader:
             raise StoreMissing(str(exc)) from None
 
     def __enter__(self) -> RunReader:
+        self._snapshot = self.store.snapshot()  # one consistent view while a run writes
+        self._snapshot.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._snapshot.__exit__(None, None, None)
         self.close()
 
     def close(self) -> None:
