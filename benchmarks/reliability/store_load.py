@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -121,7 +122,11 @@ class Dashboard:
 
     def __exit__(self, *exc: Any) -> None:
         self.proc.terminate()
-        self.proc.wait(10)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:  # busy answering: it must not outlive the measurement
+            self.proc.kill()
+            self.proc.wait(10)
 
 
 def _torn(detail: dict[str, Any]) -> str | None:
@@ -243,13 +248,14 @@ def readers_under_load(root: Path, steps: int, readers: int) -> dict[str, Any]:
     }
 
 
-def many_clients(root: Path, clients: int, requests: int) -> dict[str, Any]:
+def many_clients(root: Path, clients: int, requests: int, steps: int = 5000
+                 ) -> dict[str, Any]:
     import asyncio
 
     import httpx
 
-    db = root / "live.db"
-    writer = _writer(db, 100_000, pace=0.02)  # a live run, stopped when the clients are done
+    db, go = root / "live.db", root / "go"
+    writer = _writer(db, steps, pace=0.05, go=go)  # a live run: about 20 steps a second
     run_id = _wait_for_run(db)
     tally = Tally()
     with Dashboard(db) as dash:
@@ -269,13 +275,18 @@ def many_clients(root: Path, clients: int, requests: int) -> dict[str, Any]:
         async def everyone() -> None:
             await asyncio.gather(*(client(i) for i in range(clients)))
 
+        go.touch()
+        time.sleep(2)  # the run has some steps before the clients arrive
         started = time.perf_counter()
         asyncio.run(everyone())
         wall = time.perf_counter() - started
-    writer.terminate()
+    writer.kill()
     writer.wait(10)
+    from backfeed.store import RunStore
+
+    steps_then = len(RunStore(db, readonly=True).steps(run_id))
     cuts = statistics.quantiles(tally.latencies, n=20)
-    return {"clients": clients, "requests": tally.requests, "errors": len(tally.errors),
+    return {"clients": clients, "requests": tally.requests, "run_steps_at_end": steps_then, "errors": len(tally.errors),
             "error_examples": tally.errors[:3], "database_is_locked": tally.locked,
             "p50_ms": round(statistics.median(tally.latencies) * 1000, 1),
             "p95_ms": round(cuts[18] * 1000, 1), "wall_s": round(wall, 1),
@@ -292,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=None)
     parser.add_argument("--requests", type=int, default=40, help="per client")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))  # `timeout`: clean up children
     if args.write:
         print(json.dumps(write_run(args.write, args.steps, args.pace, args.go)), flush=True)
         return 0
