@@ -231,13 +231,19 @@ def every(n: int, fault: str, *, first: int = 1) -> Plan:
 
 
 def random_mix(rate: float, seed: int, faults: tuple[str, ...] = TRANSIENT) -> Plan:
-    """Fail each request with probability `rate`, the fault drawn from `faults` (seeded)."""
+    """Fail a `rate` share of requests at random places, each with a fault drawn from `faults`
+    (seeded): in every block of round(1/rate) requests, one random request fails."""
     import random
 
     rng = random.Random(seed)
+    block = max(1, round(1 / rate))
+    chosen: dict[int, int] = {}
     lock = threading.Lock()
 
     def plan(number: int, body: dict[str, Any]) -> str | None:
         with lock:
-            return rng.choice(faults) if rng.random() < rate else None
+            start = number - number % block
+            if start not in chosen:
+                chosen[start] = start + rng.randrange(block)
+            return rng.choice(faults) if chosen[start] == number else None
     return plan
