@@ -272,3 +272,18 @@ def test_two_parameters_with_one_name_in_one_module_are_refused_with_both_paths(
 
     with pytest.raises(ValueError, match=r"named 'prompt' \(at 'a' and 'b'\)"):
         Clash().state_dict()
+
+
+def test_training_a_module_that_reuses_a_submodule_uses_the_qualified_names(tmp_path):
+    def metric(example, output):
+        return 1.0 if output.startswith("Quote") else 0.0
+
+    pipe = Pipeline()
+    llm = bf.llm.Scripted(['{"suggestion": {"answer.prompt": "Quote the passage."}}'] * 3)
+    result = bf.train(pipe, [("q", 0), ("r", 1)], metric=metric,
+                      optimizer=bf.optim.Prime(pipe.parameters(), llm=llm), steps=1,
+                      store=tmp_path / "r.db", progress=False)
+    assert set(result.best_values) == {"retrieve.prompt", "answer.prompt", "system_prompt"}
+    assert result.best_values["answer.prompt"] == "Quote the passage."
+    prompt = llm.calls[0].messages[-1]["content"]
+    assert "answer.prompt" in prompt and "retrieve.prompt" in prompt

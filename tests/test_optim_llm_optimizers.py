@@ -107,6 +107,7 @@ def test_evolution_state_round_trip_keeps_queue():
 
 def test_evolution_unparseable_answer_is_reported():
     x = bf.param(0.0, name="x")
+    score_run(x, 0.1)
     report = Evolution([x], llm=bf.llm.Scripted(["no idea"])).step()
     assert x.value == 0.0 and any("no readable JSON" in p for p in report.problems)
 
@@ -126,7 +127,7 @@ def test_textgrad_batches_gradients_then_updates_each_parameter():
         nodes = list(options["json_schema"]["properties"]["gradients"]["properties"])
         return json.dumps({"gradients": {n: f"fix {n}" for n in nodes}})
 
-    llm = bf.llm.Scripted([gradients, '{"reasoning": "lower", "value": "hi there"}',
+    llm = bf.llm.Scripted([gradients, "Lower case.\n### prompt\n```text\nhi there\n```",
                            '{"reasoning": "two", "value": "2"}'])
     opt = TextGrad([prompt, x], llm=llm, batch_size=16)
     report = opt.step()
@@ -136,7 +137,11 @@ def test_textgrad_batches_gradients_then_updates_each_parameter():
     update_prompt = llm.calls[1].messages[1]["content"]
     assert "#Criticism of this parameter\nfix prompt" in update_prompt
     assert "shout0: fix shout0" in update_prompt  # the node it feeds
-    assert llm.calls[1].options["json_schema"]["properties"]["value"] == {"type": "string"}
+    assert llm.calls[1].options["json_schema"] is None  # text is asked for in a block
+    assert "a line `### prompt`, then the whole new text" in update_prompt
+    x_schema = llm.calls[2].options["json_schema"]["properties"]["suggestion"]
+    assert x_schema["properties"] == {"x": {"type": "number"}}
+    assert report.reasoning == "prompt: Lower case.\nx: two"
 
 
 def test_textgrad_chain_costs_few_calls():

@@ -29,3 +29,31 @@ def test_prime_step_with_the_embedded_model_names_only_real_parameters():
     update = report.updates[0]
     assert update.applied or update.reason  # applied, or rejected with its reason
     assert isinstance(x.value, float)
+
+
+@bf.op(trainable=True)
+def median(xs: list) -> float:
+    """Return the median of a non-empty list of numbers."""
+    return xs[len(xs) // 2]
+
+
+@pytest.mark.local
+def test_prime_prefills_the_code_block_frame_on_the_embedded_model():
+    llm = local_llm()
+    median.code.zero_feedback()
+    for xs, expected in (([3, 1, 2], 2), ([1, 2, 3, 4], 2.5)):
+        out = median(bf.node(xs, name="xs"))
+        ok = out.value == expected
+        out.backward(bf.Feedback(score=float(ok), text=f"returned {out.value}, expected {expected}"))
+    seed = median.code.value
+    try:
+        report = bf.optim.Prime(median.parameters(), llm=llm, temperature=0.0).step()
+        assert llm.continues_assistant and report.error is None
+        assert report.prompts[0][-1] == {"role": "assistant",
+                                         "content": "### median\n```python\ndef median("}
+        assert report.answers[0].startswith("### median\n```python\ndef median(")
+        update = report.updates[0]
+        assert update.applied, (update.reason, report.answers)
+        assert "def median(" in median.code.value
+    finally:
+        median.code.value = seed

@@ -125,8 +125,9 @@ def test_hybrid_routes_text_to_llm_and_enqueues_llm_numbers():
     assert x.value == 3.0  # the LLM's numeric proposal was the sampler's next candidate
     update = next(u for u in report.updates if u.name == "x")
     assert update.proposed == 3.0 and update.applied
-    schema = llm.calls[0].options["json_schema"]["properties"]["suggestion"]["properties"]
-    assert set(schema) == {"x", "prompt"}
+    user = llm.calls[0].messages[1]["content"]  # text is asked for in a block, x in JSON
+    assert llm.calls[0].options["json_schema"] is None
+    assert "a line `### prompt`, then the whole new text" in user and '"x": <number>' in user
 
 
 def test_hybrid_invalid_llm_number_is_rejected_and_sampler_still_asks():

@@ -54,14 +54,14 @@ def test_schema_keys_are_exactly_the_parameter_names_with_types():
     x = bf.param(1.0, name="x", bounds=(0, 10))
     n = bf.param(2, name="n")
     mode = bf.param("a", name="mode", choices=["a", "b"])
-    text = bf.param("hi", name="greeting")
     llm = bf.llm.Scripted(['{"suggestion": {}}'])
-    opt = Prime([x, n, mode, text], llm=llm, reasoning_chars=123)
+    opt = Prime([x, n, mode], llm=llm, reasoning_chars=123)
+    run(x)
     opt.step()
     options = llm.calls[0].options
     schema = options["json_schema"]
     suggestion = schema["properties"]["suggestion"]
-    assert set(suggestion["properties"]) == {"x", "n", "mode", "greeting"}
+    assert set(suggestion["properties"]) == {"x", "n", "mode"}
     assert suggestion["additionalProperties"] is False
     assert suggestion["properties"]["x"] == {"type": "number", "minimum": 0, "maximum": 10}
     assert suggestion["properties"]["n"] == {"type": "integer"}
@@ -74,6 +74,7 @@ def test_schema_keys_are_exactly_the_parameter_names_with_types():
 def test_max_tokens_option_caps_the_answer():
     x = bf.param(1.0, name="x")
     llm = bf.llm.Scripted(['{"suggestion": {}}'])
+    run(x)
     Prime([x], llm=llm, max_tokens=50).step()
     assert llm.calls[0].options["max_tokens"] == 50
 
@@ -112,6 +113,7 @@ def test_stop_comes_only_from_the_explicit_field():
     llm = bf.llm.Scripted(['{"reasoning": "TERMINATE", "suggestion": {"x": 2.0}, "stop": false}',
                            '{"reasoning": "done", "suggestion": {"x": 2.0}, "stop": true}'])
     opt = Prime([x], llm=llm)
+    run(x, bf.Feedback(score=1.0, text="right"))
     assert opt.step().stop is False and x.value == 2.0
     assert opt.step().stop is True
 
@@ -122,6 +124,7 @@ def test_backend_error_is_recorded_and_nothing_applied():
     def fail(messages, options):
         raise ConnectionError("server down")
 
+    run(x)
     report = Prime([x], llm=bf.llm.Scripted([fail])).step()
     assert report.error == "ConnectionError: server down"
     assert x.value == 1.0 and report.applied == {}
@@ -133,12 +136,14 @@ def test_budget_exceeded_propagates():
     def over(messages, options):
         raise BudgetExceeded("llm_calls", "llm_calls budget of 0 reached")
 
+    run(x)
     with pytest.raises(BudgetExceeded):
         Prime([x], llm=bf.llm.Scripted([over])).step()
 
 
 def test_scripted_exhaustion_is_a_recorded_error():
     x = bf.param(1.0, name="x")
+    run(x)
     report = Prime([x], llm=bf.llm.Scripted([])).step()
     assert "ran out of responses" in report.error
 
@@ -193,7 +198,7 @@ def test_rejections_of_the_last_answer_are_shown_in_the_next_prompt():
     assert "#Rejected from your last answer\n(nothing)" in user
     opt.step()
     user = llm.calls[1].messages[1]["content"]
-    assert "- bounds: 'x' must lie in [0, 10], got 50.0" in user
+    assert "- bounds: parameter 'x' must lie in [0, 10], got 50.0" in user
     assert "- unknown: 'y' is not a parameter" in user
     state = json.loads(json.dumps(opt.state_dict()))
     assert state["rejections"] == []  # the second answer was clean

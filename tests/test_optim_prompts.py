@@ -18,7 +18,8 @@ def test_every_template_renders_without_literal_braces_left():
 
 def test_render_names_missing_and_unexpected_variables():
     with pytest.raises(ValueError, match=r"missing \['trace'\], unexpected \['extra'\]"):
-        prompts.PRIME_USER.render(memory="", rejected="", names="", answer_format="", extra=1)
+        prompts.PRIME_USER.render(memory="", rejected="", names="", answer_format="", examples="",
+                                  extra=1)
 
 
 def test_answer_format_rendered_text():
@@ -45,4 +46,4 @@ def test_templates_have_unique_names():
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
     assert all(prompts.TEMPLATES.get(t.name) is t for t in defined)  # none shadowed in TEMPLATES
     assert prompts.PRIME_USER.variables == {"trace", "memory", "rejected", "names",
-                                            "answer_format"}
+                                            "answer_format", "examples"}

@@ -257,3 +257,21 @@ def test_show_and_runs_json_give_spend_by_role(tmp_path):
     assert "optimizer spend" in out and "4 calls, 1,000 tokens, $0.0200" in out
     assert "program spend" in out and "12 calls, 360 tokens" in out
     assert json.loads(invoke("runs", "--json", store=path).output)[0]["by_role"] == by_role
+
+
+def test_a_step_that_kept_nothing_shows_why_in_show_and_on_the_run_page(tmp_path):
+    from backfeed.store import RunStore
+    from backfeed.ui.views import RunReader
+
+    path = tmp_path / "r.db"
+    store = RunStore(path)
+    run = store.create_run({"strategy": "greedy"})
+    store.add_candidate(run, 0, step=-1, values={"x": 1}, parents=[], origin="seed", status="accepted")
+    why = "no change proposed: the answer could not be used (not JSON)"
+    store.add_decision(run, step=0, candidate_id=-1, accepted=False, reason=why)
+    store.checkpoint(run, step=0, parents=[0], candidate=None, accepted=False, best_score=None,
+                     best_candidate=0, spend={}, state={}, started_at=0.0)
+    store.close()
+    with RunReader(path) as reader:
+        assert reader.run_detail(run)["steps"][0]["reason"] == why
+    assert why in " ".join(invoke("show", run, store=path).output.split())

@@ -3,6 +3,8 @@
 from .execute import CodeError, SandboxLike, get_default_sandbox, set_default_sandbox
 from .module import Module
 from .node import (
+    BoundsError,
+    ChoiceError,
     ErrorInfo,
     ExecutionError,
     Feedback,
@@ -21,6 +23,8 @@ from .subgraph import NoTrainableAncestor, Subgraph, backward, minimal_subgraph,
 
 __all__ = [
     "BoundOp",
+    "BoundsError",
+    "ChoiceError",
     "CodeError",
     "ErrorInfo",
     "ExecutionError",

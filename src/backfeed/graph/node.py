@@ -110,6 +110,14 @@ class Feedback:
         return "; ".join(parts) or "(empty feedback)"
 
 
+class BoundsError(ValueError):
+    """A value outside a parameter's bounds."""
+
+
+class ChoiceError(ValueError):
+    """A value that is not one of a parameter's choices."""
+
+
 @dataclass(frozen=True)
 class ErrorInfo:
     """An exception raised while computing a node, with the failing line when known."""
@@ -459,11 +467,11 @@ class Param(Node):
         if self.bounds is not None:
             lo, hi = self.bounds
             if (lo is not None and value < lo) or (hi is not None and value > hi):
-                raise ValueError(
+                raise BoundsError(
                     f"parameter {self.name!r} must lie in [{lo}, {hi}], got {value}"
                 )
         if self.choices is not None and value not in self.choices:
-            raise ValueError(
+            raise ChoiceError(
                 f"parameter {self.name!r} must be one of {self.choices}, got {_short(value)}"
             )
         return value

@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._text import clip
 from .._tokens import CHARS_PER_TOKEN, estimate_tokens
 from .node import Node, Param
 from .subgraph import Subgraph, minimal_subgraph
 
 INLINE_CONSTANT_CHARS = 40
-ELISION = "…[{} chars elided]"
 
 
 class RenderBudgetError(ValueError):
@@ -46,10 +46,7 @@ def value_text(value: Any, limit: int | None) -> str:
         text = json.dumps(value, ensure_ascii=False)
     else:
         text = _any_text(value)
-    if limit is not None and len(text) > limit:
-        cut = max(limit - len(ELISION.format(len(text))), 8)
-        text = text[:cut] + ELISION.format(len(text) - cut)
-    return text
+    return clip(text, limit)
 
 
 def _any_text(value: Any) -> str:
@@ -66,13 +63,6 @@ def _any_text(value: Any) -> str:
         return f"<{type(value).__name__} nested too deeply to show>"
     except Exception as exc:
         return f"<{type(value).__name__}: repr raised {type(exc).__name__}>"
-
-
-def _cut(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    cut = max(limit - len(ELISION.format(len(text))), 8)
-    return text[:cut] + ELISION.format(len(text) - cut)
 
 
 def _node_value(n: Node, limit: int) -> str:
@@ -164,7 +154,7 @@ def param_lines(p: Param, choices_chars: int, text_chars: int | None = None,
     to `text_chars` (whole when None).
     """
     def cut(text: str) -> str:
-        return text if text_chars is None else _cut(text, text_chars)
+        return text if text_chars is None else clip(text, text_chars)
 
     facts = [p.kind]
     if p.bounds is not None:
@@ -283,7 +273,7 @@ class _Renderer:
         for p in self.subgraph.params:
             out += param_lines(p, self.value_chars, self.value_chars)
             if p.kind == "code":
-                out.append(_indent(_cut(p._value, max(self.value_chars * 8, 200))))
+                out.append(_indent(clip(p._value, max(self.value_chars * 8, 200))))
             else:
                 out.append(f"  value = {value_text(p._value, self.value_chars)}")
         return out
@@ -292,7 +282,7 @@ class _Renderer:
         out = ["#Feedback"]
         for o in self.subgraph.outputs:
             for fb in o._feedback or ():
-                out.append(f"{self._ref(o)}: {_cut(str(fb), self.value_chars * 2)}")
+                out.append(f"{self._ref(o)}: {clip(str(fb), self.value_chars * 2)}")
         return out
 
     def _errors(self) -> list[str]:
@@ -301,7 +291,7 @@ class _Renderer:
             return []
         return ["#Errors"] + [
             f"{self._ref(n)}: {n.error.type}: "
-            f"{_cut(str(n.error)[len(n.error.type) + 2:], self.value_chars)}"
+            f"{clip(str(n.error)[len(n.error.type) + 2:], self.value_chars)}"
             for n in errors
         ]
 

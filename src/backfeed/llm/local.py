@@ -391,6 +391,8 @@ class Local(BaseLLM):
     `backfeed serve-model`.
     """
 
+    continues_assistant = True  # a trailing assistant message is continued (prefill)
+
     def __init__(
         self,
         model: str = DEFAULT_MODEL,

@@ -1,20 +1,12 @@
 """Optimizers: one contract (zero_feedback / step / state_dict), many ways to propose values."""
 
-from .apply import (
-    Answer,
-    Rejected,
-    apply_answer,
-    apply_suggestion,
-    check_suggestion,
-    coerce,
-    extract_json,
-    parse_answer,
-)
+from .apply import Rejected, apply_answer, apply_suggestion, check_suggestion, coerce
 from .base import Observation, Optimizer, ParamUpdate, StepReport
 from .evolution import Evolution
 from .hybrid import Hybrid
 from .numeric import Numeric
 from .opro import OPRO
+from .parse import Answer, extract_json, parse_answer, read_answer, recover_function
 from .prime import Prime
 from .textgrad import TextGrad
 
@@ -37,4 +29,6 @@ __all__ = [
     "coerce",
     "extract_json",
     "parse_answer",
+    "read_answer",
+    "recover_function",
 ]

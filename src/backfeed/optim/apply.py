@@ -1,6 +1,6 @@
-"""The one place an LLM answer becomes parameter updates: tolerant parsing, typed coercion.
+"""Applying proposed values: typed coercion, function recovery, and the step report.
 
-Every optimizer goes through `parse_answer` and `apply_suggestion`, so every proposal is
+Every optimizer reads answers with `optim.parse` and applies them here, so every proposal is
 applied, coerced to the parameter's type by a rule listed in `coerce`, or rejected with a
 reason recorded in the step report. Nothing the model writes makes these functions raise.
 """
@@ -13,18 +13,17 @@ import json
 import math
 import re
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ..graph import Param
+from .._text import clip
+from ..graph import BoundsError, ChoiceError, Param
 from .base import ParamUpdate, StepReport
+from .parse import Answer, function_name, loads, read_answer, recover_function
+from .parse import parse_answer as parse_answer  # re-exported: older callers import it here
 
 # Rejection kinds, as recorded in `ParamUpdate.kind`.
 UNKNOWN, TYPE, BOUNDS, CONSTRAINT, SYNTAX = "unknown", "type", "bounds", "constraint", "syntax"
-# Top-level keys of an answer that are not parameter values.
-META_KEYS = ("reasoning", "suggestion", "stop", "answer", "explanation", "analysis")
-
-
 class Rejected(ValueError):
     """A proposed value cannot become the parameter's value; `kind` says which rule failed."""
 
@@ -33,263 +32,10 @@ class Rejected(ValueError):
         self.kind = kind
 
 
-@dataclass
-class Answer:
-    """What could be read from one model answer."""
-
-    suggestion: dict[str, Any] = field(default_factory=dict)
-    reasoning: str = ""
-    stop: bool = False
-    problems: list[str] = field(default_factory=list)  # what went wrong while reading it
-    unreadable: dict[str, str] = field(default_factory=dict)  # name -> why its value was lost
-    data: dict[str, Any] | None = None  # the whole JSON object, when one was read
-
-
-# -- reading JSON out of free text -------------------------------------------------------
-
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?(.*?)(?:```|\Z)", re.S)
-
-
-def _balanced_objects(text: str) -> list[str]:
-    """Top-level `{...}` spans, honouring strings; an unclosed last one is returned as is."""
-    spans: list[str] = []
-    depth, start, in_string, escape = 0, -1, False, False
-    for i, ch in enumerate(text):
-        if in_string:
-            if escape:
-                escape = False
-            elif ch == "\\":
-                escape = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"' and depth > 0:
-            in_string = True
-        elif ch == "{":
-            if depth == 0:
-                start = i
-            depth += 1
-        elif ch == "}" and depth > 0:
-            depth -= 1
-            if depth == 0:
-                spans.append(text[start : i + 1])
-    if depth > 0:
-        spans.append(text[start:])
-    return spans
-
-
-def _outside_strings(text: str, fix: Any) -> str:
-    """Apply `fix` to the parts of JSON-ish `text` that are not inside double-quoted strings."""
-    parts = re.split(r'("(?:[^"\\]|\\.)*")', text, flags=re.S)
-    return "".join(p if i % 2 else fix(p) for i, p in enumerate(parts))
-
-
-def _repair(text: str) -> str:
-    """Fix what small models get wrong: trailing commas, Python literals, comments."""
-
-    def fix(part: str) -> str:
-        part = re.sub(r"//[^\n]*", "", part)
-        part = re.sub(r",\s*([}\]])", r"\1", part)
-        part = re.sub(r"\bTrue\b", "true", part)
-        part = re.sub(r"\bFalse\b", "false", part)
-        return re.sub(r"\bNone\b", "null", part)
-
-    return _outside_strings(text, fix)
-
-
-def _close(text: str) -> str | None:
-    """Close the brackets of a truncated object, unless it was cut inside a string."""
-    stack: list[str] = []
-    in_string, escape = False, False
-    for ch in text:
-        if in_string:
-            if escape:
-                escape = False
-            elif ch == "\\":
-                escape = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[":
-            stack.append("}" if ch == "{" else "]")
-        elif ch in "}]" and stack:
-            stack.pop()
-    if in_string or not stack:
-        return None
-    body = text.rstrip()
-    body = re.sub(r'(,\s*"[^"]*"\s*:?|,|:)\s*$', "", body)  # a dangling comma or key
-    return body + "".join(reversed(stack))
-
-
-def _loads(text: str) -> Any:
-    """json.loads, then with repairs, then as a Python literal; raises ValueError."""
-    for attempt in (text, _repair(text)):
-        try:
-            return json.loads(attempt, strict=False)
-        except json.JSONDecodeError:
-            continue
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
-        raise ValueError(f"not valid JSON: {exc}") from None
-
-
-def extract_json(text: str) -> tuple[dict[str, Any] | None, list[str]]:
-    """The JSON object in a model answer, and notes on what had to be repaired to read it.
-
-    Looks inside code fences and around prose; repairs trailing commas and Python literals;
-    closes the brackets of an answer cut short after a complete value. Among several objects
-    it prefers the last one that has a `suggestion` field.
-    """
-    notes: list[str] = []
-    if not text or not text.strip():
-        return None, ["parse: the answer is empty"]
-    sources = [body for _, body in _FENCE.findall(text)] + [text]
-    readable: list[dict[str, Any]] = []
-    truncated = False
-    for source in sources:
-        for span in _balanced_objects(source):
-            try:
-                value = _loads(span)
-            except ValueError:
-                closed = _close(_repair(span))
-                if closed is None:
-                    truncated = truncated or span.count("{") > span.count("}")
-                    continue
-                try:
-                    value = _loads(closed)
-                except ValueError:
-                    continue
-                truncated = True
-            if isinstance(value, dict):
-                readable.append(value)
-        if readable:
-            break
-    if truncated:
-        notes.append("parse: the answer was cut short (truncated JSON)")
-    if not readable:
-        notes.append("parse: no readable JSON object in the answer")
-        return None, notes
-    with_suggestion = [v for v in readable if "suggestion" in v]
-    return (with_suggestion or readable)[-1], notes
-
-
-def _recover_values(text: str, names: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Per-parameter recovery from a broken object: complete `"name": value` pairs only."""
-    decoder = json.JSONDecoder(strict=False)
-    found: dict[str, Any] = {}
-    lost: dict[str, str] = {}
-    for name in names:
-        matches = list(re.finditer(rf'"{re.escape(name)}"\s*:\s*', text))
-        if not matches:
-            continue
-        tail = text[matches[-1].end() :]
-        try:
-            found[name], _ = decoder.raw_decode(tail)
-        except json.JSONDecodeError:
-            literal = re.match(r"(True|False|None)\b", tail)
-            if literal:
-                found[name] = {"True": True, "False": False, "None": None}[literal.group(1)]
-            else:
-                lost[name] = "syntax: its value is cut short or malformed JSON; nothing applied"
-    return found, lost
-
-
-def parse_answer(text: str, names: list[str] | None = None) -> Answer:
-    """Read `{reasoning, suggestion, stop}` from an answer; `names` enable per-value recovery.
-
-    `stop` is true only when the answer has an explicit `"stop": true` field; words such as
-    TERMINATE in the reasoning mean nothing. An answer without a `suggestion` field whose keys
-    are parameter names is read as the suggestion itself.
-    """
-    answer = Answer()
-    try:
-        data, answer.problems = extract_json(text or "")
-    except RecursionError:
-        data, answer.problems = None, ["parse: the answer nests too deeply to read"]
-    names = list(names or [])
-    if data is None:
-        found, lost = _recover_values(text or "", names)
-        if found or lost:
-            answer.problems.append(f"parse: recovered {len(found)} value(s) one by one")
-        answer.suggestion, answer.unreadable = found, lost
-        stop = re.search(r'"stop"\s*:\s*(true|false)', text or "", re.I)
-        answer.stop = bool(stop and stop.group(1).lower() == "true")
-        reasoning = re.search(r'"reasoning"\s*:\s*"((?:[^"\\]|\\.)*)', text or "", re.S)
-        answer.reasoning = reasoning.group(1) if reasoning else ""
-        return answer
-    answer.data = data
-    answer.reasoning = _text(data.get("reasoning", ""))
-    answer.stop = _explicit_true(data.get("stop", False))
-    if "suggestion" in data:
-        suggestion = data["suggestion"]
-        if isinstance(suggestion, str):
-            try:
-                suggestion = _loads(suggestion.strip())
-            except ValueError:
-                answer.problems.append(
-                    f"parse: `suggestion` is text, not an object: {_short(suggestion)}"
-                )
-                suggestion = {}
-        suggestion = _pairs_to_dict(suggestion)
-        if not isinstance(suggestion, dict):
-            answer.problems.append(
-                f"parse: `suggestion` must be an object of parameter values, not "
-                f"{type(suggestion).__name__}"
-            )
-            suggestion = {}
-    else:
-        suggestion = {k: v for k, v in data.items() if k not in META_KEYS}
-    answer.suggestion = {str(k): v for k, v in suggestion.items()}
-    if answer.problems and names:  # a repaired object may have lost values: look again
-        found, lost = _recover_values(text, [n for n in names if n not in answer.suggestion])
-        answer.suggestion.update(found)
-        answer.unreadable.update(lost)
-    return answer
-
-
-def _pairs_to_dict(value: Any) -> Any:
-    """`[{"name": n, "value": v}, ...]` (a form models like) as `{n: v}`."""
-    if isinstance(value, list) and value and all(
-        isinstance(item, dict) and "name" in item and "value" in item for item in value
-    ):
-        return {str(item["name"]): item["value"] for item in value}
-    return value
-
-
-def _explicit_true(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return value.strip().lower() == "true"
-    return False
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=repr)
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 # -- coercion -------------------------------------------------------------------------------
 
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
-
-
-def function_name(source: str) -> str | None:
-    """Name of the first top-level function `source` defines (None if it defines none)."""
-    try:
-        tree = ast.parse(textwrap.dedent(source))
-    except SyntaxError:
-        return None
-    for stmt in tree.body:
-        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
-            return stmt.name
-    return None
 
 
 def _strip_fence(text: str) -> str:
@@ -314,6 +60,10 @@ def _number(param: Param, value: Any) -> float | int:
             TYPE, f"{param.name!r} is {param.kind}; got {type(value).__name__} {_short(value)}"
         )
     return value
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    return clip(repr(value), limit)
 
 
 def coerce(param: Param, value: Any) -> Any:
@@ -359,7 +109,7 @@ def coerce(param: Param, value: Any) -> Any:
         expected = list if kind == "list" else dict
         if isinstance(value, str):
             try:
-                value = _loads(value.strip())
+                value = loads(value.strip())
             except ValueError:
                 raise Rejected(
                     TYPE, f"{param.name!r} is {kind}; the text {_short(value)} is not JSON"
@@ -377,34 +127,48 @@ def _code(param: Param, value: Any) -> str:
     source = textwrap.dedent(_strip_fence(value)).rstrip() + "\n"  # one final newline
     if not source.strip():
         raise Rejected(SYNTAX, f"{param.name!r} is code; the proposal is empty")
+    expected = function_name(param._value)
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
-        raise Rejected(
-            SYNTAX, f"{param.name!r}: the code does not parse: {exc.msg} at line {exc.lineno}"
-        ) from None
-    expected = function_name(param._value)
-    defined = [s.name for s in tree.body if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)]
-    if expected is not None and expected not in defined:
-        raise Rejected(
-            SYNTAX,
-            f"{param.name!r}: the code must define the function {expected!r}; it defines "
-            f"{defined or 'no function'}",
-        )
-    return source
+        tree, error = None, f"{exc.msg} at line {exc.lineno}"
+    exact = tree is not None and all(isinstance(s, _DEFINITIONS) for s in tree.body)
+    if exact and (expected is None or any(_defines(s, expected) for s in tree.body)):
+        return source  # exactly a definition: kept as written, never reformatted
+    if expected is not None:
+        recovered = recover_function(source, expected)
+        if recovered is not None:
+            return recovered
+        defined = re.findall(r"^[ \t]*(?:async[ \t]+)?def[ \t]+(\w+)", source, re.M)
+        if expected not in defined:
+            raise Rejected(
+                SYNTAX,
+                f"{param.name!r}: the code must define the function {expected!r}; it defines "
+                f"{defined or 'no function'}",
+            )
+    if tree is None:
+        raise Rejected(SYNTAX, f"{param.name!r}: the code does not parse: {error}")
+    if expected is None:
+        return source
+    raise Rejected(SYNTAX, f"{param.name!r}: no part of the code that parses defines {expected!r}")
+
+
+_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+                ast.Assign, ast.AnnAssign)
+
+
+def _defines(stmt: ast.stmt, name: str) -> bool:
+    return isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) and stmt.name == name
 
 
 def _check_limits(param: Param, value: Any) -> Any:
-    if param.bounds is not None:
-        lo, hi = param.bounds
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise Rejected(BOUNDS, f"{param.name!r} must lie in [{lo}, {hi}], got {value}")
-    if param.choices is not None and value not in param.choices:
-        raise Rejected(
-            CONSTRAINT, f"{param.name!r} must be one of {param.choices}, got {_short(value)}"
-        )
+    """`Param.validate` decides; its error's type says which rule the value broke."""
     try:
         return param.validate(value)
+    except BoundsError as exc:
+        raise Rejected(BOUNDS, str(exc)) from None
+    except ChoiceError as exc:
+        raise Rejected(CONSTRAINT, str(exc)) from None
     except (TypeError, ValueError) as exc:
         raise Rejected(TYPE if isinstance(exc, TypeError) else CONSTRAINT, str(exc)) from None
 
@@ -428,6 +192,46 @@ def unknown_reason(name: str, params: list[Param]) -> str:
     return f"unknown: {name!r} is not a parameter (parameters: {names}){hint}"
 
 
+@dataclass
+class Verdict:
+    """One proposal for a known parameter: its coerced value, or why it was rejected."""
+
+    param: Param
+    proposed: Any
+    value: Any = None
+    rejected: Rejected | None = None
+
+    def update(self) -> ParamUpdate:
+        """The rejection as a step-report entry (the parameter keeps its value)."""
+        assert self.rejected is not None
+        p, exc = self.param, self.rejected
+        return ParamUpdate(p.name, p._value, self.proposed, p._value, False,
+                           f"{exc.kind}: {exc}", exc.kind)
+
+
+def judge(
+    params: list[Param], suggestion: dict[str, Any]
+) -> tuple[dict[str, Verdict], list[ParamUpdate]]:
+    """Coerce each proposal, setting nothing: ({name: verdict}, proposals for unknown names)."""
+    verdicts: dict[str, Verdict] = {}
+    unknown: list[ParamUpdate] = []
+    for raw_name, value in (suggestion or {}).items():
+        target = resolve_name(str(raw_name), params)
+        if target is None:
+            unknown.append(ParamUpdate(str(raw_name), None, value, None, False,
+                                       unknown_reason(str(raw_name), params), UNKNOWN))
+            continue
+        verdict = Verdict(target, value)
+        try:
+            verdict.value = coerce(target, value)
+        except Rejected as exc:
+            verdict.rejected = exc
+        except Exception as exc:  # a rule we did not foresee: recorded, never raised
+            verdict.rejected = Rejected(TYPE, f"{type(exc).__name__}: {exc}")
+        verdicts[target.name] = verdict
+    return verdicts, unknown
+
+
 def apply_suggestion(
     params: list[Param],
     suggestion: dict[str, Any],
@@ -443,16 +247,9 @@ def apply_suggestion(
     parameters outside that set are left to the caller: their coerced values are returned,
     not set. Returns {name: coerced value} for every accepted proposal.
     """
+    verdicts, unknown = judge(params, suggestion)
+    report.rejected.extend(unknown)
     accepted: dict[str, Any] = {}
-    proposals: dict[str, tuple[str, Any]] = {}
-    for raw_name, value in (suggestion or {}).items():
-        target = resolve_name(str(raw_name), params)
-        if target is None:
-            update = ParamUpdate(str(raw_name), None, value, None, False,
-                                 unknown_reason(str(raw_name), params), UNKNOWN)
-            report.rejected.append(update)
-            continue
-        proposals[target.name] = (str(raw_name), value)
     by_name = {u.name: u for u in report.updates}
     for p in params:
         update = by_name.get(p.name)
@@ -460,30 +257,23 @@ def apply_suggestion(
             update = ParamUpdate(p.name, p._value, new=p._value)
             report.updates.append(update)
             by_name[p.name] = update
-        if p.name in (unreadable or {}) and p.name not in proposals:
-            update.reason, update.kind = unreadable[p.name], SYNTAX  # type: ignore[index]
+        verdict = verdicts.get(p.name)
+        if verdict is None:
+            if p.name in (unreadable or {}):
+                update.reason, update.kind = unreadable[p.name], SYNTAX  # type: ignore[index]
+                report.rejected.append(update)
+            continue
+        update.proposed = verdict.proposed
+        if verdict.rejected is not None:
+            update.reason, update.kind = verdict.update().reason, verdict.rejected.kind
             report.rejected.append(update)
             continue
-        if p.name not in proposals:
-            continue
-        _, value = proposals[p.name]
-        update.proposed = value
-        try:
-            coerced = coerce(p, value)
-        except Rejected as exc:
-            update.reason, update.kind = f"{exc.kind}: {exc}", exc.kind
-            report.rejected.append(update)
-            continue
-        except Exception as exc:  # a rule we did not foresee: recorded, never raised
-            update.reason, update.kind = f"type: {type(exc).__name__}: {exc}", TYPE
-            report.rejected.append(update)
-            continue
-        accepted[p.name] = coerced
+        accepted[p.name] = verdict.value
         if only is not None and p.name not in only:
             continue
-        update.changed = coerced != p._value or type(coerced) is not type(p._value)
-        p._value = coerced  # already validated by coerce()
-        update.new, update.applied = coerced, True
+        update.changed = verdict.value != p._value or type(verdict.value) is not type(p._value)
+        p._value = verdict.value  # already validated by coerce()
+        update.new, update.applied = verdict.value, True
     return accepted
 
 
@@ -491,16 +281,17 @@ def check_suggestion(
     params: list[Param], suggestion: dict[str, Any]
 ) -> tuple[dict[str, Any], list[ParamUpdate]]:
     """Coerce a suggestion without setting anything: (accepted values, rejected proposals)."""
-    scratch = StepReport(step=-1)
-    accepted = apply_suggestion(params, suggestion, scratch, only=set())
-    return accepted, scratch.rejected
+    verdicts, rejected = judge(params, suggestion)
+    accepted = {name: v.value for name, v in verdicts.items() if v.rejected is None}
+    return accepted, rejected + [v.update() for v in verdicts.values() if v.rejected is not None]
 
 
 def apply_answer(
     params: list[Param], text: str, report: StepReport, *, only: set[str] | None = None
 ) -> tuple[Answer, dict[str, Any]]:
-    """Parse one answer and apply it: reasoning, stop and parse problems go to the report."""
-    answer = parse_answer(text, [p.name for p in params])
+    """Read one answer (blocks and/or JSON) and apply it: reasoning, stop and reading
+    problems go to the report."""
+    answer = read_answer(text, params)
     report.reasoning = answer.reasoning
     report.stop = report.stop or answer.stop
     report.problems.extend(answer.problems)
@@ -516,15 +307,13 @@ __all__ = [
     "SYNTAX",
     "TYPE",
     "UNKNOWN",
-    "Answer",
     "Rejected",
+    "Verdict",
     "apply_answer",
     "apply_suggestion",
     "check_suggestion",
     "coerce",
-    "extract_json",
-    "function_name",
-    "parse_answer",
+    "judge",
     "resolve_name",
     "unknown_reason",
 ]

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .._text import clip
 from ..budget import BudgetExceeded
 from ..graph import Param, zero_feedback
 from ..llm import LLM, AuthenticationError, Completion, ContextLengthError, Message
@@ -72,7 +73,9 @@ def values_key(values: dict[str, Any]) -> str:
 
 
 def current_feedback(params: list[Param], limit: int = 2000) -> tuple[float | None, str, int]:
-    """(mean score, joined feedback text, count) over the outputs the parameters influenced."""
+    """(mean score, joined feedback text, count) over the outputs the parameters influenced.
+
+    An output that raised and got only text feedback scores 0 (as inside `bf.train`)."""
     outputs = {id(out): out for p in params for out in p.outputs}
     scores: list[float] = []
     texts: list[str] = []
@@ -82,21 +85,49 @@ def current_feedback(params: list[Param], limit: int = 2000) -> tuple[float | No
             count += 1
             if fb.score is not None:
                 scores.append(fb.score)
+            elif out.error is not None:  # an error with text feedback only is a failure
+                scores.append(0.0)
             if fb.text and fb.text not in texts:
                 texts.append(fb.text)
-    text = "; ".join(texts)
-    if len(text) > limit:
-        text = text[: limit - 20] + f" ...[{len(text) - limit + 20} chars cut]"
+    text = clip("; ".join(texts), limit)
     score = sum(scores) / len(scores) if scores else None
     return score, text, count
+
+
+def continues_assistant(llm: Any) -> bool:
+    """Whether a backend (under any wrappers) continues a trailing assistant message."""
+    for _ in range(16):
+        if llm is None:
+            return False
+        if getattr(type(llm), "continues_assistant", False):
+            return True
+        llm = getattr(llm, "llm", None)
+    return False
+
+
+NOTHING_TO_OPTIMIZE = (
+    "nothing to optimize: no output that depends on these parameters received feedback "
+    "(call .backward(feedback) on an output first); the model was not called"
+)
+
+
+def all_perfect(params: list[Param]) -> bool:
+    """True when the outputs have feedback and every feedback has the score 1 (or more)."""
+    outputs = {id(out): out for p in params for out in p.outputs}
+    scores = [fb.score for out in outputs.values() for fb in out._feedback or ()]
+    return bool(scores) and all(s is not None and s >= 1.0 for s in scores)
 
 
 class Optimizer:
     """Base of every optimizer: like torch.optim, four calls and JSON state.
 
     Subclasses implement `_step(report)`, filling the report and applying values through
-    `backfeed.optim.apply` so that no suggestion is lost silently.
+    `backfeed.optim.apply` so that no suggestion is lost silently. A step with no feedback to
+    act on records NOTHING_TO_OPTIMIZE and skips `_step` (unless `needs_feedback` is False);
+    a model's `stop` stands only when every feedback score is perfect.
     """
+
+    needs_feedback = True
 
     def __init__(self, params: list[Param] | Any, llm: LLM | None = None) -> None:
         if hasattr(params, "parameters") and callable(params.parameters):
@@ -159,9 +190,7 @@ class Optimizer:
         """Tell the optimizer how values it proposed did when evaluated elsewhere (the trainer
         calls this for every child it scores, accepted or not, so errors such as a timeout in
         proposed code reach the next prompt). Values are keyed by parameter name."""
-        if len(feedback) > 2000:
-            feedback = feedback[:1980] + f" ...[{len(feedback) - 1980} chars cut]"
-        obs = Observation(self.step_count, dict(values), score, feedback)
+        obs = Observation(self.step_count, dict(values), score, clip(feedback, 2000))
         self._remember(obs)
         return obs
 
@@ -187,7 +216,13 @@ class Optimizer:
         report = StepReport(step=self.step_count)
         obs = self.observe()
         report.score = obs.score if obs is not None else None
-        self._step(report)
+        if obs is None and self.needs_feedback:
+            report.problems.append(NOTHING_TO_OPTIMIZE)
+        else:
+            self._step(report)
+        if report.stop and not all_perfect(self.params):
+            report.stop = False
+            report.problems.append("stop ignored: not every feedback score is perfect (1.0)")
         self.step_count += 1
         return report
 

@@ -7,9 +7,17 @@ from typing import Any
 from ..graph import Param
 from ..llm import LLM, Message
 from . import prompts
-from .apply import apply_suggestion, check_suggestion, parse_answer
+from .apply import apply_suggestion, check_suggestion
 from .base import Optimizer, StepReport, values_key
-from .schema import answer_tokens, describe, example, members_schema, names_text, value_text
+from .parse import is_block, parse_answer, read_answer, split_variants
+from .schema import (
+    answer_limit,
+    describe,
+    members_schema,
+    names_text,
+    values_text,
+    variants_format,
+)
 
 
 class Evolution(Optimizer):
@@ -30,8 +38,10 @@ class Evolution(Optimizer):
         reasoning_chars: int = 200,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        budget_tokens: int = 4000,
     ) -> None:
         super().__init__(params, llm)
+        self.budget_tokens = budget_tokens
         if population < 1 or offspring < 1:
             raise ValueError(
                 f"population and offspring must be at least 1, got {population} and {offspring}"
@@ -44,6 +54,11 @@ class Evolution(Optimizer):
         self.temperature = temperature
         self.queue: list[dict[str, Any]] = []  # proposed members not yet tried
 
+    @property
+    def needs_feedback(self) -> bool:  # type: ignore[override]
+        """A queued member is applied without feedback; breeding needs some."""
+        return not self.queue
+
     def population_text(self) -> str:
         scored = [h for h in self.history if h.score is not None]
         members = sorted(scored, key=lambda h: h.score)[-self.population :]  # type: ignore[arg-type, return-value]
@@ -51,8 +66,8 @@ class Evolution(Optimizer):
             return "(empty: only the current values, shown above)"
         rows = []
         for h in members:
-            values = ", ".join(f"{k}={value_text(v, self.value_chars)}" for k, v in h.values.items())
-            rows.append(f"- fitness={h.score:.4g}; {values}")
+            values = values_text(h.values, self.params, self.value_chars)
+            rows.append(f"- fitness={h.score:.4g}{chr(10) if chr(10) in values else '; '}{values}")
         return "\n".join(rows)
 
     def messages(self) -> list[Message]:
@@ -61,8 +76,7 @@ class Evolution(Optimizer):
             population=self.population_text(),
             offspring=self.offspring,
             names=names_text(self.params),
-            reasoning_chars=self.reasoning_chars,
-            example=example(self.params),
+            answer_format=variants_format(self.params, self.offspring, self.reasoning_chars),
         )
         return [
             {"role": "system", "content": prompts.EVOLUTION_SYSTEM.render()},
@@ -77,26 +91,19 @@ class Evolution(Optimizer):
             apply_suggestion(self.params, member, report)
 
     def _breed(self, report: StepReport) -> None:
-        limit = answer_tokens(self.params, self.reasoning_chars, values=self.offspring)
-        if self.max_tokens is not None:
-            limit = min(limit, self.max_tokens)
+        blocks = any(is_block(p) for p in self.params)
         completion = self._ask(
             report,
             self.messages(),
-            json_schema=members_schema(self.params, self.reasoning_chars, self.offspring),
-            max_tokens=limit,
+            json_schema=None if blocks else members_schema(
+                self.params, self.reasoning_chars, self.offspring),
+            max_tokens=answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
+                                    self.max_tokens, values=self.offspring),
             temperature=self.temperature,
         )
         if completion is None:
             return
-        answer = parse_answer(completion.text)
-        report.reasoning, report.stop = answer.reasoning, answer.stop
-        report.problems.extend(answer.problems)
-        members = (answer.data or {}).get("members")
-        if not isinstance(members, list):
-            if answer.data is not None:
-                report.problems.append("parse: the answer has no `members` list")
-            return
+        members = self._members(report, completion.text, blocks)
         seen = {h.key() for h in self.history}
         current = self.values()
         for i, member in enumerate(members):
@@ -116,6 +123,28 @@ class Evolution(Optimizer):
                 continue
             seen.add(key)
             self.queue.append(values)
+
+    def _members(self, report: StepReport, text: str, blocks: bool) -> list[Any]:
+        """The proposed members: `## Candidate N` sections of blocks, or a JSON `members` list."""
+        if blocks:
+            members: list[Any] = []
+            for i, part in enumerate(split_variants(text)):
+                answer = read_answer(part, self.params)
+                report.problems.extend(f"member {i}: {p}" for p in answer.problems)
+                if answer.suggestion:
+                    members.append(answer.suggestion)
+            if not members:
+                report.problems.append("parse: no candidate with a readable value")
+            return members
+        answer = parse_answer(text)
+        report.reasoning, report.stop = answer.reasoning, answer.stop
+        report.problems.extend(answer.problems)
+        found = (answer.data or {}).get("members")
+        if not isinstance(found, list):
+            if answer.data is not None:
+                report.problems.append("parse: the answer has no `members` list")
+            return []
+        return found
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

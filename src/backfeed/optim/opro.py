@@ -9,7 +9,15 @@ from ..llm import LLM, Message
 from . import prompts
 from .apply import apply_answer
 from .base import Optimizer, StepReport
-from .schema import answer_schema, answer_tokens, describe, example, names_text, value_text
+from .schema import (
+    answer_format,
+    answer_limit,
+    answer_schema_for,
+    clip,
+    describe,
+    names_text,
+    values_text,
+)
 
 
 class OPRO(Optimizer):
@@ -27,8 +35,10 @@ class OPRO(Optimizer):
         reasoning_chars: int = 200,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        budget_tokens: int = 4000,
     ) -> None:
         super().__init__(params, llm)
+        self.budget_tokens = budget_tokens
         if history_size < 1:
             raise ValueError(f"history_size must be at least 1, got {history_size}")
         self.history_size = history_size
@@ -44,23 +54,19 @@ class OPRO(Optimizer):
             return "(none yet)"
         rows = []
         for h in top:
-            values = ", ".join(f"{k}={value_text(v, self.value_chars)}" for k, v in h.values.items())
-            rows.append(f"- {values}; score={h.score:.4g}")
+            values = values_text(h.values, self.params, self.value_chars)
+            sep = "\n" if "\n" in values else "; "
+            rows.append(f"- {values}{sep}score={h.score:.4g}")
         return "\n".join(rows)
 
     def messages(self) -> list[Message]:
         latest = self.history[-1].feedback if self.history else ""
-        answer_format = prompts.ANSWER_FORMAT.render(
-            reasoning_chars=self.reasoning_chars,
-            example=example(self.params),
-            names=names_text(self.params),
-        )
         user = prompts.OPRO_USER.render(
             parameters=describe(self.params, self.value_chars),
             history=self.history_text(),
-            feedback=latest[: self.value_chars * 2] or "(none)",
+            feedback=clip(latest, self.value_chars * 2) or "(none)",
             names=names_text(self.params),
-            answer_format=answer_format,
+            answer_format=answer_format(self.params, self.reasoning_chars),
         )
         return [
             {"role": "system", "content": prompts.OPRO_SYSTEM.render()},
@@ -68,14 +74,12 @@ class OPRO(Optimizer):
         ]
 
     def _step(self, report: StepReport) -> None:
-        limit = answer_tokens(self.params, self.reasoning_chars)
-        if self.max_tokens is not None:
-            limit = min(limit, self.max_tokens)
         completion = self._ask(
             report,
             self.messages(),
-            json_schema=answer_schema(self.params, self.reasoning_chars),
-            max_tokens=limit,
+            json_schema=answer_schema_for(self.params, self.reasoning_chars),
+            max_tokens=answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
+                                    self.max_tokens),
             temperature=self.temperature,
         )
         if completion is not None:

@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
+from .._text import clip
 from .._tokens import estimate_tokens
 from ..graph import Param, RenderBudgetError, render
 from ..llm import LLM, Message
 from . import prompts
 from .apply import apply_answer
-from .base import Observation, Optimizer, StepReport, values_key
-from .schema import answer_schema, answer_tokens, example, names_text, value_text
+from .base import Observation, Optimizer, StepReport, continues_assistant, values_key
+from .examples import failing_examples
+from .schema import (
+    answer_format,
+    answer_limit,
+    answer_schema_for,
+    names_text,
+    prefix,
+    value_text,
+)
 
 
 class Prime(Optimizer):
-    """Show the model the minimal subgraph, the feedback and the last `memory` attempts; ask
-    for `{reasoning, suggestion, stop}` under a JSON schema whose only suggestion keys are the
-    parameter names. The whole prompt stays within `budget_tokens`.
+    """Show the model the minimal subgraph, the feedback and the last `memory` attempts, and
+    ask for new values (the `examples` worst failing outputs are listed side by side with their
+    feedback): code and text in one fenced block per parameter (under its name), other
+    values as JSON; with only typed values, one `{reasoning, suggestion, stop}` object under a
+    JSON schema whose only suggestion keys are the parameter names. The whole prompt stays
+    within `budget_tokens`; the answer's limit derives from it (`max_tokens` overrides it).
+    `prefill` makes the model start its answer with the first block's frame (for code, up to
+    `def name(`); by default on for backends that continue a trailing assistant message (the
+    embedded model).
     """
 
     def __init__(
@@ -29,6 +45,8 @@ class Prime(Optimizer):
         reasoning_chars: int = 300,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        prefill: bool | None = None,
+        examples: int = 4,
     ) -> None:
         super().__init__(params, llm)
         if budget_tokens < 200:
@@ -38,6 +56,8 @@ class Prime(Optimizer):
         self.reasoning_chars = reasoning_chars
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.prefill = prefill
+        self.examples = examples
         self.rejections: list[str] = []  # reasons from the last answer, shown in the next prompt
 
     # -- the prompt -------------------------------------------------------------------------
@@ -50,32 +70,33 @@ class Prime(Optimizer):
         per_row = max(limit_tokens * 4 // len(rows), 120)
         now = self.values()
         text = "\n".join(_memory_row(h, per_row, now) for h in rows)
-        limit = limit_tokens * 4
-        return text if len(text) <= limit else text[: max(limit - 20, 0)] + " ...[memory cut]"
+        return clip(text, limit_tokens * 4)
 
     def messages(self) -> list[Message]:
         """The prompt for the current feedback (raises RenderBudgetError if it cannot fit)."""
-        answer_format = prompts.ANSWER_FORMAT.render(
-            reasoning_chars=self.reasoning_chars,
-            example=example(self.params),
-            names=names_text(self.params),
-        )
         system = prompts.PRIME_SYSTEM.render()
-        fixed = dict(names=names_text(self.params), answer_format=answer_format)
+        fixed = dict(names=names_text(self.params),
+                     answer_format=answer_format(self.params, self.reasoning_chars))
         rejected = "\n".join(f"- {r}" for r in self.rejections) or "(nothing)"
-        fixed["rejected"] = rejected[: self.budget_tokens // 2]  # bounded: 4 chars a token
-        skeleton = prompts.PRIME_USER.render(trace="", memory="", **fixed)
+        fixed["rejected"] = clip(rejected, self.budget_tokens // 2)  # bounded: 4 chars a token
+        skeleton = prompts.PRIME_USER.render(trace="", memory="", examples="", **fixed)
         left = self.budget_tokens - estimate_tokens(system) - estimate_tokens(skeleton) - 8
+        examples = clip(failing_examples(self.params, self.examples), max(left // 6, 60) * 4)
+        left -= estimate_tokens(examples)
         memory = self.memory_text(max(left // 4, 60))
         left -= estimate_tokens(memory)
         trace = render(self.params, budget_tokens=max(left, 50)).text
-        return [
-            {"role": "system", "content": system},
-            {"role": "user", "content": prompts.PRIME_USER.render(trace=trace, memory=memory, **fixed)},
-        ]
+        user = prompts.PRIME_USER.render(trace=trace, memory=memory, examples=examples, **fixed)
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def schema(self) -> dict[str, Any]:
-        return answer_schema(self.params, self.reasoning_chars)
+    def schema(self) -> dict[str, Any] | None:
+        """The JSON schema of the answer (None when it is written in blocks)."""
+        return answer_schema_for(self.params, self.reasoning_chars)
+
+    def prefix(self) -> str:
+        """The start the model's answer is forced to ("" when not prefilled)."""
+        use = continues_assistant(self.llm) if self.prefill is None else self.prefill
+        return prefix(self.params) if use else ""
 
     # -- one step -----------------------------------------------------------------------------
     def propose(self, report: StepReport) -> str | None:
@@ -85,14 +106,28 @@ class Prime(Optimizer):
         except RenderBudgetError as exc:
             report.error = f"prompt does not fit budget_tokens={self.budget_tokens}: {exc}"
             return None
-        limit = answer_tokens(self.params, self.reasoning_chars)
-        if self.max_tokens is not None:
-            limit = min(limit, self.max_tokens)
+        limit = answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
+                             self.max_tokens)
+        start = self.prefix()
+        if start:
+            messages = [*messages, {"role": "assistant", "content": start}]
         completion = self._ask(
             report, messages, json_schema=self.schema(), max_tokens=limit,
             temperature=self.temperature,
         )
-        return None if completion is None else completion.text
+        return None if completion is None else self._prefixed(report, start, completion.text)
+
+    @staticmethod
+    def _prefixed(report: StepReport, start: str, text: str) -> str:
+        """The whole answer: backends return a continuation with or without its prefix."""
+        if start and not text.startswith(start):
+            # a continuation of `def name(` often starts with a space (" xs" is one token)
+            text = start + (text.lstrip(" ") if start.endswith("(") else text)
+        elif start.endswith("(") and text[len(start) : len(start) + 1] == " ":
+            text = start + text[len(start) :].lstrip(" ")
+        if report.answers:
+            report.answers[-1] = text
+        return text
 
     def _step(self, report: StepReport) -> None:
         text = self.propose(report)
@@ -112,6 +147,8 @@ class Prime(Optimizer):
             "budget_tokens": self.budget_tokens,
             "memory": self.memory,
             "reasoning_chars": self.reasoning_chars,
+            "prefill": self.prefill,
+            "examples": self.examples,
         }
         state["rejections"] = list(self.rejections)
         return state
@@ -125,14 +162,29 @@ def _memory_row(obs: Observation, limit_chars: int, now: dict[str, Any]) -> str:
     """One earlier attempt: its score, the values that differ from now, and its feedback.
 
     Values equal to the current ones (shown in full under #Parameters) are left out, so a
-    step that changed one of several parameters, or a long code parameter, costs one value.
+    step that changed one of several parameters costs one value; a multi-line value (code,
+    a long prompt) is shown as the lines it had that differ from now.
     """
     score = "no score" if obs.score is None else f"score={obs.score:.4g}"
     changed = {k: v for k, v in obs.values.items() if k not in now or now[k] != v}
     value_chars = max(limit_chars // max(len(changed), 1) - 20, 40)
-    values = ", ".join(f"{k}={value_text(v, value_chars)}" for k, v in changed.items())
+    inline, diffs = [], []
+    for k, v in changed.items():
+        if isinstance(v, str) and isinstance(now.get(k), str) and "\n" in v + now[k]:
+            diffs.append(f"  {k} differed from now:\n" + clip(line_diff(now[k], v), value_chars))
+        else:
+            inline.append(f"{k}={value_text(v, value_chars)}")
+    values = ", ".join(inline)
     if len(changed) < len(obs.values):
         values += ("; " if values else "") + "other parameters as now"
-    feedback = obs.feedback[: min(max(limit_chars // 4, 60), 160)]
-    row = f"- {score}; {values}"
-    return row + (f"; feedback: {feedback}" if feedback else "")
+    feedback = clip(obs.feedback, min(max(limit_chars // 4, 60), 160))
+    row = f"- {score}; {values}" if values else f"- {score}"
+    row += f"; feedback: {feedback}" if feedback else ""
+    return "\n".join([row, *diffs])
+
+
+def line_diff(old: str, new: str) -> str:
+    """The lines `new` has instead of `old`, as `-`/`+` lines (no headers, no context)."""
+    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
+    return "\n".join(f"    {line}" for line in lines
+                     if line[:1] in "-+" and not line.startswith(("---", "+++")))

@@ -38,6 +38,29 @@ The keys of "suggestion" are exactly the parameter names: {names}. Repeat a valu
 Set "stop" to true only when the feedback shows nothing is left to improve.""",
 )
 
+BLOCK_FORMAT = Template(
+    "block_format",
+    """Answer with one section for each parameter you change (leave out the others) and \
+nothing after them:
+{skeleton}
+In the blocks, plain text: no JSON quoting, no example calls, no tests.""",
+)
+
+VARIANTS_FORMAT = Template(
+    "variants_format",
+    """Answer with {count} different candidates. Start each with a line `## Candidate N` \
+(N = 1, 2, ...), then one section for each parameter it changes (leave out the others):
+{skeleton}
+In the blocks, plain text: no JSON quoting, no example calls, no tests.""",
+)
+
+MEMBERS_FORMAT = Template(
+    "members_format",
+    """Answer with one JSON object and nothing else:
+{{"reasoning": "<why, at most {reasoning_chars} characters>", "members": [{example}, ...], \
+"stop": false}}""",
+)
+
 PRIME_SYSTEM = Template(
     "prime_system",
     """You improve the parameters of a program. You are shown the trace of one run (the \
@@ -50,6 +73,8 @@ Write each new value itself (the text, the number, the whole function), not an a
 PRIME_USER = Template(
     "prime_user",
     """{trace}
+#Failing examples (worst first)
+{examples}
 #Earlier attempts (oldest first; higher score is better)
 {memory}
 #Rejected from your last answer
@@ -93,9 +118,8 @@ EVOLUTION_USER = Template(
 #Population (worst first, best last)
 {population}
 #Task
-Propose {offspring} new, different candidates for {names}. Answer with one JSON object and \
-nothing else:
-{{"reasoning": "<why, at most {reasoning_chars} characters>", "members": [{example}, ...], "stop": false}}""",
+Propose {offspring} new, different candidates for {names}.
+{answer_format}""",
 )
 
 TEXTGRAD_SYSTEM = Template(
@@ -129,15 +153,17 @@ TEXTGRAD_UPDATE = Template(
 #Feedback on the output
 {feedback}
 #Task
-Rewrite the value of {name} to address the criticism. Answer with one JSON object and nothing \
-else:
-{{"reasoning": "<why, at most {reasoning_chars} characters>", "value": <new value of {name}>}}""",
+Rewrite the value of {name} to address the criticism.
+{answer_format}""",
 )
 
 TEMPLATES = {
     t.name: t
     for t in (
         ANSWER_FORMAT,
+        BLOCK_FORMAT,
+        VARIANTS_FORMAT,
+        MEMBERS_FORMAT,
         PRIME_SYSTEM,
         PRIME_USER,
         OPRO_SYSTEM,

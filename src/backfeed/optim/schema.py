@@ -1,13 +1,17 @@
-"""JSON schemas for answers, built from the parameters' names and types, and their plain text."""
+"""The shapes of answers: JSON schemas for short typed values, fenced-block skeletons for code
+and text, the prefix an embedded model is made to start with, and the answer's token limit."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from .._text import clip
 from .._tokens import estimate_tokens
 from ..graph import Param
-from ..graph.render import param_lines
+from ..graph.render import param_lines, value_text
+from . import prompts
+from .parse import function_name, is_block
 
 _TYPES = {
     "str": {"type": "string"},
@@ -124,23 +128,19 @@ def example(params: list[Param]) -> str:
     return "{" + ", ".join(f'"{p.name}": {_PLACEHOLDER[p.kind]}' for p in params) + "}"
 
 
+__all__ = ["answer_format", "answer_limit", "answer_schema", "answer_schema_for", "clip",
+           "describe", "names_text", "prefix", "value_text", "values_text", "variants_format"]
+
+
 def names_text(params: list[Param]) -> str:
     return ", ".join(p.name for p in params)
-
-
-def value_text(value: Any, limit: int) -> str:
-    """JSON text of a value, cut to `limit` characters with a visible marker."""
-    text = json.dumps(value, ensure_ascii=False, default=repr)
-    if len(text) > limit:
-        text = text[: max(limit - 24, 8)] + f"...[{len(text) - limit + 24} chars cut]"
-    return text
 
 
 def describe(params: list[Param], value_chars: int = 600) -> str:
     """One block per parameter: name, type, bounds/choices, description, current value."""
     lines = []
     for p in params:
-        lines += param_lines(p, choices_chars=200, fmt=value_text)  # this module's cut marker
+        lines += param_lines(p, choices_chars=200)
         lines.append(f"  current value = {value_text(p._value, value_chars)}")
     return "\n".join(lines)
 
@@ -149,3 +149,96 @@ def answer_tokens(params: list[Param], reasoning_chars: int, values: int = 1) ->
     """Enough completion tokens for the reasoning plus `values` copies of every value, grown."""
     per_copy = sum(2 * estimate_tokens(json.dumps(p._value, default=repr)) + 24 for p in params)
     return reasoning_chars // 3 + values * per_copy + 48
+
+
+# -- fenced-block answers ---------------------------------------------------------------------
+
+
+def code_head(param: Param) -> str:
+    """The `def name(args):` line of a code parameter's current function."""
+    name = function_name(param._value)
+    for line in param._value.splitlines():
+        if name is not None and line.lstrip().startswith(("def ", "async def ")) and name in line:
+            return line.strip()
+    return f"def {name or param.name}(...):"
+
+
+def block_lang(param: Param) -> str:
+    return "python" if param.kind == "code" else "text"
+
+
+def block_skeleton(params: list[Param]) -> str:
+    """The answer's shape in words, one line per section: a `### name` line, then the value in
+    a fenced block (code and text), and the typed values as one JSON object. No placeholder
+    stands where a value goes: small models copy placeholders."""
+    lines = []
+    for p in params:
+        if p.kind == "code":
+            lines.append(f"- a line `### {p.name}`, then the whole new function "
+                         f"`{code_head(p).removeprefix('def ').rstrip(':')}` (def line, body and "
+                         "the imports it needs) in one ```python block;")
+        elif is_block(p):
+            lines.append(f"- a line `### {p.name}`, then the whole new text of {p.name} in one "
+                         "```text block;")
+    typed = [p for p in params if not is_block(p)]
+    if typed:
+        example_json = "{" + ", ".join(f'"{p.name}": {_PLACEHOLDER[p.kind]}' for p in typed) + "}"
+        lines.append(f"- a line `### values`, then {example_json} in one ```json block;")
+    return "\n".join(lines)
+
+
+def prefix(params: list[Param]) -> str:
+    """What an embedded model is made to start its answer with: the first block's frame
+    (for code, up to `def name(`), so it cannot answer in another form."""
+    for p in params:
+        if is_block(p):
+            head = f"### {p.name}\n```{block_lang(p)}\n"
+            if p.kind == "code":
+                name = function_name(p._value)
+                if name is not None:
+                    head += f"def {name}("
+            return head
+    return ""
+
+
+def answer_limit(params: list[Param], reasoning_chars: int, budget_tokens: int,
+                 max_tokens: int | None = None, values: int = 1) -> int:
+    """The completion limit: `max_tokens` when given (it may raise or lower the limit); else
+    enough for every value grown, and at least half the prompt budget, so that a short value
+    (a seed prompt) can grow into a long one in one step."""
+    if max_tokens is not None:
+        return max_tokens
+    return max(answer_tokens(params, reasoning_chars, values), budget_tokens // 2)
+
+
+def answer_format(params: list[Param], reasoning_chars: int) -> str:
+    """How to answer: fenced blocks when any parameter is code or text, else one JSON object."""
+    if any(is_block(p) for p in params):
+        return prompts.BLOCK_FORMAT.render(skeleton=block_skeleton(params))
+    return prompts.ANSWER_FORMAT.render(
+        reasoning_chars=reasoning_chars, example=example(params), names=names_text(params)
+    )
+
+
+def answer_schema_for(params: list[Param], reasoning_chars: int) -> dict[str, Any] | None:
+    """The JSON schema that constrains the whole answer, or None for a block answer."""
+    if any(is_block(p) for p in params):
+        return None
+    return answer_schema(params, reasoning_chars)
+
+
+def values_text(values: dict[str, Any], params: list[Param], value_chars: int) -> str:
+    """Values for a prompt: typed ones inline as JSON, code and text as fenced blocks."""
+    kinds = {p.name: p for p in params}
+    inline = [f"{k}={value_text(v, value_chars)}" for k, v in values.items()
+              if k not in kinds or not is_block(kinds[k])]
+    blocks = [f"### {k}\n```{block_lang(kinds[k])}\n{clip(str(v), value_chars)}\n```"
+              for k, v in values.items() if k in kinds and is_block(kinds[k])]
+    return "\n".join(([", ".join(inline)] if inline else []) + blocks)
+
+
+def variants_format(params: list[Param], count: int, reasoning_chars: int) -> str:
+    """How to answer with `count` variants: `## Candidate N` sections of blocks, or JSON."""
+    if any(is_block(p) for p in params):
+        return prompts.VARIANTS_FORMAT.render(count=count, skeleton=block_skeleton(params))
+    return prompts.MEMBERS_FORMAT.render(reasoning_chars=reasoning_chars, example=example(params))

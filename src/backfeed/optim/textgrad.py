@@ -8,9 +8,17 @@ from typing import Any
 from ..graph import Node, Param, RenderBudgetError, minimal_subgraph, render
 from ..llm import LLM, Message
 from . import prompts
-from .apply import apply_suggestion, parse_answer
+from .apply import apply_suggestion
 from .base import Optimizer, StepReport
-from .schema import answer_tokens, gradients_schema, update_schema, value_text
+from .parse import parse_answer, read_answer
+from .schema import (
+    answer_format,
+    answer_limit,
+    answer_schema_for,
+    clip,
+    gradients_schema,
+    values_text,
+)
 
 
 class TextGrad(Optimizer):
@@ -91,25 +99,27 @@ class TextGrad(Optimizer):
                 continue
             for name in batch:
                 if name in found:
-                    gradients[name] = str(found[name])[: self.gradient_chars * 2]
+                    gradients[name] = clip(str(found[name]), self.gradient_chars * 2)
         suggestion: dict[str, Any] = {}
         reasons: list[str] = []
         for p in self.params:
             completion = self._ask(
                 report,
                 self._update_messages(p, gradients, consumers[p.name]),
-                json_schema=update_schema(p, self.reasoning_chars),
-                max_tokens=answer_tokens([p], self.reasoning_chars),
+                json_schema=answer_schema_for([p], self.reasoning_chars),
+                max_tokens=answer_limit([p], self.reasoning_chars, self.budget_tokens),
                 temperature=self.temperature,
             )
             if completion is None:
                 return  # nothing applied: report.error says why
-            answer = parse_answer(completion.text, ["value"])
+            answer = read_answer(completion.text, [p])
             report.problems.extend(f"{p.name}: {problem}" for problem in answer.problems)
-            if "value" in answer.suggestion:
-                suggestion[p.name] = answer.suggestion["value"]
+            if p.name not in answer.suggestion and "value" in (answer.data or {}):
+                answer.suggestion[p.name] = answer.data["value"]  # type: ignore[index]
+            if p.name in answer.suggestion:
+                suggestion[p.name] = answer.suggestion[p.name]
             else:
-                report.problems.append(f"{p.name}: the answer has no `value`")
+                report.problems.append(f"{p.name}: the answer has no new value")
             if answer.reasoning:
                 reasons.append(f"{p.name}: {answer.reasoning}")
         report.reasoning = "\n".join(reasons)
@@ -120,9 +130,7 @@ class TextGrad(Optimizer):
         self, trace: str, batch: list[str], gradients: dict[str, str]
     ) -> list[Message]:
         downstream = "\n".join(f"{k}: {v}" for k, v in gradients.items()) or "(none yet)"
-        cap = self.budget_tokens // 4 * 4
-        if len(downstream) > cap:
-            downstream = downstream[-cap:]
+        downstream = clip(downstream, self.budget_tokens // 4 * 4, tail=True)
         user = prompts.TEXTGRAD_GRADIENTS.render(
             trace=trace,
             downstream=downstream,
@@ -143,11 +151,11 @@ class TextGrad(Optimizer):
             name=p.name,
             kind=p.kind,
             description=p.description or "(no description)",
-            value=value_text(p._value, self.value_chars),
+            value=values_text({p.name: p._value}, [p], self.value_chars),
             gradient=gradients.get(p.name, "(none)"),
             downstream=downstream or "(none)",
-            feedback=feedback[: self.value_chars],
-            reasoning_chars=self.reasoning_chars,
+            feedback=clip(feedback, self.value_chars),
+            answer_format=answer_format([p], self.reasoning_chars),
         )
         return [
             {"role": "system", "content": prompts.TEXTGRAD_SYSTEM.render()},

@@ -238,10 +238,10 @@ class Worker:
         globals_: dict[str, Any] = {"__builtins__": builtins, "__name__": request.globals_name}
         for key, shipped in request.globals.items():
             try:
-                if isinstance(shipped.payload, str):  # a module, by name
-                    globals_[key] = importlib.import_module(shipped.payload)
+                if shipped.kind == "module":  # by name
+                    globals_[key] = importlib.import_module(str(shipped.payload))
                 else:
-                    globals_[key] = pickle.loads(shipped.payload)
+                    globals_[key] = pickle.loads(shipped.payload)  # type: ignore[arg-type]
             except Exception as exc:
                 missing[key] = f"{type(exc).__name__}: {exc}"
         return globals_, missing

@@ -208,12 +208,13 @@ def show(
             out.print(Text(line))
         if d["steps"]:
             table = Table(title=Text("steps"), title_justify="left")
-            for col in ("step", "candidate", "score", "kept", "applied", "rejected", "calls", "spend"):
-                table.add_column(col, justify="left" if col == "kept" else "right")
+            for col in ("step", "candidate", "score", "kept", "applied", "rejected", "calls", "spend", "why"):
+                table.add_column(col, justify="left" if col in ("kept", "why") else "right")
             for s in d["steps"]:
                 kept = "–" if s["accepted"] is None else "yes" if s["accepted"] else "no"
                 table.add_row(str(s["step"]), _fmt_int(s["candidate"]), _fmt_score(s["score"]), kept,
-                              str(s["applied"]), str(s["rejected"]), _fmt_int(s["llm_calls"]), _fmt_usd(s["usd"]))
+                              str(s["applied"]), str(s["rejected"]), _fmt_int(s["llm_calls"]), _fmt_usd(s["usd"]),
+                              Text(s["reason"] or ""))
             out.print(table)
         if r["best_params"]:
             out.print(Text("best parameters", style="bold"))

@@ -180,7 +180,9 @@ class RunReader:
         reports: dict[int, list[dict[str, Any]]] = {}
         for rep in self.reports(run_id):
             reports.setdefault(rep["step"], []).append(rep)
-        decided = {(d["step"], d["candidate"]): d for d in self.decisions(run_id)}
+        decided: dict[int, dict[Any, str]] = {}  # step -> {candidate: reason}
+        for d in self.decisions(run_id):
+            decided.setdefault(d["step"], {})[d["candidate"]] = d["reason"]
         step_rows = []
         for s in steps:
             reps = reports.get(s["step"], [])
@@ -199,7 +201,7 @@ class RunReader:
                     "llm_calls": s["spend"].get("calls"),
                     "usd": s["spend"].get("usd"),
                     "summary": ("changed " + ", ".join(dict.fromkeys(applied))) if applied else "",
-                    "reason": (decided.get((s["step"], s["candidate"])) or {}).get("reason"),
+                    "reason": _step_reason(decided.get(s["step"], {}), s["candidate"]),
                 }
             )
         # One point per scored candidate, placed at the spend when its step finished.
@@ -405,6 +407,14 @@ def _step(s: StepRecord) -> dict[str, Any]:
 
 def _report(r: StepReportRecord) -> dict[str, Any]:
     return {"step": r.step, "seq": r.seq, "candidate": r.candidate_id, **r.report}
+
+
+def _step_reason(reasons: dict[int, str], candidate: int | None) -> str | None:
+    """Why a step ended as it did: the decision on its candidate, else (a step that kept
+    nothing, e.g. "no change proposed: ...") its first decision."""
+    if candidate in reasons:
+        return reasons[candidate]
+    return next(iter(reasons.values()), None)
 
 
 def _dot(reports: list[dict[str, Any]]) -> str | None:
