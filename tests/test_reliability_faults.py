@@ -43,14 +43,14 @@ def test_a_transient_fault_is_retried_and_the_run_finishes_with_nothing_lost(tmp
 def test_a_bad_key_stops_the_run_with_a_clear_error_and_it_resumes_once_fixed(tmp_path):
     row = mf.trial("401", steps=4, workdir=tmp_path / "401")
     assert row["outcome"] == "stopped, resumed to the end", row
-    assert "AuthenticationError" in row["error"] and "API key" in row["error"]
+    assert "ModelFailed" in row["error"] and "AuthenticationError" in row["error"]
     assert row["paid_twice"] == 0 and row["status"] == "finished"
 
 
 def test_a_prompt_over_the_context_stops_the_run_with_a_clear_error_and_it_resumes(tmp_path):
     row = mf.trial("400-context", steps=4, workdir=tmp_path / "400")
     assert row["outcome"] == "stopped, resumed to the end", row
-    assert "ContextLengthError" in row["error"] and "budget_tokens" in row["error"]
+    assert "ModelFailed" in row["error"] and "context length" in row["error"]
     assert row["failed_steps"] == 0 and row["status"] == "finished"
 
 

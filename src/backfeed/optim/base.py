@@ -9,7 +9,7 @@ from typing import Any
 from .._text import clip
 from ..budget import BudgetExceeded
 from ..graph import Param, zero_feedback
-from ..llm import LLM, AuthenticationError, Completion, ContextLengthError, Message
+from ..llm import LLM, Completion, Message
 
 
 @dataclass
@@ -242,7 +242,7 @@ class Optimizer:
             completion = self.llm.complete(
                 messages, json_schema=json_schema, max_tokens=max_tokens, temperature=temperature
             )
-        except (BudgetExceeded, AuthenticationError, ContextLengthError):  # no step can succeed
+        except BudgetExceeded:
             raise
         except Exception as exc:  # a backend failure is recorded; the step applies nothing
             report.error = f"{type(exc).__name__}: {exc}"
