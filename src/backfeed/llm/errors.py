@@ -36,13 +36,13 @@ class LLMTimeout(TransientError):
 
 
 class ContextLengthError(LLMError):
-    """HTTP 400 saying the prompt exceeds the model's context: the same prompt fails again, so
-    an optimizer stops the run with it (lower its `budget_tokens`)."""
+    """HTTP 400 saying the prompt exceeds the model's context: not retried, since the same
+    prompt fails again; the message says to lower the optimizer's `budget_tokens`."""
 
 
 class AuthenticationError(LLMError):
-    """HTTP 401/403: the key is wrong or lacks access. Repeating the call cannot help, so an
-    optimizer stops the run with it instead of recording one failed step after another."""
+    """HTTP 401/403: the key is wrong or lacks access. Not retried: repeating the call cannot
+    help; the message says to check the key."""
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
