@@ -22,7 +22,7 @@ from backfeed.optim.apply import Rejected, apply_answer, coerce, parse_answer
 from backfeed.optim.base import StepReport
 
 DEPTH = [pytest.param(40, id="quick"),
-         pytest.param(2000, id="thousands", marks=pytest.mark.slow)]
+         pytest.param(2000, id="thousands", marks=[pytest.mark.slow, pytest.mark.timeout(1800)])]
 BOUND_S = 2.0  # one call, on a busy 2-core machine
 
 
@@ -294,6 +294,19 @@ def test_render_names_a_value_too_deep_to_show_or_whose_repr_raises():
         prompt = bf.param("Answer.", name="prompt")
         combine(prompt, bf.node(value)).backward("vague")
         assert shown in bf.graph.render(prompt, 300).text
+
+
+def test_a_step_number_beyond_64_bits_is_not_found_not_a_server_error(tmp_path):
+    from starlette.testclient import TestClient
+
+    from _ui_store import make_run
+    from backfeed.ui.server import create_app
+
+    run_id = make_run(tmp_path / "runs.db")
+    client = TestClient(create_app(tmp_path / "runs.db"), base_url="http://127.0.0.1:8765")
+    for url in (f"/api/runs/{run_id}/steps/{2**63}", f"/api/runs/{run_id}/steps/{2**63}/graph.svg"):
+        response = client.get(url)
+        assert response.status_code == 404 and "no step" in response.json()["error"]
 
 
 def test_module_load_refuses_deep_or_non_object_json_and_a_bad_value_loads_nothing(tmp_path):
