@@ -84,8 +84,9 @@ class Module:
             raise KeyError(f"unknown parameter(s) in state: {unknown}; known: {sorted(params)}")
         if strict and missing:
             raise KeyError(f"state is missing parameter(s): {missing}")
-        for name, value in state.items():
-            params[name].value = _copy(value)
+        checked = {name: params[name].validate(_copy(value)) for name, value in state.items()}
+        for name, value in checked.items():  # all or nothing: a bad value leaves every param as is
+            params[name]._value = value
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the state dict as JSON (never pickle)."""
@@ -99,7 +100,14 @@ class Module:
             self.load_state_dict(read_exported(path))
             return
         with open(path, encoding="utf-8") as f:
-            self.load_state_dict(json.load(f))
+            try:
+                state = json.load(f)
+            except RecursionError:
+                raise ValueError(f"{path}: the JSON nests too deeply to be a state dict") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: a state dict is a JSON object {{name: value}}, "
+                             f"not a {type(state).__name__}")
+        self.load_state_dict(state)
 
 
 def read_exported(folder: str | os.PathLike[str]) -> dict[str, Any]:

@@ -8,7 +8,14 @@ from .cache import Cached, ResponseCache, no_cache
 from .cassette import CassetteMiss, Recorder, Replay
 from .context import chosen, current, using
 from .defaults import default
-from .errors import LLMTimeout, RateLimitError, ServerError, TransientError
+from .errors import (
+    AuthenticationError,
+    ContextLengthError,
+    LLMTimeout,
+    RateLimitError,
+    ServerError,
+    TransientError,
+)
 from .limits import Limited, Limiter
 from .litellm_backend import LiteLLM
 from .local import Local, ModelInstallError
@@ -21,10 +28,12 @@ from .wrap import Wrapper
 
 __all__ = [
     "LLM",
+    "AuthenticationError",
     "BaseLLM",
     "Cached",
     "CassetteMiss",
     "Completion",
+    "ContextLengthError",
     "LLMError",
     "LLMTimeout",
     "Limited",
