@@ -220,3 +220,21 @@ def test_framework_options_reach_the_adapter_and_unknown_ones_are_refused(monkey
         harness.main(["--frameworks", "gepa:candidates=4", "--tasks", "numeric"])
     with pytest.raises(ValueError, match="not key=value"):
         harness.main(["--frameworks", "backfeed:candidates", "--tasks", "numeric"])
+
+
+def test_backfeed_candidates_option_asks_prime_for_several_answers_per_step(monkeypatch):
+    made = []
+
+    class Recording(bf.optim.Prime):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(bf.optim, "Prime", Recording)
+    model = harness.scripted_model(bf.llm.Scripted([repair_responder] * 20))
+    (record,) = harness.run_suite(["code_repair/sum_to"], ["backfeed:candidates=2"], [0], model,
+                                  size="quick", calls=2, progress=False)
+    assert record.status == "ok", record.reason
+    assert record.framework == "backfeed:candidates=2" and record.test_score == 1.0
+    assert [opt.candidates for opt in made] == [2]
+    assert record.optimizer_calls == 2 and len(record.call_tokens) == 2
