@@ -1,8 +1,13 @@
 """Run the task suite for backfeed and its peers on one model, budget and set of seeds.
 
     python -m benchmarks.run --suite quick --model local-0.5b --frameworks backfeed,trace --seeds 1
+    python -m benchmarks.run --suite families --frameworks gepa --seeds 3 --out results/a
+    python -m benchmarks.run --combine results/a results/b --out results/all
 
-Writes results.json, results.md (table) and score_vs_calls.png under --out.
+Suites: quick, full, families (code repair, numeric, a prompt family; 12 calls) and
+code_repair (all 16 functions). Writes results.json, results.md (a table per task, one per
+family, and the calls and tokens each library needs to reach the best peer's final score)
+and score_vs_calls.png under --out.
 """
 
 from __future__ import annotations
