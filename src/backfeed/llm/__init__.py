@@ -6,6 +6,7 @@ Heavy backends (litellm, xllamacpp) are imported only when a call needs them.
 from .base import LLM, BaseLLM, Completion, LLMError, Message, Usage
 from .cache import Cached, ResponseCache, no_cache
 from .cassette import CassetteMiss, Recorder, Replay
+from .context import chosen, current, using
 from .defaults import default
 from .errors import (
     AuthenticationError,
@@ -56,7 +57,10 @@ __all__ = [
     "TransientError",
     "Usage",
     "Wrapper",
+    "chosen",
+    "current",
     "default",
     "no_cache",
+    "using",
     "with_policies",
 ]
