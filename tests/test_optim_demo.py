@@ -52,50 +52,76 @@ def test_initial_workflow_scores_low_and_correct_values_score_one():
 def test_feedback_names_the_expected_receipt():
     fb = demo.score_receipt(demo.ORDERS[0], "Items:   Apple  x3, BREAD x1", ["  Apple ", "BREAD"], 3.5)
     assert "expected 'Items: apple x3, bread x1. Total: 4.20 EUR'" in fb.text
+    assert "prints the amount with the field {total:.2f}" in fb.text  # how to fix the template
+    assert "with the field {items}" not in fb.text  # the items are listed (not yet clean)
+    literal = demo.score_receipt(demo.ORDERS[0], "Receipt: milk x2", ["apple", "bread"], 4.2)
+    assert "the template must list the items with the field {items}" in literal.text
     assert "clean_name('  Apple ') must return 'apple'" in fb.text
     assert fb.score < 0.2
 
 
-def test_run_demo_improves_and_keeps_the_best_values():
+def test_run_demo_trains_through_the_store_and_fixes_all_three(tmp_path):
     console = quiet()
-    result = demo.run_demo(llm=bf.llm.Scripted([GOOD, BAD_TEMPLATE, BROKEN_CODE]), steps=3,
-                           console=console)
-    assert result.curve[0] < 0.2 and result.best_score > 0.9
+    # step 1: two candidates (broken code, then a good one); step 2 is never asked: 1.0 stops
+    llm = bf.llm.Scripted([BROKEN_CODE, GOOD])
+    store = tmp_path / "runs.db"
+    result = demo.run_demo(llm=llm, steps=3, console=console, candidates=2, store=store)
+    assert result.curve[0] < 0.2 and result.best_score == pytest.approx(1.0)
     assert result.curve == sorted(result.curve)  # best so far never drops
+    assert len(llm.calls) == 2 and len(result.curve) == 2  # stopped at the perfect score
     assert result.after["clean_name"].strip().endswith("return name.strip().lower()")
-    assert "Total" in result.after["template"]
+    assert result.after["tax_rate"] == pytest.approx(0.2) and "Total" in result.after["template"]
     assert result.prompt_tokens > 0
-    out = console.export_text()
-    for text in ("step  1", "score curve (best so far)", "parameters", "tokens"):
+    # the run is in the store the CLI and the dashboard read
+    run = bf.store.RunStore(store).get_run(result.run_id)
+    assert run.name == "demo" and run.status == "finished"
+    assert len(result.reports[0]["candidates"]) >= 2
+    out = " ".join(console.export_text().split())
+    for text in ("step 1", "score curve (best so far)", "parameters", "tokens",
+                 f"backfeed show {result.run_id}", "backfeed ui"):
         assert text in out
     # the broken code was rejected, and the line names the parameter and the whole reason
-    assert "clean_name rejected (syntax): the code does not parse" in " ".join(out.split())
+    assert "clean_name rejected (syntax): the code does not parse" in out
 
 
-def test_run_demo_survives_a_failing_backend():
-    result = demo.run_demo(llm=bf.llm.Scripted([]), steps=2, console=quiet())
-    assert all(r.error for r in result.reports)
-    assert result.best_score >= result.initial_score
-
-
-def test_demo_command_runs_with_the_default_model(monkeypatch):
+def test_a_failing_model_stops_the_demo_with_a_resumable_run_and_the_cli_says_so(
+        monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
     from backfeed.cli import app
 
-    monkeypatch.setattr(demo, "_default_llm", lambda: bf.llm.Scripted([GOOD]))
+    with pytest.raises(bf.ModelFailed, match="ran out of answers"):
+        demo.run_demo(llm=bf.llm.Scripted([]), steps=2, console=quiet(),
+                      store=tmp_path / "runs.db")
+    monkeypatch.setenv("BACKFEED_STORE", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(demo, "_default_llm", lambda: bf.llm.Scripted([]))
+    result = CliRunner().invoke(app, ["demo", "--steps", "1"])
+    assert result.exit_code == 1 and "backfeed demo: the optimizer's model" in result.output
+
+
+def test_demo_command_runs_with_the_default_model(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from backfeed.cli import app
+
+    monkeypatch.setenv("BACKFEED_STORE", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(demo, "_default_llm", lambda: bf.llm.Scripted([GOOD] * 4))
     result = CliRunner().invoke(app, ["demo", "--steps", "1"])
     assert result.exit_code == 0, result.output
-    assert "score curve" in result.output
+    out = " ".join(result.output.split())
+    assert "score curve" in out and "backfeed show latest" in out
 
 
-def test_run_demo_without_optuna_uses_prime(monkeypatch):
+def test_run_demo_without_optuna_uses_prime_and_prints_the_hint_whole(monkeypatch, tmp_path):
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "optuna" else real(name, *a))
     console = quiet()
-    result = demo.run_demo(llm=bf.llm.Scripted([GOOD]), steps=1, console=console)
+    result = demo.run_demo(llm=bf.llm.Scripted([GOOD]), steps=1, console=console, candidates=1,
+                           store=tmp_path / "runs.db")
     assert result.best_score == pytest.approx(1.0)
-    assert "Prime instead of Hybrid" in console.export_text()
+    out = " ".join(console.export_text().split())
+    assert "pip install 'backfeed[numeric]'" in out  # not eaten as rich markup
+    assert "Prime instead of Hybrid" in out and "Prime with 1 candidates" in out

@@ -114,17 +114,19 @@ def test_numeric_cmaes_sampler_runs():
 
 # -- Hybrid -----------------------------------------------------------------------------------
 
-def test_hybrid_routes_text_to_llm_and_enqueues_llm_numbers():
+def test_hybrid_routes_text_to_llm_and_adds_llm_numbers_as_a_candidate():
     x = bf.param(-8.0, name="x", bounds=(-10.0, 10.0))
     prompt = bf.param("hello", name="prompt")
     llm = bf.llm.Scripted(['{"reasoning": "r", "suggestion": {"x": 3.0, "prompt": "hi"}}'])
     opt = Hybrid([x, prompt], llm=llm, seed=0)
     evaluate([x, prompt])
     report = opt.step()
-    assert prompt.value == "hi"
-    assert x.value == 3.0  # the LLM's numeric proposal was the sampler's next candidate
+    sampled = opt.numeric.pending["x"]
+    assert (prompt.value, x.value) == ("hi", sampled) and sampled not in (3.0, -8.0)
+    # the model's own numbers are the second candidate, for the trainer to evaluate
+    assert report.candidates == [{"x": sampled, "prompt": "hi"}, {"x": 3.0, "prompt": "hi"}]
     update = next(u for u in report.updates if u.name == "x")
-    assert update.proposed == 3.0 and update.applied
+    assert update.proposed == 3.0 and update.new == sampled and update.applied
     user = llm.calls[0].messages[1]["content"]  # text is asked for in a block, x in JSON
     assert llm.calls[0].options["json_schema"] is None
     assert "a line `### prompt`, then the whole new text" in user and '"x": <number>' in user
@@ -178,7 +180,7 @@ def test_hybrid_state_round_trip():
     p2 = bf.param("", name="prompt")
     opt2 = Hybrid([x2, p2], llm=bf.llm.Scripted(['{"suggestion": {"prompt": "z"}}']), seed=0)
     opt2.load_state_dict(state)
-    assert (x2.value, p2.value) == (3.0, "hi")
+    assert (x2.value, p2.value) == (x.value, "hi")
     assert opt2.numeric.trials == [{"values": {"x": -8.0}, "score": -11.0}]
     assert opt2.history[0].values == {"x": -8.0, "prompt": "hello"}
     evaluate([x2, p2])

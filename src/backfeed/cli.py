@@ -14,20 +14,23 @@ def _commands() -> None:
 
 @app.command()
 def demo(
-    steps: int = typer.Option(8, min=1, help="optimizer steps to run"),
-    seed: int = typer.Option(0, help="seed of the numeric sampler"),
+    steps: int = typer.Option(10, min=1, help="optimizer steps to run at most"),
+    seed: int = typer.Option(0, help="seed of the run and the numeric sampler"),
+    candidates: int = typer.Option(4, min=1, help="proposals the optimizer makes per step"),
 ) -> None:
     """Optimize a small built-in workflow (a text, a code and a numeric parameter) with the
-    embedded model, showing each step's score, tokens and time.
+    embedded model through bf.train, showing each step's score and tokens; the run is stored
+    (backfeed show latest, backfeed ui).
 
-    Example: backfeed demo --steps 8
+    Example: backfeed demo --steps 10
     """
     from .demo import run_demo
     from .llm import LLMError
+    from .train import ModelFailed
 
     try:
-        run_demo(steps=steps, seed=seed)
-    except LLMError as exc:
+        run_demo(steps=steps, seed=seed, candidates=candidates)
+    except (LLMError, ModelFailed) as exc:
         typer.echo(f"backfeed demo: {exc}", err=True)
         raise typer.Exit(1) from None
 
@@ -79,6 +82,56 @@ def cache(
     limit = "no limit" if store.max_bytes is None else f"limit {store.max_bytes / 2**20:,.0f} MiB"
     typer.echo(f"{store.path}: {len(store):,} answers, {store.size_bytes() / 2**20:,.2f} MiB ({limit})")
     store.close()
+
+
+@app.command("eval")
+def eval_(
+    program: str = typer.Argument(..., help="The program: FILE.py:NAME or MODULE:NAME naming a "
+                                            "bf.Module instance, class, or function making one."),
+    values: str = typer.Option(..., "--values", help="A folder from `backfeed export RUN --to "
+                                                     "files`, or a JSON file from Module.save."),
+    data: str = typer.Option(..., "--data", help="Examples: a .json list, a .jsonl file, or "
+                                                 "FILE.py:NAME."),
+    metric: str = typer.Option(..., "--metric", help="FILE.py:NAME of metric(example, output)."),
+    model: str = typer.Option("", "--model", help="The model bf.chat uses: local, local-1.5b or "
+                                                  "a litellm model (default: bf.llm.default())."),
+    threads: int = typer.Option(1, min=1, help="Examples evaluated at once."),
+    fail_under: float = typer.Option(None, "--fail-under",
+                                     help="Exit with status 1 when the mean score is lower."),
+) -> None:
+    """Re-score saved or exported values on a dataset, to check that what you deploy scores
+    what the run said (with bf.evaluate, as the trainer scores).
+
+    Example: backfeed eval agent.py:Agent --values deploy/ --data test.jsonl --metric agent.py:metric
+    """
+    import contextlib
+
+    from rich.console import Console
+
+    from . import llm as llms
+    from .rescore import exported_score, load_data, load_object, load_program, rescore
+
+    console = Console(highlight=False)
+    try:
+        module = load_program(program)
+        examples = load_data(data)
+        score = load_object(metric)
+        backend = {"": None, "local": llms.Local, "local-1.5b": lambda: llms.Local(
+            "qwen2.5-coder-1.5b")}.get(model, lambda: llms.LiteLLM(model))
+        using = llms.using(backend()) if backend else contextlib.nullcontext()
+        with using:
+            report = rescore(module, values, examples, score, threads)
+    except Exception as exc:
+        typer.echo(f"backfeed eval: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    console.print(report)
+    mean = report.mean
+    said = exported_score(values)
+    note = "" if said is None else f" (the run's best score was {said:.3f})"
+    console.print(f"mean score {mean:.3f} on {len(report.rows)} examples{note}")
+    if fail_under is not None and mean < fail_under:
+        typer.echo(f"backfeed eval: mean score {mean:.3f} is under {fail_under:g}", err=True)
+        raise typer.Exit(1)
 
 
 from .ui.commands import register as _register_run_commands  # noqa: E402

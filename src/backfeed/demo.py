@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import graph as bf_graph
-from .graph import ExecutionError, Feedback, Node, Param, op, param
+from .graph import ExecutionError, Feedback, Module, Node, op, param
 from .llm import LLM
-from .optim import Hybrid, Optimizer, ParamUpdate, Prime, StepReport
+from .optim import Optimizer, auto
 
 # Each order: (raw item names as a shop's system writes them, quantities, unit prices).
 ORDERS: list[tuple[list[str], list[int], list[float]]] = [
@@ -27,8 +27,12 @@ def clean_name(name: str) -> str:
     return name
 
 
-class ReceiptWorkflow:
-    """A receipt writer: clean item names (code), apply tax (number), fill a template (text)."""
+class ReceiptWorkflow(Module):
+    """A receipt writer: clean item names (code), apply tax (number), fill a template (text).
+
+    `forward` keeps the cleaned names and the total of the order it ran in `cleaned` and
+    `total`, for `metric` to score (the trainer runs one example at a time by default).
+    """
 
     def __init__(self) -> None:
         self.template = param(
@@ -40,13 +44,12 @@ class ReceiptWorkflow:
                               description="tax rate added to the subtotal")
         self.clean_name = clean_name.code
         self.clean_name.value = clean_name.source  # each workflow starts from the original code
-        self.cleaned: list[str] = []  # the cleaned names of the last order run
+        self.cleaned: list[str] = []
+        self.total = 0.0
 
-    def parameters(self) -> list[Param]:
-        return [self.template, self.clean_name, self.tax_rate]
-
-    def __call__(self, order: tuple[list[str], list[int], list[float]]) -> Node:
+    def forward(self, order: tuple[list[str], list[int], list[float]]) -> Node:
         names, quantities, prices = order
+        self.cleaned, self.total = [], (self.tax_rate.value + 1) * _subtotal(order)
         cleaned = [clean_name(n) for n in names]
         items = bf_graph.format(
             ", ".join(f"{{n{i}}} x{q}" for i, q in enumerate(quantities)),
@@ -56,6 +59,15 @@ class ReceiptWorkflow:
         subtotal = sum(q * p for q, p in zip(quantities, prices))
         total = (self.tax_rate + 1) * subtotal
         return bf_graph.format(self.template, items=items, total=total)
+
+    def metric(self, order: tuple[list[str], list[int], list[float]], text: str) -> Feedback:
+        """The score of the receipt `forward` just wrote for `order`."""
+        return score_receipt(order, text, self.cleaned, self.total)
+
+
+def _subtotal(order: tuple[list[str], list[int], list[float]]) -> float:
+    _, quantities, prices = order
+    return sum(q * p for q, p in zip(quantities, prices))
 
 
 def expected_total(order: tuple[list[str], list[int], list[float]]) -> float:
@@ -86,6 +98,12 @@ def score_receipt(
     lowered = text.lower()
     amount = f"{total:.2f}"
     stated = ("total" in lowered) + (amount in text or str(round(total, 2)) in text) + ("eur" in lowered)
+    items = ", ".join(f"{c} x{q}" for c, q in zip(cleaned, quantities))
+    if items not in text:
+        problems.append("the template must list the items with the field {items}")
+    if stated < 3:
+        problems.append("the receipt must state 'Total: <amount> EUR': the template prints "
+                        "the amount with the field {total:.2f}")
     accuracy = max(0.0, 1.0 - abs(total - want) / want * 4)
     if accuracy < 0.999:
         problems.append(f"the total {total:.2f} should be {want:.2f}")
@@ -96,32 +114,29 @@ def score_receipt(
 
 
 def evaluate(workflow: ReceiptWorkflow) -> float:
-    """Run every order, give each receipt its feedback (traced), return the mean score."""
+    """Run every order and return the mean score (untraced: for checking values by hand)."""
     scores = []
     for order in ORDERS:
-        workflow.cleaned = []
         try:
-            out = workflow(order)
-            text = out.value
-        except ExecutionError as exc:
-            out, text = exc.node, None
-        total = (workflow.tax_rate.value + 1) * sum(q * p for q, p in zip(order[1], order[2]))
-        fb = score_receipt(order, text, workflow.cleaned, total)
-        out.backward(fb)
-        scores.append(fb.score or 0.0)
+            text = workflow(order).value
+        except ExecutionError:
+            scores.append(0.0)
+            continue
+        scores.append(workflow.metric(order, text).score or 0.0)
     return sum(scores) / len(scores)
 
 
 @dataclass
 class DemoResult:
-    """What a demo run did: the score curve (best so far per step) and the values."""
+    """What a demo run did: its run id, the score curve (best so far per step), the values."""
 
+    run_id: str
     initial_score: float
     best_score: float
     curve: list[float]
     before: dict[str, Any]
     after: dict[str, Any]
-    reports: list[StepReport] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)  # the step reports, as stored
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
@@ -133,37 +148,31 @@ def _default_llm() -> LLM:
     return default()
 
 
-def _set(params: list[Param], values: dict[str, Any]) -> None:
-    for p in params:
-        p.value = values[p.name]
-
-
-def _trial(opt: Optimizer, workflow: ReceiptWorkflow, values: dict[str, Any]) -> float:
-    """Evaluate `values` with a fresh trace and let the optimizer observe the result."""
-    _set(workflow.parameters(), values)
-    opt.zero_feedback()
-    score = evaluate(workflow)
-    opt.observe()
-    return score
-
-
 def run_demo(
     llm: LLM | None = None,
-    steps: int = 8,
+    steps: int = 10,
     console: Any = None,
     *,
     optimizer: Optimizer | None = None,
     seed: int = 0,
+    candidates: int = 4,
+    store: Any = None,
 ) -> DemoResult:
-    """Optimize the receipt workflow for `steps` steps, printing live progress with rich.
+    """Optimize the receipt workflow with `bf.train` for at most `steps` steps (it stops at a
+    perfect score), then print each step, the values before and after, and the score curve.
 
-    Each step the optimizer proposes values from the trace of the best values so far; the
-    evaluation decides: the full proposal and each changed parameter alone are scored, and
-    the best of them is kept only if it beats the best so far. `llm=None` uses
+    The optimizer is `bf.optim.auto` (Hybrid when optuna is installed: the LLM writes the
+    template and the code, the numeric search tunes the tax rate and the LLM's numbers are
+    extra candidates), asking for `candidates` proposals per step, each also split into its
+    changes one parameter at a time; the trainer evaluates each and keeps the best. The run is written to `store` (default: the run store that
+    `backfeed runs`, `backfeed show` and `backfeed ui` read). `llm=None` uses
     `bf.llm.default()` (the embedded model when installed).
     """
     from rich.console import Console
     from rich.markup import escape
+
+    from .budget import Budget
+    from .train import train
 
     console = console or Console()
     workflow = ReceiptWorkflow()
@@ -171,68 +180,68 @@ def run_demo(
     if optimizer is None:
         if llm is None:
             llm = _default_llm()
-        options = dict(budget_tokens=1500, memory=2, reasoning_chars=100, temperature=0.7)
-        if importlib.util.find_spec("optuna") is not None:
-            optimizer = Hybrid(params, llm=llm, seed=seed, **options)
-        else:
-            console.print("[dim]optuna is not installed (pip install 'backfeed[numeric]'): "
-                          "the LLM proposes the number too (Prime instead of Hybrid)[/dim]")
-            optimizer = Prime(params, llm=llm, **options)
-    opt = optimizer
-    before = {p.name: p.value for p in params}
-    best = dict(before)
-    start = time.perf_counter()
-    best_score = _trial(opt, workflow, best)
-    initial = best_score
-    result = DemoResult(initial, best_score, [best_score], before, before)
+        if importlib.util.find_spec("optuna") is None:
+            console.print(escape("optuna is not installed (pip install 'backfeed[numeric]'): "
+                                 "the LLM proposes the number too (Prime instead of Hybrid)"),
+                          style="dim")
+        optimizer = auto(params, llm, budget_tokens=1500, memory=2, reasoning_chars=100,
+                         temperature=0.0, candidates=candidates, split=True, seed=seed)
+    before = workflow.state_dict()
+    initial = evaluate(workflow)
     console.print(f"[bold]backfeed demo[/bold]: {len(params)} parameters "
                   f"({', '.join(f'{p.name}: {p.kind}' for p in params)}), "
-                  f"{len(ORDERS)} orders, {steps} steps")
-    console.print(f"step  0  score {initial:.3f}  best {initial:.3f}")
-    for step in range(1, steps + 1):
-        with console.status(f"step {step}: asking the model..."):
-            report = opt.step()
-        result.reports.append(report)
-        result.prompt_tokens += report.prompt_tokens
-        result.completion_tokens += report.completion_tokens
-        candidate = {p.name: p.value for p in params}
-        changed = [n for n in candidate if candidate[n] != best[n]]
-        tried: list[tuple[float, dict[str, Any]]] = []
-        subsets = [[n] for n in changed] if len(changed) > 1 else []
-        for subset in [*subsets, changed] if changed else []:
-            values = {**best, **{n: candidate[n] for n in subset}}
-            tried.append((_trial(opt, workflow, values), values))
-        score = max((s for s, _ in tried), default=best_score)
-        kept = ""
-        if tried and score > best_score:
-            best_score, best = max(tried, key=lambda t: t[0])
-            kept = "kept " + ", ".join(n for n in changed if best[n] != result.after[n])
-            result.after = dict(best)
-        _trial(opt, workflow, best)  # the next step sees the trace of the best values
-        result.curve.append(best_score)
-        note = report.error or "; ".join(_rejection(u) for u in report.rejected)
-        note = note if len(note) <= 120 else note[:119] + "…"
+                  f"{len(ORDERS)} orders, at most {steps} steps, "
+                  f"{type(optimizer).__name__} with {candidates} candidates per step")
+    start = time.perf_counter()
+    trained = train(workflow, ORDERS, metric=workflow.metric, optimizer=optimizer, steps=steps,
+                    minibatch_size=len(ORDERS), budget=Budget(target=1.0), seed=seed,
+                    forward=lambda module, order: module(order),  # an order is one argument
+                    store=store, name="demo")
+    seconds = time.perf_counter() - start
+    stored = trained.store.step_reports(trained.run_id)
+    reports = [r.report for r in stored]
+    result = DemoResult(
+        run_id=trained.run_id, initial_score=initial,
+        best_score=trained.best_score if trained.best_score is not None else initial,
+        curve=[initial] + [s.best_score if s.best_score is not None else initial
+                           for s in trained.history],
+        before=before, after=dict(trained.best_values), reports=reports,
+        prompt_tokens=int(trained.spend.get("prompt_tokens", 0)),
+        completion_tokens=int(trained.spend.get("completion_tokens", 0)), seconds=seconds,
+    )
+    console.print(f"step  0  score {initial:.3f}")
+    for summary in trained.history:
+        step_reports = [r.report for r in stored if r.step == summary.step]
+        tokens = sum(r.get("prompt_tokens", 0) + r.get("completion_tokens", 0)
+                     for r in step_reports)
+        count = sum(len(r.get("candidates") or []) for r in step_reports)
+        kept = "kept" if summary.accepted else "not kept"
+        score = "-" if summary.child_score is None else f"{summary.child_score / len(ORDERS):.3f}"
+        notes = [_rejection(u) for r in step_reports for u in r.get("rejected") or []]
+        notes += [r["error"] for r in step_reports if r.get("error")]
+        note = "; ".join(notes)
+        note = note if len(note) <= 160 else note[:159] + "…"
         console.print(
-            f"step {step:2d}  score {score:.3f}  best {best_score:.3f}  "
-            f"tokens {report.prompt_tokens}+{report.completion_tokens}  "
-            f"{time.perf_counter() - start:5.1f}s  {kept}"
+            f"step {summary.step + 1:2d}  best {summary.best_score or 0:.3f}  "
+            f"{count} candidates, best {score} {kept}  {tokens} tokens"
             + (f"  [dim]{escape(note)}[/dim]" if note else "")
         )
-    result.best_score = best_score
-    result.seconds = time.perf_counter() - start
     _print_summary(console, result)
+    console.print(f"The run is stored: [bold]backfeed show {result.run_id}[/bold] (or "
+                  f"[bold]backfeed show latest[/bold]) and [bold]backfeed ui[/bold] show it.")
     return result
 
 
-def _rejection(update: ParamUpdate) -> str:
+def _rejection(update: dict[str, Any]) -> str:
     """`clean_name rejected (syntax): the code does not parse ...`, without repeated prefixes."""
-    reason = update.reason or ""
-    for prefix in (f"{update.kind}: ", f"{update.name!r}: "):
+    reason, kind, name = update.get("reason") or "", update.get("kind"), update.get("name")
+    for prefix in (f"{kind}: ", f"{name!r}: "):
         reason = reason.removeprefix(prefix)
-    return f"{update.name} rejected ({update.kind}): {reason}"
+    return f"{name} rejected ({kind}): {reason}"
 
 
 def _print_summary(console: Any, result: DemoResult) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="parameters", show_lines=True)
@@ -240,7 +249,7 @@ def _print_summary(console: Any, result: DemoResult) -> None:
     table.add_column("before")
     table.add_column("after")
     for name in result.before:
-        table.add_row(name, str(result.before[name]), str(result.after[name]))
+        table.add_row(name, escape(str(result.before[name])), escape(str(result.after[name])))
     console.print(table)
     console.print("score curve (best so far):  " + _sparkline(result.curve) + "  "
                   + " ".join(f"{s:.2f}" for s in result.curve))

@@ -1,9 +1,10 @@
 """Optimizers: one contract (zero_feedback / step / state_dict), many ways to propose values."""
 
 from .apply import Rejected, apply_answer, apply_suggestion, check_suggestion, coerce
-from .base import Observation, Optimizer, ParamUpdate, StepReport
+from .base import History, Observation, Optimizer, ParamUpdate, StepReport
 from .evolution import Evolution
-from .hybrid import Hybrid
+from .fewshot import FewShot
+from .hybrid import Hybrid, auto
 from .numeric import Numeric
 from .opro import OPRO
 from .parse import Answer, extract_json, parse_answer, read_answer, recover_function
@@ -14,6 +15,8 @@ __all__ = [
     "OPRO",
     "Answer",
     "Evolution",
+    "FewShot",
+    "History",
     "Hybrid",
     "Numeric",
     "Observation",
@@ -25,6 +28,7 @@ __all__ = [
     "TextGrad",
     "apply_answer",
     "apply_suggestion",
+    "auto",
     "check_suggestion",
     "coerce",
     "extract_json",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +47,9 @@ class StepReport:
     score: float | None = None  # the score the feedback gave the values stepped from
     llm_calls: int = 0
     gradients: dict[str, str] = field(default_factory=dict)  # TextGrad: criticism per node
+    # Every distinct value set the step proposed (all parameters, by name), best guess first;
+    # the params hold candidates[0]. Empty: the applied values are the only candidate.
+    candidates: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def applied(self) -> dict[str, Any]:
@@ -70,6 +75,78 @@ class Observation:
 def values_key(values: dict[str, Any]) -> str:
     """A stable text key for a set of parameter values (equal values, equal keys)."""
     return json.dumps(values, sort_keys=True, default=repr)
+
+
+class History:
+    """The value sets observed so far with their scores, oldest first, at most `limit` rows
+    (the oldest goes first, never the best). One object can be shared by the parts of a
+    composite optimizer (Hybrid), so each sees what the others observed.
+    """
+
+    def __init__(self, limit: int = 64) -> None:
+        self.limit = limit
+        self.rows: list[Observation] = []
+
+    def __iter__(self) -> Iterator[Observation]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> Observation:
+        return self.rows[index]
+
+    def remember(self, obs: Observation) -> None:
+        """Add a row; observing the same values again replaces their earlier row."""
+        key = obs.key()
+        self.rows = [h for h in self.rows if h.key() != key] + [obs]
+        if len(self.rows) > self.limit:
+            best = self.best()
+            oldest = next(h for h in self.rows if h is not best)
+            self.rows.remove(oldest)
+
+    def best(self) -> Observation | None:
+        """The observed values with the highest score."""
+        scored = [h for h in self.rows if h.score is not None]
+        return max(scored, key=lambda h: h.score) if scored else None  # type: ignore[arg-type, return-value]
+
+    def keys(self) -> set[str]:
+        """The keys (`values_key`) of every value set observed."""
+        return {h.key() for h in self.rows}
+
+    def load(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = [Observation(**h) for h in rows]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [asdict(h) for h in self.rows]
+
+
+SAMPLE_TEMPERATURE = 0.8  # the temperature of every candidate after the first
+
+
+def _perturb(params: list[Param], values: dict[str, Any], rng: random.Random) -> list[str]:
+    """Move bounded numbers in `values` (in place) a small random step within their bounds;
+    the names of the parameters moved."""
+    moved = []
+    for p in params:
+        if p.kind not in ("int", "float") or p.bounds is None or None in p.bounds:
+            continue
+        if p.choices is not None:
+            continue
+        lo, hi = p.bounds
+        old = values[p.name]
+        for _ in range(8):
+            step = rng.gauss(0.0, (hi - lo) * 0.1) or (hi - lo) * 0.05
+            new: Any = min(hi, max(lo, round(old + step, 6)))
+            if p.kind == "int":
+                new = round(new)
+                if new == old:
+                    new = min(hi, max(lo, old + (1 if step > 0 else -1)))
+            if new != old:
+                values[p.name] = new
+                moved.append(p.name)
+                break
+    return moved
 
 
 def current_feedback(params: list[Param], limit: int = 2000) -> tuple[float | None, str, int]:
@@ -121,15 +198,23 @@ def all_perfect(params: list[Param]) -> bool:
 class Optimizer:
     """Base of every optimizer: like torch.optim, four calls and JSON state.
 
+    `split = True` (an option of Prime and Hybrid) adds, for each candidate that changes
+    several parameters, each of those changes alone as a further candidate.
+
     Subclasses implement `_step(report)`, filling the report and applying values through
-    `backfeed.optim.apply` so that no suggestion is lost silently. A step with no feedback to
-    act on records NOTHING_TO_OPTIMIZE and skips `_step` (unless `needs_feedback` is False);
-    a model's `stop` stands only when every feedback score is perfect.
+    `backfeed.optim.apply` so that no suggestion is lost silently; `_ask_many` and `_gather`
+    turn several answers into `report.candidates`. `history` may be a `History` shared with
+    another optimizer. A step with no feedback to act on records NOTHING_TO_OPTIMIZE and
+    skips `_step` (unless `needs_feedback` is False); a model's `stop` stands only when every
+    feedback score is perfect.
     """
 
     needs_feedback = True
+    split = False
 
-    def __init__(self, params: list[Param] | Any, llm: LLM | None = None) -> None:
+    def __init__(
+        self, params: list[Param] | Any, llm: LLM | None = None, *, history: History | None = None
+    ) -> None:
         if hasattr(params, "parameters") and callable(params.parameters):
             params = params.parameters()
         self.params: list[Param] = list(params)
@@ -143,8 +228,7 @@ class Optimizer:
             raise ValueError("the optimizer was given no parameters")
         self._llm = llm
         self.step_count = 0
-        self.history: list[Observation] = []
-        self.history_limit = 64
+        self.history = History() if history is None else history  # shared by Hybrid's parts
 
     @property
     def llm(self) -> LLM:
@@ -195,17 +279,11 @@ class Optimizer:
         return obs
 
     def _remember(self, obs: Observation) -> None:
-        key = obs.key()
-        self.history[:] = [h for h in self.history if h.key() != key] + [obs]  # in place: shared
-        if len(self.history) > self.history_limit:  # drop the oldest, but never the best
-            best = self.best()
-            oldest = next(h for h in self.history if h is not best)
-            self.history.remove(oldest)
+        self.history.remember(obs)
 
     def best(self) -> Observation | None:
         """The observed values with the highest score."""
-        scored = [h for h in self.history if h.score is not None]
-        return max(scored, key=lambda h: h.score) if scored else None  # type: ignore[arg-type, return-value]
+        return self.history.best()
 
     def step(self) -> StepReport:
         """Propose and apply new values from the current feedback; never raises for bad answers.
@@ -236,22 +314,127 @@ class Optimizer:
         temperature: float | None = None,
     ) -> Completion | None:
         """One LLM call, accounted in the report; None (and `report.error`) when it failed."""
-        report.prompts.append(messages)
-        report.llm_calls += 1
-        try:
-            completion = self.llm.complete(
-                messages, json_schema=json_schema, max_tokens=max_tokens, temperature=temperature
-            )
-        except BudgetExceeded:
-            raise
-        except Exception as exc:  # a backend failure is recorded; the step applies nothing
-            report.error = f"{type(exc).__name__}: {exc}"
-            return None
-        report.answers.append(completion.text)
-        report.prompt_tokens += completion.usage.prompt_tokens
-        report.completion_tokens += completion.usage.completion_tokens
-        report.cost_usd += completion.cost_usd
-        return completion
+        found = self._ask_many(report, messages, 1, json_schema=json_schema,
+                               max_tokens=max_tokens, temperature=temperature)
+        return found[0] if found else None
+
+    def _ask_many(
+        self,
+        report: StepReport,
+        messages: list[Message],
+        n: int,
+        *,
+        json_schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> list[Completion]:
+        """`n` answers to one prompt: the first at `temperature`, the others sampled at
+        SAMPLE_TEMPERATURE, one after another. On the embedded model that processes the prompt
+        once (the slot keeps it cached) and only generates n times; parallel slots would each
+        process the whole prompt again (benchmarks/candidates.py). Every call is accounted in
+        the report. The answers that came back, in order; empty, with `report.error`, when the
+        first call failed (a later failure is one of the report's problems).
+        """
+        completions: list[Completion] = []
+        for i in range(n):
+            report.prompts.append(messages)
+            report.llm_calls += 1
+            try:
+                completion = self.llm.complete(
+                    messages, json_schema=json_schema, max_tokens=max_tokens,
+                    temperature=temperature if i == 0 else SAMPLE_TEMPERATURE,
+                )
+            except BudgetExceeded:
+                raise
+            except Exception as exc:  # a backend failure is recorded; the step goes on without it
+                failure = f"{type(exc).__name__}: {exc}"
+                if i == 0:
+                    report.error = failure
+                    return []
+                report.problems.append(f"candidate {i}: the call failed: {failure}")
+                continue
+            report.answers.append(completion.text)
+            report.prompt_tokens += completion.usage.prompt_tokens
+            report.completion_tokens += completion.usage.completion_tokens
+            report.cost_usd += completion.cost_usd
+            completions.append(completion)
+        return completions
+
+    def _gather(self, report: StepReport, proposals: list[Callable[[StepReport], Any]]) -> None:
+        """Turn several proposals into `report.candidates` and apply the first.
+
+        Each proposal applies one answer to the parameters (from the same start values) and
+        records what it did in the report it is given. A value set equal to one already
+        evaluated (in the history) or to an earlier candidate is never a candidate: the other
+        candidates of the call are taken instead, and when there are none, the bounded numbers
+        of a repeat are perturbed within their bounds; the report's problems say which. The first proposal's report is the step's;
+        the others' rejections and problems are added with a `candidate i:` prefix.
+        """
+        start = self.values()
+        evaluated = self.history.keys() | {values_key(start)}
+        subs: list[StepReport] = []
+        first_values: dict[str, Any] = start
+        repeats: list[tuple[int, dict[str, Any]]] = []  # proposals equal to evaluated values
+        for i, propose in enumerate(proposals):
+            self._load(start)
+            sub = StepReport(step=report.step)
+            subs.append(sub)
+            propose(sub)
+            values = self.values()
+            if i == 0:
+                first_values = dict(values)
+            key = values_key(values)
+            if values == start:
+                continue  # no change proposed
+            if key in evaluated:
+                repeats.append((i, values))
+            elif any(values_key(c) == key for c in report.candidates):
+                sub.problems.append("repeat: the same values as an earlier candidate; dropped")
+            else:
+                report.candidates.append(values)
+        rng = random.Random(f"{self.step_count}:{values_key(start)}")
+        for i, values in repeats:  # another candidate of the call if any, else a perturbation
+            moved = [] if report.candidates else _perturb(self.params, values, rng)
+            if moved and values_key(values) not in evaluated:
+                subs[i].problems.append(f"repeat: these values were already evaluated; "
+                                        f"perturbed {moved} within their bounds")
+                report.candidates.append(values)
+            else:
+                subs[i].problems.append("repeat: these values were already evaluated; dropped")
+        if self.split and len(self.params) > 1:
+            self._split(report, start, evaluated)
+        first = subs[0]
+        report.updates, report.reasoning, report.stop = first.updates, first.reasoning, first.stop
+        for i, sub in enumerate(subs):
+            if i:
+                for update in sub.rejected:
+                    update.reason = f"candidate {i}: {update.reason}"
+            report.rejected.extend(sub.rejected)
+            report.problems.extend(f"candidate {i}: {p}" if i else p for p in sub.problems)
+        chosen = report.candidates[0] if report.candidates else start
+        self._load(chosen)
+        first_as_proposed = first_values == chosen
+        for update in report.updates:  # the step's values are candidates[0]
+            update.new = chosen[update.name]
+            update.changed = update.new != update.old
+            update.applied = update.changed or (update.applied and first_as_proposed)
+
+    def _split(self, report: StepReport, start: dict[str, Any], evaluated: set[str]) -> None:
+        """Add each candidate's change of one parameter alone as a further candidate, so a good
+        change is not lost next to a bad one (the trainer scores each)."""
+        keys = evaluated | {values_key(c) for c in report.candidates}
+        for values in list(report.candidates):
+            changed = [name for name in values if values[name] != start[name]]
+            for name in changed if len(changed) > 1 else []:
+                alone = {**start, name: values[name]}
+                if values_key(alone) not in keys:
+                    keys.add(values_key(alone))
+                    report.candidates.append(alone)
+
+    def _load(self, values: dict[str, Any]) -> None:
+        """Set the parameters to `values` (already valid: earlier values or checked proposals)."""
+        for p in self.params:
+            p._value = values[p.name]
 
     def _step(self, report: StepReport) -> None:
         raise NotImplementedError
@@ -262,7 +445,7 @@ class Optimizer:
             "type": type(self).__name__,
             "step_count": self.step_count,
             "params": {p.name: p._value for p in self.params},
-            "history": [asdict(h) for h in self.history],
+            "history": self.history.to_list(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -271,4 +454,4 @@ class Optimizer:
         self.step_count = state.get("step_count", 0)
         for name, value in state.get("params", {}).items():
             self.param(name).value = value
-        self.history[:] = [Observation(**h) for h in state.get("history", [])]
+        self.history.load(state.get("history", []))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from ..graph import Param
@@ -25,6 +26,8 @@ class Evolution(Optimizer):
     the feedback's score), then applies the next queued member; when the queue is empty it
     asks the model for `offspring` new members, shown the `population` fittest so far.
     One LLM call serves `offspring` steps; the trainer's evaluation decides what survives.
+    `candidates=n` hands out n queued members per step (`report.candidates`), breeding
+    at least n at a time.
     """
 
     def __init__(
@@ -39,13 +42,16 @@ class Evolution(Optimizer):
         max_tokens: int | None = None,
         temperature: float | None = None,
         budget_tokens: int = 4000,
+        candidates: int = 1,
     ) -> None:
         super().__init__(params, llm)
         self.budget_tokens = budget_tokens
-        if population < 1 or offspring < 1:
+        if population < 1 or offspring < 1 or candidates < 1:
             raise ValueError(
-                f"population and offspring must be at least 1, got {population} and {offspring}"
+                "population, offspring and candidates must be at least 1, got "
+                f"{population}, {offspring} and {candidates}"
             )
+        self.candidates = candidates
         self.population = population
         self.offspring = offspring
         self.value_chars = value_chars
@@ -56,8 +62,8 @@ class Evolution(Optimizer):
 
     @property
     def needs_feedback(self) -> bool:  # type: ignore[override]
-        """A queued member is applied without feedback; breeding needs some."""
-        return not self.queue
+        """Queued members are applied without feedback; breeding needs some."""
+        return len(self.queue) < self.candidates
 
     def population_text(self) -> str:
         scored = [h for h in self.history if h.score is not None]
@@ -74,9 +80,10 @@ class Evolution(Optimizer):
         user = prompts.EVOLUTION_USER.render(
             parameters=describe(self.params, self.value_chars),
             population=self.population_text(),
-            offspring=self.offspring,
+            offspring=max(self.offspring, self.candidates),
             names=names_text(self.params),
-            answer_format=variants_format(self.params, self.offspring, self.reasoning_chars),
+            answer_format=variants_format(
+                self.params, max(self.offspring, self.candidates), self.reasoning_chars),
         )
         return [
             {"role": "system", "content": prompts.EVOLUTION_SYSTEM.render()},
@@ -84,21 +91,22 @@ class Evolution(Optimizer):
         ]
 
     def _step(self, report: StepReport) -> None:
-        if not self.queue:
+        if len(self.queue) < self.candidates:
             self._breed(report)
-        if self.queue:
-            member = self.queue.pop(0)
-            apply_suggestion(self.params, member, report)
+        members, self.queue = self.queue[: self.candidates], self.queue[self.candidates :]
+        if members:
+            self._gather(report, [partial(apply_suggestion, self.params, m) for m in members])
 
     def _breed(self, report: StepReport) -> None:
+        count = max(self.offspring, self.candidates)
         blocks = any(is_block(p) for p in self.params)
         completion = self._ask(
             report,
             self.messages(),
             json_schema=None if blocks else members_schema(
-                self.params, self.reasoning_chars, self.offspring),
+                self.params, self.reasoning_chars, count),
             max_tokens=answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
-                                    self.max_tokens, values=self.offspring),
+                                    self.max_tokens, values=count),
             temperature=self.temperature,
         )
         if completion is None:

@@ -1,8 +1,9 @@
-"""Hybrid: the LLM rewrites text and code; a classical optimizer tunes the numbers, taking the
-LLM's numeric proposals as extra candidates (LLAMBO's warm start)."""
+"""Hybrid: the LLM rewrites text and code; a classical optimizer tunes the numbers, and the
+LLM's own numbers join as extra candidates (LLAMBO's warm start). `auto` picks it by default."""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from ..graph import Param
@@ -17,9 +18,13 @@ from .schema import answer_tokens, describe, example, members_schema, names_text
 
 class Hybrid(Optimizer):
     """Prime for text, code and unbounded values; Numeric (Optuna) for bounded numbers, bools
-    and choices. Prime sees every parameter; its proposals for numeric ones are queued in the
-    sampler, which decides what to try. `warm_start=n` first asks the LLM for n settings of the
-    numeric parameters and queues them all.
+    and choices. Prime sees every parameter and shares this optimizer's history.
+
+    Each step's candidates are each of Prime's answers (`candidates=n`) with the sampler's
+    next numbers, then each answer as the model wrote it, numbers included, where those
+    differ. The sampler is told the score of every candidate the trainer records.
+    `warm_start=n` first asks the LLM for n settings of the numeric parameters and queues
+    them in the sampler. `split=True` also offers each changed parameter of a candidate alone.
     """
 
     def __init__(
@@ -30,57 +35,86 @@ class Hybrid(Optimizer):
         sampler: str = "tpe",
         seed: int | None = None,
         warm_start: int = 0,
+        split: bool = False,
         **prime_options: Any,
     ) -> None:
         super().__init__(params, llm)
+        self.split = split
         numeric = [p for p in self.params if handles(p)]
         self.llm_names = {p.name for p in self.params if not handles(p)}
-        self.prime = Prime(self.params, llm, **prime_options)
-        self.prime.history = self.history  # one shared history (updated in place)
+        self.prime = Prime(self.params, llm, history=self.history, **prime_options)
         self.numeric = Numeric(numeric, sampler=sampler, seed=seed) if numeric else None
         self.warm_start = warm_start
         self._warmed = False
 
-    @Optimizer.llm.setter  # type: ignore[attr-defined]
+    @property
+    def candidates(self) -> int:
+        """Prime's answers per step (`candidates=n`, a Prime option)."""
+        return self.prime.candidates
+
+    @property
+    def llm(self) -> LLM:
+        return self.prime.llm  # one backend, Prime's (the lazily made default included)
+
+    @llm.setter
     def llm(self, value: LLM) -> None:
-        self._llm = value
         self.prime.llm = value
 
     def observe(self) -> Observation | None:
         obs = super().observe()
-        if self.numeric is not None:
-            self.numeric.observe()
+        if obs is not None and obs.score is not None and self.numeric is not None:
+            self.numeric.tell(obs.values, obs.score)
+        return obs
+
+    def record(self, values: dict[str, Any], score: float | None, feedback: str) -> Observation:
+        obs = super().record(values, score, feedback)
+        if score is not None and self.numeric is not None:
+            self.numeric.tell(values, score)
         return obs
 
     def _step(self, report: StepReport) -> None:
-        self.prime._llm = self.llm  # one backend (the lazily made default included)
         if self.numeric is not None and self.warm_start and not self._warmed:
             self._warmed = True
             self._warm_start(report)
             if report.error:
                 return
-        text = self.prime.propose(report)
-        if text is None:
-            return
-        _, accepted = apply_answer(self.params, text, report, only=self.llm_names)
+        texts = self.prime.propose(report)
+        if texts:
+            self._gather(report, self._proposals(texts))
         self.prime.note_rejections(report)
-        if self.numeric is None:
-            return
-        proposal = {p.name: accepted.get(p.name, p._value) for p in self.numeric.params}
-        if any(name in accepted for name in proposal):
-            self.numeric.enqueue(proposal)
-        llm_proposed = {u.name: u.proposed for u in report.updates}
-        self.numeric.ask(report)
-        for update in report.updates:  # keep what the LLM proposed next to what was tried
-            if update.name in llm_proposed and llm_proposed[update.name] is not None:
-                update.proposed = llm_proposed[update.name]
+
+    def _proposals(self, texts: list[str]) -> list[Any]:
+        """One proposal per answer with the sampler's numbers, then the answers' own numbers."""
+        sampled = self.numeric.suggest() if self.numeric is not None else {}
+        as_written: list[dict[str, Any]] = []
+
+        def answer(text: str) -> Any:
+            def propose(report: StepReport) -> None:
+                _, accepted = apply_answer(self.params, text, report, only=self.llm_names)
+                numbers = {n: accepted[n] for n in sampled if n in accepted}
+                if numbers and any(numbers[n] != sampled[n] for n in numbers):
+                    as_written.append({**self.values(), **numbers})
+                self._load({**self.values(), **sampled})
+                if sampled:
+                    report.reasoning = report.reasoning or "numbers: the sampler's next trial"
+
+            return propose
+
+        def written(i: int) -> Any:
+            def propose(report: StepReport) -> None:
+                if i < len(as_written):  # filled while the answers are applied, before this runs
+                    self._load(as_written[i])
+
+            return propose
+
+        return [answer(t) for t in texts] + [written(i) for i in range(len(texts))]
 
     def _warm_start(self, report: StepReport) -> None:
         assert self.numeric is not None
         params = self.numeric.params
         user = prompts.WARM_START.render(
             parameters=describe(params),
-            feedback=(self.history[-1].feedback if self.history else "") or "(none)",
+            feedback=(self.history[-1].feedback if len(self.history) else "") or "(none)",
             count=self.warm_start,
             names=names_text(params),
             reasoning_chars=200,
@@ -114,18 +148,35 @@ class Hybrid(Optimizer):
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["warmed"] = self._warmed
-        state["rejections"] = list(self.prime.rejections)
+        state["prime"] = self.prime.state_dict()
         if self.numeric is not None:
-            numeric = self.numeric.state_dict()
-            state["numeric"] = {"trials": numeric["trials"], "pending": numeric["pending"]}
+            state["numeric"] = self.numeric.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self._warmed = state.get("warmed", False)
-        self.prime.rejections = list(state.get("rejections", []))
+        if "prime" in state:
+            self.prime.load_state_dict(state["prime"])
         if self.numeric is not None and "numeric" in state:
-            self.numeric.trials = [dict(t) for t in state["numeric"]["trials"]]
-            self.numeric.pending = state["numeric"]["pending"]
-            self.numeric._pending_number = None
-            self.numeric._study = None
+            self.numeric.load_state_dict(state["numeric"])
+
+
+def auto(params: list[Param] | Any, llm: LLM | None = None, *, numeric: bool = True,
+         **options: Any) -> Optimizer:
+    """The default optimizer for `params`: `Hybrid` when some are bounded ints or floats, others
+    are not, and optuna is installed (`pip install 'backfeed[numeric]'`); else `Prime`.
+
+    Numbers then go to numeric search and the LLM's numbers join as extra candidates.
+    `numeric=False` keeps `Prime` alone. Options go to the chosen optimizer (Hybrid takes
+    Prime's options plus `sampler`, `seed` and `warm_start`).
+    """
+    if hasattr(params, "parameters") and callable(params.parameters):
+        params = params.parameters()
+    params = list(params)
+    numbers = [p for p in params if handles(p) and p.kind in ("int", "float")]
+    mixed = numbers and any(not handles(p) for p in params)
+    if numeric and mixed and importlib.util.find_spec("optuna") is not None:
+        return Hybrid(params, llm, **options)
+    options = {k: v for k, v in options.items() if k not in ("sampler", "seed", "warm_start")}
+    return Prime(params, llm, **options)

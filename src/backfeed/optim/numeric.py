@@ -151,6 +151,13 @@ class Numeric(Optimizer):
         """Ask for these values before the sampler's own (e.g. an LLM's proposal)."""
         self.study.enqueue_trial(values, skip_if_exists=True)
 
+    def record(self, values: dict[str, Any], score: float | None, feedback: str) -> Observation:
+        """Also tell the sampler the score (the trainer records every child it evaluates)."""
+        obs = super().record(values, score, feedback)
+        if score is not None:
+            self.tell(values, score)
+        return obs
+
     def _step(self, report: StepReport) -> None:
         if report.score is None:
             report.problems.append(
@@ -158,8 +165,8 @@ class Numeric(Optimizer):
             )
         self.ask(report)
 
-    def ask(self, report: StepReport) -> dict[str, Any]:
-        """Ask the sampler for the next values and apply them (recorded in `report`)."""
+    def suggest(self) -> dict[str, Any]:
+        """The sampler's next values, by name, without applying them."""
         import optuna
 
         if self._pending_number is not None:  # asked but never scored: let the sampler know
@@ -168,7 +175,12 @@ class Numeric(Optimizer):
         self._pending_number = trial.number
         values = {p.name: trial.params[p.name] for p in self.params}
         self.pending = values
-        report.reasoning = report.reasoning or f"{self.sampler} trial {trial.number}"
+        return values
+
+    def ask(self, report: StepReport) -> dict[str, Any]:
+        """Ask the sampler for the next values and apply them (recorded in `report`)."""
+        values = self.suggest()
+        report.reasoning = report.reasoning or f"{self.sampler} trial {self._pending_number}"
         apply_suggestion(self.params, values, report)
         return values
 

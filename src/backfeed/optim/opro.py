@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from ..graph import Param
@@ -23,6 +24,7 @@ from .schema import (
 class OPRO(Optimizer):
     """Optimization by prompting: the best `history_size` distinct values tried so far, sorted
     worst to best with their scores, and a request for values that score higher.
+    `candidates=n` samples n answers to that prompt (see `Prime`), each a candidate.
     """
 
     def __init__(
@@ -36,11 +38,16 @@ class OPRO(Optimizer):
         max_tokens: int | None = None,
         temperature: float | None = None,
         budget_tokens: int = 4000,
+        candidates: int = 1,
     ) -> None:
         super().__init__(params, llm)
         self.budget_tokens = budget_tokens
-        if history_size < 1:
-            raise ValueError(f"history_size must be at least 1, got {history_size}")
+        if history_size < 1 or candidates < 1:
+            raise ValueError(
+                f"history_size and candidates must be at least 1, got {history_size} and "
+                f"{candidates}"
+            )
+        self.candidates = candidates
         self.history_size = history_size
         self.value_chars = value_chars
         self.reasoning_chars = reasoning_chars
@@ -74,13 +81,14 @@ class OPRO(Optimizer):
         ]
 
     def _step(self, report: StepReport) -> None:
-        completion = self._ask(
+        completions = self._ask_many(
             report,
             self.messages(),
+            self.candidates,
             json_schema=answer_schema_for(self.params, self.reasoning_chars),
             max_tokens=answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
                                     self.max_tokens),
             temperature=self.temperature,
         )
-        if completion is not None:
-            apply_answer(self.params, completion.text, report)
+        if completions:
+            self._gather(report, [partial(apply_answer, self.params, c.text) for c in completions])

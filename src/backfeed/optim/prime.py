@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from functools import partial
 from typing import Any
 
 from .._text import clip
@@ -11,7 +12,7 @@ from ..graph import Param, RenderBudgetError, render
 from ..llm import LLM, Message
 from . import prompts
 from .apply import apply_answer
-from .base import Observation, Optimizer, StepReport, continues_assistant, values_key
+from .base import History, Observation, Optimizer, StepReport, continues_assistant, values_key
 from .examples import failing_examples
 from .schema import (
     answer_format,
@@ -33,6 +34,12 @@ class Prime(Optimizer):
     `prefill` makes the model start its answer with the first block's frame (for code, the
     heading, the fence and the current `def` line); by default on for backends that continue a
     trailing assistant message (the embedded model).
+
+    `candidates=n` asks the same prompt n times (the first answer at `temperature`, the others
+    sampled), one call after another so the embedded model processes the prompt once; each
+    distinct proposal becomes one of `report.candidates` for the trainer to evaluate. Every
+    call counts in the budgets. `split=True` also offers each changed parameter of a
+    candidate alone.
     """
 
     def __init__(
@@ -47,10 +54,17 @@ class Prime(Optimizer):
         temperature: float | None = None,
         prefill: bool | None = None,
         examples: int = 4,
+        candidates: int = 1,
+        split: bool = False,
+        history: History | None = None,
     ) -> None:
-        super().__init__(params, llm)
+        super().__init__(params, llm, history=history)
         if budget_tokens < 200:
             raise ValueError(f"budget_tokens must be at least 200, got {budget_tokens}")
+        if candidates < 1:
+            raise ValueError(f"candidates must be at least 1, got {candidates}")
+        self.candidates = candidates
+        self.split = split
         self.budget_tokens = budget_tokens
         self.memory = memory
         self.reasoning_chars = reasoning_chars
@@ -99,40 +113,42 @@ class Prime(Optimizer):
         return prefix(self.params) if use else ""
 
     # -- one step -----------------------------------------------------------------------------
-    def propose(self, report: StepReport) -> str | None:
-        """Ask the model once; the answer's text, or None when the call failed (see report)."""
+    def propose(self, report: StepReport) -> list[str]:
+        """Ask the model for `candidates` answers to one prompt; their texts (empty when the
+        call failed: see `report.error`)."""
         try:
             messages = self.messages()
         except RenderBudgetError as exc:
             report.error = f"prompt does not fit budget_tokens={self.budget_tokens}: {exc}"
-            return None
+            return []
         limit = answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
                              self.max_tokens)
         start = self.prefix()
         if start:
             messages = [*messages, {"role": "assistant", "content": start}]
-        completion = self._ask(
-            report, messages, json_schema=self.schema(), max_tokens=limit,
+        completions = self._ask_many(
+            report, messages, self.candidates, json_schema=self.schema(), max_tokens=limit,
             temperature=self.temperature,
         )
-        return None if completion is None else self._prefixed(report, start, completion.text)
+        texts = [self._prefixed(start, c.text) for c in completions]
+        if texts:
+            report.answers[-len(texts) :] = texts
+        return texts
 
     @staticmethod
-    def _prefixed(report: StepReport, start: str, text: str) -> str:
+    def _prefixed(start: str, text: str) -> str:
         """The whole answer: backends return a continuation with or without its prefix."""
         if start and not text.startswith(start):
             # a continuation of `def name(` often starts with a space (" xs" is one token)
             text = start + (text.lstrip(" ") if start.endswith("(") else text)
         elif start.endswith("(") and text[len(start) : len(start) + 1] == " ":
             text = start + text[len(start) :].lstrip(" ")
-        if report.answers:
-            report.answers[-1] = text
         return text
 
     def _step(self, report: StepReport) -> None:
-        text = self.propose(report)
-        if text is not None:
-            apply_answer(self.params, text, report)
+        texts = self.propose(report)
+        if texts:
+            self._gather(report, [partial(apply_answer, self.params, t) for t in texts])
         self.note_rejections(report)
 
     def note_rejections(self, report: StepReport) -> None:
@@ -149,6 +165,7 @@ class Prime(Optimizer):
             "reasoning_chars": self.reasoning_chars,
             "prefill": self.prefill,
             "examples": self.examples,
+            "candidates": self.candidates,
         }
         state["rejections"] = list(self.rejections)
         return state

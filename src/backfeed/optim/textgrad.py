@@ -3,6 +3,7 @@ parameter."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from ..graph import Node, Param, RenderBudgetError, minimal_subgraph, render
@@ -27,7 +28,8 @@ class TextGrad(Optimizer):
     about n / batch_size calls, not 2n. At most `max_gradient_calls` such calls: beyond that
     the nodes nearest the parameters are kept. Then one update call per parameter, given its
     own criticism and that of the nodes it feeds. Values are applied only if every call of the
-    step succeeded.
+    step succeeded. `candidates=n` samples n answers to each update call; candidate i takes
+    the i-th answer for every parameter.
     """
 
     def __init__(
@@ -42,10 +44,12 @@ class TextGrad(Optimizer):
         reasoning_chars: int = 200,
         value_chars: int = 2000,
         temperature: float | None = None,
+        candidates: int = 1,
     ) -> None:
         super().__init__(params, llm)
-        if batch_size < 1 or max_gradient_calls < 1:
-            raise ValueError("batch_size and max_gradient_calls must be at least 1")
+        if batch_size < 1 or max_gradient_calls < 1 or candidates < 1:
+            raise ValueError("batch_size, max_gradient_calls and candidates must be at least 1")
+        self.candidates = candidates
         self.budget_tokens = budget_tokens
         self.batch_size = batch_size
         self.max_gradient_calls = max_gradient_calls
@@ -100,31 +104,34 @@ class TextGrad(Optimizer):
             for name in batch:
                 if name in found:
                     gradients[name] = clip(str(found[name]), self.gradient_chars * 2)
-        suggestion: dict[str, Any] = {}
+        suggestions: list[dict[str, Any]] = [{} for _ in range(self.candidates)]
         reasons: list[str] = []
         for p in self.params:
-            completion = self._ask(
+            completions = self._ask_many(
                 report,
                 self._update_messages(p, gradients, consumers[p.name]),
+                self.candidates,
                 json_schema=answer_schema_for([p], self.reasoning_chars),
                 max_tokens=answer_limit([p], self.reasoning_chars, self.budget_tokens),
                 temperature=self.temperature,
             )
-            if completion is None:
+            if not completions:
                 return  # nothing applied: report.error says why
-            answer = read_answer(completion.text, [p])
-            report.problems.extend(f"{p.name}: {problem}" for problem in answer.problems)
-            if p.name not in answer.suggestion and "value" in (answer.data or {}):
-                answer.suggestion[p.name] = answer.data["value"]  # type: ignore[index]
-            if p.name in answer.suggestion:
-                suggestion[p.name] = answer.suggestion[p.name]
-            else:
-                report.problems.append(f"{p.name}: the answer has no new value")
-            if answer.reasoning:
-                reasons.append(f"{p.name}: {answer.reasoning}")
-        report.reasoning = "\n".join(reasons)
+            for i, completion in enumerate(completions):
+                answer = read_answer(completion.text, [p])
+                where = p.name if i == 0 else f"candidate {i}: {p.name}"
+                report.problems.extend(f"{where}: {problem}" for problem in answer.problems)
+                if p.name not in answer.suggestion and "value" in (answer.data or {}):
+                    answer.suggestion[p.name] = answer.data["value"]  # type: ignore[index]
+                if p.name in answer.suggestion:
+                    suggestions[i][p.name] = answer.suggestion[p.name]
+                else:
+                    report.problems.append(f"{where}: the answer has no new value")
+                if answer.reasoning and i == 0:
+                    reasons.append(f"{p.name}: {answer.reasoning}")
         report.gradients = gradients
-        apply_suggestion(self.params, suggestion, report)
+        self._gather(report, [partial(apply_suggestion, self.params, s) for s in suggestions])
+        report.reasoning = "\n".join(reasons)
 
     def _gradient_messages(
         self, trace: str, batch: list[str], gradients: dict[str, str]
