@@ -2,7 +2,7 @@
 
 The instruction given to the model is the parameter; accuracy on held-out questions is the score.
 
-    python examples/prompt_bbh.py [local | gpt-4o-mini]
+    python examples/prompt_bbh.py [local | gpt-4o-mini] [--steps 3]
 """
 
 import random
@@ -32,14 +32,10 @@ class Counter(bf.Module):
         self.instruction = bf.param("Answer the question.", name="instruction",
                                     description="system prompt given before every question")
 
-    @bf.op  # a traced call: the optimizer sees the instruction, the question and the reply
-    def ask(self, instruction: str, question: str) -> str:
-        messages = [{"role": "system", "content": instruction},
-                    {"role": "user", "content": question}]
-        return llm.complete(messages, max_tokens=128, temperature=0.0).text
-
     def forward(self, question):
-        return self.ask(self.instruction, question)
+        # a traced model call: the optimizer sees the instruction, the question and the reply
+        return bf.chat([{"role": "system", "content": self.instruction},
+                        {"role": "user", "content": question}], max_tokens=128, temperature=0.0)
 
 
 def metric(example, output):
@@ -51,8 +47,8 @@ def metric(example, output):
 
 
 program = Counter()
-bf.train(program, train, valset=val, metric=metric,
-         optimizer=bf.optim.Prime(program.parameters(), llm=llm),
-         budget=bf.Budget(llm_calls=args.calls))
-accuracy = sum(metric(q, program(q[0]).value).score for q in test) / len(test)
+with bf.llm.using(llm):  # the model bf.chat calls inside the program (its calls are spend too)
+    bf.train(program, train, valset=val, metric=metric,
+             optimizer=bf.optim.Prime(program.parameters(), llm=llm), steps=args.steps)
+    accuracy = sum(metric(q, program(q[0]).value).score for q in test) / len(test)
 print(f"instruction: {program.instruction.value!r}\ntest accuracy: {accuracy:.2f}")

@@ -1,6 +1,6 @@
 """Verbalized machine learning: the model is a text the LLM follows; training rewrites the text.
 
-    python examples/verbalized_ml.py [local | gpt-4o-mini]
+    python examples/verbalized_ml.py [local | gpt-4o-mini] [--steps 3]
 """
 
 import re
@@ -19,14 +19,10 @@ class VerbalRegressor(bf.Module):
         self.theta = bf.param("Predict y as a number close to x.", name="model_description",
                               description="how to compute y from x (the model's parameters)")
 
-    @bf.op
-    def predict(self, theta: str, x: int) -> str:
-        messages = [{"role": "system", "content": f"You are a model: {theta}\nReply with y only."},
-                    {"role": "user", "content": f"x = {x}"}]
-        return llm.complete(messages, max_tokens=32, temperature=0.0).text
-
     def forward(self, x):
-        return self.predict(self.theta, x)
+        system = bf.format("You are a model: {theta}\nReply with y only.", theta=self.theta)
+        return bf.chat([{"role": "system", "content": system},
+                        {"role": "user", "content": f"x = {x}"}], max_tokens=32, temperature=0.0)
 
 
 def metric(example, output):
@@ -39,8 +35,8 @@ def metric(example, output):
 
 
 model = VerbalRegressor()
-bf.train(model, train, valset=val, metric=metric,
-         optimizer=bf.optim.Prime(model.parameters(), llm=llm),
-         budget=bf.Budget(llm_calls=args.calls))
-print(model.theta.value)
-print("test score:", sum(metric(e, model(e[0]).value).score for e in test) / len(test))
+with bf.llm.using(llm):  # the model bf.chat calls inside the program (its calls are spend too)
+    bf.train(model, train, valset=val, metric=metric,
+             optimizer=bf.optim.Prime(model.parameters(), llm=llm), steps=args.steps)
+    print(model.theta.value)
+    print("test score:", sum(metric(e, model(e[0]).value).score for e in test) / len(test))

@@ -50,8 +50,9 @@ def test_prime_prefills_the_code_block_frame_on_the_embedded_model():
         report = bf.optim.Prime(median.parameters(), llm=llm, temperature=0.0).step()
         assert llm.continues_assistant and report.error is None
         assert report.prompts[0][-1] == {"role": "assistant",
-                                         "content": "### median\n```python\ndef median("}
-        assert report.answers[0].startswith("### median\n```python\ndef median(")
+                                         "content": "### median\n```python\n"
+                                                    "def median(xs: list) -> float:\n"}
+        assert report.answers[0].startswith("### median\n```python\ndef median(xs: list)")
         update = report.updates[0]
         assert update.applied, (update.reason, report.answers)
         assert "def median(" in median.code.value

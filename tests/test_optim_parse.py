@@ -202,20 +202,28 @@ def test_prime_asks_for_code_in_a_block_and_applies_the_block():
 
 
 def test_prime_prefills_the_frame_and_reads_a_continuation_with_or_without_it():
-    for continuation in (" xs):\n    s = sorted(xs)\n    return s[len(s) // 2]\n```",
-                         "### median\n```python\ndef median( xs):\n    s = sorted(xs)\n"
-                         "    return s[len(s) // 2]\n```"):
+    frame = "### median\n```python\ndef median(xs):\n"
+    body = "    s = sorted(xs)\n    return s[len(s) // 2]\n```"
+    for answer in (body, frame + body):  # backends return the continuation, or all of it
         code = bf.param(MEDIAN, name="median", kind="code")
-        llm = bf.llm.Scripted([continuation])
+        llm = bf.llm.Scripted([answer])
         opt = Prime([code], llm=llm, prefill=True)
-        code_out = bf.node(1)
-        y = bf.format("{a}{b}", a=code, b=code_out)
-        y.backward("wrong")
+        bf.format("{a}", a=code).backward("wrong")
         report = opt.step()
-        last = llm.calls[0].messages[-1]
-        assert last == {"role": "assistant", "content": "### median\n```python\ndef median("}
+        assert llm.calls[0].messages[-1] == {"role": "assistant", "content": frame}
         assert code.value == FIXED
-        assert report.answers[0].startswith("### median\n```python\ndef median(")
+        assert report.answers[0] == frame + body
+
+
+def test_a_signature_over_several_lines_is_prefilled_up_to_the_parenthesis():
+    seed = "def median(\n    xs,\n):\n    return xs[len(xs) // 2]\n"
+    code = bf.param(seed, name="median", kind="code")
+    llm = bf.llm.Scripted([" xs):\n    s = sorted(xs)\n    return s[len(s) // 2]\n```"])
+    opt = Prime([code], llm=llm, prefill=True)
+    bf.format("{a}", a=code).backward("wrong")
+    opt.step()
+    assert llm.calls[0].messages[-1]["content"] == "### median\n```python\ndef median("
+    assert code.value == FIXED  # the space a continuation starts with is dropped
 
 
 def test_prefill_is_on_by_default_for_a_backend_that_continues_assistant_messages():
@@ -223,7 +231,7 @@ def test_prefill_is_on_by_default_for_a_backend_that_continues_assistant_message
         continues_assistant = True
 
     code = bf.param(MEDIAN, name="median", kind="code")
-    llm = bf.llm.Scripted(["xs):\n    return sorted(xs)[len(xs) // 2]\n```"])
+    llm = bf.llm.Scripted(["    return sorted(xs)[len(xs) // 2]\n```"])
     opt = Prime([code], llm=Continues(llm))
     bf.format("{a}", a=code).backward("wrong")
     opt.step()

@@ -47,3 +47,12 @@ def test_fixtures_hold_answers_of_both_models_and_the_placeholder_failure():
     assert "qwen2.5-coder-0.5b-placeholder-prompt.jsonl" in files
     copied = [r for name, _, r in RECORDS if "<the whole new function>" in r["answer"]]
     assert copied and not any(r["applied"] for r in copied)  # why the prompt has no placeholder
+
+
+def test_prefill_up_to_the_parenthesis_broke_signatures_the_whole_def_line_does_not():
+    paren = [r for name, _, r in RECORDS if name.endswith("paren-prefill.jsonl")]
+    broken = [r for r in paren if "(###" in r["answer"].split("\n")[2]]
+    assert broken and not any(r["applied"] for r in broken)
+    for name in ("qwen2.5-coder-0.5b.jsonl", "qwen2.5-coder-1.5b.jsonl"):
+        final = [r for n, _, r in RECORDS if n == name and r["prefill"]]
+        assert final and sum(r["applied"] for r in final) / len(final) >= 0.95, name

@@ -125,7 +125,7 @@ def test_errors_are_one_line_unless_debug(store, monkeypatch):
     missing = invoke("runs", store=path.parent / "absent.db")
     assert missing.exit_code == 1 and missing.output.startswith("error: no run store at")
     bad = invoke("export", "latest", "--to", "csv", store=path)
-    assert bad.output.strip() == "error: unknown export target 'csv': use --to json or --to mlflow"
+    assert bad.output.strip() == "error: unknown export target 'csv': use --to json, --to mlflow or --to files"
     monkeypatch.setitem(sys.modules, "mlflow", None)  # not installed
     assert "pip install 'backfeed[mlflow]'" in invoke("export", "latest", "--to", "mlflow", store=path).output
     debug = runner.invoke(app, ["show", "no-such-run", "--store", str(path), "--debug"])

@@ -208,13 +208,13 @@ class PromptProgram(bf.Module):
         )
 
     @bf.op
-    def ask(self, instruction: str, question: str) -> str:
-        """The model's reply to the question, with the instruction as its system prompt."""
-        prompt = messages(BBH_SYSTEM, BBH_USER, instruction=instruction, question=question)
-        return self.llm.complete(prompt, max_tokens=self.max_tokens, temperature=0.0).text
+    def prompt(self, instruction: str, question: str) -> list:
+        """The chat messages: the instruction as the system prompt, then the question."""
+        return messages(BBH_SYSTEM, BBH_USER, instruction=instruction, question=question)
 
     def forward(self, question: Any) -> Any:
-        return self.ask(self.instruction, question)
+        return bf.chat(self.prompt(self.instruction, question), self.llm,
+                       max_tokens=self.max_tokens, temperature=0.0)
 
 
 def generate(subtask: str, seed: int, n: int) -> list[Example]:

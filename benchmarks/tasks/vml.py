@@ -37,17 +37,15 @@ class VerbalModel(bf.Module):
         )
 
     @bf.op
-    def predict(self, description: str, x: Any) -> str:
-        """The model's prediction for input x, following the description."""
+    def prompt(self, description: str, x: Any) -> list:
+        """The chat messages asking for the prediction of input x, following the description."""
         if self.task == "regression":
-            prompt = messages(VML_SYSTEM, VML_REGRESSION_USER, description=description, x=x)
-        else:
-            prompt = messages(VML_SYSTEM, VML_CLASSIFICATION_USER, description=description,
-                              x1=x[0], x2=x[1], classes=", ".join(CLASSES))
-        return self.llm.complete(prompt, max_tokens=48, temperature=0.0).text
+            return messages(VML_SYSTEM, VML_REGRESSION_USER, description=description, x=x)
+        return messages(VML_SYSTEM, VML_CLASSIFICATION_USER, description=description,
+                        x1=x[0], x2=x[1], classes=", ".join(CLASSES))
 
     def forward(self, x: Any) -> Any:
-        return self.predict(self.description, x)
+        return bf.chat(self.prompt(self.description, x), self.llm, max_tokens=48, temperature=0.0)
 
 
 def read_number(text: str) -> float | None:

@@ -26,6 +26,7 @@ from .graph import (
     zero_feedback,
 )
 from .graph import length as len
+from .program import achat, chat
 from .sandbox import Sandbox, SandboxError
 from .train import (
     EvalReport,
@@ -85,4 +86,7 @@ __all__ = [  # noqa: RUF022
     "NoTrainableAncestor",
     "OutputNotTraced",
     "evaluate",
+    # model calls inside programs
+    "achat",
+    "chat",
 ]

@@ -84,6 +84,56 @@ def cache(
     store.close()
 
 
+@app.command("eval")
+def eval_(
+    program: str = typer.Argument(..., help="The program: FILE.py:NAME or MODULE:NAME naming a "
+                                            "bf.Module instance, class, or function making one."),
+    values: str = typer.Option(..., "--values", help="A folder from `backfeed export RUN --to "
+                                                     "files`, or a JSON file from Module.save."),
+    data: str = typer.Option(..., "--data", help="Examples: a .json list, a .jsonl file, or "
+                                                 "FILE.py:NAME."),
+    metric: str = typer.Option(..., "--metric", help="FILE.py:NAME of metric(example, output)."),
+    model: str = typer.Option("", "--model", help="The model bf.chat uses: local, local-1.5b or "
+                                                  "a litellm model (default: bf.llm.default())."),
+    threads: int = typer.Option(1, min=1, help="Examples evaluated at once."),
+    fail_under: float = typer.Option(None, "--fail-under",
+                                     help="Exit with status 1 when the mean score is lower."),
+) -> None:
+    """Re-score saved or exported values on a dataset, to check that what you deploy scores
+    what the run said (with bf.evaluate, as the trainer scores).
+
+    Example: backfeed eval agent.py:Agent --values deploy/ --data test.jsonl --metric agent.py:metric
+    """
+    import contextlib
+
+    from rich.console import Console
+
+    from . import llm as llms
+    from .rescore import exported_score, load_data, load_object, load_program, rescore
+
+    console = Console(highlight=False)
+    try:
+        module = load_program(program)
+        examples = load_data(data)
+        score = load_object(metric)
+        backend = {"": None, "local": llms.Local, "local-1.5b": lambda: llms.Local(
+            "qwen2.5-coder-1.5b")}.get(model, lambda: llms.LiteLLM(model))
+        using = llms.using(backend()) if backend else contextlib.nullcontext()
+        with using:
+            report = rescore(module, values, examples, score, threads)
+    except Exception as exc:
+        typer.echo(f"backfeed eval: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    console.print(report)
+    mean = report.mean
+    said = exported_score(values)
+    note = "" if said is None else f" (the run's best score was {said:.3f})"
+    console.print(f"mean score {mean:.3f} on {len(report.rows)} examples{note}")
+    if fail_under is not None and mean < fail_under:
+        typer.echo(f"backfeed eval: mean score {mean:.3f} is under {fail_under:g}", err=True)
+        raise typer.Exit(1)
+
+
 from .ui.commands import register as _register_run_commands  # noqa: E402
 
 _register_run_commands(app)  # run, runs, show, diff, export, ui

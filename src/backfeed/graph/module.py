@@ -84,8 +84,9 @@ class Module:
             raise KeyError(f"unknown parameter(s) in state: {unknown}; known: {sorted(params)}")
         if strict and missing:
             raise KeyError(f"state is missing parameter(s): {missing}")
-        for name, value in state.items():
-            params[name].value = _copy(value)
+        checked = {name: params[name].validate(_copy(value)) for name, value in state.items()}
+        for name, value in checked.items():  # all or nothing: a bad value leaves every param as is
+            params[name]._value = value
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the state dict as JSON (never pickle)."""
@@ -93,9 +94,46 @@ class Module:
             json.dump(self.state_dict(), f, indent=2, ensure_ascii=False)
 
     def load(self, path: str | os.PathLike[str]) -> None:
-        """Read a state dict written by `save`."""
+        """Read a state dict written by `save`, or a folder written by
+        `backfeed export RUN --to files -o DIR` (its manifest.json names each value's file)."""
+        if os.path.isdir(path):
+            self.load_state_dict(read_exported(path))
+            return
         with open(path, encoding="utf-8") as f:
-            self.load_state_dict(json.load(f))
+            try:
+                state = json.load(f)
+            except RecursionError:
+                raise ValueError(f"{path}: the JSON nests too deeply to be a state dict") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: a state dict is a JSON object {{name: value}}, "
+                             f"not a {type(state).__name__}")
+        self.load_state_dict(state)
+
+
+def read_exported(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """{name: value} from an exported folder: text and code files read exactly, the rest
+    from values.json, as its manifest.json says."""
+    manifest_path = os.path.join(folder, "manifest.json")
+    if not os.path.isfile(manifest_path):
+        raise FileNotFoundError(
+            f"{folder} has no manifest.json; write one with `backfeed export RUN --to files -o "
+            f"{folder}`, or pass the JSON file written by Module.save"
+        )
+    with open(manifest_path, encoding="utf-8") as f:
+        entries = json.load(f)["parameters"]
+    values: dict[str, Any] = {}
+    state: dict[str, Any] = {}
+    for name, entry in entries.items():
+        file = os.path.join(folder, entry["file"])
+        if entry["file"] == "values.json":
+            if not values:
+                with open(file, encoding="utf-8") as f:
+                    values = json.load(f)
+            state[name] = values[name]
+        else:
+            with open(file, encoding="utf-8", newline="") as f:
+                state[name] = f.read()
+    return state
 
 
 def _found_in(

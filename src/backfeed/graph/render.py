@@ -45,11 +45,24 @@ def value_text(value: Any, limit: int | None) -> str:
     elif isinstance(value, str):
         text = json.dumps(value, ensure_ascii=False)
     else:
-        try:
-            text = json.dumps(value, ensure_ascii=False, default=repr)
-        except (TypeError, ValueError):
-            text = repr(value)
+        text = _any_text(value)
     return clip(text, limit)
+
+
+def _any_text(value: Any) -> str:
+    """JSON where it can, else repr; a value too deep to show or whose repr raises is named."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError, RecursionError):
+        pass
+    except Exception as exc:  # the value's own __repr__ failed
+        return f"<{type(value).__name__}: repr raised {type(exc).__name__}>"
+    try:
+        return repr(value)
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply to show>"
+    except Exception as exc:
+        return f"<{type(value).__name__}: repr raised {type(exc).__name__}>"
 
 
 def _node_value(n: Node, limit: int) -> str:

@@ -6,8 +6,16 @@ Heavy backends (litellm, xllamacpp) are imported only when a call needs them.
 from .base import LLM, BaseLLM, Completion, LLMError, Message, Usage
 from .cache import Cached, ResponseCache, no_cache
 from .cassette import CassetteMiss, Recorder, Replay
+from .context import chosen, current, using
 from .defaults import default
-from .errors import LLMTimeout, RateLimitError, ServerError, TransientError
+from .errors import (
+    AuthenticationError,
+    ContextLengthError,
+    LLMTimeout,
+    RateLimitError,
+    ServerError,
+    TransientError,
+)
 from .limits import Limited, Limiter
 from .litellm_backend import LiteLLM
 from .local import Local, ModelInstallError
@@ -20,10 +28,12 @@ from .wrap import Wrapper
 
 __all__ = [
     "LLM",
+    "AuthenticationError",
     "BaseLLM",
     "Cached",
     "CassetteMiss",
     "Completion",
+    "ContextLengthError",
     "LLMError",
     "LLMTimeout",
     "Limited",
@@ -47,7 +57,10 @@ __all__ = [
     "TransientError",
     "Usage",
     "Wrapper",
+    "chosen",
+    "current",
     "default",
     "no_cache",
+    "using",
     "with_policies",
 ]

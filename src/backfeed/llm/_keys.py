@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from typing import Any
 
@@ -62,9 +63,38 @@ def request_key(record: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def secret_values(options: dict[str, Any]) -> list[str]:
+    """Every credential in `options`: the values of secret-named options, and of the headers
+    or nested settings they hold (extra_headers={"x-goog-api-key": ...})."""
+    found: list[str] = []
+
+    def leaves(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                leaves(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                leaves(item)
+        elif value:
+            found.append(str(value))
+            if isinstance(value, str) and value.lower().startswith("bearer "):
+                found.append(value[7:])
+
+    for name, value in options.items():
+        if is_secret_option(name):
+            leaves(value)
+    return found
+
+
+def env_secrets() -> list[str]:
+    """Values of environment variables named like credentials (OPENAI_API_KEY, HF_TOKEN...):
+    a provider SDK reads them without backfeed seeing them, and an error may echo them."""
+    return [v for k, v in os.environ.items() if len(v) >= 8 and is_secret_option(k)]
+
+
 def redact(text: str, secrets: list[str]) -> str:
-    """`text` with every secret value replaced by ***."""
-    for secret in secrets:
+    """`text` with every secret value, and every credential from the environment, as ***."""
+    for secret in [*secrets, *env_secrets()]:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text

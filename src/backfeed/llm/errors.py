@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from .base import LLMError
+
+_CONTEXT = re.compile(r"context.length|context.window|maximum context|too many tokens", re.I)
 
 
 class TransientError(LLMError):
@@ -30,6 +33,16 @@ class ServerError(TransientError):
 
 class LLMTimeout(TransientError):
     """The call did not finish within its timeout."""
+
+
+class ContextLengthError(LLMError):
+    """HTTP 400 saying the prompt exceeds the model's context: not retried, since the same
+    prompt fails again; the message says to lower the optimizer's `budget_tokens`."""
+
+
+class AuthenticationError(LLMError):
+    """HTTP 401/403: the key is wrong or lacks access. Not retried: repeating the call cannot
+    help; the message says to check the key."""
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -57,6 +70,10 @@ def from_status(status: int, message: str, headers: Any = None) -> LLMError:
         return RateLimitError(message, status=status, retry_after=retry_after)
     if status in (408, 409) or status >= 500:
         return ServerError(message, status=status, retry_after=retry_after)
+    if status == 400 and _CONTEXT.search(message):
+        return ContextLengthError(f"{message} (give the optimizer a smaller budget_tokens)")
+    if status in (401, 403):
+        return AuthenticationError(f"{message} (check the API key and its access to the model)")
     return LLMError(message)
 
 
@@ -73,6 +90,10 @@ def classify(exc: BaseException) -> LLMError:
     if isinstance(status, int):
         return from_status(status, message, headers)
     name = type(exc).__name__.lower()
+    if "contextwindowexceeded" in name:
+        return ContextLengthError(f"{message} (give the optimizer a smaller budget_tokens)")
+    if "authentication" in name or "permissiondenied" in name:
+        return AuthenticationError(f"{message} (check the API key and its access to the model)")
     if "ratelimit" in name:
         return RateLimitError(message, retry_after=parse_retry_after(_header(headers, "retry-after")))
     if isinstance(exc, ConnectionError) or "connection" in name or "unavailable" in name:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
 
-from ._keys import is_secret_option, public_options, redact
+from ._keys import public_options, redact, secret_values
 from .base import BaseLLM, Completion, LLMError, Message, Usage
-from .errors import classify
+from .errors import ServerError, classify
 from .openai_compat import response_format
 from .policies import CacheSetting, with_policies
 
@@ -32,7 +33,30 @@ def import_litellm() -> Any:
             ) from exc
         litellm.telemetry = False
         litellm.suppress_debug_info = True
+        for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+            logger = logging.getLogger(name)
+            if _redacting not in logger.filters:
+                logger.addFilter(_redacting)
         return litellm
+
+
+class _Redacting(logging.Filter):
+    """Takes the keys out of litellm's own log records (its debug log prints raw responses,
+    and a server may echo the key it was sent)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message, sorted(self.secrets))
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+_redacting = _Redacting()
 
 
 class _RawLiteLLM(BaseLLM):
@@ -59,6 +83,8 @@ class _RawLiteLLM(BaseLLM):
         return kwargs
 
     def _completion(self, litellm: Any, response: Any) -> Completion:
+        if not getattr(response, "choices", None):  # a provider hiccup: worth another attempt
+            raise ServerError(f"{self.model} answered with no choices")
         text = response.choices[0].message.content or ""
         usage = getattr(response, "usage", None)
         prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
@@ -126,7 +152,8 @@ class LiteLLM(BaseLLM):
         self.model = model
         self.options = options
         self.timeout = timeout
-        self._secrets = [str(v) for k, v in options.items() if is_secret_option(k) and v]
+        self._secrets = secret_values(options)
+        _redacting.secrets.update(self._secrets)
         self._chain = with_policies(
             _RawLiteLLM(self), cache=cache, max_retries=max_retries, timeout=timeout,
             max_in_flight=max_in_flight, requests_per_minute=requests_per_minute,
@@ -143,12 +170,14 @@ class LiteLLM(BaseLLM):
     def complete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
                  max_tokens: int | None = None, temperature: float | None = None,
                  seed: int | None = None) -> Completion:
+        import_litellm()  # outside the per-attempt timeout: a slow first import is not a timeout
         return self._chain.complete(messages, json_schema=json_schema, max_tokens=max_tokens,
                                     temperature=temperature, seed=seed)
 
     async def acomplete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
                         max_tokens: int | None = None, temperature: float | None = None,
                         seed: int | None = None) -> Completion:
+        import_litellm()
         return await self._chain.acomplete(messages, json_schema=json_schema,
                                            max_tokens=max_tokens, temperature=temperature,
                                            seed=seed)

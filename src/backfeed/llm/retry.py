@@ -23,8 +23,10 @@ class Retrying(Wrapper):
 
     The wait before retry n (0-based) is `base_delay * 2**n`, capped at `max_delay`, times a
     random factor in [0.5, 1] (jitter); when the server sent Retry-After, the wait is at least
-    that (capped at `max_retry_after`). `timeout` bounds each attempt in seconds. Other errors
-    are raised at once.
+    that (capped at `max_retry_after`). `timeout` bounds each attempt in seconds; an attempt
+    that timed out is still waited for during the backoff (at least one more `timeout`), and
+    its late answer is used rather than paying for the same request again. Other errors are
+    raised at once.
     """
 
     def __init__(
@@ -90,7 +92,9 @@ class Retrying(Wrapper):
         worker.start()
         worker.join(self.timeout)
         if worker.is_alive():
-            raise LLMTimeout(f"no answer within {self.timeout}s")
+            late = LLMTimeout(f"no answer within {self.timeout}s")
+            late.pending = (worker, box)  # type: ignore[attr-defined]
+            raise late
         if "error" in box:
             raise box["error"]
         return box["value"]
@@ -101,7 +105,16 @@ class Retrying(Wrapper):
             try:
                 return self._attempt(messages, options)
             except Exception as exc:
-                self.sleep(self._failed(attempt, exc))
+                wait = self._failed(attempt, exc)
+                pending = getattr(exc, "pending", None)
+                if pending is None:
+                    self.sleep(wait)
+                else:  # a timed-out attempt may still answer, and it is paid for: wait for it
+                    worker, box = pending  # through the backoff (one more timeout at least)
+                    worker.join(max(wait, self.timeout or 0.0))
+                    if "value" in box:
+                        log.warning("the timed-out attempt answered late; its answer is used")
+                        return box["value"]
             attempt += 1
 
     async def acall(self, messages: list[Message], options: dict[str, Any]) -> Completion:

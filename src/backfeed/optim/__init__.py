@@ -3,6 +3,7 @@
 from .apply import Rejected, apply_answer, apply_suggestion, check_suggestion, coerce
 from .base import History, Observation, Optimizer, ParamUpdate, StepReport
 from .evolution import Evolution
+from .fewshot import FewShot
 from .hybrid import Hybrid, auto
 from .numeric import Numeric
 from .opro import OPRO
@@ -14,6 +15,7 @@ __all__ = [
     "OPRO",
     "Answer",
     "Evolution",
+    "FewShot",
     "History",
     "Hybrid",
     "Numeric",

@@ -31,9 +31,9 @@ class Prime(Optimizer):
     values as JSON; with only typed values, one `{reasoning, suggestion, stop}` object under a
     JSON schema whose only suggestion keys are the parameter names. The whole prompt stays
     within `budget_tokens`; the answer's limit derives from it (`max_tokens` overrides it).
-    `prefill` makes the model start its answer with the first block's frame (for code, up to
-    `def name(`); by default on for backends that continue a trailing assistant message (the
-    embedded model).
+    `prefill` makes the model start its answer with the first block's frame (for code, the
+    heading, the fence and the current `def` line); by default on for backends that continue a
+    trailing assistant message (the embedded model).
 
     `candidates=n` asks the same prompt n times (the first answer at `temperature`, the others
     sampled), one call after another so the embedded model processes the prompt once; each

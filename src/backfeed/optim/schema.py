@@ -188,14 +188,19 @@ def block_skeleton(params: list[Param]) -> str:
 
 
 def prefix(params: list[Param]) -> str:
-    """What an embedded model is made to start its answer with: the first block's frame
-    (for code, up to `def name(`), so it cannot answer in another form."""
+    """What an embedded model is made to start its answer with: the first block's frame. For
+    code, the current `def` line whole (the program calls the function with these arguments),
+    so the model writes the body from a line break, not from inside the signature, where a
+    0.5B model wrote `def f(### text ...`; up to `def name(` when the line is not whole."""
     for p in params:
         if is_block(p):
             head = f"### {p.name}\n```{block_lang(p)}\n"
             if p.kind == "code":
                 name = function_name(p._value)
-                if name is not None:
+                line = code_head(p)
+                if line.endswith(":") and name is not None:
+                    head += line + "\n"
+                elif name is not None:
                     head += f"def {name}("
             return head
     return ""

@@ -58,7 +58,16 @@ _BOOT = (
 )
 # ErrorInfo.type of the failures the sandbox itself reports (the code's own exceptions keep
 # their type name: "ValueError", "SyntaxError", ...).
-ERROR_TYPES = ("Timeout", "MemoryLimit", "ForbiddenOperation", "WorkerCrash", "UnpicklableResult")
+ERROR_TYPES = ("Timeout", "MemoryLimit", "ForbiddenOperation", "WorkerCrash", "UnpicklableResult",
+               "ResultTooLarge")
+# Environment variables a worker does not inherit: anything named like a credential.
+_SECRET_ENV = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|AUTH|CREDENTIALS?|"
+                         r"COOKIES?)($|_)", re.I)
+
+
+def worker_env() -> dict[str, str]:
+    """The caller's environment without credentials: model code cannot read them there."""
+    return {k: v for k, v in os.environ.items() if not _SECRET_ENV.search(k)}
 _DUMP_LINE = re.compile(r'File "(?P<file>[^"]*)", line (?P<line>\d+)')
 
 
@@ -378,6 +387,7 @@ class _Worker:
                  str(from_parent), str(to_parent), str(self.crash.fileno())],
                 pass_fds=(from_parent, to_parent, self.crash.fileno()),
                 stdin=subprocess.DEVNULL,
+                env=worker_env(),
                 start_new_session=True,  # Ctrl-C in a terminal reaches the caller, not workers
             )
         except BaseException:

@@ -39,6 +39,8 @@ from ..graph.node import ErrorInfo
 from .wire import Done, Ready, Reply, Request, Settings, SetupFailed, Started
 
 _CLONE_NEWNET = 0x40000000
+MAX_RESULT_BYTES = 64 * 1024 * 1024  # a pickled return value larger than this is refused
+MAX_OUTPUT_CHARS = 1_000_000  # printed output kept per stream; the rest is cut with a note
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
 # Audit events refused while model code runs, with what the refusal says.
@@ -210,6 +212,14 @@ class Worker:
                     f"the result of {request.name} ({type(value).__name__}) "
                     f"cannot cross back from the sandbox by pickle: {exc}",
                 )
+            if result is not None and len(result) > MAX_RESULT_BYTES:
+                error = ErrorInfo(
+                    "ResultTooLarge",
+                    f"the result of {request.name} ({type(value).__name__}) is "
+                    f"{len(result) / 2**20:.0f} MiB pickled; the sandbox returns at most "
+                    f"{MAX_RESULT_BYTES // 2**20} MiB",
+                )
+                result = None
         # Threads the code left running, or files it left behind: this worker is done.
         recycle = recycle or self.dirty or threading.active_count() > 1
         self.send(Done(result, error, recycle, out, err))
@@ -281,7 +291,7 @@ class Worker:
             signal.alarm(0)
             # The next call must not see this one's files: if they stay, a new worker follows.
             self.dirty = not _empty(self.call_dir)
-        captured = out.getvalue(), err.getvalue()
+        captured = _capped(out.getvalue()), _capped(err.getvalue())
         if self.guard.violations:
             message, lineno = self.guard.violations[0]
             info = ErrorInfo("ForbiddenOperation", message, lineno, source_line(source, lineno))
@@ -305,6 +315,14 @@ class Worker:
             info = dataclasses.replace(info, message=message)
         recycle = not isinstance(failure, Exception)  # SystemExit, KeyboardInterrupt...
         return None, info, recycle, captured
+
+
+def _capped(text: str) -> str:
+    """Printed output within MAX_OUTPUT_CHARS, the cut said at the end."""
+    if len(text) <= MAX_OUTPUT_CHARS:
+        return text
+    return (text[:MAX_OUTPUT_CHARS]
+            + f"\n…[{len(text) - MAX_OUTPUT_CHARS:,} more characters of output cut]\n")
 
 
 class _SetupError(Exception):

@@ -368,6 +368,21 @@ class RunStore:
                 raise
             db.execute("COMMIT")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """For readers: every query inside sees one state of the store (one read transaction),
+        so a page built from several queries cannot mix two steps of a run that is writing."""
+        db = self._db()
+        if db.in_transaction:
+            yield
+            return
+        db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if db.in_transaction:
+                db.execute("COMMIT")
+
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
         db = getattr(self._local, "db", None)

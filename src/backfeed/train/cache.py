@@ -10,8 +10,9 @@ from ..graph import Feedback
 from ..store import values_hash
 from .evaluate import EvalResult, Forward, Metric, Traced, no_trace_error, run_one
 from .executors import Executor, Threads
+from .record import Recorded
 from .search import Candidate
-from .session import RunSession, StopRun
+from .session import RunSession, StopRun, budget_stop
 
 
 class EvalCache:
@@ -24,8 +25,10 @@ class EvalCache:
 
     def __init__(self, session: RunSession, module: Any, splits: dict[str, list[Any]],
                  metric: Metric | None, forward: Forward | None, executor: Executor,
-                 on_progress: Callable[[], None] = lambda: None) -> None:
+                 on_progress: Callable[[], None] = lambda: None,
+                 program_model: Recorded | None = None) -> None:
         self.session = session
+        self.program_model = program_model  # bf.chat's model: its failure is not the example's
         self.module = module
         self.splits = splits
         self.metric = metric
@@ -60,6 +63,8 @@ class EvalCache:
 
         def store_result(t: Traced) -> None:
             r = t.result
+            if self._program_model_failed():
+                return  # the model failed, not the program: stop the run, blame no example
             store.add_evaluation(
                 run_id, candidate_id=cand.id, values_hash=h, split=split,
                 example_index=r.index, example=_example_text(data[r.index]), output=r.output,
@@ -78,6 +83,11 @@ class EvalCache:
             executor.evaluate(self.module, cand.values, [(i, data[i]) for i in missing],
                               self.metric, self.forward, store_result)
             self.on_progress()
+            program = self.program_model
+            if program is not None and program.exceeded is not None:
+                raise budget_stop(program.exceeded)
+            if program is not None and program.failed is not None:
+                raise program.failed  # the run turns it into ModelFailed, naming the model
         if short:
             raise StopRun(f"metric_calls: budget of {limit} metric calls reached")
         if trace:
@@ -94,6 +104,11 @@ class EvalCache:
                 if backward and t.node is not None:
                     t.node.backward(Feedback(score=r.score, text=r.feedback, details=r.details))
         return [found[i] for i in indexes]
+
+    def _program_model_failed(self) -> bool:
+        program = self.program_model
+        return program is not None and (program.exceeded is not None or
+                                        program.failed is not None)
 
 
 def _example_text(example: Any) -> str:

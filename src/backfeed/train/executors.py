@@ -10,6 +10,7 @@ in-process executor evaluates the module as loaded (its outputs keep their graph
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -65,7 +66,9 @@ class Threads:
             return [one(item) for item in items]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="backfeed-eval")
-        return list(self._pool.map(one, items))
+        # Each example runs in a copy of the caller's context (bf.llm.using reaches the workers).
+        futures = [self._pool.submit(contextvars.copy_context().run, one, item) for item in items]
+        return [f.result() for f in futures]
 
     def close(self) -> None:
         if self._pool is not None:
@@ -109,7 +112,7 @@ class Async:
             return asyncio.run(main())
         # Called from inside a running loop (a notebook): run ours in a helper thread.
         with ThreadPoolExecutor(1) as helper:
-            return helper.submit(asyncio.run, main()).result()
+            return helper.submit(contextvars.copy_context().run, asyncio.run, main()).result()
 
     def close(self) -> None:
         """Nothing to release: each batch runs on its own event loop."""

@@ -33,13 +33,15 @@ def budget_stop(e: BudgetExceeded) -> StopRun:
 @dataclass
 class RunModels:
     """The run's models, each the user's model wrapped once: recorded in the store, metered
-    against the budget under its spend role. `judge` is None without an LLM judge."""
+    against the budget under its spend role. `judge` is None without an LLM judge; `program`
+    is the model `bf.chat` calls inside the program during the run."""
 
     optimizer: Recorded
     judge: Recorded | None = None
+    program: Recorded | None = None
 
     def all(self) -> list[Recorded]:
-        return [m for m in (self.optimizer, self.judge) if m is not None]
+        return [m for m in (self.optimizer, self.judge, self.program) if m is not None]
 
     def begin_step(self, step: int) -> None:
         for m in self.all():

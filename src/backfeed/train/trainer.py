@@ -26,6 +26,8 @@ from typing import Any
 
 from ..budget import Budget, BudgetExceeded
 from ..graph import Module, minimal_subgraph, to_dot
+from ..llm import LLM, chosen, using
+from ..llm.context import DefaultModel
 from ..optim import Optimizer, StepReport
 from ..optim.base import current_feedback
 from ..store import RunStore, values_hash
@@ -108,6 +110,7 @@ class Trainer:
         stop_file: str | os.PathLike[str] | None = None,
         progress: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
+        program_llm: LLM | None = None,
     ) -> None:
         if not isinstance(module, Module) and not (
             hasattr(module, "state_dict") and hasattr(module, "load_state_dict")
@@ -158,6 +161,7 @@ class Trainer:
         self.stop_file = stop_file
         self.progress = progress
         self.clock = clock
+        self.program_llm = program_llm
 
     @property
     def val_split(self) -> str:
@@ -180,6 +184,7 @@ class Trainer:
             "trainset": len(self.trainset),
             "valset": None if self.valset is None else len(self.valset),
             "params": sorted(self.module.state_dict()),
+            "param_kinds": {name: p.kind for name, p in self.module.named_parameters()},
         }
 
     def estimate(self, *, price: tuple[float, float] | None = None) -> Estimate:
@@ -196,6 +201,8 @@ class Trainer:
         models = RunModels(
             optimizer=session.wrap(self.optimizer.llm, "optimizer"),
             judge=session.wrap(judge.llm, "judge") if isinstance(judge, LLMJudge) else None,
+            # bf.chat in the program: program_llm=, else an enclosing `using`, else the default
+            program=session.wrap(self.program_llm or chosen() or DefaultModel(), "program"),
         )
         return _Run(self, session, models).fit()
 
@@ -229,7 +236,8 @@ class _Run:
         self.module = trainer.module
         splits = {"train": trainer.trainset, "val": trainer.val_examples}
         self.cache = EvalCache(session, trainer.module, splits, trainer.metric, trainer.forward,
-                               trainer.executor, on_progress=self._show)
+                               trainer.executor, on_progress=self._show,
+                               program_model=models.program)
         self.scorer: Scorer
         if isinstance(self.strategy, Pairwise):  # chosen once: the step never asks again
             judge = self.strategy.judge
@@ -329,7 +337,8 @@ class _Run:
         status, reason = "stopped", ""
         try:
             with session.catching_ctrl_c(), _optimizer_calls(self.optimizer,
-                                                               self.models.optimizer):
+                                                               self.models.optimizer), \
+                    using(self.models.program):
                 status, reason = self._loop()
         except StopRun as s:
             reason = s.reason
@@ -632,6 +641,7 @@ def train(
     name: str | None = None,
     stop_file: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
+    program_llm: LLM | None = None,
 ) -> TrainResult:
     """Optimize `module`'s parameters on `trainset`, keep what validates on `valset`.
 
@@ -647,10 +657,13 @@ def train(
     unless given) appears; the best values are loaded into `module`. A model that cannot be
     used (bad key, unknown model, bad request, or failing after its retries) stops the run
     with `bf.ModelFailed`, naming the model and the fix; the run stays resumable.
+    `bf.chat` calls inside the program use `program_llm` (else the model of an enclosing
+    `bf.llm.using` block, else `bf.llm.default()`): they are stored as "program" spend and
+    count against the budget.
     """
     return Trainer(
         module, trainset, valset, metric=metric, optimizer=optimizer, strategy=strategy,
         budget=budget, executor=executor, seed=seed, steps=steps, minibatch_size=minibatch_size,
         forward=forward, store=store, run_dir=run_dir, resume=resume, name=name,
-        stop_file=stop_file, progress=progress,
+        stop_file=stop_file, progress=progress, program_llm=program_llm,
     ).fit()

@@ -281,8 +281,10 @@ def _step_ref(text: str) -> int | str:
 
 def export(
     run: RunArg,
-    to: Annotated[str, typer.Option("--to", help="json (the whole run as one document) or mlflow.")] = "json",
-    output: Annotated[Path | None, typer.Option("--out", "-o", help="Write JSON to this file instead of stdout.")] = None,
+    to: Annotated[str, typer.Option("--to", help="json (the whole run as one document), mlflow, or files "
+                                                 "(the best values as plain files in the folder -o).")] = "json",
+    output: Annotated[Path | None, typer.Option("--out", "-o", help="Write JSON to this file instead of stdout "
+                                                                   "(with --to files: the folder).")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: MLflow's own).")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "backfeed",
     store: StoreOpt = None,
@@ -290,11 +292,15 @@ def export(
 ) -> None:
     """Export a run: every step, candidate, evaluation, LLM call and decision.
 
-    Example: backfeed export latest --to json -o run.json   (or: --to mlflow --tracking-uri ./mlruns)
+    Example: backfeed export latest --to json -o run.json   (or: --to mlflow --tracking-uri ./mlruns,
+    or: --to files -o deploy/ for text .txt, code .py, values.json and manifest.json)
     """
     with errors(debug):
-        if to not in ("json", "mlflow"):
-            raise CommandError(f"unknown export target {to!r}: use --to json or --to mlflow")
+        if to not in ("json", "mlflow", "files"):
+            raise CommandError(f"unknown export target {to!r}: use --to json, --to mlflow or --to files")
+        if to == "files":
+            _export_files(run, output, _store(store))
+            return
         with RunReader(_store(store)) as reader:
             data = reader.export(run)
             detail = reader.run_detail(data["run"]["id"])
@@ -308,6 +314,24 @@ def export(
             return
         mlflow_id = export_mlflow(data, detail, tracking_uri=tracking_uri, experiment=experiment)
         out.print(Text(f"exported run {data['run']['id']} to MLflow run {mlflow_id} (experiment {experiment!r})"))
+
+
+def _export_files(run: str, output: Path | None, store_path: Path) -> None:
+    from ..store import RunStore
+    from ..store.files_export import export_files
+
+    if output is None:
+        raise CommandError("--to files needs a folder: -o DIR")
+    with RunReader(store_path) as reader:
+        run_id = reader.resolve(run)
+    store = RunStore(store_path, readonly=True)
+    try:
+        manifest = export_files(store, run_id, output)
+    finally:
+        store.close()
+    files = sorted({e["file"] for e in manifest["parameters"].values()})
+    out.print(Text(f"wrote {output}: {', '.join(files)} and manifest.json (run {run_id}, "
+                   f"score {_fmt_score(manifest['score'])}); load with Module.load({str(output)!r})"))
 
 
 def export_mlflow(data: dict[str, Any], detail: dict[str, Any], *, tracking_uri: str | None, experiment: str) -> str:

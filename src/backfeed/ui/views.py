@@ -64,6 +64,12 @@ def strategy_name(config: dict[str, Any]) -> str | None:
     return None if s is None else str(s)
 
 
+def _storable(step: int, run_id: str) -> None:
+    """A step number SQLite cannot hold (beyond 64 bits) names no step: NotFound, not a crash."""
+    if not -(2**63) <= step < 2**63:
+        raise NotFound(f"run {run_id!r} has no step {step}")
+
+
 class RunReader:
     """A short-lived read-only view of one store file; use as a context manager."""
 
@@ -79,9 +85,12 @@ class RunReader:
             raise StoreMissing(str(exc)) from None
 
     def __enter__(self) -> RunReader:
+        self._snapshot = self.store.snapshot()  # one consistent view while a run writes
+        self._snapshot.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._snapshot.__exit__(None, None, None)
         self.close()
 
     def close(self) -> None:
@@ -230,6 +239,7 @@ class RunReader:
     def step_detail(self, ref: str, step: int) -> dict[str, Any]:
         """Everything the step page shows; values stay raw, the page escapes them."""
         run_id = self.resolve(ref)
+        _storable(step, run_id)
         record = self._run(run_id)
         steps = self.steps(run_id)
         numbers = [s["step"] for s in steps]
@@ -326,6 +336,7 @@ class RunReader:
     def step_dot(self, ref: str, step: int) -> str:
         """DOT text of the step's trace graph, as the trainer recorded it with the step."""
         run_id = self.resolve(ref)
+        _storable(step, run_id)
         dot = _dot(self.reports(run_id, step))
         if dot is None:
             raise NotFound(f"step {step} of run {run_id!r} has no trace graph")

@@ -1,0 +1,1 @@
+"""Reliability measurements (issue 14): fault injection, crash trials, load, fuzzing, secrets."""

@@ -1,0 +1,193 @@
+"""FewShot: demonstrations bootstrapped from the program's own correct traces (in the spirit of
+DSPy's BootstrapFewShot), with Prime rewriting every other parameter (a Hybrid-style split)."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from ..graph import Node, Param, minimal_subgraph
+from ..llm import LLM
+from .base import Optimizer, ParamUpdate, StepReport, values_key
+from .prime import Prime
+
+Demo = dict[str, str]
+
+
+class FewShot(Optimizer):
+    """Fill `list` parameters of demos with (input, output) pairs from calls that scored well.
+
+    After each evaluation, every `bf.chat` call that read a demo parameter, on an output that
+    scored at least `threshold`, adds a demo `{"input": <its last user message>, "output":
+    <its reply>}` to that parameter's pool. A step proposes `candidates` different demo sets of
+    `k` demos each, drawn from the pool and never one already evaluated; the parameters hold the
+    first, and `report.candidates` lists them all so the trainer validates each and keeps the
+    best. Every other parameter (an instruction, code, numbers) is optimized by `Prime` with
+    `llm` in the same step; FewShot itself makes no model call.
+
+    `demos` names the demo parameters (default: every `list` parameter).
+    """
+
+    def __init__(
+        self,
+        params: list[Param] | Any,
+        llm: LLM | None = None,
+        *,
+        demos: list[Param] | None = None,
+        k: int = 4,
+        candidates: int = 4,
+        threshold: float = 1.0,
+        max_pool: int = 64,
+        seed: int = 0,
+        **prime_options: Any,
+    ) -> None:
+        super().__init__(params, llm)
+        if k < 1 or candidates < 1:
+            raise ValueError(f"FewShot needs k >= 1 and candidates >= 1, got {k} and {candidates}")
+        if demos is None:
+            demos = [p for p in self.params if p.kind == "list"]
+        known = {id(p) for p in self.params}
+        strays = [p.name for p in demos if id(p) not in known]
+        if strays:
+            raise ValueError(f"demos {strays} are not among the optimizer's parameters")
+        if not demos:
+            raise ValueError(
+                "FewShot found no demo parameter: add bf.param([], name='demos') to the program, "
+                "pass it to bf.chat among the messages, and give it to the optimizer"
+            )
+        self.demos = list(demos)
+        self.k, self.n_candidates, self.threshold = k, candidates, threshold
+        self.max_pool, self.seed = max_pool, seed
+        self.pool: dict[str, list[Demo]] = {p.name: [] for p in self.demos}
+        demo_ids = {id(p) for p in self.demos}
+        rest = [p for p in self.params if id(p) not in demo_ids]
+        self.prime = Prime(rest, llm, **prime_options) if rest else None
+
+    @Optimizer.llm.setter  # type: ignore[attr-defined]
+    def llm(self, value: LLM) -> None:
+        self._llm = value
+        if self.prime is not None:
+            self.prime.llm = value
+
+    # -- bootstrapping ---------------------------------------------------------------------
+    def bootstrap(self) -> int:
+        """Add demos from the current feedback to the pools; the number of new demos."""
+        added = 0
+        for p in self.demos:
+            pool = self.pool[p.name]
+            seen = {d["input"] for d in pool}
+            good = [o for o in p.outputs if o.error is None and _passed(o, self.threshold)]
+            for chat in _calls_reading(good, p):
+                demo = _demo_of(chat)
+                if demo is not None and demo["input"] not in seen:
+                    seen.add(demo["input"])
+                    pool.append(demo)
+                    added += 1
+            del pool[: max(0, len(pool) - self.max_pool)]  # keep the newest
+        return added
+
+    def _step(self, report: StepReport) -> None:
+        added = self.bootstrap()
+        base = self.values()
+        other: list[dict[str, Any]] = []
+        if self.prime is not None:
+            sub = self.prime.step()
+            _merge(report, sub)
+            base.update(self.prime.values())
+            other = [dict(c) for c in sub.candidates] or [self.prime.values()]
+        sets = self._demo_sets(base)
+        if not sets:
+            sizes = ", ".join(f"{name}: {len(pool)}" for name, pool in self.pool.items())
+            report.problems.append(
+                f"few-shot: no new demo set to try (pool sizes {sizes}; {added} new this step; "
+                f"demos come from outputs scoring >= {self.threshold:g})"
+            )
+            sets = [{p.name: p._value for p in self.demos}]
+        for p in self.demos:
+            old, new = p._value, sets[0][p.name]
+            p.value = new
+            report.updates.append(ParamUpdate(p.name, old, proposed=new, new=new, applied=True,
+                                              changed=new != old))
+        n = max(len(sets), len(other))
+        combined = [{**base, **(other[i % len(other)] if other else {}), **sets[i % len(sets)]}
+                    for i in range(n)]
+        unique = list({values_key(c): c for c in combined}.values())
+        report.candidates = unique if len(unique) > 1 else []
+
+    def _demo_sets(self, base: dict[str, Any]) -> list[dict[str, list[Demo]]]:
+        """Up to `candidates` demo sets (one list per demo parameter) not evaluated before."""
+        rng = random.Random(f"{self.seed}:{self.step_count}")
+        tried = {values_key(h.values) for h in self.history} | {values_key(base)}
+        found: dict[str, dict[str, list[Demo]]] = {}
+        for _ in range(self.n_candidates * 20):
+            if len(found) == self.n_candidates:
+                break
+            choice = {}
+            for p in self.demos:
+                pool = self.pool[p.name]
+                choice[p.name] = rng.sample(pool, min(self.k, len(pool))) if pool else p._value
+            key = values_key({**base, **choice})
+            if key not in tried and key not in found:
+                found[key] = choice
+        return list(found.values())
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["pool"] = {name: list(pool) for name, pool in self.pool.items()}
+        if self.prime is not None:
+            state["prime"] = self.prime.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        for name, pool in state.get("pool", {}).items():
+            if name in self.pool:
+                self.pool[name] = [dict(d) for d in pool]
+        if self.prime is not None and "prime" in state:
+            self.prime.load_state_dict(state["prime"])
+
+
+def _passed(output: Node, threshold: float) -> bool:
+    scores = [fb.score for fb in output._feedback or () if fb.score is not None]
+    return bool(scores) and min(scores) >= threshold
+
+
+def _calls_reading(outputs: list[Node], demos: Param) -> list[Node]:
+    """The `bf.chat` nodes behind `outputs` that took `demos` as an input, oldest first."""
+    if not outputs:
+        return []
+    return [n for n in minimal_subgraph([demos], outputs).nodes
+            if n.op is not None and n.op.name == "chat" and any(a is demos for a in n.args)]
+
+
+def _demo_of(chat: Node) -> Demo | None:
+    users = [a for name, a in zip(chat.arg_names, chat.args) if name.startswith("user")]
+    if not users or chat.error is not None:
+        return None
+    return {"input": _text(users[-1]._value), "output": _text(chat._value)}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "model_dump_json"):  # a pydantic object parsed by bf.chat(schema=...)
+        return value.model_dump_json()
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _merge(report: StepReport, sub: StepReport) -> None:
+    """Fold Prime's report for the other parameters into FewShot's."""
+    report.updates.extend(sub.updates)
+    report.rejected.extend(sub.rejected)
+    report.stop = sub.stop
+    report.reasoning = sub.reasoning
+    report.prompts.extend(sub.prompts)
+    report.answers.extend(sub.answers)
+    report.prompt_tokens += sub.prompt_tokens
+    report.completion_tokens += sub.completion_tokens
+    report.cost_usd += sub.cost_usd
+    report.error = sub.error
+    report.problems.extend(sub.problems)
+    report.llm_calls += sub.llm_calls
