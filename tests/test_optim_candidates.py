@@ -175,3 +175,18 @@ def test_each_candidate_of_a_prefilled_answer_keeps_the_frame():
     assert all(a.startswith(frame) for a in report.answers) and len(report.answers) == 2
     assert [c["median"].splitlines()[1].strip() for c in report.candidates] == [
         "return sorted(xs)[len(xs) // 2]", "s = sorted(xs)"]
+
+
+def test_hybrid_loads_a_state_saved_before_its_parts_kept_their_own():
+    pytest.importorskip("optuna")
+    params = setup()
+    old = {"type": "Hybrid", "step_count": 2, "params": {"x": 3.0, "greeting": "hi"},
+           "history": [{"step": 0, "values": {"x": 1.0, "greeting": "hello"}, "score": 0.3,
+                        "feedback": "long"}],
+           "warmed": False, "rejections": ["greeting: too long"],
+           "numeric": {"trials": [{"values": {"x": 1.0}, "score": 0.3}], "pending": None}}
+    opt = Hybrid(params, llm=bf.llm.Scripted([]), seed=0)
+    opt.load_state_dict(old)
+    assert opt.prime.rejections == ["greeting: too long"] and len(opt.prime.history) == 1
+    assert opt.numeric.trials == [{"values": {"x": 1.0}, "score": 0.3}]
+    assert [p.value for p in params] == [3.0, "hi"]
