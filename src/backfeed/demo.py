@@ -136,7 +136,7 @@ class DemoResult:
     curve: list[float]
     before: dict[str, Any]
     after: dict[str, Any]
-    reports: list[dict[str, Any]] = field(default_factory=list)  # the step reports, as stored
+    reports: list[dict[str, Any]] = field(default_factory=list)  # as stored: one per candidate
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
@@ -211,15 +211,17 @@ def run_demo(
     )
     console.print(f"step  0  score {initial:.3f}")
     for summary in trained.history:
-        step_reports = [r.report for r in stored if r.step == summary.step]
+        # the trainer stores an optimizer step's report once per candidate: count each once
+        step_reports = list({r.report.get("step"): r.report for r in stored
+                             if r.step == summary.step}.values())
         tokens = sum(r.get("prompt_tokens", 0) + r.get("completion_tokens", 0)
                      for r in step_reports)
-        count = sum(len(r.get("candidates") or []) for r in step_reports)
+        count = sum(max(len(r.get("candidates") or []), 1) for r in step_reports)
         kept = "kept" if summary.accepted else "not kept"
         score = "-" if summary.child_score is None else f"{summary.child_score / len(ORDERS):.3f}"
         notes = [_rejection(u) for r in step_reports for u in r.get("rejected") or []]
         notes += [r["error"] for r in step_reports if r.get("error")]
-        note = "; ".join(notes)
+        note = "; ".join(dict.fromkeys(notes))
         note = note if len(note) <= 160 else note[:159] + "…"
         console.print(
             f"step {summary.step + 1:2d}  best {summary.best_score or 0:.3f}  "
