@@ -1,7 +1,7 @@
 """Fuzzing with hypothesis: hostile model answers, values, state files, CLI and URL arguments.
 
-Each property runs a few dozen examples by default and thousands in its `slow` variant
-(`python -m pytest tests/test_reliability_fuzz.py -m slow`; RELIABILITY.md quotes the counts).
+Each property runs a few dozen examples by default and thousands in its `long` variant
+(`python -m pytest tests/test_reliability_fuzz.py -m long`; RELIABILITY.md quotes the counts).
 Nothing may escape but the documented error types, and every call finishes within its bound.
 """
 
@@ -22,7 +22,7 @@ from backfeed.optim.apply import Rejected, apply_answer, coerce, parse_answer
 from backfeed.optim.base import StepReport
 
 DEPTH = [pytest.param(40, id="quick"),
-         pytest.param(2000, id="thousands", marks=[pytest.mark.slow, pytest.mark.timeout(1800)])]
+         pytest.param(2000, id="thousands", marks=[pytest.mark.long, pytest.mark.timeout(1800)])]
 BOUND_S = 2.0  # one call, on a busy 2-core machine
 
 

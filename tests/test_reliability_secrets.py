@@ -59,7 +59,7 @@ def test_no_key_of_five_providers_reaches_any_file_log_page_or_export(tmp_path, 
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
         with FaultServer(mf.brain, _plan, echo_key=True) as server:
             llm = bf.llm.Recorder(_llm(provider, server.url, cache, monkeypatch), cassette)
-            with pytest.raises(bf.llm.AuthenticationError):
+            with pytest.raises(bf.ModelFailed, match="refused the credentials"):
                 mf.train(server.url, db, cache, steps=4, llm=llm)
             assert server.log.faults >= 2  # the 500 was retried and the 401 stopped the run
         run_ids.append(bf.store.RunStore(db).list_runs()[0].id)

@@ -6,9 +6,9 @@ import contextvars
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-from .base import LLM, BaseLLM, Completion, Message
+from .base import LLM
+from .wrap import Wrapper
 
 _program_llm: contextvars.ContextVar[LLM | None] = contextvars.ContextVar(
     "backfeed_program_llm", default=None
@@ -54,21 +54,13 @@ def process_default() -> LLM:
         return _default
 
 
-class DefaultModel(BaseLLM):
+class DefaultModel(Wrapper):
     """`bf.llm.default()`, made on the first call (a program that never calls a model needs
     none configured)."""
 
-    model = "default"
+    def __init__(self) -> None:  # no model to wrap yet: `llm` makes it when first read
+        self.model = "default"
 
-    def complete(
-        self,
-        messages: list[Message],
-        *,
-        json_schema: dict[str, Any] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
-        return process_default().complete(messages, json_schema=json_schema,
-                                          max_tokens=max_tokens, temperature=temperature,
-                                          seed=seed)
+    @property
+    def llm(self) -> LLM:  # type: ignore[override]
+        return process_default()
