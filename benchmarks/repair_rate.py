@@ -64,11 +64,11 @@ def trial(llm: Any, model: str, setting: str, task: Task) -> Trial:
     for example in task.trainset:
         out = task.run(program, example)
         out.backward(task.metric(example, plain(out)))
+    seed = program.state_dict()
     start = time.perf_counter()
     report = opt.step()
     seconds = time.perf_counter() - start
     opt.zero_feedback()
-    seed = program.state_dict()
     changed = any(c != seed for c in report.candidates)
     tests = task.trainset + task.valset + task.testset
     fixed = False

@@ -76,35 +76,56 @@ def test_compact_prompt_shows_rejections_and_earlier_attempts():
     assert "#Rejected from your last answer\n- " in user["content"]
 
 
-def test_retry_after_an_unchanged_answer_asks_once_with_the_failing_test():
+def test_retry_after_an_unchanged_answer_asks_for_the_function_anew_without_its_code():
     op = make_op()
     run_tests(op)
     llm = bf.llm.Scripted([answer(BUGGY), answer(FIXED)])
-    opt = Prime([op.code], llm=llm, retry=True)
+    opt = Prime([op.code], llm=llm, retry=True, temperature=0.0)
     report = opt.step()
     assert op.code.value.strip() == FIXED
     assert [c["second"].strip() for c in report.candidates] == [FIXED]
     assert report.llm_calls == 2 and len(llm.calls) == 2 and len(report.answers) == 2
     assert report.prompt_tokens > 0 and report.completion_tokens > 0
+    user = llm.calls[1].messages[1]["content"]
+    assert "#Signature\ndef second(xs):\n#Failing tests\n" in user
+    assert "sorted(xs)[0]" not in user  # the code it copied is not shown
+    assert "your last answer did not change it. Write the function anew" in user
+    assert "- second([3, 1, 2]) returned 1, expected 2" in user
+    assert llm.calls[1].options["temperature"] == 0.0
+    assert any(p.startswith("retry: the answer changed nothing; asked once more for the "
+                            "function anew (changed the values)") for p in report.problems)
+    assert [u.name for u in report.updates if u.changed] == ["second"]
+
+
+def test_retry_with_the_full_prompt_shows_the_answer_and_the_failing_test():
+    op = make_op()
+    run_tests(op)
+    llm = bf.llm.Scripted([answer(BUGGY), answer(FIXED)])
+    report = Prime([op.code], llm=llm, retry=True, compact=False).step()
+    assert op.code.value.strip() == FIXED and report.llm_calls == 2
     first, second = (c.messages for c in llm.calls)
     assert second[: len(first)] == first
     assert second[len(first)] == {"role": "assistant", "content": answer(BUGGY)}
     turn = second[len(first) + 1]["content"]
     assert turn.startswith("That is the current function, unchanged. It still fails: "
                            "second([3, 1, 2]) returned 1, expected 2")
-    assert any(p.startswith("retry: the answer changed nothing") for p in report.problems)
-    assert [u.name for u in report.updates if u.changed] == ["second"]
+    assert llm.calls[1].options["temperature"] == 0.8  # sampled, so that it can differ
 
 
 def test_retry_after_a_rejected_answer_names_the_reason():
     op = make_op()
     run_tests(op)
     llm = bf.llm.Scripted([answer("def second(xs) return xs"), answer(FIXED)])
-    report = Prime([op.code], llm=llm, retry=True).step()
+    report = Prime([op.code], llm=llm, retry=True, compact=False).step()
     turn = llm.calls[1].messages[-1]["content"]
     assert turn.startswith("That answer was rejected: ") and "It still fails" in turn
     assert op.code.value.strip() == FIXED and report.llm_calls == 2
     assert report.rejected and not report.rejected[0].reason.startswith("retry:")
+    op2 = make_op()
+    run_tests(op2)
+    llm2 = bf.llm.Scripted([answer("def second(xs) return xs"), answer(FIXED)])
+    Prime([op2.code], llm=llm2, retry=True).step()
+    assert "#Rejected from your last answer\n- " in llm2.calls[1].messages[1]["content"]
 
 
 def test_retry_happens_once_and_only_when_nothing_changed():

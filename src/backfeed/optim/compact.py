@@ -8,6 +8,7 @@ from ..graph.render import value_text
 from ..llm import Message
 from . import prompts
 from .examples import call_text
+from .schema import code_head
 
 
 def fits_compact(params: list[Param]) -> bool:
@@ -44,9 +45,11 @@ def failing_tests(params: list[Param], limit: int = 4, line_chars: int = 300) ->
 
 
 def compact_messages(params: list[Param], *, answer_format: str, rejections: list[str],
-                     memory: str, limit: int) -> list[Message]:
+                     memory: str, limit: int, fresh: bool = False) -> list[Message]:
     """The short prompt: spec, current function, failing tests side by side, what the last
-    answer had rejected and earlier attempts (each only when there is one), the format."""
+    answer had rejected and earlier attempts (each only when there is one), the format.
+    `fresh`: the function's signature instead of its code, asking for it anew (a 0.5B model
+    shown the code tends to copy it unchanged)."""
     (param,) = params
     failing = "\n".join(f"- {line}" for line in failing_tests(params, limit))
     extra = ""
@@ -55,11 +58,12 @@ def compact_messages(params: list[Param], *, answer_format: str, rejections: lis
         extra += "\n"
     if memory:
         extra += f"#Earlier attempts (oldest first; higher score is better)\n{memory}\n"
-    user = prompts.COMPACT_USER.render(
-        spec=spec(param), code=str(param._value).strip("\n"),
-        failing=failing or "(none: every test passed)", extra=extra,
-        answer_format=answer_format,
-    )
+    shared = dict(spec=spec(param), failing=failing or "(none: every test passed)",
+                  extra=extra, answer_format=answer_format)
+    if fresh:
+        user = prompts.COMPACT_FRESH_USER.render(signature=code_head(param), **shared)
+    else:
+        user = prompts.COMPACT_USER.render(code=str(param._value).strip("\n"), **shared)
     return [{"role": "system", "content": prompts.COMPACT_SYSTEM.render()},
             {"role": "user", "content": user}]
 

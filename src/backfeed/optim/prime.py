@@ -107,7 +107,7 @@ class Prime(Optimizer):
 
     def messages(self) -> list[Message]:
         """The prompt for the current feedback (raises RenderBudgetError if it cannot fit)."""
-        if fits_compact(self.params) if self.compact is None else self.compact:
+        if self.use_compact():
             short = self.compact_messages()
             if short is not None:
                 return short
@@ -126,15 +126,21 @@ class Prime(Optimizer):
         user = prompts.PRIME_USER.render(trace=trace, memory=memory, examples=examples, **fixed)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def compact_messages(self) -> list[Message] | None:
+    def use_compact(self) -> bool:
+        """Whether the prompt is the compact one (the option, else: one code parameter)."""
+        wanted = fits_compact(self.params) if self.compact is None else self.compact
+        return wanted and fits_compact(self.params)
+
+    def compact_messages(self, fresh: bool = False,
+                         rejections: list[str] | None = None) -> list[Message] | None:
         """The short prompt for one code parameter; None when it does not apply or fit."""
         if not fits_compact(self.params):
             return None
         memory = self.memory_text(self.budget_tokens // 4)
         messages = compact_messages(
             self.params, answer_format=answer_format(self.params, self.reasoning_chars),
-            rejections=self.rejections, memory="" if memory == "(none yet)" else memory,
-            limit=self.examples,
+            rejections=self.rejections if rejections is None else rejections,
+            memory="" if memory == "(none yet)" else memory, limit=self.examples, fresh=fresh,
         )
         used = sum(estimate_tokens(m["content"]) for m in messages)
         return messages if used <= self.budget_tokens else None
@@ -190,20 +196,30 @@ class Prime(Optimizer):
         self.note_rejections(report)
 
     def _retry(self, report: StepReport, answer: str) -> None:
-        """Ask once more after an answer that changed nothing: the same prompt, the model's
-        answer, and a turn naming what it did and the first failing test (sampled, so that
-        the new answer can differ). Its proposal, if it changes anything, is the step's."""
-        turn = retry_turn(self.params, [u.reason or "" for u in report.rejected])
-        messages = list(report.prompts[0])
-        if messages[-1]["role"] == "assistant":
-            messages.pop()  # the prefill: the whole answer follows
-        messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": turn}]
+        """Ask once more after an answer that changed nothing. With the compact prompt: the
+        spec, the signature and the failing tests without the current code, asking for the
+        function anew (shown its code, the 0.5B model copied it again: benchmarks/
+        repair_rate.py). Otherwise: the same prompt, the model's answer, and a turn naming
+        what it did and the first failing test, sampled so that the new answer can differ.
+        Its proposal, if it changes anything, is the step's."""
+        rejected = [u.reason or "" for u in report.rejected]
+        fresh = self.compact_messages(fresh=True, rejections=rejected[:2]) \
+            if self.use_compact() else None
+        temperature = self.temperature if fresh is not None else SAMPLE_TEMPERATURE
+        if fresh is not None:
+            messages = fresh
+        else:
+            messages = list(report.prompts[0])
+            if messages[-1]["role"] == "assistant":
+                messages.pop()  # the prefill: the whole answer follows
+            messages += [{"role": "assistant", "content": answer},
+                         {"role": "user", "content": retry_turn(self.params, rejected)}]
         start = self.prefix()
         if start:
             messages.append({"role": "assistant", "content": start})
         asked = StepReport(step=report.step)
         found = self._ask_many(
-            asked, messages, 1, json_schema=self.schema(), temperature=SAMPLE_TEMPERATURE,
+            asked, messages, 1, json_schema=self.schema(), temperature=temperature,
             max_tokens=answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
                                     self.max_tokens),
         )
@@ -220,8 +236,9 @@ class Prime(Optimizer):
         retried = StepReport(step=report.step)
         self._gather(retried, [partial(apply_answer, self.params, text)])
         outcome = "changed the values" if retried.candidates else "changed nothing either"
-        report.problems.append(f"retry: the answer changed nothing; asked once more with the "
-                               f"failing test ({outcome})")
+        how = "for the function anew" if fresh else "with the failing test"
+        report.problems.append(f"retry: the answer changed nothing; asked once more {how} "
+                               f"({outcome})")
         report.problems += [f"retry: {p}" for p in retried.problems]
         for update in retried.rejected:
             update.reason = f"retry: {update.reason}"

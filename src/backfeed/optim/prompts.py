@@ -104,6 +104,20 @@ Write the corrected function: change what makes the tests fail.
 {answer_format}""",
 )
 
+COMPACT_FRESH_USER = Template(
+    "compact_fresh_user",
+    """#Spec
+{spec}
+#Signature
+{signature}
+#Failing tests
+{failing}
+{extra}#Task
+The current function fails these tests, and your last answer did not change it. Write the \
+function anew from the spec so that the tests pass.
+{answer_format}""",
+)
+
 RETRY_TURN = Template(
     "retry_turn",
     """{what} It still fails: {failure}
@@ -194,6 +208,7 @@ TEMPLATES = {
         PRIME_USER,
         COMPACT_SYSTEM,
         COMPACT_USER,
+        COMPACT_FRESH_USER,
         RETRY_TURN,
         OPRO_SYSTEM,
         OPRO_USER,
