@@ -8,8 +8,10 @@ train, val and test unit test), LLM calls, prompt and completion tokens, and sec
 
     python benchmarks/repair_rate.py --models qwen2.5-coder-0.5b --settings base,retry
 
-Settings: `base` (Prime as it is), `retry` (retry=True), `compact` (compact=True),
-`both`; a `:N` suffix asks N candidates (`both:4`). `--answers FILE` appends every raw
+Settings: `base` (the full trace prompt, no retry: Prime before the compact prompt),
+`retry` (full prompt, retry=True), `compact` (compact prompt, no retry), `both` (compact
+prompt and retry: Prime's default on one code parameter); a `:N` suffix asks N candidates
+(`both:4`). `--answers FILE` appends every raw
 answer (JSON lines) for reading.
 """
 
@@ -28,8 +30,8 @@ from benchmarks.tasks import Task, make_task, plain, task_names
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "base": {"compact": False},
-    "retry": {"retry": True},
-    "compact": {"compact": True},
+    "retry": {"compact": False, "retry": True},
+    "compact": {"compact": True, "retry": False},
     "both": {"retry": True, "compact": True},
 }
 

@@ -139,9 +139,11 @@ def test_retry_happens_once_and_only_when_nothing_changed():
     run_tests(op2)
     llm2 = bf.llm.Scripted([answer(FIXED)])
     assert Prime([op2.code], llm=llm2, retry=True).step().llm_calls == 1
-    op3 = make_op()
-    run_tests(op3)
-    assert Prime([op3.code], llm=bf.llm.Scripted([answer(BUGGY)])).step().llm_calls == 1
+    for options, calls in (({}, 2), ({"retry": False}, 1), ({"compact": False}, 1)):
+        op3 = make_op()
+        run_tests(op3)  # by default, retry goes with the compact prompt
+        llm3 = bf.llm.Scripted([answer(BUGGY), answer(BUGGY)])
+        assert Prime([op3.code], llm=llm3, **options).step().llm_calls == calls, options
 
 
 def test_retry_call_counts_in_the_budget():

@@ -51,10 +51,11 @@ class Prime(Optimizer):
     candidate alone.
 
     `compact` (default: when the parameters are one function's code) asks with a short prompt:
-    the spec, the current function and the failing tests, no trace. `retry=True`: when no
-    answer changed anything (each repeated the current values or was rejected), ask once more
-    in the same step, showing the model its answer and the first failing test; both calls
-    count in the budgets, and the report's problems say so.
+    the spec, the current function and the failing tests, no trace. `retry` (default: with the
+    compact prompt): when no answer changed anything (each repeated the current values or was
+    rejected), ask once more in the same step, for the function anew without its code (or,
+    with the full prompt, showing the model its answer and the first failing test); both
+    calls count in the budgets, and the report's problems say so.
     """
 
     def __init__(
@@ -72,7 +73,7 @@ class Prime(Optimizer):
         candidates: int = 1,
         split: bool = False,
         compact: bool | None = None,
-        retry: bool = False,
+        retry: bool | None = None,
         history: History | None = None,
     ) -> None:
         super().__init__(params, llm, history=history)
@@ -191,7 +192,8 @@ class Prime(Optimizer):
         texts = self.propose(report)
         if texts:
             self._gather(report, [partial(apply_answer, self.params, t) for t in texts])
-            if self.retry and not report.candidates:
+            if (self.use_compact() if self.retry is None else self.retry) \
+                    and not report.candidates:
                 self._retry(report, texts[0])
         self.note_rejections(report)
 
