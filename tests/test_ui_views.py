@@ -11,9 +11,9 @@ from backfeed.ui.views import NotFound, RunReader, StoreMissing, pareto_view, te
 
 
 def test_pareto_view_gives_each_example_to_its_best_candidates_ties_shared():
-    cands = [{"id": 0, "scores": [1.0, 0.0, 0.5]}, {"id": 1, "scores": [0.0, 1.0, 0.5]}, {"id": 2, "scores": None}]
-    assert pareto_view(cands) == {"examples": [0, 1, 2], "wins": {"0": [0, 2], "1": [1, 2]}}
-    assert pareto_view([{"id": 0, "scores": None}]) is None
+    scores = {0: [1.0, 0.0, 0.5], 1: [0.0, 1.0, 0.5], 2: None}
+    assert pareto_view(scores) == {"examples": [0, 1, 2], "wins": {"0": [0, 2], "1": [1, 2]}}
+    assert pareto_view({0: None}) is None
 
 
 def test_the_dashboard_and_the_trainer_see_the_same_pareto_front(tmp_path):
@@ -96,3 +96,15 @@ def test_reader_never_writes(tmp_path):
         with pytest.raises(sqlite3.OperationalError, match=r"readonly"):
             r.store._db().execute("DELETE FROM runs")
     assert (path.stat().st_mtime_ns, path.stat().st_size) == before
+
+
+def test_a_score_curve_keeps_every_new_best_and_spreads_the_rest():
+    from backfeed.ui.views import score_curve
+
+    points = [{"id": i, "score": s} for i, s in enumerate([0.1, 0.5, 0.2, 0.2, 0.6, 0.1, 0.1, 0.9, 0.3, 0.3])]
+    kept = score_curve(points, 5)
+    assert [p["id"] for p in kept][:1] == [0] and {1, 4, 7} <= {p["id"] for p in kept}
+    assert len(kept) <= 5 and kept == sorted(kept, key=lambda p: p["id"])
+    rising = [{"id": i, "score": float(i)} for i in range(100)]
+    assert len(score_curve(rising, 10)) == 10 and score_curve(rising, 10)[-1]["id"] == 99
+    assert score_curve(points, None) == points == score_curve(points, 10)

@@ -131,11 +131,12 @@ class Dashboard:
 
 def _torn(detail: dict[str, Any]) -> str | None:
     """Why a run page is inconsistent with itself, or None."""
-    steps = [s["step"] for s in detail["steps"]]
-    if steps != list(range(len(steps))):
-        return f"steps not 0..n-1: {steps[:5]}..."
-    if detail["run"]["steps"] != len(steps):
-        return f"summary says {detail['run']['steps']} steps, the page lists {len(steps)}"
+    steps = [s["step"] for s in detail["steps"]]  # one page: the newest steps of the run
+    total = detail["run"]["steps"]
+    if steps != list(range(total - len(steps), total)):
+        return f"the page's steps are not the newest of {total}: {steps[:3]}..{steps[-3:]}"
+    if detail["page"]["total_steps"] != total:
+        return f"summary says {total} steps, the page counts {detail['page']['total_steps']}"
     ids = {c["id"] for c in detail["candidates"]}
     missing = [s["candidate"] for s in detail["steps"] if s["candidate"] not in ids]
     if missing:

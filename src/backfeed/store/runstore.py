@@ -44,7 +44,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
@@ -657,19 +657,98 @@ class RunStore:
             raise UnknownRun(f"no run {run_id!r} in {self.path}")
         return _record(RunRecord, row)
 
-    def steps(self, run_id: str) -> list[StepRecord]:
-        return [_record(StepRecord, r) for r in self._select("steps", run_id, order="step")]
+    def steps(
+        self, run_id: str, *, before: int | None = None, limit: int | None = None
+    ) -> list[StepRecord]:
+        """Steps in order; with `before`/`limit`, only the last `limit` steps below `before`
+        (one page of a long run, read without touching the rest)."""
+        sql = "SELECT * FROM steps WHERE run_id = ?"
+        args: list[Any] = [run_id]
+        if before is not None:
+            sql += " AND step < ?"
+            args.append(before)
+        if limit is None:
+            rows = self._db().execute(sql + " ORDER BY step", args).fetchall()
+        else:
+            sql += " ORDER BY step DESC LIMIT ?"
+            rows = self._db().execute(sql, [*args, int(limit)]).fetchall()[::-1]
+        return [_record(StepRecord, r) for r in rows]
 
-    def candidates(self, run_id: str, *, status: str | None = None) -> list[CandidateRecord]:
-        rows = self._select("candidates", run_id, order="id", status=status)
+    def get_step(self, run_id: str, step: int) -> StepRecord | None:
+        """One step, or None when it is not stored."""
+        row = self._db().execute(
+            "SELECT * FROM steps WHERE run_id = ? AND step = ?", (run_id, step)
+        ).fetchone()
+        return None if row is None else _record(StepRecord, row)
+
+    def step_numbers(self, run_id: str, around: int) -> tuple[int | None, int | None, int]:
+        """(the stored step before `around`, the one after, how many steps the run has)."""
+        row = self._db().execute(
+            "SELECT (SELECT MAX(step) FROM steps WHERE run_id = ?1 AND step < ?2),"
+            " (SELECT MIN(step) FROM steps WHERE run_id = ?1 AND step > ?2),"
+            " (SELECT COUNT(*) FROM steps WHERE run_id = ?1)",
+            (run_id, around),
+        ).fetchone()
+        return row[0], row[1], row[2]
+
+    def candidates(
+        self,
+        run_id: str,
+        *,
+        status: str | None = None,
+        ids: Iterable[int] | None = None,
+        steps: tuple[int, int] | None = None,
+    ) -> list[CandidateRecord]:
+        """Candidates by id; `ids` and `steps` (first, last) narrow them to either set."""
+        if ids is None and steps is None:
+            rows = self._select("candidates", run_id, order="id", status=status)
+            return [_record(CandidateRecord, r) for r in rows]
+        wanted = sorted({int(i) for i in ids or ()})
+        where = [f"id IN ({','.join('?' * len(wanted))})"] if wanted else []
+        args: list[Any] = [run_id, *wanted]
+        if steps is not None:
+            where.append("step BETWEEN ? AND ?")
+            args += [steps[0], steps[1]]
+        if not where:
+            return []
+        sql = f"SELECT * FROM candidates WHERE run_id = ? AND ({' OR '.join(where)})"
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        rows = self._db().execute(sql + " ORDER BY id", args).fetchall()
         return [_record(CandidateRecord, r) for r in rows]
 
     def get_candidate(self, run_id: str, candidate_id: int) -> CandidateRecord:
         """One candidate; KeyError names it when it is not stored."""
-        for c in self.candidates(run_id):
-            if c.id == candidate_id:
-                return c
-        raise KeyError(f"run {run_id!r} has no candidate {candidate_id}")
+        found = self.candidates(run_id, ids=[candidate_id])
+        if not found:
+            raise KeyError(f"run {run_id!r} has no candidate {candidate_id}")
+        return found[0]
+
+    def score_points(self, run_id: str) -> list[dict[str, Any]]:
+        """Every scored candidate as a small row for score curves: id, step, origin, score, and
+        the LLM calls and dollars spent when its step finished (no values are read)."""
+        rows = self._db().execute(
+            "SELECT c.id, c.step, c.origin, c.val_score,"
+            " json_extract(s.spend, '$.calls') AS calls, json_extract(s.spend, '$.usd') AS usd"
+            " FROM candidates c LEFT JOIN steps s ON s.run_id = c.run_id AND s.step = c.step"
+            " WHERE c.run_id = ? AND c.val_score IS NOT NULL ORDER BY c.id",
+            (run_id,),
+        ).fetchall()
+        return [
+            {"id": r["id"], "step": r["step"], "origin": r["origin"], "score": r["val_score"],
+             "calls": r["calls"], "usd": r["usd"]}
+            for r in rows
+        ]
+
+    def val_scores(self, run_id: str) -> dict[int, list[float]]:
+        """Each candidate's per-example validation scores (only that column is read)."""
+        rows = self._db().execute(
+            "SELECT id, val_scores FROM candidates WHERE run_id = ? AND val_scores IS NOT NULL"
+            " ORDER BY id",
+            (run_id,),
+        ).fetchall()
+        return {r["id"]: _load(r["val_scores"]) for r in rows}
 
     def lineage(self, run_id: str, candidate_id: int) -> list[CandidateRecord]:
         """The candidate and all its ancestors, oldest first."""
@@ -700,20 +779,32 @@ class RunStore:
         rows = self._select("llm_calls", run_id, order="id", step=step, role=role)
         return [_record(LLMCallRecord, r) for r in rows]
 
-    def decisions(self, run_id: str) -> list[DecisionRecord]:
-        rows = self._select("decisions", run_id, order="step, candidate_id")
+    def decisions(
+        self, run_id: str, *, step: int | None = None, steps: tuple[int, int] | None = None
+    ) -> list[DecisionRecord]:
+        rows = self._select("decisions", run_id, order="step, candidate_id", step=step,
+                            span=steps)
         return [_record(DecisionRecord, r) for r in rows]
 
-    def step_reports(self, run_id: str, *, step: int | None = None) -> list[StepReportRecord]:
-        rows = self._select("step_reports", run_id, order="step, seq", step=step)
+    def step_reports(
+        self, run_id: str, *, step: int | None = None, steps: tuple[int, int] | None = None
+    ) -> list[StepReportRecord]:
+        """Step reports in order; `steps` (first, last) keeps one page of them."""
+        rows = self._select("step_reports", run_id, order="step, seq", step=step, span=steps)
         return [_record(StepReportRecord, r) for r in rows]
 
     def comparisons(self, run_id: str) -> list[ComparisonRecord]:
         return [_record(ComparisonRecord, r) for r in self._select("comparisons", run_id, order="id")]
 
-    def _select(self, table: str, run_id: str, *, order: str, **filters: Any) -> list[sqlite3.Row]:
+    def _select(
+        self, table: str, run_id: str, *, order: str, span: tuple[int, int] | None = None,
+        **filters: Any,
+    ) -> list[sqlite3.Row]:
         sql = f"SELECT * FROM {table} WHERE run_id = ?"
         args: list[Any] = [run_id]
+        if span is not None:
+            sql += " AND step BETWEEN ? AND ?"
+            args += [span[0], span[1]]
         for column, value in filters.items():
             if value is not None:
                 sql += f" AND {column} = ?"
