@@ -108,3 +108,18 @@ def test_a_score_curve_keeps_every_new_best_and_spreads_the_rest():
     rising = [{"id": i, "score": float(i)} for i in range(100)]
     assert len(score_curve(rising, 10)) == 10 and score_curve(rising, 10)[-1]["id"] == 99
     assert score_curve(points, None) == points == score_curve(points, 10)
+
+
+def test_the_front_read_in_sqlite_is_the_rule_applied_to_every_candidate(tmp_path):
+    from backfeed.store import RunStore, pareto_wins
+
+    scores = {0: [0.5, 0.5, 0.9], 1: [1.0, 0.2], 2: [0.2, 1.0, 0.0], 3: [0.1, 0.1], 4: [], 5: None,
+              6: [1.0, 0.2 - 1e-12, 1.0]}  # 6 ties 1 within EPS on both examples both have
+    store = RunStore(tmp_path / "r.db")
+    run = store.create_run({"strategy": "pareto"})
+    for cid, s in scores.items():
+        store.add_candidate(run, cid, step=cid, values={"x": cid}, parents=[], origin="proposal",
+                            val_scores=s)
+    front = store.front_scores(run)
+    assert set(front) == {1, 2, 6} and all(len(s) == 2 for s in front.values())
+    assert pareto_wins(front) == pareto_wins(scores)

@@ -249,11 +249,13 @@ def readers_under_load(root: Path, steps: int, readers: int) -> dict[str, Any]:
     }
 
 
-def many_clients(root: Path, clients: int, requests: int, steps: int = 5000
-                 ) -> dict[str, Any]:
+def many_clients(root: Path, clients: int, requests: int, steps: int = 5000,
+                 head_start: float = 2.0) -> dict[str, Any]:
     import asyncio
 
     import httpx
+
+    from backfeed.store import RunStore
 
     db, go = root / "live.db", root / "go"
     writer = _writer(db, steps, pace=0.05, go=go)  # a live run: about 20 steps a second
@@ -277,17 +279,17 @@ def many_clients(root: Path, clients: int, requests: int, steps: int = 5000
             await asyncio.gather(*(client(i) for i in range(clients)))
 
         go.touch()
-        time.sleep(2)  # the run has some steps before the clients arrive
+        time.sleep(head_start)  # the run has some steps (20 a second) before the clients arrive
+        steps_before = len(RunStore(db, readonly=True).steps(run_id))
         started = time.perf_counter()
         asyncio.run(everyone())
         wall = time.perf_counter() - started
     writer.kill()
     writer.wait(10)
-    from backfeed.store import RunStore
-
     steps_then = len(RunStore(db, readonly=True).steps(run_id))
     cuts = statistics.quantiles(tally.latencies, n=20)
-    return {"clients": clients, "requests": tally.requests, "run_steps_at_end": steps_then, "errors": len(tally.errors),
+    return {"clients": clients, "requests": tally.requests,
+            "run_steps_at_start": steps_before, "run_steps_at_end": steps_then, "errors": len(tally.errors),
             "error_examples": tally.errors[:3], "database_is_locked": tally.locked,
             "p50_ms": round(statistics.median(tally.latencies) * 1000, 1),
             "p95_ms": round(cuts[18] * 1000, 1), "wall_s": round(wall, 1),
@@ -303,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readers", type=int, default=8)
     parser.add_argument("--clients", type=int, default=None)
     parser.add_argument("--requests", type=int, default=40, help="per client")
+    parser.add_argument("--head-start", type=float, default=2.0,
+                        help="seconds the run writes (20 steps a second) before the clients come")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))  # `timeout`: clean up children
     if args.write:
@@ -310,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         if args.clients:
-            print(json.dumps(many_clients(Path(tmp), args.clients, args.requests)))
+            print(json.dumps(many_clients(Path(tmp), args.clients, args.requests,
+                                          head_start=args.head_start)))
         else:
             print(json.dumps(readers_under_load(Path(tmp), args.steps, args.readers)))
     return 0

@@ -229,6 +229,7 @@ class RunReader:
                 }
             )
         # One point per scored candidate, placed at the spend when its step finished.
+        most = None if limit is None else MAX_POINTS
         evaluations = [
             {
                 "label": f"candidate {p['id']}",
@@ -237,7 +238,7 @@ class RunReader:
                 "llm_calls": (p["calls"] if p["origin"] != "seed" else None) or 0,
                 "usd": (p["usd"] if p["origin"] != "seed" else None) or 0.0,
             }
-            for p in score_curve(self.store.score_points(run_id), None if limit is None else MAX_POINTS)
+            for p in score_curve(self.store.score_points(run_id, most), most)
         ]
         strategy = (run["strategy"] or "").lower()
         total = self.store.step_numbers(run_id, 0)[2]
@@ -249,7 +250,7 @@ class RunReader:
             "steps": step_rows,
             "candidates": [{k: v for k, v in c.items() if k != "values"} for c in candidates],
             "evaluations": evaluations,
-            "pareto": pareto_view(self.store.val_scores(run_id)) if "pareto" in strategy else None,
+            "pareto": pareto_view(self.store.front_scores(run_id)) if "pareto" in strategy else None,
             "page": {"total_steps": total, "before": before, "limit": limit, "older": older},
         }
 
