@@ -163,3 +163,30 @@ def test_the_trainer_evaluates_prime_candidates_and_spend_counts_every_call(tmp_
     assert result.spend["prompt_tokens"] == sum(
         c.prompt_tokens for c in result.store.llm_calls(result.run_id)) > 0
     assert len(result.store.step_reports(result.run_id)) == 3  # one per candidate
+
+
+def test_each_candidate_of_a_prefilled_answer_keeps_the_frame():
+    code = bf.param("def median(xs):\n    return xs[0]\n", name="median", kind="code")
+    frame = "### median\n```python\ndef median(xs):\n"
+    llm = bf.llm.Scripted(["    return sorted(xs)[len(xs) // 2]\n```",
+                           "    s = sorted(xs)\n    return s[len(s) // 2]\n```"])
+    bf.format("{a}", a=code).backward(bf.Feedback(score=0.0, text="wrong median"))
+    report = Prime([code], llm=llm, prefill=True, candidates=2).step()
+    assert all(a.startswith(frame) for a in report.answers) and len(report.answers) == 2
+    assert [c["median"].splitlines()[1].strip() for c in report.candidates] == [
+        "return sorted(xs)[len(xs) // 2]", "s = sorted(xs)"]
+
+
+def test_hybrid_loads_a_state_saved_before_its_parts_kept_their_own():
+    pytest.importorskip("optuna")
+    params = setup()
+    old = {"type": "Hybrid", "step_count": 2, "params": {"x": 3.0, "greeting": "hi"},
+           "history": [{"step": 0, "values": {"x": 1.0, "greeting": "hello"}, "score": 0.3,
+                        "feedback": "long"}],
+           "warmed": False, "rejections": ["greeting: too long"],
+           "numeric": {"trials": [{"values": {"x": 1.0}, "score": 0.3}], "pending": None}}
+    opt = Hybrid(params, llm=bf.llm.Scripted([]), seed=0)
+    opt.load_state_dict(old)
+    assert opt.prime.rejections == ["greeting: too long"] and len(opt.prime.history) == 1
+    assert opt.numeric.trials == [{"values": {"x": 1.0}, "score": 0.3}]
+    assert [p.value for p in params] == [3.0, "hi"]

@@ -16,7 +16,7 @@ pytest.importorskip("optuna")
 GOOD = json.dumps({
     "reasoning": "lower-case names, state the total",
     "suggestion": {
-        "template": "Items: {items}. Total: {total:.2f} EUR",
+        "template": "Items: {items}. Total: {total} EUR",
         "clean_name": "def clean_name(name: str) -> str:\n    return name.strip().lower()\n",
         "tax_rate": 0.2,
     },
@@ -42,22 +42,36 @@ def quiet() -> Console:
 
 def test_initial_workflow_scores_low_and_correct_values_score_one():
     workflow = demo.ReceiptWorkflow()
-    assert demo.evaluate(workflow) < 0.2
-    workflow.template.value = "Items: {items}. Total: {total:.2f} EUR"
+    assert demo.evaluate(workflow) < 0.3  # names wrong, no total, no tax: the items only
+    workflow.template.value = "Items: {items}. Total: {total} EUR"
     workflow.clean_name.value = "def clean_name(name: str) -> str:\n    return name.strip().lower()\n"
     workflow.tax_rate.value = 0.2
     assert demo.evaluate(workflow) == pytest.approx(1.0)
 
 
-def test_feedback_names_the_expected_receipt():
+def test_feedback_says_what_to_change_not_the_receipt_to_copy():
     fb = demo.score_receipt(demo.ORDERS[0], "Items:   Apple  x3, BREAD x1", ["  Apple ", "BREAD"], 3.5)
-    assert "expected 'Items: apple x3, bread x1. Total: 4.20 EUR'" in fb.text
-    assert "prints the amount with the field {total:.2f}" in fb.text  # how to fix the template
+    assert "4.20 EUR" not in fb.text  # the 0.5B model copied a quoted receipt into the template
+    assert "write the field {total} in the template" in fb.text  # how to fix the template
     assert "with the field {items}" not in fb.text  # the items are listed (not yet clean)
-    literal = demo.score_receipt(demo.ORDERS[0], "Receipt: milk x2", ["apple", "bread"], 4.2)
-    assert "the template must list the items with the field {items}" in literal.text
     assert "clean_name('  Apple ') must return 'apple'" in fb.text
-    assert fb.score < 0.2
+    assert "the total 3.50 should be 4.20" in fb.text
+    assert fb.score < 0.4
+    literal = demo.score_receipt(demo.ORDERS[0], "Receipt: milk x2", ["apple", "bread"], 4.2)
+    assert "the template must list this order's items with the field {items}" in literal.text
+
+
+def test_a_template_copying_one_receipt_scores_no_better_than_the_seed_template():
+    workflow = demo.ReceiptWorkflow()
+    workflow.clean_name.value = "def clean_name(name: str) -> str:\n    return name.strip().lower()\n"
+    workflow.tax_rate.value = 0.2
+    seed = demo.evaluate(workflow)
+    workflow.template.value = "Items: apple x3, bread x1. Total: 4.20 EUR"  # order 1, literally
+    assert demo.evaluate(workflow) <= seed + 1e-3  # scores are rounded to 4 places
+    workflow.template.value = "Items: {items}. Total: {total} EUR\ntax_rate: 0.2"  # junk after
+    assert demo.evaluate(workflow) < 1.0
+    workflow.template.value = "Items: {items}. Total: {total} EUR"
+    assert demo.evaluate(workflow) == pytest.approx(1.0)
 
 
 def test_run_demo_trains_through_the_store_and_fixes_all_three(tmp_path):
@@ -66,7 +80,7 @@ def test_run_demo_trains_through_the_store_and_fixes_all_three(tmp_path):
     llm = bf.llm.Scripted([BROKEN_CODE, GOOD])
     store = tmp_path / "runs.db"
     result = demo.run_demo(llm=llm, steps=3, console=console, candidates=2, store=store)
-    assert result.curve[0] < 0.2 and result.best_score == pytest.approx(1.0)
+    assert result.curve[0] < 0.3 and result.best_score == pytest.approx(1.0)
     assert result.curve == sorted(result.curve)  # best so far never drops
     assert len(llm.calls) == 2 and len(result.curve) == 2  # stopped at the perfect score
     assert result.after["clean_name"].strip().endswith("return name.strip().lower()")
@@ -77,6 +91,9 @@ def test_run_demo_trains_through_the_store_and_fixes_all_three(tmp_path):
     assert run.name == "demo" and run.status == "finished"
     assert len(result.reports[0]["candidates"]) >= 2
     out = " ".join(console.export_text().split())
+    calls = result.reports[0]["prompt_tokens"] + result.reports[0]["completion_tokens"]
+    assert f"step 1 best 1.000 {len(result.reports[0]['candidates'])} candidates" in out
+    assert f"{calls} tokens" in out  # the step's two calls, counted once
     for text in ("step 1", "score curve (best so far)", "parameters", "tokens",
                  f"backfeed show {result.run_id}", "backfeed ui"):
         assert text in out

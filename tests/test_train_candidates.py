@@ -66,3 +66,16 @@ def test_a_call_budget_counts_real_calls_not_candidates(tmp_path):
     assert len(llm.calls) == 2 and result.spend["calls"] == 2
     assert result.spend["by_role"]["optimizer"]["calls"] == 2
     assert result.store.get_run(result.run_id).spend["by_role"]["optimizer"]["calls"] == 2
+
+
+def test_of_equally_scored_candidates_the_one_changing_fewest_parameters_is_kept(tmp_path):
+    module = h.Router()
+    noisy = {"pa": "right-a", "pb": "start", "pc": "copied junk"}  # pc's change earns nothing
+    lean = {"pa": "right-a", "pb": "start", "pc": "start"}
+    llm = bf.llm.Scripted([json.dumps([noisy, lean])])
+    result = bf.train(module, h.dataset(1), metric=h.metric,
+                      optimizer=ManyOptimizer(module.parameters(), llm=llm), steps=1,
+                      minibatch_size=3, store=tmp_path / "r.db", progress=False)
+    assert result.best_values == lean  # proposed second, scored the same, changes one value
+    statuses = {c.id: c.status for c in result.store.candidates(result.run_id)}
+    assert statuses[1] == "rejected" and statuses[2] == "accepted"

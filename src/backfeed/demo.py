@@ -57,7 +57,7 @@ class ReceiptWorkflow(Module):
         )
         self.cleaned = [c.value for c in cleaned]
         subtotal = sum(q * p for q, p in zip(quantities, prices))
-        total = (self.tax_rate + 1) * subtotal
+        total = bf_graph.format("{t:.2f}", t=(self.tax_rate + 1) * subtotal)  # 4.2 -> "4.20"
         return bf_graph.format(self.template, items=items, total=total)
 
     def metric(self, order: tuple[list[str], list[int], list[float]], text: str) -> Feedback:
@@ -81,35 +81,36 @@ def score_receipt(
     cleaned: list[str],
     total: float,
 ) -> Feedback:
-    """Three parts in [0, 1], averaged: clean names, a stated total, an accurate total."""
+    """Three parts in [0, 1], averaged: clean names (the code), a receipt that lists this
+    order's items and states its total (the template), an accurate total (the tax rate).
+
+    The receipt part is scored per order, so a template that copies one order's receipt
+    literally scores no better than one without the total: only `{items}` and `{total}` fields
+    serve every order. The feedback says what to change, not the receipt to copy.
+    """
     names, quantities, _ = order
     problems = []
     good = [n.strip().lower() for n in names]
     names_ok = sum(c == g for c, g in zip(cleaned, good)) / len(names)
-    want = expected_total(order)
-    expected = ", ".join(f"{g} x{q}" for g, q in zip(good, quantities))
-    expected = f"Items: {expected}. Total: {want:.2f} EUR"
-    if text is None:
-        return Feedback(score=round(names_ok / 3, 4),
-                        text=f"the receipt failed (see the error); expected {expected!r}")
     if names_ok < 1:
         problems.append(f"clean_name({names[0]!r}) must return {good[0]!r}: strip the spaces "
                         "and lower-case it")
-    lowered = text.lower()
-    amount = f"{total:.2f}"
-    stated = ("total" in lowered) + (amount in text or str(round(total, 2)) in text) + ("eur" in lowered)
-    items = ", ".join(f"{c} x{q}" for c, q in zip(cleaned, quantities))
-    if items not in text:
-        problems.append("the template must list the items with the field {items}")
-    if stated < 3:
-        problems.append("the receipt must state 'Total: <amount> EUR': the template prints "
-                        "the amount with the field {total:.2f}")
+    want = expected_total(order)
     accuracy = max(0.0, 1.0 - abs(total - want) / want * 4)
+    if text is None:
+        return Feedback(score=round((names_ok + accuracy) / 3, 4),
+                        text="; ".join(["the receipt failed (see the error)", *problems]))
+    items = ", ".join(f"{c} x{q}" for c, q in zip(cleaned, quantities))
+    listed = items in text
+    stated = text.rstrip().endswith(f"Total: {total:.2f} EUR")
+    if not listed:
+        problems.append("the template must list this order's items with the field {items}")
+    if not stated:
+        problems.append("the receipt must end with 'Total: <amount> EUR': write the field "
+                        "{total} in the template where the amount goes")
     if accuracy < 0.999:
         problems.append(f"the total {total:.2f} should be {want:.2f}")
-    if text != expected:
-        problems.insert(0, f"expected {expected!r}, got {text!r}")
-    score = (names_ok + stated / 3 + accuracy) / 3
+    score = (names_ok + (listed + stated) / 2 + accuracy) / 3
     return Feedback(score=round(score, 4), text="; ".join(problems) or "correct")
 
 
@@ -136,7 +137,7 @@ class DemoResult:
     curve: list[float]
     before: dict[str, Any]
     after: dict[str, Any]
-    reports: list[dict[str, Any]] = field(default_factory=list)  # the step reports, as stored
+    reports: list[dict[str, Any]] = field(default_factory=list)  # as stored: one per candidate
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
@@ -211,15 +212,17 @@ def run_demo(
     )
     console.print(f"step  0  score {initial:.3f}")
     for summary in trained.history:
-        step_reports = [r.report for r in stored if r.step == summary.step]
+        # the trainer stores an optimizer step's report once per candidate: count each once
+        step_reports = list({r.report.get("step"): r.report for r in stored
+                             if r.step == summary.step}.values())
         tokens = sum(r.get("prompt_tokens", 0) + r.get("completion_tokens", 0)
                      for r in step_reports)
-        count = sum(len(r.get("candidates") or []) for r in step_reports)
+        count = sum(max(len(r.get("candidates") or []), 1) for r in step_reports)
         kept = "kept" if summary.accepted else "not kept"
         score = "-" if summary.child_score is None else f"{summary.child_score / len(ORDERS):.3f}"
         notes = [_rejection(u) for r in step_reports for u in r.get("rejected") or []]
         notes += [r["error"] for r in step_reports if r.get("error")]
-        note = "; ".join(notes)
+        note = "; ".join(dict.fromkeys(notes))
         note = note if len(note) <= 160 else note[:159] + "…"
         console.print(
             f"step {summary.step + 1:2d}  best {summary.best_score or 0:.3f}  "

@@ -158,6 +158,8 @@ class Hybrid(Optimizer):
         self._warmed = state.get("warmed", False)
         if "prime" in state:
             self.prime.load_state_dict(state["prime"])
+        else:  # a state saved before the parts kept their own
+            self.prime.rejections = list(state.get("rejections", []))
         if self.numeric is not None and "numeric" in state:
             self.numeric.load_state_dict(state["numeric"])
 

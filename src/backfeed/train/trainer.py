@@ -435,7 +435,9 @@ class _Run:
         for child in children:
             p_scores, c_scores = self.scorer.versus(step, parent, parent_scores, child, batch)
             scored.append((child, p_scores, c_scores))
-        chosen, p_scores, c_scores = max(scored, key=lambda s: (sum(s[2]), -s[0].id))
+        # equal scores: the child that changes the fewest parameters, then the first proposed
+        chosen, p_scores, c_scores = max(
+            scored, key=lambda s: (sum(s[2]), -_changed(parent, s[0]), -s[0].id))
         ok, why = self.strategy.accept(p_scores, c_scores)
         for child, p, c in scored:
             accepted = ok and child is chosen
@@ -564,6 +566,11 @@ def unchanged_reason(report: StepReport) -> str:
     if not report.updates:
         return "the answer named no parameter"
     return "the model proposed the current values"
+
+
+def _changed(parent: Candidate, child: Candidate) -> int:
+    """How many parameter values `child` changes from `parent`."""
+    return sum(child.values.get(k) != v for k, v in parent.values.items())
 
 
 def _finite(x: float) -> float | None:
