@@ -12,7 +12,8 @@ from backfeed.ui.views import NotFound, RunReader, StoreMissing, pareto_view, te
 
 def test_pareto_view_gives_each_example_to_its_best_candidates_ties_shared():
     scores = {0: [1.0, 0.0, 0.5], 1: [0.0, 1.0, 0.5], 2: None}
-    assert pareto_view(scores) == {"examples": [0, 1, 2], "wins": {"0": [0, 2], "1": [1, 2]}}
+    assert pareto_view(scores) == {"examples": [0, 1, 2], "front_size": 2,
+                                   "wins": {"0": [0, 2], "1": [1, 2]}}
     assert pareto_view({0: None}) is None
 
 
@@ -123,3 +124,12 @@ def test_the_front_read_in_sqlite_is_the_rule_applied_to_every_candidate(tmp_pat
     front = store.front_scores(run)
     assert set(front) == {1, 2, 6} and all(len(s) == 2 for s in front.values())
     assert pareto_wins(front) == pareto_wins(scores)
+
+
+def test_a_front_of_many_ties_is_listed_up_to_a_bound_and_counted_whole():
+    from backfeed.ui.views import MAX_FRONT
+
+    scores = {cid: [1.0, 0.5] for cid in range(1000)} | {1000: [0.0, 1.0], 1001: [0.2, 0.2]}
+    view = pareto_view(scores, MAX_FRONT)
+    assert view["front_size"] == 1001 and len(view["wins"]) == MAX_FRONT
+    assert view["wins"]["999"] == [0] and view["wins"]["1000"] == [1]  # newest ties, and 1000

@@ -26,6 +26,7 @@ from ..store import (
 
 MAX_FEEDBACK = 50  # feedback rows shown for one step
 MAX_POINTS = 400  # score points on one run page (the best-so-far line stays exact)
+MAX_FRONT = 50  # Pareto front candidates listed on one run page
 
 
 class NotFound(KeyError):
@@ -250,7 +251,8 @@ class RunReader:
             "steps": step_rows,
             "candidates": [{k: v for k, v in c.items() if k != "values"} for c in candidates],
             "evaluations": evaluations,
-            "pareto": pareto_view(self.store.front_scores(run_id)) if "pareto" in strategy else None,
+            "pareto": pareto_view(self.store.front_scores(run_id), None if limit is None else MAX_FRONT)
+            if "pareto" in strategy else None,
             "page": {"total_steps": total, "before": before, "limit": limit, "older": older},
         }
 
@@ -487,14 +489,20 @@ def score_curve(points: list[dict[str, Any]], most: int | None) -> list[dict[str
     return [points[i] for i in sorted(keep)]
 
 
-def pareto_view(scores: dict[int, list[float] | None]) -> dict[str, Any] | None:
+def pareto_view(
+    scores: dict[int, list[float] | None], most: int | None = None
+) -> dict[str, Any] | None:
     """The Pareto front for the run page: which validation examples each front candidate wins
-    (the trainer's rule, `backfeed.store.pareto_wins`), from each candidate's per-example scores."""
+    (the trainer's rule, `backfeed.store.pareto_wins`), from each candidate's per-example scores.
+    With `most`, only that many front candidates are listed (most wins first, then newest);
+    `front_size` counts them all."""
     if not any(scores.values()):
         return None
     wins = pareto_wins(scores)
     n = min(len(s) for s in scores.values() if s)
-    return {"examples": list(range(n)), "wins": {str(cid): won for cid, won in wins.items()}}
+    shown = sorted(wins, key=lambda cid: (-len(wins[cid]), -cid))[:most]
+    return {"examples": list(range(n)), "front_size": len(wins),
+            "wins": {str(cid): wins[cid] for cid in sorted(shown)}}
 
 
 def _ranges(numbers: list[int]) -> str:

@@ -276,6 +276,9 @@ async function renderRun(id, before) {
     data.candidates.length ? lineage(data.candidates, run.id, run.best_candidate) : el("p", { class: "muted" }, "No candidates yet."),
     data.pareto ? el("h2", {}, "Pareto front: which candidate wins which examples") : null,
     data.pareto ? paretoTable(data.pareto, run.best_candidate) : null,
+    data.pareto && data.pareto.front_size > Object.keys(data.pareto.wins || {}).length
+      ? el("p", { class: "muted", id: "pareto-more" }, `the ${Object.keys(data.pareto.wins).length} of ${fmt.int(data.pareto.front_size)} front candidates that win the most examples`)
+      : null,
     best.length ? el("h2", {}, "Best parameters") : null,
     ...best);
   poll(() => renderRun(id, before).catch(fail), run.status === "running");
