@@ -1,8 +1,13 @@
 """Run the task suite for backfeed and its peers on one model, budget and set of seeds.
 
     python -m benchmarks.run --suite quick --model local-0.5b --frameworks backfeed,trace --seeds 1
+    python -m benchmarks.run --suite families --frameworks gepa --seeds 3 --out results/a
+    python -m benchmarks.run --combine results/a results/b --out results/all
 
-Writes results.json, results.md (table) and score_vs_calls.png under --out.
+Suites: quick, full, families (code repair, numeric, a prompt family; 12 calls) and
+code_repair (all 16 functions). Writes results.json, results.md (a table per task, one per
+family, and the calls and tokens each library needs to reach the best peer's final score)
+and score_vs_calls.png under --out.
 """
 
 from __future__ import annotations
@@ -23,11 +28,11 @@ from typing import Any
 import backfeed as bf
 from backfeed.llm import LLM, BaseLLM, Completion, Message, Metered
 
-from .adapters import ADAPTERS, RunContext, get_adapter, values_of
+from .adapters import ADAPTERS, RunContext, get_adapter, split_framework, values_of
 from .models import ModelHandle, open_model
-from .tasks import SUITES, make_task
+from .tasks import SUITE_SIZES, SUITES, make_task
 
-DEFAULT_CALLS = {"quick": 3, "full": 20}
+DEFAULT_CALLS = {"quick": 3, "full": 20, "families": 12, "code_repair": 12}
 VERBOSE = False  # --verbose: print every optimizer call
 
 
@@ -47,9 +52,20 @@ class RunRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     optimizer_prompt_tokens: int = 0
+    optimizer_completion_tokens: int = 0
     wall_s: float = 0.0
     curve: list[tuple[int, float]] = field(default_factory=list)
     final_values: dict[str, Any] = field(default_factory=dict)
+    # after each optimizer call: [optimizer tokens, program tokens] spent so far
+    call_tokens: list[list[int]] = field(default_factory=list)
+
+    @property
+    def optimizer_tokens(self) -> int:
+        return self.optimizer_prompt_tokens + self.optimizer_completion_tokens
+
+    @property
+    def program_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens - self.optimizer_tokens
 
 
 def run_one(task_name: str, framework: str, seed: int, model: ModelHandle, *, size: str,
@@ -62,10 +78,12 @@ def run_one(task_name: str, framework: str, seed: int, model: ModelHandle, *, si
     if reason:
         record.status, record.reason = "n/a", reason
         return record
-    optimizer_llm = Metered(Capped(model.llm, max_tokens), bf.Budget(llm_calls=calls))
     program_llm = Metered(model.llm)
+    capped = Capped(model.llm, max_tokens, program=program_llm)
+    optimizer_llm = Metered(capped, bf.Budget(llm_calls=calls))
     program = task.program(program_llm if task.uses_llm else None)
-    ctx = RunContext(task, program, optimizer_llm, calls, seed, max_tokens=max_tokens)
+    ctx = RunContext(task, program, optimizer_llm, calls, seed, max_tokens=max_tokens,
+                     options=split_framework(framework)[1])
     started = time.perf_counter()
     try:
         adapter.optimize(ctx)
@@ -82,6 +100,8 @@ def run_one(task_name: str, framework: str, seed: int, model: ModelHandle, *, si
     record.prompt_tokens = o.prompt_tokens + p.prompt_tokens
     record.completion_tokens = o.completion_tokens + p.completion_tokens
     record.optimizer_prompt_tokens = o.prompt_tokens
+    record.optimizer_completion_tokens = o.completion_tokens
+    record.call_tokens = capped.log
     record.curve = ctx.log.points
     if record.status == "ok" and ctx.final_forward is not None:
         feedbacks = [task.metric(ex, ctx.final_forward(ex[0])) for ex in task.testset]
@@ -94,11 +114,14 @@ def run_one(task_name: str, framework: str, seed: int, model: ModelHandle, *, si
 
 
 class Capped(BaseLLM):
-    """Caps every completion at `max_tokens`, the same for every library's optimizer calls."""
+    """Caps every completion at `max_tokens`, the same for every library's optimizer calls,
+    and logs the tokens spent so far (its own, and the program's) after each call."""
 
-    def __init__(self, llm: LLM, max_tokens: int) -> None:
-        self.llm, self.max_tokens = llm, max_tokens
+    def __init__(self, llm: LLM, max_tokens: int, program: Metered | None = None) -> None:
+        self.llm, self.max_tokens, self.program = llm, max_tokens, program
         self.model = getattr(llm, "model", "")
+        self.tokens = 0
+        self.log: list[list[int]] = []
 
     def complete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
                  max_tokens: int | None = None, temperature: float | None = None,
@@ -108,6 +131,8 @@ class Capped(BaseLLM):
             messages, json_schema=json_schema,
             max_tokens=min(max_tokens or self.max_tokens, self.max_tokens),
             temperature=temperature, seed=seed)
+        self.tokens += completion.usage.prompt_tokens + completion.usage.completion_tokens
+        self.log.append([self.tokens, self.program.spend.tokens if self.program else 0])
         if VERBOSE:
             print(f"    optimizer call: {completion.usage.prompt_tokens} prompt + "
                   f"{completion.usage.completion_tokens} completion tokens, "
@@ -159,18 +184,24 @@ def run_suite(tasks: list[str], frameworks: list[str], seeds: list[int], model: 
 
 # -- reporting -----------------------------------------------------------------------------
 
-def summarize(records: list[RunRecord]) -> list[dict[str, Any]]:
-    """One row per (task, framework): mean and spread over seeds, mean costs."""
+def family_of(task: str) -> str:
+    """The family a task name belongs to: `code_repair/median` -> `code_repair`."""
+    return task.split("/")[0]
+
+
+def summarize(records: list[RunRecord], by: str = "task") -> list[dict[str, Any]]:
+    """One row per (task or family, framework): mean and sd over runs, mean costs."""
+    key = (lambda r: r.task) if by == "task" else (lambda r: family_of(r.task))
     groups: dict[tuple[str, str], list[RunRecord]] = {}
     for r in records:
-        groups.setdefault((r.task, r.framework), []).append(r)
+        groups.setdefault((key(r), r.framework), []).append(r)
     rows = []
-    task_order = {task: i for i, task in enumerate(dict.fromkeys(r.task for r in records))}
-    ordered = sorted(groups.items(), key=lambda kv: (task_order[kv[0][0]], kv[0][1]))
-    for (task, framework), group in ordered:
+    order = {name: i for i, name in enumerate(dict.fromkeys(key(r) for r in records))}
+    ordered = sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))
+    for (name, framework), group in ordered:
         ok = [r for r in group if r.status == "ok" and r.test_score is not None]
         statuses = {r.status for r in group}
-        row: dict[str, Any] = {"task": task, "framework": framework, "seeds": len(group)}
+        row: dict[str, Any] = {"task": name, "framework": framework, "seeds": len(group)}
         if not ok:
             row["status"] = "n/a" if statuses == {"n/a"} else "error"
             row["reason"] = group[0].reason
@@ -180,23 +211,26 @@ def summarize(records: list[RunRecord]) -> list[dict[str, Any]]:
         starts = [r.start_score for r in ok if r.start_score is not None]
         row.update(
             status="ok" if len(ok) == len(group) else f"{len(group) - len(ok)} failed",
+            runs=len(ok),
             score=statistics.fmean(scores),
-            spread=statistics.pstdev(scores) if len(scores) > 1 else 0.0,
+            spread=statistics.stdev(scores) if len(scores) > 1 else 0.0,
             start=statistics.fmean(starts) if starts else None,
             optimizer_calls=statistics.fmean(r.optimizer_calls for r in ok),
             program_calls=statistics.fmean(r.program_calls for r in ok),
             prompt_tokens=statistics.fmean(r.prompt_tokens for r in ok),
             completion_tokens=statistics.fmean(r.completion_tokens for r in ok),
             optimizer_prompt_tokens=statistics.fmean(r.optimizer_prompt_tokens for r in ok),
+            optimizer_tokens=statistics.fmean(r.optimizer_tokens for r in ok),
+            program_tokens=statistics.fmean(r.program_tokens for r in ok),
             wall_s=statistics.fmean(r.wall_s for r in ok),
         )
         rows.append(row)
     return rows
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    head = ("| task | framework | test score (mean ± sd) | start | optimizer calls | "
-            "program calls | prompt tokens (optimizer) | completion tokens | wall s |")
+def markdown_table(rows: list[dict[str, Any]], first: str = "task") -> str:
+    head = (f"| {first} | framework | test score (mean ± sd) | start | optimizer calls | "
+            "program calls | optimizer tokens (prompt) | program tokens | wall s |")
     lines = [head, "|" + "---|" * 9]
     for row in rows:
         if row["status"] in ("n/a", "error"):
@@ -209,9 +243,73 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {row['task']} | {row['framework']} | {row['score']:.3f} ± {row['spread']:.3f}"
             f"{failed} | {start} | {row['optimizer_calls']:.1f} | {row['program_calls']:.1f} | "
-            f"{row['prompt_tokens']:,.0f} ({row['optimizer_prompt_tokens']:,.0f}) | "
-            f"{row['completion_tokens']:,.0f} | {row['wall_s']:.1f} |"
+            f"{row['optimizer_tokens']:,.0f} ({row['optimizer_prompt_tokens']:,.0f}) | "
+            f"{row['program_tokens']:,.0f} | {row['wall_s']:.1f} |"
         )
+    return "\n".join(lines)
+
+
+def curve_by_call(record: RunRecord) -> list[tuple[int, float]]:
+    """(optimizer calls so far, mean score of the evaluations logged at that count), by calls."""
+    by_calls: dict[int, list[float]] = {}
+    for calls, score in record.curve:
+        by_calls.setdefault(calls, []).append(score)
+    return [(c, statistics.fmean(by_calls[c])) for c in sorted(by_calls)]
+
+
+def calls_to_reach(record: RunRecord, target: float) -> tuple[int, int, int] | None:
+    """(calls, optimizer tokens, program tokens) spent when the evaluations logged at one call
+    count first averaged at least `target`; None if they never did."""
+    for calls, score in curve_by_call(record):
+        if score >= target - 1e-9:
+            if calls == 0:
+                return 0, 0, 0
+            spent = record.call_tokens[min(calls, len(record.call_tokens)) - 1] \
+                if record.call_tokens else [0, 0]
+            return calls, spent[0], spent[1]
+    return None
+
+
+def is_peer(framework: str) -> bool:
+    """Every library but backfeed (in any configuration) is a peer."""
+    return split_framework(framework)[0] != "backfeed"
+
+
+def reach(records: list[RunRecord]) -> list[dict[str, Any]]:
+    """Per task: the best peer's final test score (mean over seeds) as the target, and what each
+    library spent until its own evaluations first reached it (runs that never did are counted)."""
+    rows = []
+    finals: dict[str, dict[str, float]] = {}
+    for row in summarize(records):
+        if row["status"] not in ("n/a", "error") and "reference" not in row["framework"]:
+            finals.setdefault(row["task"], {})[row["framework"]] = row["score"]
+    for task, scores in finals.items():
+        peers = {f: s for f, s in scores.items() if is_peer(f)}
+        if not peers:
+            continue
+        best_peer, target = max(peers.items(), key=lambda kv: kv[1])
+        for framework in scores:
+            runs = [r for r in records if r.task == task and r.framework == framework
+                    and r.status == "ok"]
+            reached = [x for x in (calls_to_reach(r, target) for r in runs) if x is not None]
+            row = {"task": task, "framework": framework, "best_peer": best_peer,
+                   "target": target, "reached": len(reached), "runs": len(runs)}
+            if reached:
+                row.update(calls=statistics.fmean(x[0] for x in reached),
+                           optimizer_tokens=statistics.fmean(x[1] for x in reached),
+                           program_tokens=statistics.fmean(x[2] for x in reached))
+            rows.append(row)
+    return rows
+
+
+def reach_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| task | framework | target (best peer) | runs that reached it | optimizer calls | "
+             "optimizer tokens | program tokens |", "|" + "---|" * 7]
+    for row in rows:
+        costs = (f"{row['calls']:.1f} | {row['optimizer_tokens']:,.0f} | "
+                 f"{row['program_tokens']:,.0f}") if row["reached"] else "- | - | -"
+        lines.append(f"| {row['task']} | {row['framework']} | {row['target']:.3f} "
+                     f"({row['best_peer']}) | {row['reached']}/{row['runs']} | {costs} |")
     return "\n".join(lines)
 
 
@@ -250,11 +348,21 @@ def plot(records: list[RunRecord], path: Path) -> None:
 
 
 def write_results(records: list[RunRecord], out: Path, meta: dict[str, Any]) -> str:
-    """Write results.json, results.md and score_vs_calls.png; return the markdown table."""
+    """Write results.json, results.md and score_vs_calls.png; return the markdown tables."""
     out.mkdir(parents=True, exist_ok=True)
     rows = summarize(records)
+    families = summarize(records, by="family")
+    reached = reach(records)
     table = markdown_table(rows)
-    payload = {"meta": meta, "summary": rows, "runs": [r.__dict__ for r in records]}
+    if {r["task"] for r in rows} != {f["task"] for f in families}:
+        table += "\n\nBy family (every task and seed of the family together):\n\n"
+        table += markdown_table(families, first="family")
+    if reached:
+        table += ("\n\nCalls and tokens until a library's own evaluations (training minibatch "
+                  "and validation, averaged per call count) first reach the best peer's final "
+                  "test score:\n\n" + reach_table(reached))
+    payload = {"meta": meta, "summary": rows, "families": families, "reach": reached,
+               "runs": [r.__dict__ for r in records]}
     (out / "results.json").write_text(json.dumps(payload, indent=2, default=str))
     header = (f"Command: `{meta['command']}`  \nModel: {meta['model']}; call limit "
               f"{meta['calls']} optimizer calls per run; seeds {meta['seeds']}; "
@@ -293,10 +401,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="local-0.5b",
                         help="local-0.5b, local-1.5b or any litellm model name")
     parser.add_argument("--frameworks", default="backfeed,trace",
-                        help=f"comma-separated, from {','.join(ADAPTERS)}")
+                        help=f"comma-separated, from {','.join(ADAPTERS)}; options after a "
+                             "colon, e.g. backfeed:candidates=4")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="run seeds first-seed .. first-seed + seeds - 1 (to split a run)")
     parser.add_argument("--calls", type=int, default=None,
-                        help="optimizer LLM calls per run (default: quick 4, full 20)")
+                        help="optimizer LLM calls per run (default: quick 3, full 20, "
+                             "families and code_repair 12)")
+    parser.add_argument("--size", choices=("quick", "full"), default=None,
+                        help="task instance size (default: the suite's, see SUITE_SIZES)")
     parser.add_argument("--tasks", default=None, help="comma-separated task names (default: suite)")
     parser.add_argument("--max-tokens", type=int, default=None,
                         help="cap on every optimizer completion, the same for all libraries "
@@ -320,10 +434,10 @@ def main(argv: list[str] | None = None) -> None:
     for framework in frameworks:
         get_adapter(framework)  # fail early on an unknown name
     tasks = args.tasks.split(",") if args.tasks else SUITES[args.suite]
-    size = "quick" if args.suite == "quick" else "full"
+    size = args.size or SUITE_SIZES[args.suite]
     calls = args.calls or DEFAULT_CALLS[args.suite]
-    max_tokens = args.max_tokens or (512 if args.suite == "quick" else 1024)
-    seeds = list(range(args.seeds))
+    max_tokens = args.max_tokens or (512 if size == "quick" else 1024)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out or f"benchmarks/results/{args.suite}-{stamp}")
     meta = {

@@ -10,6 +10,7 @@ from benchmarks.adapters import RunContext, set_values
 from benchmarks.tasks import make_task
 
 import backfeed as bf
+from bench_helpers import repair_responder
 
 GOOD_ACT = (
     "def act(self, observation):\n"
@@ -140,3 +141,100 @@ def test_combine_merges_result_folders(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "all" / "results.json").read_text())
     assert {row["framework"] for row in saved["summary"]} == {"a", "b", "adam (reference)"}
     assert "run a ; run b" in (tmp_path / "all" / "results.md").read_text()
+
+
+def _record(task, framework, seed, score, curve, call_tokens=(), start=0.0):
+    return harness.RunRecord(task, framework, seed, "ok", test_score=score, start_score=start,
+                             optimizer_calls=len(call_tokens), curve=curve,
+                             call_tokens=[list(t) for t in call_tokens],
+                             prompt_tokens=sum(t[0] for t in call_tokens[-1:]) + 7,
+                             optimizer_prompt_tokens=sum(t[0] for t in call_tokens[-1:]))
+
+
+def test_reach_gives_calls_and_tokens_until_a_library_first_meets_the_best_peer():
+    records = [
+        # the best peer ends at 0.75 (mean of its seeds)
+        _record("code_repair", "gepa", 0, 1.0, [(0, 0.0), (2, 1.0)], [(100, 0), (200, 0)]),
+        _record("code_repair", "gepa", 1, 0.5, [(0, 0.0), (1, 0.5), (1, 1.0)], [(90, 0)]),
+        _record("code_repair", "trace", 0, 0.0, [(0, 0.0), (1, 0.0)], [(500, 0)]),
+        # backfeed: its evaluations at call 1 average 0.75, so it reaches at call 1
+        _record("code_repair", "backfeed", 0, 1.0, [(0, 0.0), (1, 0.5), (1, 1.0)],
+                [(40, 3), (80, 6)]),
+    ]
+    rows = {r["framework"]: r for r in harness.reach(records)}
+    assert rows["backfeed"]["target"] == 0.75 and rows["backfeed"]["best_peer"] == "gepa"
+    assert (rows["backfeed"]["calls"], rows["backfeed"]["optimizer_tokens"],
+            rows["backfeed"]["program_tokens"]) == (1, 40, 3)
+    assert rows["gepa"]["reached"] == 2 and rows["gepa"]["calls"] == 1.5
+    assert rows["gepa"]["optimizer_tokens"] == 145  # (200 + 90) / 2
+    assert rows["trace"]["reached"] == 0 and "calls" not in rows["trace"]
+    table = harness.reach_table(harness.reach(records))
+    assert "| code_repair | trace | 0.750 (gepa) | 0/1 | - | - | - |" in table
+    assert "| code_repair | backfeed | 0.750 (gepa) | 1/1 | 1.0 | 40 | 3 |" in table
+
+
+def test_results_split_optimizer_and_program_tokens_and_add_a_family_table(tmp_path):
+    records = [
+        _record("code_repair/median", "gepa", 0, 1.0, [(0, 0.0), (1, 1.0)], [(100, 20)]),
+        _record("code_repair/sum_to", "gepa", 0, 0.0, [(0, 0.0), (1, 0.0)], [(100, 20)]),
+    ]
+    for r in records:
+        r.prompt_tokens, r.completion_tokens = 150, 30  # optimizer 100 + 10, program 50 + 20
+        r.optimizer_prompt_tokens, r.optimizer_completion_tokens = 100, 10
+    assert records[0].optimizer_tokens == 110 and records[0].program_tokens == 70
+    table = harness.write_results(records, tmp_path, {
+        "command": "test", "model": "scripted", "calls": 1, "seeds": [0], "size": "quick",
+        "machine": "test", "date": "today"})
+    assert "| code_repair/median | gepa | 1.000 ± 0.000 | 0.000 | 1.0 | 0.0 | 110 (100) | 70 |" \
+        in table
+    assert "By family" in table and "| code_repair | gepa | 0.500 ± 0.707 |" in table
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["families"][0]["runs"] == 2 and saved["reach"]
+
+
+def test_code_repair_runs_for_backfeed_through_the_harness_and_logs_tokens_per_call():
+    model = harness.scripted_model(bf.llm.Scripted([repair_responder] * 20))
+    (record,) = [r for r in harness.run_suite(["code_repair/sum_to"], ["backfeed"], [0], model,
+                                               size="quick", calls=3, progress=False)]
+    assert record.status == "ok", record.reason
+    assert record.start_score == 0 and record.test_score == 1.0
+    assert len(record.call_tokens) == record.optimizer_calls >= 1
+    assert record.call_tokens[-1][0] == record.optimizer_tokens > 0
+
+
+def test_framework_options_reach_the_adapter_and_unknown_ones_are_refused(monkeypatch):
+    seen = []
+
+    class Recording(FakeAdapter):
+        def optimize(self, ctx):
+            seen.append(ctx.options)
+
+    monkeypatch.setattr(harness, "get_adapter", lambda name: Recording())
+    model = harness.scripted_model(bf.llm.Scripted([]))
+    record = harness.run_one("numeric", "fake:candidates=4", 0, model, size="quick", calls=1,
+                             max_tokens=64, start_score=None)
+    assert seen == [{"candidates": "4"}] and record.framework == "fake:candidates=4"
+    assert not harness.is_peer("backfeed:candidates=4") and harness.is_peer("gepa")
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="gepa takes no option candidates"):
+        harness.main(["--frameworks", "gepa:candidates=4", "--tasks", "numeric"])
+    with pytest.raises(ValueError, match="not key=value"):
+        harness.main(["--frameworks", "backfeed:candidates", "--tasks", "numeric"])
+
+
+def test_backfeed_candidates_option_asks_prime_for_several_answers_per_step(monkeypatch):
+    made = []
+
+    class Recording(bf.optim.Prime):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(bf.optim, "Prime", Recording)
+    model = harness.scripted_model(bf.llm.Scripted([repair_responder] * 20))
+    (record,) = harness.run_suite(["code_repair/sum_to"], ["backfeed:candidates=2"], [0], model,
+                                  size="quick", calls=2, progress=False)
+    assert record.status == "ok", record.reason
+    assert record.framework == "backfeed:candidates=2" and record.test_score == 1.0
+    assert [opt.candidates for opt in made] == [2]
+    assert record.optimizer_calls == 2 and len(record.call_tokens) == 2

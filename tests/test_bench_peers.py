@@ -9,6 +9,7 @@ import pytest
 from benchmarks import run as harness
 
 import backfeed as bf
+from bench_helpers import SUM_TO, repair_responder
 
 GOOD_ACT = (
     "def act(self, observation):\n"
@@ -70,3 +71,26 @@ def test_dspy_optimizes_an_instruction_and_is_scored_on_its_own_program():
     assert counting.status == "ok", counting.reason
     assert 0 <= counting.test_score <= 1 and counting.optimizer_calls >= 1
     assert runs["battleship"].status == "n/a"
+
+
+@pytest.mark.parametrize("framework", ["trace", "gepa", "textgrad"])
+def test_every_peer_repairs_code_through_the_harness(framework, tmp_path, monkeypatch):
+    pytest.importorskip({"trace": "opto"}.get(framework, framework))
+    monkeypatch.chdir(tmp_path)  # TextGrad writes ./logs on import
+    runs = _run(framework, ["code_repair/sum_to"], repair_responder, calls=6)
+    run = runs["code_repair/sum_to"]
+    assert run.status == "ok", run.reason
+    assert run.start_score == 0 and run.test_score == 1.0
+    assert 1 <= run.optimizer_calls <= 6
+    assert "n * (n + 1) // 2" in run.final_values["sum_to"]
+
+
+def test_dspy_is_na_on_code_repair_because_its_instructions_lose_indentation():
+    pytest.importorskip("dspy")
+    runs = _run("dspy", ["code_repair/sum_to"], repair_responder, calls=3)
+    run = runs["code_repair/sum_to"]
+    assert run.status == "n/a" and "indentation" in run.reason
+    import dspy
+
+    kept = dspy.Signature("a -> b", instructions=SUM_TO).instructions
+    assert kept != SUM_TO.strip()  # the fact the reason states

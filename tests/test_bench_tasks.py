@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from benchmarks.tasks import SUITES, make_task, task_names
 from benchmarks.tasks import bbh as bbh_mod
@@ -17,7 +15,8 @@ BBH = [f"bbh/{name}" for name in bbh_mod.SUBTASKS]
 
 def test_registry_lists_every_family_and_suites_name_known_tasks():
     names = task_names()
-    for family in ("numeric", "bbh/", "battleship", "sklearn", "vml/", "control/"):
+    for family in ("numeric", "bbh/", "battleship", "sklearn", "vml/", "control/",
+                   "code_repair/"):
         assert any(n.startswith(family) for n in names), family
     for suite in SUITES.values():
         assert set(suite) <= set(names)
@@ -297,6 +296,17 @@ def test_buggy_seed_fails_every_split_and_the_fix_passes_them(name, size):
             assert evaluation.score == 1, [f.text for f in evaluation.feedbacks if f.score < 1]
 
 
+def test_code_repair_suite_lists_every_function_and_the_family_task_picks_one_per_seed():
+    from benchmarks.tasks.code_repair import BUGS
+
+    assert SUITES["code_repair"] == [f"code_repair/{bug.name}" for bug in BUGS]
+    picked = [make_task("code_repair", seed=seed) for seed in range(3)]
+    assert [t.info["function"] for t in picked] == [bug.name for bug in BUGS[:3]]
+    assert {t.name for t in picked} == {"code_repair"}
+    same_tests = make_task(f"code_repair/{BUGS[1].name}", seed=1)
+    assert picked[1].testset == same_tests.testset
+
+
 def test_code_repair_tests_are_seeded_and_split_without_overlap():
     a, b = make_task("code_repair/chunks", seed=2), make_task("code_repair/chunks", seed=2)
     c = make_task("code_repair/chunks", seed=3)
@@ -332,7 +342,7 @@ def test_code_repair_error_feedback_names_the_error_and_its_line_and_traces_to_t
 def test_code_repair_runs_through_bf_train_with_a_scripted_optimizer(tmp_path):
     task = make_task("code_repair/sum_to", seed=0)
     program = task.program()
-    answer = json.dumps({"suggestion": {"sum_to": FIXES["sum_to"]}})
+    answer = f"### sum_to\n```python\n{FIXES['sum_to']}```"
     result = bf.train(program, task.trainset, valset=task.valset, metric=task.metric,
                       optimizer=bf.optim.Prime(program.parameters(),
                                                llm=bf.llm.Scripted([answer] * 4)),

@@ -37,6 +37,7 @@ class RunContext:
     call_limit: int
     seed: int
     max_tokens: int = 1024  # cap on each optimizer completion, the same for every library
+    options: dict[str, str] = field(default_factory=dict)  # from `--frameworks name:key=value`
     log: ScoreLog = field(default_factory=ScoreLog)
     started: float = field(default_factory=time.perf_counter)
     # A library whose optimized program is its own (not `program`) sets how to run it on an
@@ -158,15 +159,33 @@ def _content(content: Any) -> str:
 ADAPTERS = ("backfeed", "trace", "textgrad", "dspy", "gepa")
 
 
+def split_framework(spec: str) -> tuple[str, dict[str, str]]:
+    """`backfeed:candidates=4` -> ("backfeed", {"candidates": "4"}); a plain name has none."""
+    name, _, rest = spec.partition(":")
+    options = {}
+    for item in filter(None, rest.split(":")):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"framework option {item!r} in {spec!r} is not key=value")
+        options[key] = value
+    return name, options
+
+
 def get_adapter(name: str) -> Adapter:
-    """The adapter for a library name (its module is imported only now)."""
+    """The adapter for a library name (its module is imported only now); options after a
+    colon (`backfeed:candidates=4`) are the run's, not the adapter's."""
     import importlib
 
+    name, options = split_framework(name)
     if name not in ADAPTERS:
         raise KeyError(f"unknown framework {name!r}; known: {list(ADAPTERS)}")
-    module = importlib.import_module(f"{__name__}.{name}_adapter")
-    return module.ADAPTER
+    adapter = importlib.import_module(f"{__name__}.{name}_adapter").ADAPTER
+    unknown = sorted(set(options) - set(getattr(adapter, "options", ())))
+    if unknown:
+        raise ValueError(f"{name} takes no option {', '.join(unknown)}; it takes "
+                         f"{list(getattr(adapter, 'options', ())) or 'none'}")
+    return adapter
 
 
 __all__ = ["ADAPTERS", "Adapter", "ChatShim", "RunContext", "ScoreLog", "get_adapter",
-           "set_values", "values_of"]
+           "set_values", "split_framework", "values_of"]

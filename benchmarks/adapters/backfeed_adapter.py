@@ -1,4 +1,7 @@
-"""backfeed through its public API: `bf.train` with `bf.optim.Prime` under a call budget."""
+"""backfeed through its public API: `bf.train` with `bf.optim.Prime` under a call budget.
+
+Option: `backfeed:candidates=N` asks Prime for N candidates per step (default: Prime's own).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from . import MINIBATCH, RunContext
 
 class BackfeedAdapter:
     name = "backfeed"
+    options = ("candidates",)
 
     def unsupported(self, task: Task) -> str | None:
         return None  # every parameter kind is native to backfeed
@@ -20,7 +24,10 @@ class BackfeedAdapter:
         if not hasattr(bf, "train") or not hasattr(bf.optim, "Prime"):
             raise RuntimeError("this backfeed build has no bf.train / bf.optim.Prime yet")
         program = ctx.program
-        optimizer = bf.optim.Prime(program.parameters(), llm=ctx.llm)
+        options = {}
+        if "candidates" in ctx.options:
+            options["candidates"] = int(ctx.options["candidates"])
+        optimizer = bf.optim.Prime(program.parameters(), llm=ctx.llm, **options)
         with tempfile.TemporaryDirectory(prefix="bf-bench-") as run_dir:
             # bf.train loads the best values it validated into the program
             bf.train(

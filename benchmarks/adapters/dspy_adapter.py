@@ -20,6 +20,11 @@ class DspyAdapter:
     name = "dspy"
 
     def unsupported(self, task: Task) -> str | None:
+        if task.family == "code_repair":
+            # Checked with dspy 3.4: Signature("a -> b", instructions="def f(n):\n    return n")
+            # .instructions == "def f(n):\nreturn n", so COPRO could not keep a body intact.
+            return ("DSPy holds instructions as a docstring (inspect.cleandoc dedents every "
+                    "line after the first), so a function's body loses its indentation")
         if not task.uses_llm or task.param_kinds() != {"str"}:
             return "DSPy optimizes LM-call programs; this task's parameters are code or numbers"
         return None

@@ -1,7 +1,7 @@
 """Trace (`trace-opt`, import `opto`) through its public API: nodes, `@bundle`, OptoPrime.
 
-The numerical task is traced natively (Trace's own operators on a trainable node). Other
-tasks wrap the task program in one `@bundle` whose inputs are the trainable nodes (code as
+The numerical task is traced natively (Trace's own operators on a trainable node), and a
+code-repair function is Trace's own `@bundle(trainable=True)`. Other tasks wrap the task program in one `@bundle` whose inputs are the trainable nodes (code as
 `__code` nodes, as Trace names them), so OptoPrime sees the values, the task description and
 the output. The loop is Trace's usual one: minibatch, backward per output, step, keep the
 best on validation.
@@ -9,8 +9,12 @@ best on validation.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 import random
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import backfeed as bf
@@ -35,6 +39,8 @@ class TraceAdapter:
         llm = AbstractModel(lambda: shim)
         if ctx.task.family == "numeric":
             _numeric(ctx, OptoPrime, llm)
+        elif ctx.task.family == "code_repair":
+            _code_repair(ctx, OptoPrime, llm)
         else:
             _wrapped(ctx, OptoPrime, llm)
 
@@ -140,6 +146,68 @@ def _wrapped(ctx: RunContext, OptoPrime: Any, llm: Any) -> None:
         if score > best_score:
             best_score, best_values = score, values_of(program)
     set_values(program, best_values)
+
+
+def _code_repair(ctx: RunContext, OptoPrime: Any, llm: Any) -> None:
+    """The buggy function as Trace's own trainable bundle, called on each test's arguments
+    (Trace runs the code in-process: a time limit stops code that never returns)."""
+    from opto import trace
+
+    from ..tasks.code_repair import BY_NAME, Raised
+
+    program, task = ctx.program, ctx.task
+    bug = BY_NAME[task.info["function"]]
+    function = trace.bundle(description=f"[{bug.name}] {bug.spec}", trainable=True)(bug.function)
+    (code,) = function.parameters()
+
+    def batchify(*outputs):
+        """The outputs of the minibatch, in order."""
+        return list(outputs)
+
+    batchify.__qualname__ = "batchify"
+    batchify = trace.bundle()(batchify)
+    optimizer = OptoPrime([code], llm=llm, max_tokens=ctx.max_tokens)
+    rng = random.Random(ctx.seed)
+    best_values, best_score = values_of(program), _validate(ctx)
+    while ctx.calls_left() > 0:
+        batch = rng.sample(task.trainset, min(MINIBATCH, len(task.trainset)))
+        outputs, texts = [], []
+        for i, example in enumerate(batch, start=1):
+            try:
+                with _time_limit(2.0):
+                    output = function(*copy.deepcopy(example[0]))
+                value = output.data
+            except trace.ExecutionError as exc:
+                output = exc.exception_node
+                value = Raised(str(exc.exception_node.data))
+            feedback = ctx.metric(example, value)
+            outputs.append(output)
+            texts.append(f"Example {i}: score {feedback.score:.3g}: {feedback.text}")
+        optimizer.zero_feedback()
+        optimizer.backward(batchify(*outputs), "\n".join(texts))
+        if not _step(optimizer):
+            break
+        set_values(program, {bug.name: code.data})
+        score = _validate(ctx)
+        if score > best_score:
+            best_score, best_values = score, values_of(program)
+    set_values(program, best_values)
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Raise TimeoutError in the main thread after `seconds` (Trace records it as the error)."""
+
+    def expire(*_: Any) -> None:
+        raise TimeoutError(f"the call did not return within {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _step(optimizer: Any) -> bool:

@@ -149,7 +149,15 @@ SUITES: dict[str, list[str]] = {
         "control/cartpole",
         "control/mountaincar",
     ],
+    # issue 15's suite: code repair, numeric and a prompt family, long enough to separate
+    # the libraries (12+ optimizer calls, 3 seeds)
+    "families": ["code_repair", "numeric", "bbh/object_counting"],
+    "code_repair": [f"code_repair/{name}" for name in (
+        "median", "count_vowels", "running_max", "sum_to", "is_sorted", "word_counts",
+        "max_depth", "sort_by_length", "round_to_multiple", "chunks", "flatten", "title_case",
+        "merge_counts", "second_largest", "binary_search", "digit_sum")],
 }
+SUITE_SIZES = {"quick": "quick", "full": "full", "families": "quick", "code_repair": "quick"}
 
 
 FAMILY_MODULES = ("numeric", "bbh", "battleship", "sklearn_tune", "vml", "control",
@@ -166,6 +174,7 @@ def _load() -> None:
 
 __all__ = [
     "SUITES",
+    "SUITE_SIZES",
     "Evaluation",
     "Example",
     "Task",

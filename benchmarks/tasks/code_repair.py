@@ -5,7 +5,8 @@ missing edge case, wrong accumulator, string, dict or list handling, recursion b
 sorting key, rounding). The spec is the op's description; every example is one unit test
 `(args, expected)`, generated from a seeded rng and a reference solution the optimizers never
 see. The feedback says "f(x) returned A, expected B", or the error with its line.
-Tasks: `code_repair/<function>`; the seed changes the tests, never the bug.
+Tasks: `code_repair/<function>` (the seed changes the tests, never the bug), and the family
+task `code_repair`, whose seed also picks the function (seed 0 -> BUGS[0], 1 -> BUGS[1], ...).
 
 The recursive functions recurse through an inner helper: rewritten code that calls itself by
 its module-level name reaches the original function (the op compiles new code against the
@@ -448,3 +449,11 @@ def repair_task(bug: Bug, seed: int, size: str) -> Task:
 for _bug in BUGS:
     register(f"code_repair/{_bug.name}")(
         lambda seed, size, bug=_bug: repair_task(bug, seed, size))
+
+
+@register("code_repair")
+def code_repair_family(seed: int, size: str) -> Task:
+    """One function per seed, so a few seeds cover several kinds of bug."""
+    task = repair_task(BUGS[seed % len(BUGS)], seed, size)
+    task.name = "code_repair"
+    return task
