@@ -205,3 +205,25 @@ def train_run(path: str | Path, *, payload: bool = True, steps: int = 3) -> str:
                       strategy=bf.search.Pareto(), steps=steps, minibatch_size=3, store=str(path),
                       name="scripted-train", progress=False)
     return result.run_id
+
+
+def long_run(path: Path, steps: int) -> str:
+    """A run of `steps` steps, each proposing one candidate scored a little differently."""
+    store = RunStore(path)
+    run_id = store.create_run({"strategy": "Pareto"}, name="long")
+    store.add_candidate(run_id, 0, step=-1, values={"p": "v0"}, parents=[], origin="seed",
+                        status="accepted", val_score=0.0, val_scores=[0.0, 0.0])
+    best, t0 = 0, 0.0
+    for step in range(steps):
+        score = 2.0 if step == 333 else (step % 97) / 100  # step 333 makes the best
+        store.add_candidate(run_id, step + 1, step=step, values={"p": f"v{step + 1}"},
+                            parents=[best], origin="proposal", val_score=score,
+                            val_scores=[score, score])
+        best = step + 1 if step == 333 else best
+        store.checkpoint(run_id, step=step, parents=[best], candidate=step + 1, accepted=step == 333,
+                         best_score=None, best_candidate=best,
+                         spend={"calls": step + 1, "usd": 0.001 * (step + 1)}, state={},
+                         started_at=t0)
+    store.close()
+    return run_id
+

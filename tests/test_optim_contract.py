@@ -69,3 +69,25 @@ def test_state_dict_is_json(cls):
     fresh = cls(setup(), llm=bf.llm.Scripted([]))
     fresh.load_state_dict(state)
     assert fresh.step_count == 1 and fresh.history[0].score == 0.3
+
+
+def test_calls_through_lends_every_optimizer_a_model_and_changes_none():
+    import contextvars
+    import threading
+
+    own, lent = bf.llm.Scripted([]), bf.llm.Scripted([])
+    p = bf.param("hi", name="p")
+    prime = bf.optim.Prime([p], llm=own)
+    hybrid = bf.optim.Hybrid([p, bf.param(1.0, name="x", bounds=(0.0, 2.0))], llm=own)
+    seen: list[object] = []
+    with bf.optim.Optimizer.calls_through(lent):
+        assert prime.llm is lent and hybrid.llm is lent and hybrid.prime.llm is lent
+        assert prime._llm is own and hybrid.prime._llm is own  # nothing was set on them
+        context = contextvars.copy_context()  # a thread that copies the context sees it too
+        worker = threading.Thread(target=context.run, args=(lambda: seen.append(prime.llm),))
+        worker.start()
+        worker.join()
+        with bf.optim.Optimizer.calls_through(own):
+            assert prime.llm is own
+        assert prime.llm is lent
+    assert seen == [lent] and prime.llm is own and hybrid.prime.llm is own

@@ -52,13 +52,13 @@ def test_initial_workflow_scores_low_and_correct_values_score_one():
 def test_feedback_says_what_to_change_not_the_receipt_to_copy():
     fb = demo.score_receipt(demo.ORDERS[0], "Items:   Apple  x3, BREAD x1", ["  Apple ", "BREAD"], 3.5)
     assert "4.20 EUR" not in fb.text  # the 0.5B model copied a quoted receipt into the template
-    assert "write the field {total} in the template" in fb.text  # how to fix the template
+    assert "end the template with ' Total: {total} EUR'" in fb.text  # the fix, to copy
     assert "with the field {items}" not in fb.text  # the items are listed (not yet clean)
     assert "clean_name('  Apple ') must return 'apple'" in fb.text
     assert "the total 3.50 should be 4.20" in fb.text
     assert fb.score < 0.4
     literal = demo.score_receipt(demo.ORDERS[0], "Receipt: milk x2", ["apple", "bread"], 4.2)
-    assert "the template must list this order's items with the field {items}" in literal.text
+    assert "the template must list this order's items: write the field {items}" in literal.text
 
 
 def test_a_template_copying_one_receipt_scores_no_better_than_the_seed_template():

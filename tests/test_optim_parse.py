@@ -364,7 +364,7 @@ def test_prompt_lists_failing_examples_worst_first_with_output_error_and_feedbac
         inverse(bf.node(0, name="x"))
     caught.value.node.backward("it crashed")
     llm = bf.llm.Scripted(["nothing"])
-    Prime([code], llm=llm, prefill=False).step()
+    Prime([code], llm=llm, prefill=False, compact=False).step()
     user = llm.calls[0].messages[-1]["content"]
     section = user.split("#Failing examples (worst first)\n")[1].split("#Earlier")[0]
     lines = section.strip().splitlines()

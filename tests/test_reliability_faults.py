@@ -64,6 +64,27 @@ def test_a_slow_answer_that_times_out_is_waited_for_not_paid_for_twice():
         assert server.log.paid_twice == 0
 
 
+def test_an_answer_trickling_in_over_several_timeouts_is_paid_once():
+    # 2.5 s of body against timeout=0.6: longer than the attempt plus its backoff wait.
+    with FaultServer(_ok, every(1000, "slow-stream", first=0), trickle=2.5) as server:
+        llm = bf.llm.LiteLLM("openai/m", api_base=server.url, api_key="sk-x", cache=False,
+                             timeout=0.6, max_retries=2, base_delay=0.01)
+        assert llm.complete(MSG).text == "fine"
+        time.sleep(1.0)  # a retry sent meanwhile would have been answered by now
+        assert [f for _, f in server.log.requests] == ["slow-stream"]
+        assert server.log.paid_twice == 0
+
+
+def test_a_server_that_stays_silent_past_the_timeout_is_retried():
+    with FaultServer(_ok, every(1000, "timeout", first=0), hold=3.0) as server:
+        llm = bf.llm.LiteLLM("openai/m", api_base=server.url, api_key="sk-x", cache=False,
+                             timeout=0.6, max_retries=1, base_delay=0.01)
+        started = time.monotonic()
+        assert llm.complete(MSG).text == "fine"
+        assert time.monotonic() - started < 2.5  # not held until the server gives up (3 s)
+        assert [f for _, f in server.log.requests] == ["timeout", None]
+
+
 def test_an_empty_choices_answer_is_retried_not_taken_for_a_final_error(tmp_path):
     with FaultServer(_ok, every(1000, "empty-choices", first=0)) as server:
         llm = bf.llm.LiteLLM("openai/m", api_base=server.url, api_key="sk-x", cache=False,

@@ -113,3 +113,20 @@ def test_with_no_program_model_given_the_default_is_made_on_first_call_and_recor
     assert len(made) == 1 and made[0].calls
     calls = result.store.llm_calls(result.run_id, role="program")
     assert len(calls) == len(made[0].calls) and calls[0].model == "the-default"
+
+
+def test_the_run_calls_the_users_optimizer_through_its_model_without_changing_it(tmp_path):
+    program = Echo()
+    own = bf.llm.Scripted(['{"suggestion": {"prompt": "Reply in CAPITALS."}}'] * 4)
+    during: list[tuple[object, object]] = []
+
+    class Watched(bf.optim.Prime):
+        def _step(self, report):
+            during.append((self._llm, self.llm))  # what it holds, and what it calls
+            super()._step(report)
+
+    optimizer = Watched(program.parameters(), llm=own)
+    bf.train(program, DATA, metric=metric, program_llm=bf.llm.Scripted([echo] * 100),
+             optimizer=optimizer, steps=1, store=tmp_path / "runs.db", progress=False)
+    assert during and all(held is own and called is not own for held, called in during)
+    assert optimizer.llm is own and len(own.calls) == len(during)  # the run's model wraps it

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from _ui_store import XSS_IMG, XSS_SCRIPT, make_run, train_run
+from _ui_store import XSS_IMG, XSS_SCRIPT, long_run, make_run, train_run
 from backfeed.store import RunStore
 
 pytest.importorskip("starlette")
@@ -155,6 +155,28 @@ def test_pages_update_live_while_a_run_is_writing(browser, tmp_path):
         store.update_run(run_id, status="finished")
         _until(page, "document.getElementById('live').hidden")
         store.close()
+        assert problems == []
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_a_long_run_shows_its_newest_steps_and_pages_back_to_older_ones(browser, tmp_path):
+    store_path = tmp_path / "runs.db"
+    run_id = long_run(store_path, 120)
+    url, server, thread = _serve(store_path)
+    try:
+        page, problems = _page(browser)
+        page.goto(f"{url}/runs/{run_id}")
+        page.wait_for_selector("#steps")
+        rows = page.locator("#steps tbody tr")
+        assert rows.count() == 50 and rows.first.get_attribute("data-step") == "70"
+        assert "steps 70–119 of 120" in page.locator("#pager").inner_text()
+        page.click("#older-steps")
+        page.wait_for_selector("#steps tbody tr[data-step='20']")
+        assert page.locator("#steps tbody tr").count() == 50 and "?before=70" in page.url
+        page.click("#newest-steps")
+        page.wait_for_selector("#steps tbody tr[data-step='119']")
         assert problems == []
     finally:
         server.should_exit = True

@@ -243,7 +243,7 @@ def test_ui_serves_the_store_for_real(store):
     assert f"backfeed dashboard on http://127.0.0.1:{port}/" in proc.stderr.read()
 
 
-def test_show_and_runs_json_give_spend_by_role(tmp_path):
+def test_show_runs_and_runs_json_give_spend_by_role(tmp_path):
     from backfeed.store import RunStore
 
     path = tmp_path / "r.db"
@@ -257,6 +257,9 @@ def test_show_and_runs_json_give_spend_by_role(tmp_path):
     assert "optimizer spend" in out and "4 calls, 1,000 tokens, $0.0200" in out
     assert "program spend" in out and "12 calls, 360 tokens" in out
     assert json.loads(invoke("runs", "--json", store=path).output)[0]["by_role"] == by_role
+    listed = invoke("runs", store=path).output.split("spend by role", 1)[1].splitlines()
+    rows = [line.split() for line in listed if run in line]
+    assert rows == [[run, "optimizer", "4", "1,000", "$0.0200"], [run, "program", "12", "360", "$0.0010"]]
 
 
 def test_a_step_that_kept_nothing_shows_why_in_show_and_on_the_run_page(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from _ui_store import XSS_SCRIPT, make_run
+from _ui_store import XSS_SCRIPT, long_run, make_run
 from backfeed.ui.server import DashboardError, check_bind, create_app, is_loopback
 
 pytest.importorskip("starlette")
@@ -97,3 +97,33 @@ def test_bind_rules():
     check_bind("0.0.0.0", "long-enough")
     with pytest.raises(DashboardError, match="too short"):
         check_bind("0.0.0.0", "short")
+
+
+def test_a_long_runs_page_holds_one_page_of_steps_and_a_bounded_score_curve(tmp_path):
+    from backfeed.ui.server import PAGE_STEPS
+    from backfeed.ui.views import MAX_POINTS
+
+    path = tmp_path / "long.db"
+    run_id = long_run(path, 1000)
+    c = _client(path)
+    newest = c.get(f"/api/runs/{run_id}").json()
+    assert [s["step"] for s in newest["steps"]] == list(range(1000 - PAGE_STEPS, 1000))
+    assert newest["page"] == {"total_steps": 1000, "before": None, "limit": PAGE_STEPS,
+                              "older": 1000 - PAGE_STEPS}
+    assert newest["run"]["steps"] == 1000  # the summary still counts the whole run
+    listed = {cand["id"] for cand in newest["candidates"]}
+    assert {s["candidate"] for s in newest["steps"]} | {334} <= listed and len(listed) <= PAGE_STEPS + 2
+    curve = newest["evaluations"]
+    assert len(curve) <= MAX_POINTS  # sampled, keeping every point that raised the best score
+    assert max(p["score"] for p in curve) == 2.0 and any(p["candidate"] == 334 for p in curve)
+    assert curve[0]["candidate"] == 0 and curve[-1]["llm_calls"] <= 1000
+
+    older = c.get(f"/api/runs/{run_id}?before={newest['page']['older']}&limit=400").json()
+    assert [s["step"] for s in older["steps"]] == list(range(550, 950))
+    first = c.get(f"/api/runs/{run_id}?before=3").json()
+    assert [s["step"] for s in first["steps"]] == [0, 1, 2] and first["page"]["older"] is None
+    for bad in ("limit=0", "limit=501", "before=x"):
+        r = c.get(f"/api/runs/{run_id}?{bad}")
+        assert r.status_code == 400 and bad.split("=")[0] in r.json()["error"]
+    step = c.get(f"/api/runs/{run_id}/steps/500").json()
+    assert (step["prev_step"], step["next_step"], step["score"]) == (499, 501, (500 % 97) / 100)

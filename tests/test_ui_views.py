@@ -11,9 +11,10 @@ from backfeed.ui.views import NotFound, RunReader, StoreMissing, pareto_view, te
 
 
 def test_pareto_view_gives_each_example_to_its_best_candidates_ties_shared():
-    cands = [{"id": 0, "scores": [1.0, 0.0, 0.5]}, {"id": 1, "scores": [0.0, 1.0, 0.5]}, {"id": 2, "scores": None}]
-    assert pareto_view(cands) == {"examples": [0, 1, 2], "wins": {"0": [0, 2], "1": [1, 2]}}
-    assert pareto_view([{"id": 0, "scores": None}]) is None
+    scores = {0: [1.0, 0.0, 0.5], 1: [0.0, 1.0, 0.5], 2: None}
+    assert pareto_view(scores) == {"examples": [0, 1, 2], "front_size": 2,
+                                   "wins": {"0": [0, 2], "1": [1, 2]}}
+    assert pareto_view({0: None}) is None
 
 
 def test_the_dashboard_and_the_trainer_see_the_same_pareto_front(tmp_path):
@@ -96,3 +97,39 @@ def test_reader_never_writes(tmp_path):
         with pytest.raises(sqlite3.OperationalError, match=r"readonly"):
             r.store._db().execute("DELETE FROM runs")
     assert (path.stat().st_mtime_ns, path.stat().st_size) == before
+
+
+def test_a_score_curve_keeps_every_new_best_and_spreads_the_rest():
+    from backfeed.ui.views import score_curve
+
+    points = [{"id": i, "score": s} for i, s in enumerate([0.1, 0.5, 0.2, 0.2, 0.6, 0.1, 0.1, 0.9, 0.3, 0.3])]
+    kept = score_curve(points, 5)
+    assert [p["id"] for p in kept][:1] == [0] and {1, 4, 7} <= {p["id"] for p in kept}
+    assert len(kept) <= 5 and kept == sorted(kept, key=lambda p: p["id"])
+    rising = [{"id": i, "score": float(i)} for i in range(100)]
+    assert len(score_curve(rising, 10)) == 10 and score_curve(rising, 10)[-1]["id"] == 99
+    assert score_curve(points, None) == points == score_curve(points, 10)
+
+
+def test_the_front_read_in_sqlite_is_the_rule_applied_to_every_candidate(tmp_path):
+    from backfeed.store import RunStore, pareto_wins
+
+    scores = {0: [0.5, 0.5, 0.9], 1: [1.0, 0.2], 2: [0.2, 1.0, 0.0], 3: [0.1, 0.1], 4: [], 5: None,
+              6: [1.0, 0.2 - 1e-12, 1.0]}  # 6 ties 1 within EPS on both examples both have
+    store = RunStore(tmp_path / "r.db")
+    run = store.create_run({"strategy": "pareto"})
+    for cid, s in scores.items():
+        store.add_candidate(run, cid, step=cid, values={"x": cid}, parents=[], origin="proposal",
+                            val_scores=s)
+    front = store.front_scores(run)
+    assert set(front) == {1, 2, 6} and all(len(s) == 2 for s in front.values())
+    assert pareto_wins(front) == pareto_wins(scores)
+
+
+def test_a_front_of_many_ties_is_listed_up_to_a_bound_and_counted_whole():
+    from backfeed.ui.views import MAX_FRONT
+
+    scores = {cid: [1.0, 0.5] for cid in range(1000)} | {1000: [0.0, 1.0], 1001: [0.2, 0.2]}
+    view = pareto_view(scores, MAX_FRONT)
+    assert view["front_size"] == 1001 and len(view["wins"]) == MAX_FRONT
+    assert view["wins"]["999"] == [0] and view["wins"]["1000"] == [1]  # newest ties, and 1000

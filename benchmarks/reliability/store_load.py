@@ -31,11 +31,12 @@ ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from backfeed.cli import main; main()"]  # the `backfeed` command
 
 
-def write_run(path: Path, steps: int, pace: float = 0.0, go: Path | None = None
-              ) -> dict[str, Any]:
+def write_run(path: Path, steps: int, pace: float = 0.0, go: Path | None = None,
+              fast: int = 0) -> dict[str, Any]:
     """Write one run of `steps` steps as the trainer would; returns seconds and errors.
 
-    With `go`, the run is created first and the steps start once that file exists.
+    With `go`, the run is created first and the steps start once that file exists. `pace`
+    seconds pass between steps, except for the first `fast` ones (a long run to start from).
     """
     from backfeed.store import RunStore
 
@@ -79,7 +80,7 @@ def write_run(path: Path, steps: int, pace: float = 0.0, go: Path | None = None
                              state={"step": step}, started_at=t0)
         except Exception as exc:  # counted, and the writer goes on
             errors.append(f"{type(exc).__name__}: {exc}")
-        if pace:
+        if pace and step >= fast:
             time.sleep(pace)
     seconds = time.perf_counter() - started
     store.update_run(run_id, status="finished", stop_reason="max_steps")
@@ -131,11 +132,12 @@ class Dashboard:
 
 def _torn(detail: dict[str, Any]) -> str | None:
     """Why a run page is inconsistent with itself, or None."""
-    steps = [s["step"] for s in detail["steps"]]
-    if steps != list(range(len(steps))):
-        return f"steps not 0..n-1: {steps[:5]}..."
-    if detail["run"]["steps"] != len(steps):
-        return f"summary says {detail['run']['steps']} steps, the page lists {len(steps)}"
+    steps = [s["step"] for s in detail["steps"]]  # one page: the newest steps of the run
+    total = detail["run"]["steps"]
+    if steps != list(range(total - len(steps), total)):
+        return f"the page's steps are not the newest of {total}: {steps[:3]}..{steps[-3:]}"
+    if detail["page"]["total_steps"] != total:
+        return f"summary says {total} steps, the page counts {detail['page']['total_steps']}"
     ids = {c["id"] for c in detail["candidates"]}
     missing = [s["candidate"] for s in detail["steps"] if s["candidate"] not in ids]
     if missing:
@@ -189,9 +191,9 @@ def _show_reader(db: Path, run_id: str, tally: Tally, stop: threading.Event) -> 
         tally.add(time.perf_counter() - t0, out.stderr if out.returncode else None)
 
 
-def _writer(db: Path, steps: int, pace: float = 0.0, go: Path | None = None
+def _writer(db: Path, steps: int, pace: float = 0.0, go: Path | None = None, fast: int = 0
             ) -> subprocess.Popen[str]:
-    extra = ["--go", str(go)] if go else []
+    extra = (["--go", str(go)] if go else []) + ["--fast", str(fast)]
     return subprocess.Popen([sys.executable, "-m", "benchmarks.reliability.store_load",
                              "--write", str(db), "--steps", str(steps), "--pace", str(pace),
                              *extra],
@@ -248,14 +250,16 @@ def readers_under_load(root: Path, steps: int, readers: int) -> dict[str, Any]:
     }
 
 
-def many_clients(root: Path, clients: int, requests: int, steps: int = 5000
-                 ) -> dict[str, Any]:
+def many_clients(root: Path, clients: int, requests: int, steps: int = 5000,
+                 prefill: int = 40) -> dict[str, Any]:
     import asyncio
 
     import httpx
 
+    from backfeed.store import RunStore
+
     db, go = root / "live.db", root / "go"
-    writer = _writer(db, steps, pace=0.05, go=go)  # a live run: about 20 steps a second
+    writer = _writer(db, steps + prefill, pace=0.05, go=go, fast=prefill)  # then 20 steps/s
     run_id = _wait_for_run(db)
     tally = Tally()
     with Dashboard(db) as dash:
@@ -276,17 +280,19 @@ def many_clients(root: Path, clients: int, requests: int, steps: int = 5000
             await asyncio.gather(*(client(i) for i in range(clients)))
 
         go.touch()
-        time.sleep(2)  # the run has some steps before the clients arrive
+        steps_before = 0  # the run has `prefill` steps before the clients arrive
+        while steps_before < prefill and writer.poll() is None:
+            time.sleep(0.2)
+            steps_before = len(RunStore(db, readonly=True).steps(run_id))
         started = time.perf_counter()
         asyncio.run(everyone())
         wall = time.perf_counter() - started
     writer.kill()
     writer.wait(10)
-    from backfeed.store import RunStore
-
     steps_then = len(RunStore(db, readonly=True).steps(run_id))
     cuts = statistics.quantiles(tally.latencies, n=20)
-    return {"clients": clients, "requests": tally.requests, "run_steps_at_end": steps_then, "errors": len(tally.errors),
+    return {"clients": clients, "requests": tally.requests,
+            "run_steps_at_start": steps_before, "run_steps_at_end": steps_then, "errors": len(tally.errors),
             "error_examples": tally.errors[:3], "database_is_locked": tally.locked,
             "p50_ms": round(statistics.median(tally.latencies) * 1000, 1),
             "p95_ms": round(cuts[18] * 1000, 1), "wall_s": round(wall, 1),
@@ -302,14 +308,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readers", type=int, default=8)
     parser.add_argument("--clients", type=int, default=None)
     parser.add_argument("--requests", type=int, default=40, help="per client")
+    parser.add_argument("--prefill", type=int, default=40,
+                        help="steps the run has (written at full speed) before the clients come")
+    parser.add_argument("--fast", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))  # `timeout`: clean up children
     if args.write:
-        print(json.dumps(write_run(args.write, args.steps, args.pace, args.go)), flush=True)
+        print(json.dumps(write_run(args.write, args.steps, args.pace, args.go, args.fast)),
+              flush=True)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         if args.clients:
-            print(json.dumps(many_clients(Path(tmp), args.clients, args.requests)))
+            print(json.dumps(many_clients(Path(tmp), args.clients, args.requests,
+                                          prefill=args.prefill)))
         else:
             print(json.dumps(readers_under_load(Path(tmp), args.steps, args.readers)))
     return 0

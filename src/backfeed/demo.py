@@ -104,10 +104,11 @@ def score_receipt(
     listed = items in text
     stated = text.rstrip().endswith(f"Total: {total:.2f} EUR")
     if not listed:
-        problems.append("the template must list this order's items with the field {items}")
+        problems.append("the template must list this order's items: write the field {items}, "
+                        "not the items of one order")
     if not stated:
-        problems.append("the receipt must end with 'Total: <amount> EUR': write the field "
-                        "{total} in the template where the amount goes")
+        problems.append("the receipt must end with 'Total: <amount> EUR': end the template "
+                        "with ' Total: {total} EUR' (the field {total} prints the amount)")
     if accuracy < 0.999:
         problems.append(f"the total {total:.2f} should be {want:.2f}")
     score = (names_ok + (listed + stated) / 2 + accuracy) / 3

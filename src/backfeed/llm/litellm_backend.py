@@ -133,6 +133,11 @@ class LiteLLM(BaseLLM):
     Extra keyword options (api_base, api_key, top_p, ...) go to `litellm.completion`.
     Cache, retries and limits are on as in `with_policies` (cache=False turns the cache off).
     Credentials (api_key, headers) never reach the cache key, cassettes or error messages.
+
+    `timeout` is how long the server may stay silent (to connect, or between two pieces of the
+    answer); the attempt then fails and is retried. An answer that keeps arriving is read to
+    its end however long it takes: the provider bills it either way, and abandoning it to send
+    the request again would pay for it twice.
     """
 
     def __init__(
@@ -154,8 +159,10 @@ class LiteLLM(BaseLLM):
         self.timeout = timeout
         self._secrets = secret_values(options)
         _redacting.secrets.update(self._secrets)
+        # The timeout is the transport's (litellm's HTTP client, per read), not a bound on the
+        # whole call that would abandon a slow answer still arriving.
         self._chain = with_policies(
-            _RawLiteLLM(self), cache=cache, max_retries=max_retries, timeout=timeout,
+            _RawLiteLLM(self), cache=cache, max_retries=max_retries, timeout=None,
             max_in_flight=max_in_flight, requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -12,6 +14,11 @@ from .._text import clip
 from ..budget import BudgetExceeded
 from ..graph import Param, zero_feedback
 from ..llm import LLM, Completion, Message
+
+# The model every optimizer calls within `Optimizer.calls_through(llm)`, whatever its own is.
+_CALLS_THROUGH: contextvars.ContextVar[LLM | None] = contextvars.ContextVar(
+    "backfeed_optimizer_calls_through", default=None
+)
 
 
 @dataclass
@@ -230,8 +237,23 @@ class Optimizer:
         self.step_count = 0
         self.history = History() if history is None else history  # shared by Hybrid's parts
 
+    @staticmethod
+    @contextlib.contextmanager
+    def calls_through(llm: LLM) -> Iterator[None]:
+        """Within the block, every optimizer's `llm` is `llm` (nested ones such as Hybrid's
+        Prime too, and threads that copy the context); no optimizer is changed. The trainer
+        runs the user's optimizer through the run's recorded model this way."""
+        token = _CALLS_THROUGH.set(llm)
+        try:
+            yield
+        finally:
+            _CALLS_THROUGH.reset(token)
+
     @property
     def llm(self) -> LLM:
+        through = _CALLS_THROUGH.get()
+        if through is not None:
+            return through
         if self._llm is None:
             from ..llm import default
 

@@ -12,7 +12,16 @@ from ..graph import Param, RenderBudgetError, render
 from ..llm import LLM, Message
 from . import prompts
 from .apply import apply_answer
-from .base import History, Observation, Optimizer, StepReport, continues_assistant, values_key
+from .base import (
+    SAMPLE_TEMPERATURE,
+    History,
+    Observation,
+    Optimizer,
+    StepReport,
+    continues_assistant,
+    values_key,
+)
+from .compact import compact_messages, fits_compact, retry_turn
 from .examples import failing_examples
 from .schema import (
     answer_format,
@@ -40,6 +49,13 @@ class Prime(Optimizer):
     distinct proposal becomes one of `report.candidates` for the trainer to evaluate. Every
     call counts in the budgets. `split=True` also offers each changed parameter of a
     candidate alone.
+
+    `compact` (default: when the parameters are one function's code) asks with a short prompt:
+    the spec, the current function and the failing tests, no trace. `retry` (default: with the
+    compact prompt): when no answer changed anything (each repeated the current values or was
+    rejected), ask once more in the same step, for the function anew without its code (or,
+    with the full prompt, showing the model its answer and the first failing test); both
+    calls count in the budgets, and the report's problems say so.
     """
 
     def __init__(
@@ -56,6 +72,8 @@ class Prime(Optimizer):
         examples: int = 4,
         candidates: int = 1,
         split: bool = False,
+        compact: bool | None = None,
+        retry: bool | None = None,
         history: History | None = None,
     ) -> None:
         super().__init__(params, llm, history=history)
@@ -65,6 +83,8 @@ class Prime(Optimizer):
             raise ValueError(f"candidates must be at least 1, got {candidates}")
         self.candidates = candidates
         self.split = split
+        self.compact = compact
+        self.retry = retry
         self.budget_tokens = budget_tokens
         self.memory = memory
         self.reasoning_chars = reasoning_chars
@@ -88,6 +108,10 @@ class Prime(Optimizer):
 
     def messages(self) -> list[Message]:
         """The prompt for the current feedback (raises RenderBudgetError if it cannot fit)."""
+        if self.use_compact():
+            short = self.compact_messages()
+            if short is not None:
+                return short
         system = prompts.PRIME_SYSTEM.render()
         fixed = dict(names=names_text(self.params),
                      answer_format=answer_format(self.params, self.reasoning_chars))
@@ -102,6 +126,25 @@ class Prime(Optimizer):
         trace = render(self.params, budget_tokens=max(left, 50)).text
         user = prompts.PRIME_USER.render(trace=trace, memory=memory, examples=examples, **fixed)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def use_compact(self) -> bool:
+        """Whether the prompt is the compact one (the option, else: one code parameter)."""
+        wanted = fits_compact(self.params) if self.compact is None else self.compact
+        return wanted and fits_compact(self.params)
+
+    def compact_messages(self, fresh: bool = False,
+                         rejections: list[str] | None = None) -> list[Message] | None:
+        """The short prompt for one code parameter; None when it does not apply or fit."""
+        if not fits_compact(self.params):
+            return None
+        memory = self.memory_text(self.budget_tokens // 4)
+        messages = compact_messages(
+            self.params, answer_format=answer_format(self.params, self.reasoning_chars),
+            rejections=self.rejections if rejections is None else rejections,
+            memory="" if memory == "(none yet)" else memory, limit=self.examples, fresh=fresh,
+        )
+        used = sum(estimate_tokens(m["content"]) for m in messages)
+        return messages if used <= self.budget_tokens else None
 
     def schema(self) -> dict[str, Any] | None:
         """The JSON schema of the answer (None when it is written in blocks)."""
@@ -149,7 +192,62 @@ class Prime(Optimizer):
         texts = self.propose(report)
         if texts:
             self._gather(report, [partial(apply_answer, self.params, t) for t in texts])
+            if (self.use_compact() if self.retry is None else self.retry) \
+                    and not report.candidates:
+                self._retry(report, texts[0])
         self.note_rejections(report)
+
+    def _retry(self, report: StepReport, answer: str) -> None:
+        """Ask once more after an answer that changed nothing. With the compact prompt: the
+        spec, the signature and the failing tests without the current code, asking for the
+        function anew (shown its code, the 0.5B model copied it again: benchmarks/
+        repair_rate.py). Otherwise: the same prompt, the model's answer, and a turn naming
+        what it did and the first failing test, sampled so that the new answer can differ.
+        Its proposal, if it changes anything, is the step's."""
+        rejected = [u.reason or "" for u in report.rejected]
+        fresh = self.compact_messages(fresh=True, rejections=rejected[:2]) \
+            if self.use_compact() else None
+        temperature = self.temperature if fresh is not None else SAMPLE_TEMPERATURE
+        if fresh is not None:
+            messages = fresh
+        else:
+            messages = list(report.prompts[0])
+            if messages[-1]["role"] == "assistant":
+                messages.pop()  # the prefill: the whole answer follows
+            messages += [{"role": "assistant", "content": answer},
+                         {"role": "user", "content": retry_turn(self.params, rejected)}]
+        start = self.prefix()
+        if start:
+            messages.append({"role": "assistant", "content": start})
+        asked = StepReport(step=report.step)
+        found = self._ask_many(
+            asked, messages, 1, json_schema=self.schema(), temperature=temperature,
+            max_tokens=answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
+                                    self.max_tokens),
+        )
+        report.prompts += asked.prompts
+        report.llm_calls += asked.llm_calls
+        report.prompt_tokens += asked.prompt_tokens
+        report.completion_tokens += asked.completion_tokens
+        report.cost_usd += asked.cost_usd
+        if not found:
+            report.problems.append(f"retry: the call failed: {asked.error}")
+            return
+        text = self._prefixed(start, found[0].text)
+        report.answers.append(text)
+        retried = StepReport(step=report.step)
+        self._gather(retried, [partial(apply_answer, self.params, text)])
+        outcome = "changed the values" if retried.candidates else "changed nothing either"
+        how = "for the function anew" if fresh else "with the failing test"
+        report.problems.append(f"retry: the answer changed nothing; asked once more {how} "
+                               f"({outcome})")
+        report.problems += [f"retry: {p}" for p in retried.problems]
+        for update in retried.rejected:
+            update.reason = f"retry: {update.reason}"
+        report.rejected += retried.rejected
+        if retried.candidates:
+            report.candidates = retried.candidates
+            report.updates, report.reasoning = retried.updates, retried.reasoning
 
     def note_rejections(self, report: StepReport) -> None:
         """Remember why proposals were rejected, to tell the model in the next prompt."""
@@ -166,6 +264,8 @@ class Prime(Optimizer):
             "prefill": self.prefill,
             "examples": self.examples,
             "candidates": self.candidates,
+            "compact": self.compact,
+            "retry": self.retry,
         }
         state["rejections"] = list(self.rejections)
         return state

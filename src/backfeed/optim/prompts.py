@@ -84,6 +84,46 @@ Propose new values for the parameters {names} to improve the feedback.
 {answer_format}""",
 )
 
+COMPACT_SYSTEM = Template(
+    "compact_system",
+    """You fix a Python function so that it meets its spec and passes its tests.""",
+)
+
+COMPACT_USER = Template(
+    "compact_user",
+    """#Spec
+{spec}
+#Current function
+```python
+{code}
+```
+#Failing tests
+{failing}
+{extra}#Task
+Write the corrected function: change what makes the tests fail.
+{answer_format}""",
+)
+
+COMPACT_FRESH_USER = Template(
+    "compact_fresh_user",
+    """#Spec
+{spec}
+#Signature
+{signature}
+#Failing tests
+{failing}
+{extra}#Task
+The current function fails these tests, and your last answer did not change it. Write the \
+function anew from the spec so that the tests pass.
+{answer_format}""",
+)
+
+RETRY_TURN = Template(
+    "retry_turn",
+    """{what} It still fails: {failure}
+Write a changed version that fixes this, in the same format.""",
+)
+
 OPRO_SYSTEM = Template(
     "opro_system",
     """You are an optimizer. You see earlier values of some parameters with the score each \
@@ -166,6 +206,10 @@ TEMPLATES = {
         MEMBERS_FORMAT,
         PRIME_SYSTEM,
         PRIME_USER,
+        COMPACT_SYSTEM,
+        COMPACT_USER,
+        COMPACT_FRESH_USER,
+        RETRY_TURN,
         OPRO_SYSTEM,
         OPRO_USER,
         EVOLUTION_SYSTEM,

@@ -25,13 +25,16 @@ def pareto_wins(
         top = max(s[i] for s in scored.values())
         winners.append({cid for cid, s in scored.items() if s[i] >= top - eps})
     on_front = set().union(*winners)
+    # Candidates with equal scores share a verdict (one cannot dominate its equal), so each
+    # distinct score vector is checked once: a front of 1,000 ties is one check, not a million.
+    vectors = {tuple(scored[cid][:n]) for cid in on_front}
 
-    def dominated(a: int) -> bool:
-        sa = scored[a]
+    def dominated(sa: tuple[float, ...]) -> bool:
         return any(
             all(sb[i] >= sa[i] - eps for i in range(n)) and any(sb[i] > sa[i] + eps for i in range(n))
-            for b, sb in scored.items() if b != a and b in on_front
+            for sb in vectors if sb != sa
         )
 
-    keep = sorted(cid for cid in on_front if not dominated(cid))
+    beaten = {v for v in vectors if dominated(v)}
+    keep = sorted(cid for cid in on_front if tuple(scored[cid][:n]) not in beaten)
     return {cid: [i for i, w in enumerate(winners) if cid in w] for cid in keep}

@@ -44,7 +44,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
@@ -657,19 +657,121 @@ class RunStore:
             raise UnknownRun(f"no run {run_id!r} in {self.path}")
         return _record(RunRecord, row)
 
-    def steps(self, run_id: str) -> list[StepRecord]:
-        return [_record(StepRecord, r) for r in self._select("steps", run_id, order="step")]
+    def steps(
+        self, run_id: str, *, before: int | None = None, limit: int | None = None
+    ) -> list[StepRecord]:
+        """Steps in order; with `before`/`limit`, only the last `limit` steps below `before`
+        (one page of a long run, read without touching the rest)."""
+        sql = "SELECT * FROM steps WHERE run_id = ?"
+        args: list[Any] = [run_id]
+        if before is not None:
+            sql += " AND step < ?"
+            args.append(before)
+        if limit is None:
+            rows = self._db().execute(sql + " ORDER BY step", args).fetchall()
+        else:
+            sql += " ORDER BY step DESC LIMIT ?"
+            rows = self._db().execute(sql, [*args, int(limit)]).fetchall()[::-1]
+        return [_record(StepRecord, r) for r in rows]
 
-    def candidates(self, run_id: str, *, status: str | None = None) -> list[CandidateRecord]:
-        rows = self._select("candidates", run_id, order="id", status=status)
+    def get_step(self, run_id: str, step: int) -> StepRecord | None:
+        """One step, or None when it is not stored."""
+        row = self._db().execute(
+            "SELECT * FROM steps WHERE run_id = ? AND step = ?", (run_id, step)
+        ).fetchone()
+        return None if row is None else _record(StepRecord, row)
+
+    def step_numbers(self, run_id: str, around: int) -> tuple[int | None, int | None, int]:
+        """(the stored step before `around`, the one after, how many steps the run has)."""
+        row = self._db().execute(
+            "SELECT (SELECT MAX(step) FROM steps WHERE run_id = ?1 AND step < ?2),"
+            " (SELECT MIN(step) FROM steps WHERE run_id = ?1 AND step > ?2),"
+            " (SELECT COUNT(*) FROM steps WHERE run_id = ?1)",
+            (run_id, around),
+        ).fetchone()
+        return row[0], row[1], row[2]
+
+    def candidates(
+        self,
+        run_id: str,
+        *,
+        status: str | None = None,
+        ids: Iterable[int] | None = None,
+        steps: tuple[int, int] | None = None,
+    ) -> list[CandidateRecord]:
+        """Candidates by id; `ids` and `steps` (first, last) narrow them to either set."""
+        if ids is None and steps is None:
+            rows = self._select("candidates", run_id, order="id", status=status)
+            return [_record(CandidateRecord, r) for r in rows]
+        wanted = sorted({int(i) for i in ids or ()})
+        where = [f"id IN ({','.join('?' * len(wanted))})"] if wanted else []
+        args: list[Any] = [run_id, *wanted]
+        if steps is not None:
+            where.append("step BETWEEN ? AND ?")
+            args += [steps[0], steps[1]]
+        if not where:
+            return []
+        sql = f"SELECT * FROM candidates WHERE run_id = ? AND ({' OR '.join(where)})"
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        rows = self._db().execute(sql + " ORDER BY id", args).fetchall()
         return [_record(CandidateRecord, r) for r in rows]
 
     def get_candidate(self, run_id: str, candidate_id: int) -> CandidateRecord:
         """One candidate; KeyError names it when it is not stored."""
-        for c in self.candidates(run_id):
-            if c.id == candidate_id:
-                return c
-        raise KeyError(f"run {run_id!r} has no candidate {candidate_id}")
+        found = self.candidates(run_id, ids=[candidate_id])
+        if not found:
+            raise KeyError(f"run {run_id!r} has no candidate {candidate_id}")
+        return found[0]
+
+    def score_points(self, run_id: str, most: int | None = None) -> list[dict[str, Any]]:
+        """Scored candidates as small rows for score curves: id, step, origin, score, and the LLM
+        calls and dollars spent when its step finished (no values are read).
+
+        With `most`, SQLite keeps every candidate that raised the best score so far (so the
+        best-so-far line stays exact) and an even sample of about `most / 2` others.
+        """
+        sample = ""
+        args: list[Any] = [run_id]
+        if most is not None:
+            sample = (" WHERE c.before IS NULL OR c.val_score > c.before"
+                      " OR (c.n - 1) % MAX(1, c.total / ?2) = 0")
+            args.append(max(1, int(most) // 2))
+        rows = self._db().execute(
+            "SELECT c.id, c.step, c.origin, c.val_score,"
+            " json_extract(s.spend, '$.calls') AS calls, json_extract(s.spend, '$.usd') AS usd"
+            " FROM (SELECT id, step, origin, val_score,"
+            "   MAX(val_score) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+            "   AS before, ROW_NUMBER() OVER (ORDER BY id) AS n, COUNT(*) OVER () AS total"
+            "   FROM candidates WHERE run_id = ?1 AND val_score IS NOT NULL) c"
+            " LEFT JOIN steps s ON s.run_id = ?1 AND s.step = c.step"
+            f"{sample} ORDER BY c.id",
+            args,
+        ).fetchall()
+        return [
+            {"id": r["id"], "step": r["step"], "origin": r["origin"], "score": r["val_score"],
+             "calls": r["calls"], "usd": r["usd"]}
+            for r in rows
+        ]
+
+    def front_scores(self, run_id: str, eps: float = 1e-9) -> dict[int, list[float]]:
+        """The per-example validation scores of the candidates that win at least one example
+        (within `eps` of its top score), cut to the length every scored candidate has: the only
+        candidates a Pareto front can hold, found in SQLite without reading the others."""
+        rows = self._db().execute(
+            "WITH scored AS (SELECT id, val_scores FROM candidates WHERE run_id = ?1"
+            "   AND val_scores IS NOT NULL AND json_array_length(val_scores) > 0),"
+            " width AS (SELECT MIN(json_array_length(val_scores)) AS n FROM scored),"
+            " cells AS (SELECT scored.id, j.key AS i, j.value AS v"
+            "   FROM scored, json_each(scored.val_scores) j, width WHERE j.key < width.n),"
+            " top AS (SELECT i, MAX(v) AS best FROM cells GROUP BY i)"
+            " SELECT id, val_scores, (SELECT n FROM width) AS n FROM scored WHERE id IN"
+            "   (SELECT cells.id FROM cells JOIN top USING (i) WHERE v >= best - ?2)"
+            " ORDER BY id",
+            (run_id, eps),
+        ).fetchall()
+        return {r["id"]: _load(r["val_scores"])[: r["n"]] for r in rows}
 
     def lineage(self, run_id: str, candidate_id: int) -> list[CandidateRecord]:
         """The candidate and all its ancestors, oldest first."""
@@ -700,20 +802,32 @@ class RunStore:
         rows = self._select("llm_calls", run_id, order="id", step=step, role=role)
         return [_record(LLMCallRecord, r) for r in rows]
 
-    def decisions(self, run_id: str) -> list[DecisionRecord]:
-        rows = self._select("decisions", run_id, order="step, candidate_id")
+    def decisions(
+        self, run_id: str, *, step: int | None = None, steps: tuple[int, int] | None = None
+    ) -> list[DecisionRecord]:
+        rows = self._select("decisions", run_id, order="step, candidate_id", step=step,
+                            span=steps)
         return [_record(DecisionRecord, r) for r in rows]
 
-    def step_reports(self, run_id: str, *, step: int | None = None) -> list[StepReportRecord]:
-        rows = self._select("step_reports", run_id, order="step, seq", step=step)
+    def step_reports(
+        self, run_id: str, *, step: int | None = None, steps: tuple[int, int] | None = None
+    ) -> list[StepReportRecord]:
+        """Step reports in order; `steps` (first, last) keeps one page of them."""
+        rows = self._select("step_reports", run_id, order="step, seq", step=step, span=steps)
         return [_record(StepReportRecord, r) for r in rows]
 
     def comparisons(self, run_id: str) -> list[ComparisonRecord]:
         return [_record(ComparisonRecord, r) for r in self._select("comparisons", run_id, order="id")]
 
-    def _select(self, table: str, run_id: str, *, order: str, **filters: Any) -> list[sqlite3.Row]:
+    def _select(
+        self, table: str, run_id: str, *, order: str, span: tuple[int, int] | None = None,
+        **filters: Any,
+    ) -> list[sqlite3.Row]:
         sql = f"SELECT * FROM {table} WHERE run_id = ?"
         args: list[Any] = [run_id]
+        if span is not None:
+            sql += " AND step BETWEEN ? AND ?"
+            args += [span[0], span[1]]
         for column, value in filters.items():
             if value is not None:
                 sql += f" AND {column} = ?"

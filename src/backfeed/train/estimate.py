@@ -7,6 +7,7 @@ from typing import Any
 
 from .._tokens import estimate_tokens
 from ..llm import Wrapper
+from ..optim import Optimizer
 from .evaluate import install_capture, run_one, uninstall_capture
 from .record import Probe
 
@@ -46,10 +47,9 @@ def _probe_step(trainer: Any) -> Probe:
             fb = "Improve this output." if strategy.pairwise else t.feedback
             if t.node is not None and fb is not None:
                 t.node.backward(fb)
-        optimizer.llm = probe
-        optimizer.step()
+        with Optimizer.calls_through(probe):
+            optimizer.step()
     finally:
-        optimizer.llm = llm
         optimizer.zero_feedback()
         optimizer.load_state_dict(optimizer_state)
         module.load_state_dict(module_state)

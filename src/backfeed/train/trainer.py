@@ -15,12 +15,11 @@ user's models wrapped once), `EvalCache` (evaluations), `Scorer` (metric or judg
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,21 +206,6 @@ class Trainer:
         return _Run(self, session, models).fit()
 
 
-@contextlib.contextmanager
-def _optimizer_calls(optimizer: Optimizer, model: Any) -> Iterator[None]:
-    """The optimizer calls the run's recorded model during the run and its own model after.
-
-    The one place the run hands its model to the user's optimizer (whose `step()` calls
-    `self.llm`); the judge is not touched: the run calls an `LLMJudge` with its model instead.
-    """
-    own = optimizer.llm
-    optimizer.llm = model
-    try:
-        yield
-    finally:
-        optimizer.llm = own
-
-
 class _Run:
     """One run of a `Trainer`: the search state and the step."""
 
@@ -336,8 +320,9 @@ class _Run:
         install_capture()
         status, reason = "stopped", ""
         try:
-            with session.catching_ctrl_c(), _optimizer_calls(self.optimizer,
-                                                               self.models.optimizer), \
+            # The optimizer (and any inside it) calls the run's recorded model; the judge is
+            # not touched: the run calls an `LLMJudge` with its model instead.
+            with session.catching_ctrl_c(), Optimizer.calls_through(self.models.optimizer), \
                     using(self.models.program):
                 status, reason = self._loop()
         except StopRun as s:

@@ -145,6 +145,21 @@ def runs(
                           _fmt_int(r["tokens"]), _fmt_usd(r["usd"]), _fmt_age(r["started_at"]),
                           _fmt_duration(r["duration_s"]))
         out.print(table)
+        if any(r["by_role"] for r in rows):
+            out.print(_roles_table(rows))
+
+
+def _roles_table(rows: list[dict[str, Any]]) -> Table:
+    """The listed runs' spend by role (optimizer, judge, program), one row per run and role."""
+    table = Table(title=Text("spend by role"), title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("run", "role", "calls", "tokens", "spend"):
+        table.add_column(col, justify="left" if col in ("run", "role") else "right", no_wrap=True)
+    for r in rows:
+        for role, s in r["by_role"].items():
+            tokens = (s.get("prompt_tokens") or 0) + (s.get("completion_tokens") or 0)
+            table.add_row(Text(r["id"]), Text(role), _fmt_int(s.get("calls")), _fmt_int(tokens),
+                          _fmt_usd(s.get("usd")))
+    return table
 
 
 # -- backfeed show -----------------------------------------------------------------------------

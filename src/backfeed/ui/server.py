@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 STATIC = Path(__file__).parent / "static"
+PAGE_STEPS = 50  # steps on one run page; older ones are a click (?before=) away
+MAX_PAGE_STEPS = 500
 TOKEN_COOKIE = "backfeed_token"
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 _SECURITY_HEADERS = {
@@ -83,8 +85,14 @@ def create_app(store: str | Path, *, host: str = "127.0.0.1", token: str | None 
             return JSONResponse({"runs": r.runs()})
 
     def api_run(request: Request) -> Response:
+        # One page of steps (the newest unless `before` is given): its cost does not grow with the run.
+        try:
+            limit = _query_int(request, "limit", PAGE_STEPS, 1, MAX_PAGE_STEPS)
+            before = _query_int(request, "before", None, -(2**63), 2**63 - 1)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
         with reader() as r:
-            return JSONResponse(r.run_detail(request.path_params["run_id"]))
+            return JSONResponse(r.run_detail(request.path_params["run_id"], before=before, limit=limit))
 
     def api_step(request: Request) -> Response:
         with reader() as r:
@@ -112,6 +120,20 @@ def create_app(store: str | Path, *, host: str = "127.0.0.1", token: str | None 
         exception_handlers={views.NotFound: _not_found, views.StoreMissing: _not_found},
     )
     return _Guard(app, host=host, token=token)
+
+
+def _query_int(request: Any, name: str, default: int | None, low: int, high: int) -> int | None:
+    """An integer query parameter within [low, high]; ValueError names it otherwise."""
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"?{name}= must be a whole number, not {text[:40]!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"?{name}= must be between {low} and {high}, not {value}")
+    return value
 
 
 async def _not_found(request: Any, exc: Exception) -> Any:

@@ -25,6 +25,8 @@ from ..store import (
 )
 
 MAX_FEEDBACK = 50  # feedback rows shown for one step
+MAX_POINTS = 400  # score points on one run page (the best-so-far line stays exact)
+MAX_FRONT = 50  # Pareto front candidates listed on one run page
 
 
 class NotFound(KeyError):
@@ -172,23 +174,40 @@ class RunReader:
             if step is None or d.step == step
         ]
 
-    def run_detail(self, ref: str) -> dict[str, Any]:
-        """Everything the run page shows: summary, steps, candidates, score points, Pareto wins."""
+    def run_detail(
+        self, ref: str, *, before: int | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """Everything the run page shows: summary, steps, candidates, score points, Pareto wins.
+
+        With `limit`, one page: the last `limit` steps below `before` (the newest when None),
+        their candidates, and a score curve of at most `MAX_POINTS` points, so a page costs
+        the same on step 10 and on step 10,000. `page` says where the page sits in the run.
+        """
         run_id = self.resolve(ref)
         record = self._run(run_id)
         run = self._summary(record)
         run["config"] = record.config or {}
-        candidates = self.candidates(run_id)
+        steps = [_step(s) for s in self.store.steps(run_id, before=before, limit=limit)]
+        span = (steps[0]["step"], steps[-1]["step"]) if steps else None
+        if limit is None:
+            candidates = self.candidates(run_id)
+        else:  # the page's candidates, the ones its steps name, and the best
+            named = {s["candidate"] for s in steps} | {p for s in steps for p in s["parents"]}
+            named |= {record.best_candidate}
+            candidates = [
+                _candidate(c)
+                for c in self.store.candidates(run_id, ids=named - {None}, steps=span)
+            ]
         by_id = {c["id"]: c for c in candidates}
         best = by_id.get(run["best_candidate"])
         run["best_params"] = {k: value_text(v) for k, v in (best["values"] if best else {}).items()}
-        steps = self.steps(run_id)
         reports: dict[int, list[dict[str, Any]]] = {}
-        for rep in self.reports(run_id):
-            reports.setdefault(rep["step"], []).append(rep)
         decided: dict[int, dict[Any, str]] = {}  # step -> {candidate: reason}
-        for d in self.decisions(run_id):
-            decided.setdefault(d["step"], {})[d["candidate"]] = d["reason"]
+        if span is not None:
+            for rep in self.store.step_reports(run_id, steps=span):
+                reports.setdefault(rep.step, []).append(_report(rep))
+            for d in self.store.decisions(run_id, steps=span):
+                decided.setdefault(d.step, {})[d.candidate_id] = d.reason
         step_rows = []
         for s in steps:
             reps = reports.get(s["step"], [])
@@ -211,28 +230,30 @@ class RunReader:
                 }
             )
         # One point per scored candidate, placed at the spend when its step finished.
-        spend_at = {s["step"]: s["spend"] for s in steps}
-        evaluations = []
-        for c in candidates:
-            if c["score"] is None:
-                continue
-            spend = spend_at.get(c["step"], {}) if c["origin"] != "seed" else {}
-            evaluations.append(
-                {
-                    "label": f"candidate {c['id']}",
-                    "candidate": c["id"],
-                    "score": c["score"],
-                    "llm_calls": spend.get("calls", 0),
-                    "usd": spend.get("usd", 0.0),
-                }
-            )
+        most = None if limit is None else MAX_POINTS
+        evaluations = [
+            {
+                "label": f"candidate {p['id']}",
+                "candidate": p["id"],
+                "score": p["score"],
+                "llm_calls": (p["calls"] if p["origin"] != "seed" else None) or 0,
+                "usd": (p["usd"] if p["origin"] != "seed" else None) or 0.0,
+            }
+            for p in score_curve(self.store.score_points(run_id, most), most)
+        ]
         strategy = (run["strategy"] or "").lower()
+        total = self.store.step_numbers(run_id, 0)[2]
+        older = steps[0]["step"] if limit is not None and steps and len(steps) == limit else None
+        if older is not None and self.store.step_numbers(run_id, older)[0] is None:
+            older = None  # the page already starts at the run's first step
         return {
             "run": run,
             "steps": step_rows,
             "candidates": [{k: v for k, v in c.items() if k != "values"} for c in candidates],
             "evaluations": evaluations,
-            "pareto": pareto_view(candidates) if "pareto" in strategy else None,
+            "pareto": pareto_view(self.store.front_scores(run_id), None if limit is None else MAX_FRONT)
+            if "pareto" in strategy else None,
+            "page": {"total_steps": total, "before": before, "limit": limit, "older": older},
         }
 
     # -- one step -------------------------------------------------------------------------
@@ -241,12 +262,12 @@ class RunReader:
         run_id = self.resolve(ref)
         _storable(step, run_id)
         record = self._run(run_id)
-        steps = self.steps(run_id)
-        numbers = [s["step"] for s in steps]
+        found = self.store.get_step(run_id, step)  # this step and its neighbours, not the run
+        current = None if found is None else _step(found)
+        prev_step, next_step, total = self.store.step_numbers(run_id, step)
         reports = self.reports(run_id, step)
-        current = next((s for s in steps if s["step"] == step), None)
         if current is None and not reports:
-            raise NotFound(f"run {run_id!r} has no step {step} (steps: {_ranges(numbers)})")
+            raise NotFound(f"run {run_id!r} has no step {step} (steps: {self._step_span(run_id, total)})")
         updates, rejected, prompts, answers = [], [], [], []
         reasoning, errors = [], []
         tokens, usd = 0, 0.0
@@ -283,10 +304,9 @@ class RunReader:
                 answers.append(call.answer)
                 tokens += call.prompt_tokens + call.completion_tokens
                 usd += call.cost_usd
-        candidates = {c["id"]: c for c in self.candidates(run_id)}
         candidate = current["candidate"] if current else (reports[0]["candidate"] if reports else None)
         parents = current["parents"] if current else []
-        idx = numbers.index(step) if step in numbers else None
+        scored = self.store.candidates(run_id, ids=[] if candidate is None else [candidate])
         return {
             "run_id": run_id,
             "run_name": record.name,
@@ -295,7 +315,7 @@ class RunReader:
             "candidate": candidate,
             "parents": parents,
             "accepted": current["accepted"] if current else None,
-            "score": candidates[candidate]["score"] if candidate in candidates else None,
+            "score": scored[0].val_score if scored else None,
             "feedback": self._feedback(run_id, parents, current),
             "decisions": self.decisions(run_id, step),
             "updates": updates,
@@ -307,9 +327,18 @@ class RunReader:
             "tokens": tokens,
             "usd": usd,
             "has_graph": _dot(reports) is not None,
-            "prev_step": numbers[idx - 1] if idx else None,
-            "next_step": numbers[idx + 1] if idx is not None and idx + 1 < len(numbers) else None,
+            "prev_step": prev_step,
+            "next_step": next_step,
         }
+
+    def _step_span(self, run_id: str, total: int) -> str:
+        """The run's step numbers for an error message, without reading every step."""
+        if total == 0:
+            return "none yet"
+        first = self.store.step_numbers(run_id, -(2**62))[1]
+        last = self.store.step_numbers(run_id, 2**62)[0]
+        gaps = "" if total == last - first + 1 else f", {total} of them"
+        return f"{first}..{last}{gaps}"
 
     def _feedback(self, run_id: str, parents: list[int], current: dict[str, Any] | None) -> list[dict[str, Any]]:
         """The training feedback on the parent candidates, as written during this step if any."""
@@ -441,15 +470,39 @@ def _texts(update: dict[str, Any]) -> dict[str, str | None]:
     }
 
 
-def pareto_view(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+def score_curve(points: list[dict[str, Any]], most: int | None) -> list[dict[str, Any]]:
+    """At most `most` of the score points, in order: the points that raised the best score so
+    far (so the best-so-far line stays right, the best itself always kept), then evenly spaced
+    others."""
+    if most is None or len(points) <= most:
+        return points
+    raised, best = [], float("-inf")
+    for i, p in enumerate(points):
+        if p["score"] > best:
+            raised.append(i)
+            best = p["score"]
+    if len(raised) >= most:  # more improvements than room: an even sample ending on the best
+        keep = {raised[int(k * len(raised) / most)] for k in range(most - 1)} | {raised[-1]}
+    else:
+        room = most - len(raised)
+        keep = set(raised) | {int(k * len(points) / room) for k in range(room)}
+    return [points[i] for i in sorted(keep)]
+
+
+def pareto_view(
+    scores: dict[int, list[float] | None], most: int | None = None
+) -> dict[str, Any] | None:
     """The Pareto front for the run page: which validation examples each front candidate wins
-    (the trainer's rule, `backfeed.store.pareto_wins`)."""
-    scores = {c["id"]: c.get("scores") for c in candidates}
+    (the trainer's rule, `backfeed.store.pareto_wins`), from each candidate's per-example scores.
+    With `most`, only that many front candidates are listed (most wins first, then newest);
+    `front_size` counts them all."""
     if not any(scores.values()):
         return None
     wins = pareto_wins(scores)
     n = min(len(s) for s in scores.values() if s)
-    return {"examples": list(range(n)), "wins": {str(cid): won for cid, won in wins.items()}}
+    shown = sorted(wins, key=lambda cid: (-len(wins[cid]), -cid))[:most]
+    return {"examples": list(range(n)), "front_size": len(wins),
+            "wins": {str(cid): wins[cid] for cid in sorted(shown)}}
 
 
 def _ranges(numbers: list[int]) -> str:

@@ -228,8 +228,9 @@ function paretoTable(pareto, bestId) {
 // ---------- a run ----------
 function card(k, v) { return el("div", { class: "card" }, el("div", { class: "k" }, k), el("div", { class: "v" }, v)); }
 
-async function renderRun(id) {
-  const data = await api(apiRun(id));
+async function renderRun(id, before) {
+  // One page of steps: the newest, or those before `before` (?before=N in the address).
+  const data = await api(apiRun(id) + (before ? "?before=" + encodeURIComponent(before) : ""));
   const run = data.run;
   crumbs(["runs", "/"], [run.name || String(run.id), null]);
   document.title = "backfeed · " + (run.name || run.id);
@@ -270,13 +271,28 @@ async function renderRun(id) {
           el("th", { class: "num" }, "LLM calls"), el("th", { class: "num" }, "dollars"), el("th", {}, "what changed, and the decision"))),
         el("tbody", {}, steps))
       : el("p", { class: "muted" }, "No steps yet."),
+    pager(run.id, data.page, data.steps),
     el("h2", {}, "Candidate lineage"),
     data.candidates.length ? lineage(data.candidates, run.id, run.best_candidate) : el("p", { class: "muted" }, "No candidates yet."),
     data.pareto ? el("h2", {}, "Pareto front: which candidate wins which examples") : null,
     data.pareto ? paretoTable(data.pareto, run.best_candidate) : null,
+    data.pareto && data.pareto.front_size > Object.keys(data.pareto.wins || {}).length
+      ? el("p", { class: "muted", id: "pareto-more" }, `the ${Object.keys(data.pareto.wins).length} of ${fmt.int(data.pareto.front_size)} front candidates that win the most examples`)
+      : null,
     best.length ? el("h2", {}, "Best parameters") : null,
     ...best);
-  poll(() => renderRun(id).catch(fail), run.status === "running");
+  poll(() => renderRun(id, before).catch(fail), run.status === "running");
+}
+
+function pager(runId, page, steps) {
+  // Where this page of steps sits in the run, with links to older and to the newest steps.
+  if (!page || !steps.length) return null;
+  const shown = `steps ${steps[0].step}–${steps[steps.length - 1].step} of ${fmt.int(page.total_steps)}`;
+  return el("p", { id: "pager", class: "muted" }, shown,
+    page.before !== null && page.before !== undefined ? ["  ", el("a", { href: runHref(runId), id: "newest-steps" }, "newest steps")] : null,
+    page.older !== null && page.older !== undefined
+      ? ["  ", el("a", { href: runHref(runId) + "?before=" + encodeURIComponent(page.older), id: "older-steps" }, "older steps →")]
+      : null);
 }
 
 // ---------- a step ----------
@@ -371,7 +387,7 @@ async function start() {
   const parts = location.pathname.split("/").filter(Boolean).map(decodeURIComponent);
   let work;
   if (parts[0] === "runs" && parts.length === 4 && parts[2] === "steps") work = renderStep(parts[1], parts[3]);
-  else if (parts[0] === "runs" && parts.length === 2) work = renderRun(parts[1]);
+  else if (parts[0] === "runs" && parts.length === 2) work = renderRun(parts[1], new URLSearchParams(location.search).get("before"));
   else work = renderRuns();
   work.catch(fail);
 }

@@ -1,0 +1,178 @@
+"""Prime on one code parameter: the compact prompt, and the retry after an answer that
+changed nothing (counted in the budgets)."""
+
+from __future__ import annotations
+
+import pytest
+
+import backfeed as bf
+from backfeed.budget import BudgetExceeded
+from backfeed.llm.meter import Metered
+from backfeed.optim import Prime
+
+
+def second(xs):
+    """Return the second smallest item of xs."""
+    return sorted(xs)[0]
+
+
+def make_op() -> bf.Op:
+    return bf.op(second, trainable=True)
+
+
+BUGGY = make_op().code.value.strip("\n")
+FIXED = BUGGY.replace("[0]", "[1]")
+
+
+def answer(code: str) -> str:
+    return f"### second\n```python\n{code}\n```"
+
+
+def run_tests(op: bf.Op) -> None:
+    for xs, expected in (([3, 1, 2], 2), ([2, 2], 2), ([1, 2], 2)):
+        out = op(bf.node(xs))
+        ok = out.value == expected
+        text = ("passed" if ok else
+                f"second({xs!r}) returned {out.value!r}, expected {expected!r}")
+        out.backward(bf.Feedback(score=float(ok), text=text))
+
+
+def test_compact_prompt_shows_spec_code_and_failing_tests_without_the_trace():
+    op = make_op()
+    run_tests(op)
+    opt = Prime([op.code], llm=bf.llm.Scripted([]))
+    system, user = opt.messages()
+    assert "fix a Python function" in system["content"]
+    text = user["content"]
+    assert "#Spec\nReturn the second smallest item of xs." in text
+    assert f"```python\n{BUGGY}\n```" in text
+    assert "- second([3, 1, 2]) returned 1, expected 2" in text
+    assert "- second([1, 2]) returned 1, expected 2" in text
+    assert "passed" not in text and "[2, 2]" not in text  # the passing test is left out
+    assert "#Graph" not in text and "#Rejected" not in text and "#Earlier" not in text
+    assert "### second" in text  # the block format the parser reads
+    full = Prime([op.code], llm=bf.llm.Scripted([]), compact=False).messages()
+    assert len(text) < 0.6 * len(full[1]["content"]) and "#Graph" in full[1]["content"]
+
+
+def test_compact_prompt_is_not_used_for_several_parameters():
+    op = make_op()
+    x = bf.param(1.0, name="x")
+    run_tests(op)
+    _, user = Prime([op.code, x], llm=bf.llm.Scripted([])).messages()
+    assert "#Graph" in user["content"] and "#Spec" not in user["content"]
+
+
+def test_compact_prompt_shows_rejections_and_earlier_attempts():
+    op = make_op()
+    run_tests(op)
+    llm = bf.llm.Scripted([answer("def second(xs) return xs")])
+    opt = Prime([op.code], llm=llm)
+    opt.step()  # rejected: does not parse
+    opt.zero_feedback()
+    run_tests(op)
+    opt.observe()
+    _, user = opt.messages()
+    assert "#Rejected from your last answer\n- " in user["content"]
+
+
+def test_retry_after_an_unchanged_answer_asks_for_the_function_anew_without_its_code():
+    op = make_op()
+    run_tests(op)
+    llm = bf.llm.Scripted([answer(BUGGY), answer(FIXED)])
+    opt = Prime([op.code], llm=llm, retry=True, temperature=0.0)
+    report = opt.step()
+    assert op.code.value.strip() == FIXED
+    assert [c["second"].strip() for c in report.candidates] == [FIXED]
+    assert report.llm_calls == 2 and len(llm.calls) == 2 and len(report.answers) == 2
+    assert report.prompt_tokens > 0 and report.completion_tokens > 0
+    user = llm.calls[1].messages[1]["content"]
+    assert "#Signature\ndef second(xs):\n#Failing tests\n" in user
+    assert "sorted(xs)[0]" not in user  # the code it copied is not shown
+    assert "your last answer did not change it. Write the function anew" in user
+    assert "- second([3, 1, 2]) returned 1, expected 2" in user
+    assert llm.calls[1].options["temperature"] == 0.0
+    assert any(p.startswith("retry: the answer changed nothing; asked once more for the "
+                            "function anew (changed the values)") for p in report.problems)
+    assert [u.name for u in report.updates if u.changed] == ["second"]
+
+
+def test_retry_with_the_full_prompt_shows_the_answer_and_the_failing_test():
+    op = make_op()
+    run_tests(op)
+    llm = bf.llm.Scripted([answer(BUGGY), answer(FIXED)])
+    report = Prime([op.code], llm=llm, retry=True, compact=False).step()
+    assert op.code.value.strip() == FIXED and report.llm_calls == 2
+    first, second = (c.messages for c in llm.calls)
+    assert second[: len(first)] == first
+    assert second[len(first)] == {"role": "assistant", "content": answer(BUGGY)}
+    turn = second[len(first) + 1]["content"]
+    assert turn.startswith("That is the current function, unchanged. It still fails: "
+                           "second([3, 1, 2]) returned 1, expected 2")
+    assert llm.calls[1].options["temperature"] == 0.8  # sampled, so that it can differ
+
+
+def test_retry_after_a_rejected_answer_names_the_reason():
+    op = make_op()
+    run_tests(op)
+    llm = bf.llm.Scripted([answer("def second(xs) return xs"), answer(FIXED)])
+    report = Prime([op.code], llm=llm, retry=True, compact=False).step()
+    turn = llm.calls[1].messages[-1]["content"]
+    assert turn.startswith("That answer was rejected: ") and "It still fails" in turn
+    assert op.code.value.strip() == FIXED and report.llm_calls == 2
+    assert report.rejected and not report.rejected[0].reason.startswith("retry:")
+    op2 = make_op()
+    run_tests(op2)
+    llm2 = bf.llm.Scripted([answer("def second(xs) return xs"), answer(FIXED)])
+    Prime([op2.code], llm=llm2, retry=True).step()
+    assert "#Rejected from your last answer\n- " in llm2.calls[1].messages[1]["content"]
+
+
+def test_retry_happens_once_and_only_when_nothing_changed():
+    op = make_op()
+    run_tests(op)
+    llm = bf.llm.Scripted([answer(BUGGY), answer(BUGGY)])
+    report = Prime([op.code], llm=llm, retry=True).step()
+    assert report.llm_calls == 2 and op.code.value.strip() == BUGGY and report.candidates == []
+    assert any("changed nothing either" in p for p in report.problems)
+    op2 = make_op()
+    run_tests(op2)
+    llm2 = bf.llm.Scripted([answer(FIXED)])
+    assert Prime([op2.code], llm=llm2, retry=True).step().llm_calls == 1
+    for options, calls in (({}, 2), ({"retry": False}, 1), ({"compact": False}, 1)):
+        op3 = make_op()
+        run_tests(op3)  # by default, retry goes with the compact prompt
+        llm3 = bf.llm.Scripted([answer(BUGGY), answer(BUGGY)])
+        assert Prime([op3.code], llm=llm3, **options).step().llm_calls == calls, options
+
+
+def test_retry_call_counts_in_the_budget():
+    op = make_op()
+    run_tests(op)
+    metered = Metered(bf.llm.Scripted([answer(BUGGY), answer(FIXED)]),
+                      bf.Budget(llm_calls=1))
+    with pytest.raises(BudgetExceeded):
+        Prime([op.code], llm=metered, retry=True).step()
+    assert metered.spend.calls == 1
+    op2 = make_op()
+    run_tests(op2)
+    metered = Metered(bf.llm.Scripted([answer(BUGGY), answer(FIXED)]))
+    Prime([op2.code], llm=metered, retry=True).step()
+    assert metered.spend.calls == 2 and metered.spend.prompt_tokens > 0
+
+
+def test_options_round_trip_in_state():
+    op = make_op()
+    state = Prime([op.code], llm=bf.llm.Scripted([]), retry=True, compact=False).state_dict()
+    assert state["options"]["retry"] is True and state["options"]["compact"] is False
+
+
+def test_compact_failing_line_shows_call_and_error_when_the_feedback_does_not():
+    op = make_op()
+    with pytest.raises(bf.ExecutionError) as caught:
+        op(bf.node(5))
+    caught.value.node.backward("it crashed")
+    _, user = Prime([op.code], llm=bf.llm.Scripted([])).messages()
+    line = user["content"].split("#Failing tests\n")[1].splitlines()[0]
+    assert line.startswith("- second(xs=5) -> raised TypeError: ")
+    assert line.endswith("; feedback: it crashed")
