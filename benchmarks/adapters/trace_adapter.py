@@ -108,44 +108,22 @@ def _wrapped(ctx: RunContext, OptoPrime: Any, llm: Any) -> None:
         output = output.value if isinstance(output, bf.Node) else output
         return {"output": output, "refused_values": refused} if refused else output
 
-    def batchify(*outputs):
-        """The outputs of the minibatch, in order."""
-        return list(outputs)
-
     run_program.__doc__ = task.description
-    run_program.__qualname__, batchify.__qualname__ = "run_program", "batchify"
+    run_program.__qualname__ = "run_program"
     run = trace.bundle()(run_program)
-    batchify = trace.bundle()(batchify)
+
+    def run_example(example: Any) -> tuple[Any, bf.Feedback]:
+        output = run(example[0], **nodes)
+        data = output.data
+        if isinstance(data, dict) and "error" in data and len(data) == 2:
+            ctx.log.points.append((ctx.llm.spend.calls, 0.0))
+            return output, bf.Feedback(0.0, f"the program raised {data['error']}")
+        inner = data["output"] if isinstance(data, dict) and "refused_values" in data else data
+        return output, ctx.metric(example, inner)
 
     optimizer = OptoPrime(list(nodes.values()), llm=llm, max_tokens=ctx.max_tokens)
-    rng = random.Random(ctx.seed)
-    best_values = values_of(program)
-    best_score = _validate(ctx)
-    while ctx.calls_left() > 0:
-        batch = rng.sample(task.trainset, min(MINIBATCH, len(task.trainset)))
-        outputs, texts = [], []
-        for i, example in enumerate(batch, start=1):
-            output = run(example[0], **nodes)
-            data = output.data
-            if isinstance(data, dict) and "error" in data and len(data) == 2:
-                feedback = bf.Feedback(0.0, f"the program raised {data['error']}")
-                ctx.log.points.append((ctx.llm.spend.calls, 0.0))
-            else:
-                inner = data["output"] if isinstance(data, dict) and "refused_values" in data \
-                    else data
-                feedback = ctx.metric(example, inner)
-            outputs.append(output)
-            texts.append(f"Example {i}: score {feedback.score:.3g}: {feedback.text}")
-        # Trace 0.1.3.8 needs one feedback per step: join the batch as its examples do
-        optimizer.zero_feedback()
-        optimizer.backward(batchify(*outputs), "\n".join(texts))
-        if not _step(optimizer):
-            break
-        set_values(program, {names[k]: n.data for k, n in nodes.items()})
-        score = _validate(ctx)
-        if score > best_score:
-            best_score, best_values = score, values_of(program)
-    set_values(program, best_values)
+    _train(ctx, optimizer, run_example,
+           lambda: set_values(program, {names[k]: n.data for k, n in nodes.items()}))
 
 
 def _code_repair(ctx: RunContext, OptoPrime: Any, llm: Any) -> None:
@@ -160,34 +138,50 @@ def _code_repair(ctx: RunContext, OptoPrime: Any, llm: Any) -> None:
     function = trace.bundle(description=f"[{bug.name}] {bug.spec}", trainable=True)(bug.function)
     (code,) = function.parameters()
 
+    def run_example(example: Any) -> tuple[Any, bf.Feedback]:
+        try:
+            with _time_limit(2.0):
+                output = function(*copy.deepcopy(example[0]))
+            value = output.data
+        except trace.ExecutionError as exc:
+            output = exc.exception_node
+            value = Raised(str(exc.exception_node.data))
+        return output, ctx.metric(example, value)
+
+    optimizer = OptoPrime([code], llm=llm, max_tokens=ctx.max_tokens)
+    _train(ctx, optimizer, run_example, lambda: set_values(program, {bug.name: code.data}))
+
+
+def _train(ctx: RunContext, optimizer: Any, run_example: Any, read_back: Any) -> None:
+    """Trace's loop: a minibatch, one joined feedback, a step, validation; the best kept.
+
+    `run_example(example) -> (output node, bf.Feedback)`; `read_back()` copies the optimizer's
+    values into the program.
+    """
+    from opto import trace
+
     def batchify(*outputs):
         """The outputs of the minibatch, in order."""
         return list(outputs)
 
     batchify.__qualname__ = "batchify"
     batchify = trace.bundle()(batchify)
-    optimizer = OptoPrime([code], llm=llm, max_tokens=ctx.max_tokens)
+    program, task = ctx.program, ctx.task
     rng = random.Random(ctx.seed)
     best_values, best_score = values_of(program), _validate(ctx)
     while ctx.calls_left() > 0:
         batch = rng.sample(task.trainset, min(MINIBATCH, len(task.trainset)))
         outputs, texts = [], []
         for i, example in enumerate(batch, start=1):
-            try:
-                with _time_limit(2.0):
-                    output = function(*copy.deepcopy(example[0]))
-                value = output.data
-            except trace.ExecutionError as exc:
-                output = exc.exception_node
-                value = Raised(str(exc.exception_node.data))
-            feedback = ctx.metric(example, value)
+            output, feedback = run_example(example)
             outputs.append(output)
             texts.append(f"Example {i}: score {feedback.score:.3g}: {feedback.text}")
+        # Trace 0.1.3.8 needs one feedback per step: join the batch as its examples do
         optimizer.zero_feedback()
         optimizer.backward(batchify(*outputs), "\n".join(texts))
         if not _step(optimizer):
             break
-        set_values(program, {bug.name: code.data})
+        read_back()
         score = _validate(ctx)
         if score > best_score:
             best_score, best_values = score, values_of(program)
