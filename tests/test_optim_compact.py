@@ -92,8 +92,8 @@ def test_retry_after_an_unchanged_answer_asks_for_the_function_anew_without_its_
     assert "your last answer did not change it. Write the function anew" in user
     assert "- second([3, 1, 2]) returned 1, expected 2" in user
     assert llm.calls[1].options["temperature"] == 0.0
-    assert any(p.startswith("retry: the answer changed nothing; asked once more for the "
-                            "function anew (changed the values)") for p in report.problems)
+    assert "retry: no answer changed second; asked once more for the function anew " \
+        "(changed the values)" in report.problems
     assert [u.name for u in report.updates if u.changed] == ["second"]
 
 
@@ -176,3 +176,128 @@ def test_compact_failing_line_shows_call_and_error_when_the_feedback_does_not():
     line = user["content"].split("#Failing tests\n")[1].splitlines()[0]
     assert line.startswith("- second(xs=5) -> raised TypeError: ")
     assert line.endswith("; feedback: it crashed")
+
+
+# -- one compact prompt per parameter (text and code), as the embedded model gets them ------
+
+def clean(name: str) -> str:
+    """Return the name in lower case."""
+    return name
+
+
+def receipt_program():
+    """A text template and a function's code, each named by its own part of the feedback."""
+    op = bf.op(clean, trainable=True)
+    template = bf.param("Items: {items}", name="template",
+                        description="format string of the receipt, filled with {items} and {total}")
+    rate = bf.param(0.0, name="rate", bounds=(0.0, 1.0))
+
+    def run(problems: list[str]) -> None:
+        item = op(bf.node("Apple"))
+        out = bf.format(template, items=item, total=(rate + 1) * 2)
+        out.backward(bf.Feedback(score=0.3, text="; ".join(problems)))
+
+    return op, template, rate, run
+
+
+TEMPLATE_FIX = "Items: {items} Total: {total} EUR"
+CLEAN_FIX = "def clean(name: str) -> str:\n    return name.lower()"
+FEEDBACK = ["clean('Apple') must return 'apple'",
+            "the receipt must end with 'Total: {total} EUR': fix the template",
+            "the total 2.00 should be 2.40: the rate is wrong"]
+
+
+def text_answer(value: str) -> str:
+    return f"### template\n```text\n{value}\n```"
+
+
+def code_answer(code: str) -> str:
+    return f"### clean\n```python\n{code}\n```"
+
+
+def test_fields_lists_the_format_fields_of_the_description_and_value():
+    from backfeed.optim.compact import fields
+
+    p = bf.param("Dear {name}, {{literal}} {greeting}", name="t",
+                 description="filled with {name} and {total}")
+    assert fields(p) == ["name", "total", "greeting"]
+
+
+def test_focus_feedback_keeps_the_parts_that_name_the_parameter():
+    from backfeed.optim.compact import blamed, focus_feedback
+
+    op, template, rate, run = receipt_program()
+    params = [template, op.code, rate]
+    text = "; ".join(FEEDBACK)
+    assert focus_feedback(text, template, params) == (FEEDBACK[1], True)
+    assert focus_feedback(text, op.code, params) == (FEEDBACK[0], True)
+    # a part that names no parameter goes to a parameter no part names
+    other = bf.param("x", name="other")
+    assert focus_feedback("too long; the template is wrong", other, [template, other]) == \
+        ("too long", False)
+    assert focus_feedback(text, template, [template]) == (text, True)  # alone: all of it
+    run(FEEDBACK[2:])
+    assert blamed(template, params) is False and blamed(rate, params) is True
+    op2, template2, rate2, run2 = receipt_program()
+    run2(["the receipt is wrong"])
+    assert blamed(template2, [template2, op2.code]) is None
+
+
+def test_each_parameter_gets_its_own_compact_prompt_and_their_changes_are_combined():
+    op, template, rate, run = receipt_program()
+    run(FEEDBACK)
+    llm = bf.llm.Scripted([text_answer(TEMPLATE_FIX), text_answer("Items: 10"),
+                           code_answer(CLEAN_FIX), code_answer(CLEAN_FIX)])
+    opt = Prime([template, op.code], llm=llm, compact=True, candidates=2, temperature=0.0)
+    report = opt.step()
+    assert report.llm_calls == 4 and len(llm.calls) == 4
+    first, third = llm.calls[0].messages[1]["content"], llm.calls[2].messages[1]["content"]
+    assert "#Parameter `template`" in first and "#Current value\n```text\nItems: {items}\n```" in first
+    assert "#Fields (write them in braces; the program fills them in)\n- {items}\n- {total}" in first
+    assert FEEDBACK[1] in first and "clean(" not in first and "rate is wrong" not in first
+    assert "#Spec\nReturn the name in lower case." in third and FEEDBACK[0] in third
+    assert "Total" not in third
+    # both template changes with the code fix, then each change alone
+    assert len(report.candidates) == 5
+    together = report.candidates[:2]
+    assert [c["template"] for c in together] == [TEMPLATE_FIX, "Items: 10"]
+    assert all(c["clean"].strip() == CLEAN_FIX for c in together)
+    alone = report.candidates[2:]
+    assert {c["template"] for c in alone} == {TEMPLATE_FIX, "Items: 10", "Items: {items}"}
+    assert template.value == TEMPLATE_FIX and op.code.value.strip() == CLEAN_FIX
+
+
+def test_a_parameter_the_feedback_does_not_name_is_not_asked():
+    op, template, rate, run = receipt_program()
+    run(FEEDBACK[2:])  # only the rate is named
+    llm = bf.llm.Scripted([code_answer(CLEAN_FIX)])
+    opt = Prime([template, op.code, rate], llm=llm, compact=True)
+    opt.focus = {"template", "clean"}  # as Hybrid's Prime: the rate is the sampler's
+    report = opt.step()
+    assert len(llm.calls) == 0 and report.candidates == []
+    assert "template: not asked: the feedback names other parameters, not it" in report.problems
+
+
+def test_hybrid_offers_the_samplers_numbers_when_its_prime_asks_nothing():
+    pytest.importorskip("optuna")
+    from backfeed.optim import Hybrid
+
+    op, template, rate, run = receipt_program()
+    run(FEEDBACK[2:])
+    llm = bf.llm.Scripted([])
+    report = Hybrid([template, op.code, rate], llm=llm, compact=True, seed=0).step()
+    assert len(llm.calls) == 0
+    assert len(report.candidates) == 1 and report.candidates[0]["rate"] != 0.0
+    assert report.candidates[0]["template"] == "Items: {items}"
+
+
+def test_earlier_attempts_of_a_parameter_are_those_made_with_the_others_as_now():
+    op, template, rate, run = receipt_program()
+    opt = Prime([template, op.code], llm=bf.llm.Scripted([]), compact=True)
+    now = {"template": template.value, "clean": op.code.value}
+    opt.record({**now, "template": "Items: 10"}, 0.2, "the template is wrong")
+    opt.record({"template": "Sum: {total}", "clean": CLEAN_FIX}, 0.9, "ok")  # code differed
+    run(FEEDBACK)
+    user = opt.compact_messages(template)[1]["content"]
+    assert "#Earlier attempts" in user and "Items: 10" in user
+    assert "Sum: {total}" not in user

@@ -79,7 +79,8 @@ def test_run_demo_trains_through_the_store_and_fixes_all_three(tmp_path):
     # step 1: two candidates (broken code, then a good one); step 2 is never asked: 1.0 stops
     llm = bf.llm.Scripted([BROKEN_CODE, GOOD])
     store = tmp_path / "runs.db"
-    result = demo.run_demo(llm=llm, steps=3, console=console, candidates=2, store=store)
+    result = demo.run_demo(llm=llm, steps=3, console=console, candidates=2, store=store,
+                           compact=False)  # the whole-trace prompt, one JSON answer a call
     assert result.curve[0] < 0.3 and result.best_score == pytest.approx(1.0)
     assert result.curve == sorted(result.curve)  # best so far never drops
     assert len(llm.calls) == 2 and len(result.curve) == 2  # stopped at the perfect score
@@ -99,6 +100,38 @@ def test_run_demo_trains_through_the_store_and_fixes_all_three(tmp_path):
         assert text in out
     # the broken code was rejected, and the line names the parameter and the whole reason
     assert "clean_name rejected (syntax): the code does not parse" in out
+
+
+def test_run_demo_asks_for_each_parameter_alone_as_on_the_embedded_model(tmp_path):
+    """The path the embedded model takes: one short prompt per parameter (two answers each),
+    the changes combined, the tax rate left to the sampler; once the feedback names only the
+    tax rate, the model is not asked again."""
+    template = "### template\n```text\nItems: {items}\nTotal: {total} EUR\n```"
+    copied = "### template\n```text\nItems: 10\nTotal: 1000 EUR\n```"
+    lowered = "### clean_name\n```python\ndef clean_name(name: str) -> str:\n" \
+        "    return name.lower()\n```"
+    fixed = "### clean_name\n```python\ndef clean_name(name: str) -> str:\n" \
+        "    return name.strip().lower()\n```"
+    llm = bf.llm.Scripted([template, copied, lowered, fixed])
+    console = quiet()
+    result = demo.run_demo(llm=llm, steps=4, console=console, candidates=2, compact=True,
+                           store=tmp_path / "runs.db")
+    assert len(llm.calls) == 4  # steps 2-4: the feedback names only the tax rate
+    first = llm.calls[0].messages[1]["content"]
+    assert "#Parameter `template`" in first and "- {items}\n- {total}" in first
+    assert "clean_name(" not in first and "tax_rate" not in first
+    code = llm.calls[2].messages[1]["content"]
+    assert "#Spec\nReturn the item name in lower case, without surrounding spaces." in code
+    assert "clean_name('  Apple ') must return 'apple'" in code and "Total" not in code
+    assert result.after["template"] == "Items: {items}\nTotal: {total} EUR"
+    assert result.after["clean_name"].strip().endswith("return name.strip().lower()")
+    assert result.after["tax_rate"] != 0.0  # the sampler's
+    assert result.best_score > 0.66 and result.curve == sorted(result.curve)
+    combined = [c for c in result.reports[0]["candidates"]
+                if c["template"] != demo.INITIAL_TEMPLATE and c["clean_name"] != demo.clean_name.source]
+    assert len(combined) >= 2  # both templates with the first code change, at least
+    out = " ".join(console.export_text().split())
+    assert "step 2 best" in out and "0 tokens" in out
 
 
 def test_a_failing_model_stops_the_demo_with_a_resumable_run_and_the_cli_says_so(

@@ -110,7 +110,7 @@ def score_receipt(
         problems.append("the receipt must end with 'Total: <amount> EUR': end the template "
                         "with ' Total: {total} EUR' (the field {total} prints the amount)")
     if accuracy < 0.999:
-        problems.append(f"the total {total:.2f} should be {want:.2f}")
+        problems.append(f"the total {total:.2f} should be {want:.2f}: the tax_rate is wrong")
     score = (names_ok + (listed + stated) / 2 + accuracy) / 3
     return Feedback(score=round(score, 4), text="; ".join(problems) or "correct")
 
@@ -159,16 +159,20 @@ def run_demo(
     seed: int = 0,
     candidates: int = 4,
     store: Any = None,
+    compact: bool | None = None,
 ) -> DemoResult:
     """Optimize the receipt workflow with `bf.train` for at most `steps` steps (it stops at a
     perfect score), then print each step, the values before and after, and the score curve.
 
     The optimizer is `bf.optim.auto` (Hybrid when optuna is installed: the LLM writes the
     template and the code, the numeric search tunes the tax rate and the LLM's numbers are
-    extra candidates), asking for `candidates` proposals per step, each also split into its
-    changes one parameter at a time; the trainer evaluates each and keeps the best. The run is written to `store` (default: the run store that
-    `backfeed runs`, `backfeed show` and `backfeed ui` read). `llm=None` uses
-    `bf.llm.default()` (the embedded model when installed).
+    extra candidates). On the embedded model (or with `compact=True`) the LLM is asked for
+    each of the template and the code with its own short prompt, `candidates` answers each,
+    and their changes are also combined; otherwise one prompt with the whole trace asks for
+    `candidates` proposals, each also split into its changes one parameter at a time. The
+    trainer evaluates each candidate and keeps the best. The run is written to `store`
+    (default: the run store that `backfeed runs`, `backfeed show` and `backfeed ui` read).
+    `llm=None` uses `bf.llm.default()` (the embedded model when installed).
     """
     from rich.console import Console
     from rich.markup import escape
@@ -187,7 +191,8 @@ def run_demo(
                                  "the LLM proposes the number too (Prime instead of Hybrid)"),
                           style="dim")
         optimizer = auto(params, llm, budget_tokens=1500, memory=2, reasoning_chars=100,
-                         temperature=0.0, candidates=candidates, split=True, seed=seed)
+                         temperature=0.0, candidates=candidates, split=True, seed=seed,
+                         compact=compact)
     before = workflow.state_dict()
     initial = evaluate(workflow)
     console.print(f"[bold]backfeed demo[/bold]: {len(params)} parameters "

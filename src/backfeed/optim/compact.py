@@ -1,6 +1,9 @@
-"""The short prompt for one code parameter (spec, code, failing tests) and the retry turn."""
+"""The short prompt for one parameter (spec or description, value, its failing feedback) and
+the retry turn."""
 
 from __future__ import annotations
+
+import re
 
 from .._text import clip
 from ..graph import Param
@@ -16,18 +19,96 @@ def fits_compact(params: list[Param]) -> bool:
     return len(params) == 1 and params[0].kind == "code"
 
 
+def each_compact(params: list[Param]) -> bool:
+    """Whether every parameter can be asked for with its own compact prompt (code or text)."""
+    return bool(params) and all(p.kind in ("code", "str") for p in params)
+
+
+_FIELD = re.compile(r"(?<!\{)\{([A-Za-z_]\w*)\}(?!\})")
+
+
+def fields(param: Param) -> list[str]:
+    """The `{name}` format fields a text parameter's description or value mentions, in order:
+    a 0.5B model told to end a template with ` Total: {total} EUR` wrote `Total: 100 EUR`;
+    it wrote the field in four answers out of four once the fields were listed as fields (BENCHMARKS.md)."""
+    found = _FIELD.findall(f"{param.description or ''}\n{param._value}")
+    return list(dict.fromkeys(found))
+
+
+def _names(param: Param) -> set[str]:
+    """The names feedback may call a parameter by: its own, and its function's for code."""
+    from .schema import function_name
+
+    names = {param.name}
+    if param.kind == "code":
+        name = function_name(str(param._value))
+        if name:
+            names.add(name)
+    return names
+
+
+def _mentions(text: str, names: set[str]) -> bool:
+    return any(re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)", text) for n in names)
+
+
+def focus_feedback(text: str, param: Param, params: list[Param]) -> tuple[str, bool]:
+    """The part of one feedback text meant for `param`, and whether it names `param`.
+
+    Among several parameters, feedback is read as `; `-separated clauses: the clauses that
+    name `param` (its name, or its function's) when there are some, else the clauses that name
+    no parameter. One parameter sees the whole text."""
+    others = [_names(p) for p in params if p is not param]
+    if not others:
+        return text, _mentions(text, _names(param))
+    clauses = [c.strip() for c in re.split(r";\s+|\n+", text) if c.strip()]
+    mine = [c for c in clauses if _mentions(c, _names(param))]
+    if mine:
+        return "; ".join(mine), True
+    free = [c for c in clauses if not any(_mentions(c, n) for n in others)]
+    return "; ".join(free), False
+
 def spec(param: Param) -> str:
-    """What the function should do: the docstring of the op it is the code of, else the
+    """What the function should do: the docstring of the op it is the code of (the op whose
+    node has the parameter among its inputs, found from the outputs back), else the
     parameter's description."""
-    for out in param.outputs:
-        if out.op is not None and out.op.doc:
-            return out.op.doc
+    seen: set[int] = set()
+    stack = list(param.outputs)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        children = [child for _, child in node.inputs]
+        if node.op is not None and any(child is param for child in children):
+            if node.op.doc:
+                return node.op.doc
+            break
+        stack.extend(c for c in children if not isinstance(c, Param))
     return param.description or "(no spec given: make the feedback below better)"
 
 
-def failing_tests(params: list[Param], limit: int = 4, line_chars: int = 300) -> list[str]:
-    """Up to `limit` outputs whose feedback is not perfect, worst first, one line each: the
-    feedback alone when it already names the call, else `call -> output; feedback: text`."""
+def blamed(param: Param, params: list[Param]) -> bool | None:
+    """Whether the imperfect feedback on `param`'s outputs names it: True when some part does,
+    False when parts name other parameters of `params` but none names it (it is not the
+    problem), None when no part names any parameter."""
+    others = [_names(p) for p in params if p is not param]
+    named_other = False
+    for out in {id(o): o for o in param.outputs}.values():
+        for fb in out._feedback or ():
+            if (fb.score is not None and fb.score >= 1.0) or not fb.text:
+                continue
+            if _mentions(fb.text, _names(param)):
+                return True
+            named_other = named_other or any(_mentions(fb.text, n) for n in others)
+    return False if named_other else None
+
+
+def failing_tests(params: list[Param], limit: int = 4, line_chars: int = 300, *,
+                  among: list[Param] | None = None) -> list[str]:
+    """Up to `limit` distinct outputs' feedback that is not perfect, worst first, one line
+    each: the feedback alone when it names the call or the parameter, else
+    `call -> output; feedback: text`. With `among` (the optimizer's parameters), each feedback
+    is first narrowed to the part meant for `params[0]` (`focus_feedback`)."""
     outputs = {id(out): out for p in params for out in p.outputs}
     rows: list[tuple[float, int, str]] = []
     for out in outputs.values():
@@ -35,29 +116,45 @@ def failing_tests(params: list[Param], limit: int = 4, line_chars: int = 300) ->
             score = fb.score if fb.score is not None else (0.0 if out.error else 0.5)
             if score >= 1.0:
                 continue
-            text = fb.text or ""
-            if not (out.op is not None and f"{out.op.name}(" in text):
+            text, named = fb.text or "", False
+            if among is not None:
+                text, named = focus_feedback(text, params[0], among)
+            if not (named or (out.op is not None and f"{out.op.name}(" in text)):
                 result = f"raised {out.error}" if out.error else value_text(out._value, 160)
                 text = f"{call_text(out)} -> {result}" + (f"; feedback: {text}" if text else "")
             rows.append((score, len(rows), clip(text, line_chars)))
     rows.sort()
-    return [line for _, _, line in rows[:limit]]
+    lines = list(dict.fromkeys(line for _, _, line in rows))
+    return lines[:limit]
 
 
 def compact_messages(params: list[Param], *, answer_format: str, rejections: list[str],
-                     memory: str, limit: int, fresh: bool = False) -> list[Message]:
-    """The short prompt: spec, current function, failing tests side by side, what the last
-    answer had rejected and earlier attempts (each only when there is one), the format.
-    `fresh`: the function's signature instead of its code, asking for it anew (a 0.5B model
-    shown the code tends to copy it unchanged)."""
+                     memory: str, limit: int, fresh: bool = False,
+                     among: list[Param] | None = None) -> list[Message]:
+    """The short prompt for one parameter. For code: spec, current function, failing tests
+    side by side, what the last answer had rejected and earlier attempts (each only when there
+    is one), the format; `fresh`: the function's signature instead of its code, asking for it
+    anew (a 0.5B model shown the code tends to copy it unchanged). For text: its description,
+    its format fields, its value and the feedback meant for it. `among`: the optimizer's
+    parameters, to narrow each feedback to the part that names this one."""
     (param,) = params
-    failing = "\n".join(f"- {line}" for line in failing_tests(params, limit))
+    failing = "\n".join(f"- {line}" for line in failing_tests(params, limit, among=among))
     extra = ""
     if rejections:
         extra += "#Rejected from your last answer\n" + "\n".join(f"- {r}" for r in rejections)
         extra += "\n"
     if memory:
         extra += f"#Earlier attempts (oldest first; higher score is better)\n{memory}\n"
+    if param.kind != "code":
+        listed = fields(param)
+        field_text = ("#Fields (write them in braces; the program fills them in)\n"
+                      + "\n".join(f"- {{{f}}}" for f in listed) + "\n") if listed else ""
+        user = prompts.COMPACT_TEXT_USER.render(
+            name=param.name, description=param.description or "(no description)",
+            fields=field_text, value=str(param._value), feedback=failing or "(none)",
+            extra=extra, answer_format=answer_format)
+        return [{"role": "system", "content": prompts.COMPACT_TEXT_SYSTEM.render()},
+                {"role": "user", "content": user}]
     shared = dict(spec=spec(param), failing=failing or "(none: every test passed)",
                   extra=extra, answer_format=answer_format)
     if fresh:
@@ -80,3 +177,4 @@ def retry_turn(params: list[Param], rejected: list[str]) -> str:
     failing = failing_tests(params, 1)
     return prompts.RETRY_TURN.render(what=what,
                                      failure=failing[0] if failing else "the feedback is the same.")
+

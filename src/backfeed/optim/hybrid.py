@@ -9,7 +9,7 @@ from typing import Any
 from ..graph import Param
 from ..llm import LLM
 from . import prompts
-from .apply import apply_answer, parse_answer
+from .apply import parse_answer
 from .base import Observation, Optimizer, StepReport
 from .numeric import Numeric, handles
 from .prime import Prime
@@ -20,9 +20,9 @@ class Hybrid(Optimizer):
     """Prime for text, code and unbounded values; Numeric (Optuna) for bounded numbers, bools
     and choices. Prime sees every parameter and shares this optimizer's history.
 
-    Each step's candidates are each of Prime's answers (`candidates=n`) with the sampler's
-    next numbers, then each answer as the model wrote it, numbers included, where those
-    differ. The sampler is told the score of every candidate the trainer records.
+    Each step's candidates are each of Prime's proposals (`candidates=n` answers, or with
+    compact prompts `n` per parameter and their changes together) with the sampler's next
+    numbers, then each as the model wrote it, numbers included, where those differ. The sampler is told the score of every candidate the trainer records.
     `warm_start=n` first asks the LLM for n settings of the numeric parameters and queues
     them in the sampler. `split=True` also offers each changed parameter of a candidate alone.
     """
@@ -43,6 +43,7 @@ class Hybrid(Optimizer):
         numeric = [p for p in self.params if handles(p)]
         self.llm_names = {p.name for p in self.params if not handles(p)}
         self.prime = Prime(self.params, llm, history=self.history, **prime_options)
+        self.prime.focus = self.llm_names
         self.numeric = Numeric(numeric, sampler=sampler, seed=seed) if numeric else None
         self.warm_start = warm_start
         self._warmed = False
@@ -78,19 +79,22 @@ class Hybrid(Optimizer):
             self._warm_start(report)
             if report.error:
                 return
-        texts = self.prime.propose(report)
-        if texts:
-            self._gather(report, self._proposals(texts))
+        proposals = self.prime.proposals(report)
+        if not proposals and not report.error and self.numeric is not None:
+            proposals = [lambda sub: {}]  # Prime asked for nothing: the sampler's numbers alone
+        if proposals:
+            self._gather(report, self._proposals(proposals))
         self.prime.note_rejections(report)
 
-    def _proposals(self, texts: list[str]) -> list[Any]:
-        """One proposal per answer with the sampler's numbers, then the answers' own numbers."""
+    def _proposals(self, proposals: list[Any]) -> list[Any]:
+        """Each of Prime's proposals with the sampler's numbers, then with the numbers the
+        model wrote (where it wrote some that differ)."""
         sampled = self.numeric.suggest() if self.numeric is not None else {}
         as_written: list[dict[str, Any]] = []
 
-        def answer(text: str) -> Any:
+        def answer(prime_proposal: Any) -> Any:
             def propose(report: StepReport) -> None:
-                _, accepted = apply_answer(self.params, text, report, only=self.llm_names)
+                accepted = prime_proposal(report)
                 numbers = {n: accepted[n] for n in sampled if n in accepted}
                 if numbers and any(numbers[n] != sampled[n] for n in numbers):
                     as_written.append({**self.values(), **numbers})
@@ -107,7 +111,7 @@ class Hybrid(Optimizer):
 
             return propose
 
-        return [answer(t) for t in texts] + [written(i) for i in range(len(texts))]
+        return [answer(p) for p in proposals] + [written(i) for i in range(len(proposals))]
 
     def _warm_start(self, report: StepReport) -> None:
         assert self.numeric is not None

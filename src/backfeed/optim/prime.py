@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from functools import partial
+import itertools
+from collections.abc import Callable
 from typing import Any
 
 from .._text import clip
@@ -17,11 +18,19 @@ from .base import (
     History,
     Observation,
     Optimizer,
+    ParamUpdate,
     StepReport,
     continues_assistant,
     values_key,
 )
-from .compact import compact_messages, fits_compact, retry_turn
+from .compact import (
+    blamed,
+    compact_messages,
+    each_compact,
+    fits_compact,
+    focus_feedback,
+    retry_turn,
+)
 from .examples import failing_examples
 from .schema import (
     answer_format,
@@ -50,12 +59,21 @@ class Prime(Optimizer):
     call counts in the budgets. `split=True` also offers each changed parameter of a
     candidate alone.
 
-    `compact` (default: when the parameters are one function's code) asks with a short prompt:
-    the spec, the current function and the failing tests, no trace. `retry` (default: with the
-    compact prompt): when no answer changed anything (each repeated the current values or was
-    rejected), ask once more in the same step, for the function anew without its code (or,
+    `compact` asks for each parameter with its own short prompt and no trace: for code the
+    spec, the current function and the failing tests; for text its description, its format
+    fields, its value and the feedback meant for it (among several parameters, the `; `-parts
+    of a feedback that name it). Each parameter gets `candidates` answers, each a candidate
+    alone, and their changes of several parameters combined are more candidates. By default
+    (None) it applies to one function's code, and on a backend that continues an assistant
+    message (the embedded model) to any parameters that are all code or text; it needs every
+    parameter the optimizer writes to be code or text. `retry` (default: with the compact
+    prompt): when no answer changed a function (each repeated the current values or was
+    rejected), ask once more in the same step for the function anew without its code (or,
     with the full prompt, showing the model its answer and the first failing test); both
     calls count in the budgets, and the report's problems say so.
+
+    `focus`: the names of the parameters this optimizer writes (default all; Hybrid gives its
+    Prime the non-numeric ones).
     """
 
     def __init__(
@@ -93,6 +111,7 @@ class Prime(Optimizer):
         self.prefill = prefill
         self.examples = examples
         self.rejections: list[str] = []  # reasons from the last answer, shown in the next prompt
+        self.focus: set[str] | None = None  # the parameters it writes (None: all)
 
     # -- the prompt -------------------------------------------------------------------------
     def memory_text(self, limit_tokens: int) -> str:
@@ -107,9 +126,11 @@ class Prime(Optimizer):
         return clip(text, limit_tokens * 4)
 
     def messages(self) -> list[Message]:
-        """The prompt for the current feedback (raises RenderBudgetError if it cannot fit)."""
-        if self.use_compact():
-            short = self.compact_messages()
+        """The full prompt for the current feedback (the compact one for a single compact
+        parameter); raises RenderBudgetError if it cannot fit."""
+        each = self.compact_params()
+        if len(each) == 1:
+            short = self.compact_messages(each[0])
             if short is not None:
                 return short
         system = prompts.PRIME_SYSTEM.render()
@@ -127,33 +148,76 @@ class Prime(Optimizer):
         user = prompts.PRIME_USER.render(trace=trace, memory=memory, examples=examples, **fixed)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def use_compact(self) -> bool:
-        """Whether the prompt is the compact one (the option, else: one code parameter)."""
-        wanted = fits_compact(self.params) if self.compact is None else self.compact
-        return wanted and fits_compact(self.params)
+    def written(self) -> list[Param]:
+        """The parameters this optimizer writes (`focus`, default all)."""
+        return [p for p in self.params if self.focus is None or p.name in self.focus]
 
-    def compact_messages(self, fresh: bool = False,
+    def compact_params(self) -> list[Param]:
+        """The parameters asked for one at a time with compact prompts ([]: the full prompt)."""
+        written = self.written()
+        if self.compact is False or not each_compact(written):
+            return []
+        if self.compact or fits_compact(written) or continues_assistant(self.llm):
+            return written
+        return []
+
+    def use_compact(self) -> bool:
+        """Whether the prompts are the compact ones."""
+        return bool(self.compact_params())
+
+    def compact_messages(self, param: Param | None = None, *, fresh: bool = False,
                          rejections: list[str] | None = None) -> list[Message] | None:
-        """The short prompt for one code parameter; None when it does not apply or fit."""
-        if not fits_compact(self.params):
-            return None
-        memory = self.memory_text(self.budget_tokens // 4)
+        """The short prompt for `param` (default: the only compact one); None when there is
+        none or it does not fit `budget_tokens`."""
+        if param is None:
+            each = self.compact_params()
+            if len(each) != 1:
+                return None
+            param = each[0]
+        rejections = self.rejections if rejections is None else rejections
+        if len(self.params) > 1:  # the reasons that concern this parameter
+            rejections = [r for r in rejections if param.name in r]
         messages = compact_messages(
-            self.params, answer_format=answer_format(self.params, self.reasoning_chars),
-            rejections=self.rejections if rejections is None else rejections,
-            memory="" if memory == "(none yet)" else memory, limit=self.examples, fresh=fresh,
+            [param], answer_format=answer_format([param], self.reasoning_chars),
+            rejections=rejections, memory=self.param_memory(param, self.budget_tokens // 4),
+            limit=self.examples, fresh=fresh,
+            among=self.params if len(self.params) > 1 else None,
         )
         used = sum(estimate_tokens(m["content"]) for m in messages)
         return messages if used <= self.budget_tokens else None
+
+    def param_memory(self, param: Param, limit_tokens: int) -> str:
+        """The last `memory` values `param` had other than its current one while the other
+        parameters this optimizer writes were as now (so the score is this value's), oldest
+        first, each once (its latest observation), with its score and the feedback meant for
+        it."""
+        latest: dict[str, Observation] = {}
+        others = [p for p in self.written() if p is not param]
+        for h in self.history:
+            value = h.values.get(param.name)
+            if param.name not in h.values or value == param._value:
+                continue
+            if any(h.values.get(p.name, p._value) != p._value for p in others):
+                continue
+            feedback = focus_feedback(h.feedback or "", param, self.params)[0] \
+                if len(self.params) > 1 else h.feedback
+            latest.pop(repr(value), None)
+            latest[repr(value)] = Observation(h.step, {param.name: value}, h.score, feedback)
+        rows = list(latest.values())[-self.memory :] if self.memory else []
+        if not rows:
+            return ""
+        per_row = max(limit_tokens * 4 // len(rows), 120)
+        now = {param.name: param._value}
+        return clip("\n".join(_memory_row(h, per_row, now) for h in rows), limit_tokens * 4)
 
     def schema(self) -> dict[str, Any] | None:
         """The JSON schema of the answer (None when it is written in blocks)."""
         return answer_schema_for(self.params, self.reasoning_chars)
 
-    def prefix(self) -> str:
+    def prefix(self, params: list[Param] | None = None) -> str:
         """The start the model's answer is forced to ("" when not prefilled)."""
         use = continues_assistant(self.llm) if self.prefill is None else self.prefill
-        return prefix(self.params) if use else ""
+        return prefix(self.params if params is None else params) if use else ""
 
     # -- one step -----------------------------------------------------------------------------
     def propose(self, report: StepReport) -> list[str]:
@@ -188,40 +252,138 @@ class Prime(Optimizer):
             text = start + text[len(start) :].lstrip(" ")
         return text
 
-    def _step(self, report: StepReport) -> None:
-        texts = self.propose(report)
+    def proposals(self, report: StepReport) -> list[Callable[[StepReport], dict[str, Any]]]:
+        """Ask the model and return one proposal per answer: each applies its answer to the
+        parameters it writes, records what it did in the report it is given, and returns the
+        values as the model wrote them (numbers outside `focus` included)."""
+        each = self.compact_params()
+        if each and all(self.compact_messages(p) is not None for p in each):
+            return self._ask_each(report, each)
+        return [self._applies(t) for t in self.propose(report)]
+
+    def _applies(self, text: str, names: set[str] | None = None
+                 ) -> Callable[[StepReport], dict[str, Any]]:
+        only = names if names is not None else self.focus
+
+        def apply(report: StepReport) -> dict[str, Any]:
+            return apply_answer(self.params, text, report, only=only)[1]
+
+        return apply
+
+    def _ask_each(self, report: StepReport, each: list[Param]
+                  ) -> list[Callable[[StepReport], dict[str, Any]]]:
+        """One compact prompt per parameter, `candidates` answers each (and, for a function
+        none of whose answers changed it, one more asking for it anew). A parameter the
+        feedback does not name while it names others is not asked (the report's problems say
+        so). The proposals: the distinct changes of the parameters combined (first answers
+        first, at most `candidates` times the number of parameters changed; only when several
+        changed), then each answer alone."""
+        limit = answer_limit([each[0]], self.reasoning_chars, self.budget_tokens,
+                             self.max_tokens)
+        retry = True if self.retry is None else self.retry
+        asked: list[tuple[Param, list[str]]] = []
+        for param in each:
+            if blamed(param, self.params) is False:
+                report.problems.append(f"{param.name}: not asked: the feedback names other "
+                                       "parameters, not it")
+                continue
+            messages = self.compact_messages(param)
+            assert messages is not None  # checked by `proposals`
+            texts = self._ask_texts(report, messages, param, self.candidates, limit)
+            if retry and param.kind == "code" and not any(self._changes(param, t) for t in texts):
+                rejected = [u.reason or "" for u in self._trial(param, texts[0])[1]] \
+                    if texts else []
+                fresh = self.compact_messages(param, fresh=True, rejections=rejected[:2])
+                if fresh is not None:
+                    more = self._ask_texts(report, fresh, param, 1, limit)
+                    changed = bool(more) and self._changes(param, more[0])
+                    report.problems.append(
+                        f"retry: no answer changed {param.name}; asked once more for the "
+                        f"function anew ({'changed the values' if changed else 'changed nothing either'})")
+                    texts += more
+            asked.append((param, texts))
+        changes = [(p, self._distinct_changes(p, texts)) for p, texts in asked]
+        changes = [(p, texts) for p, texts in changes if texts]
+        proposals: list[Callable[[StepReport], dict[str, Any]]] = []
+        if len(changes) > 1:  # the changes of several parameters together, first ones first
+            combos = itertools.islice(itertools.product(*(texts for _, texts in changes)),
+                                      max(self.candidates, 1) * len(changes))
+            for combo in combos:
+                proposals.append(self._together([(p, t) for (p, _), t in zip(changes, combo)]))
+        proposals += [self._applies(t, {p.name}) for p, texts in asked for t in texts]
+        return proposals
+
+    def _distinct_changes(self, param: Param, texts: list[str]) -> list[str]:
+        """The answers that change `param` to a value not yet evaluated, one per value."""
+        found: dict[str, str] = {}
+        for text in texts:
+            after, _ = self._trial(param, text)
+            if after != self.values() and values_key(after) not in self.history.keys():
+                found.setdefault(repr(after[param.name]), text)
+        return list(found.values())
+
+    def _together(self, pairs: list[tuple[Param, str]]) -> Callable[[StepReport], dict[str, Any]]:
+        def apply(report: StepReport) -> dict[str, Any]:
+            accepted: dict[str, Any] = {}
+            for param, text in pairs:
+                accepted.update(self._applies(text, {param.name})(report))
+            return accepted
+
+        return apply
+
+    def _ask_texts(self, report: StepReport, messages: list[Message], param: Param, n: int,
+                   limit: int) -> list[str]:
+        start = self.prefix([param])
+        if start:
+            messages = [*messages, {"role": "assistant", "content": start}]
+        completions = self._ask_many(report, messages, n, max_tokens=limit,
+                                     temperature=self.temperature)
+        texts = [self._prefixed(start, c.text) for c in completions]
         if texts:
-            self._gather(report, [partial(apply_answer, self.params, t) for t in texts])
-            if (self.use_compact() if self.retry is None else self.retry) \
-                    and not report.candidates:
-                self._retry(report, texts[0])
+            report.answers[-len(texts) :] = texts
+        return texts
+
+    def _trial(self, param: Param, text: str) -> tuple[dict[str, Any], list[ParamUpdate]]:
+        """The values after applying `text` to `param`, and its rejected updates; the
+        parameters are left as they were."""
+        before = self.values()
+        scratch = StepReport(step=self.step_count)
+        apply_answer(self.params, text, scratch, only={param.name})
+        after = self.values()
+        self._load(before)
+        return after, scratch.rejected
+
+    def _changes(self, param: Param, text: str) -> bool:
+        """Whether `text` sets `param` to a value never evaluated with the others as now."""
+        after, _ = self._trial(param, text)
+        return after != self.values() and values_key(after) not in self.history.keys()
+
+    def _step(self, report: StepReport) -> None:
+        proposals = self.proposals(report)
+        if proposals:
+            self._gather(report, proposals)
+            if self.retry and not self.use_compact() and not report.candidates \
+                    and report.answers:
+                self._retry(report, report.answers[0])
         self.note_rejections(report)
 
     def _retry(self, report: StepReport, answer: str) -> None:
-        """Ask once more after an answer that changed nothing. With the compact prompt: the
-        spec, the signature and the failing tests without the current code, asking for the
-        function anew (shown its code, the 0.5B model copied it again: benchmarks/
-        repair_rate.py). Otherwise: the same prompt, the model's answer, and a turn naming
-        what it did and the first failing test, sampled so that the new answer can differ.
-        Its proposal, if it changes anything, is the step's."""
+        """Ask once more after an answer that changed nothing (`retry=True` with the full
+        prompt): the same prompt, the model's answer, and a turn naming what it did and the
+        first failing test, sampled so that the new answer can differ. Its proposal, if it
+        changes anything, is the step's."""
         rejected = [u.reason or "" for u in report.rejected]
-        fresh = self.compact_messages(fresh=True, rejections=rejected[:2]) \
-            if self.use_compact() else None
-        temperature = self.temperature if fresh is not None else SAMPLE_TEMPERATURE
-        if fresh is not None:
-            messages = fresh
-        else:
-            messages = list(report.prompts[0])
-            if messages[-1]["role"] == "assistant":
-                messages.pop()  # the prefill: the whole answer follows
-            messages += [{"role": "assistant", "content": answer},
-                         {"role": "user", "content": retry_turn(self.params, rejected)}]
+        messages = list(report.prompts[0])
+        if messages[-1]["role"] == "assistant":
+            messages.pop()  # the prefill: the whole answer follows
+        messages += [{"role": "assistant", "content": answer},
+                     {"role": "user", "content": retry_turn(self.params, rejected)}]
         start = self.prefix()
         if start:
             messages.append({"role": "assistant", "content": start})
         asked = StepReport(step=report.step)
         found = self._ask_many(
-            asked, messages, 1, json_schema=self.schema(), temperature=temperature,
+            asked, messages, 1, json_schema=self.schema(), temperature=SAMPLE_TEMPERATURE,
             max_tokens=answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
                                     self.max_tokens),
         )
@@ -236,11 +398,10 @@ class Prime(Optimizer):
         text = self._prefixed(start, found[0].text)
         report.answers.append(text)
         retried = StepReport(step=report.step)
-        self._gather(retried, [partial(apply_answer, self.params, text)])
+        self._gather(retried, [self._applies(text)])
         outcome = "changed the values" if retried.candidates else "changed nothing either"
-        how = "for the function anew" if fresh else "with the failing test"
-        report.problems.append(f"retry: the answer changed nothing; asked once more {how} "
-                               f"({outcome})")
+        report.problems.append(f"retry: the answer changed nothing; asked once more with the "
+                               f"failing test ({outcome})")
         report.problems += [f"retry: {p}" for p in retried.problems]
         for update in retried.rejected:
             update.reason = f"retry: {update.reason}"

@@ -118,6 +118,26 @@ function anew from the spec so that the tests pass.
 {answer_format}""",
 )
 
+COMPACT_TEXT_SYSTEM = Template(
+    "compact_text_system",
+    """You improve one text parameter of a program so that its outputs get better feedback.""",
+)
+
+COMPACT_TEXT_USER = Template(
+    "compact_text_user",
+    """#Parameter `{name}`
+{description}
+{fields}#Current value
+```text
+{value}
+```
+#Feedback on outputs made with it
+{feedback}
+{extra}#Task
+Write the new value of `{name}`, changed to fix the feedback.
+{answer_format}""",
+)
+
 RETRY_TURN = Template(
     "retry_turn",
     """{what} It still fails: {failure}
@@ -209,6 +229,8 @@ TEMPLATES = {
         COMPACT_SYSTEM,
         COMPACT_USER,
         COMPACT_FRESH_USER,
+        COMPACT_TEXT_SYSTEM,
+        COMPACT_TEXT_USER,
         RETRY_TURN,
         OPRO_SYSTEM,
         OPRO_USER,
