@@ -1,6 +1,8 @@
 """backfeed through its public API: `bf.train` with `bf.optim.Prime` under a call budget.
 
-Option: `backfeed:candidates=N` asks Prime for N candidates per step (default: Prime's own).
+Options: `backfeed:candidates=N` asks Prime for N candidates per step (default: Prime's own);
+`backfeed:compact=1` asks for each code or text parameter with its own short prompt (Prime's
+default only on the in-process embedded model; the suite reaches the model over HTTP).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from . import MINIBATCH, RunContext
 
 class BackfeedAdapter:
     name = "backfeed"
-    options = ("candidates",)
+    options = ("candidates", "compact")
 
     def unsupported(self, task: Task) -> str | None:
         return None  # every parameter kind is native to backfeed
@@ -27,6 +29,8 @@ class BackfeedAdapter:
         options = {}
         if "candidates" in ctx.options:
             options["candidates"] = int(ctx.options["candidates"])
+        if "compact" in ctx.options:
+            options["compact"] = ctx.options["compact"].lower() in ("1", "true", "yes")
         optimizer = bf.optim.Prime(program.parameters(), llm=ctx.llm, **options)
         with tempfile.TemporaryDirectory(prefix="bf-bench-") as run_dir:
             # bf.train loads the best values it validated into the program
