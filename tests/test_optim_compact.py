@@ -238,13 +238,13 @@ def test_focus_feedback_keeps_the_parts_that_name_the_parameter():
     assert focus_feedback(text, template, [template]) == (text, True)  # alone: all of it
     run(FEEDBACK[2:])
     assert blamed(template, params) is False and blamed(rate, params) is True
-    op2, template2, rate2, run2 = receipt_program()
+    op2, template2, _, run2 = receipt_program()
     run2(["the receipt is wrong"])
     assert blamed(template2, [template2, op2.code]) is None
 
 
 def test_each_parameter_gets_its_own_compact_prompt_and_their_changes_are_combined():
-    op, template, rate, run = receipt_program()
+    op, template, _, run = receipt_program()
     run(FEEDBACK)
     llm = bf.llm.Scripted([text_answer(TEMPLATE_FIX), text_answer("Items: 10"),
                            code_answer(CLEAN_FIX), code_answer(CLEAN_FIX)])
@@ -292,7 +292,7 @@ def test_hybrid_offers_the_samplers_numbers_when_its_prime_asks_nothing():
 
 
 def test_earlier_attempts_of_a_parameter_are_those_made_with_the_others_as_now():
-    op, template, rate, run = receipt_program()
+    op, template, _, run = receipt_program()
     opt = Prime([template, op.code], llm=bf.llm.Scripted([]), compact=True)
     now = {"template": template.value, "clean": op.code.value}
     opt.record({**now, "template": "Items: 10"}, 0.2, "the template is wrong")
