@@ -301,3 +301,44 @@ def test_earlier_attempts_of_a_parameter_are_those_made_with_the_others_as_now()
     user = opt.compact_messages(template)[1]["content"]
     assert "#Earlier attempts" in user and "Items: 10" in user
     assert "Sum: {total}" not in user
+
+
+def test_a_text_parameter_sees_each_failing_input_output_and_whole_feedback():
+    instruction = bf.param("Answer the question.", name="instruction",
+                           description="instructions given to the model before every question")
+
+    @bf.op
+    def prompt(instruction: str, question: str) -> list:
+        """The chat messages."""
+        return [{"role": "system", "content": instruction}, {"role": "user", "content": question}]
+
+    @bf.op
+    def answer(messages: list) -> str:
+        """The model's answer (here: a fixed one)."""
+        return "The words in order are: a, b"
+
+    tail = "The output has no line 'Answer: <answer>', so the answer was guessed from it."
+    for question in ("Sort: b a", "Sort: d c"):
+        out = answer(prompt(instruction, bf.node(question)))
+        out.backward(bf.Feedback(score=0.0, text=f"wrong: expected 'a b'. {tail}"))
+    user = Prime([instruction], llm=bf.llm.Scripted([]), compact=True) \
+        .compact_messages(instruction)[1]["content"]
+    assert "#Parameter `instruction`" in user and "```text\nAnswer the question.\n```" in user
+    assert "- input: Sort: b a\n  output: \"The words in order are: a, b\"\n  feedback: " in user
+    assert "- input: Sort: d c\n" in user and "role" not in user  # the question, not the list
+    assert user.count(tail) == 2  # the whole feedback, not cut in the middle
+
+
+def test_a_text_answer_that_repeats_the_value_is_retried_without_the_value_shown():
+    _op, template, _, run = receipt_program()
+    run(FEEDBACK)
+    llm = bf.llm.Scripted([text_answer("Items: {items}"), text_answer(TEMPLATE_FIX)])
+    opt = Prime([template], llm=llm, compact=True, temperature=0.0)
+    report = opt.step()
+    assert len(llm.calls) == 2 and report.llm_calls == 2
+    fresh = llm.calls[1].messages[1]["content"]
+    assert "#Current value" not in fresh and "Your last answer repeated the current value" in fresh
+    assert "- {items}\n- {total}" in fresh  # the fields are still listed
+    assert [c["template"] for c in report.candidates] == [TEMPLATE_FIX]
+    assert "retry: no answer changed template; asked once more for a value anew " \
+        "(changed the values)" in report.problems

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from .._text import clip
-from ..graph import Param
+from ..graph import Node, Param
 from ..graph.render import value_text
 from ..llm import Message
 from . import prompts
@@ -109,8 +109,41 @@ def failing_tests(params: list[Param], limit: int = 4, line_chars: int = 300, *,
     each: the feedback alone when it names the call or the parameter, else
     `call -> output; feedback: text`. With `among` (the optimizer's parameters), each feedback
     is first narrowed to the part meant for `params[0]` (`focus_feedback`)."""
-    outputs = {id(out): out for p in params for out in p.outputs}
     rows: list[tuple[float, int, str]] = []
+    for out, score, text, named in _failing(params, among):
+        if not (named or (out.op is not None and f"{out.op.name}(" in text)):
+            result = f"raised {out.error}" if out.error else value_text(out._value, 160)
+            text = f"{call_text(out)} -> {result}" + (f"; feedback: {text}" if text else "")
+        rows.append((score, len(rows), clip(text, line_chars)))
+    rows.sort()
+    lines = list(dict.fromkeys(line for _, _, line in rows))
+    return lines[:limit]
+
+
+def failing_outputs(param: Param, limit: int = 4, *, among: list[Param] | None = None,
+                    chars: int = 300) -> list[str]:
+    """For a text parameter: up to `limit` distinct failing outputs, worst first, each as its
+    input (a chat's last user message, else the call's other inputs), the output and the
+    feedback meant for `param`, on their own lines; the feedback alone when it names `param`."""
+    rows: list[tuple[float, int, str]] = []
+    for out, score, text, named in _failing([param], among):
+        if named:
+            row = text
+        else:
+            result = f"raised {out.error}" if out.error else value_text(out._value, chars)
+            row = f"input: {clip(_input_text(out), chars)}\n  output: {result}"
+            row += f"\n  feedback: {clip(text, chars)}" if text else ""
+        rows.append((score, len(rows), row))
+    rows.sort()
+    return list(dict.fromkeys(row for _, _, row in rows))[:limit]
+
+
+def _failing(params: list[Param], among: list[Param] | None
+             ) -> list[tuple[Node, float, str, bool]]:
+    """(output, score, feedback text meant for params[0], whether it names it) for every
+    imperfect feedback on the parameters' outputs."""
+    outputs = {id(out): out for p in params for out in p.outputs}
+    found = []
     for out in outputs.values():
         for fb in out._feedback or ():
             score = fb.score if fb.score is not None else (0.0 if out.error else 0.5)
@@ -119,13 +152,20 @@ def failing_tests(params: list[Param], limit: int = 4, line_chars: int = 300, *,
             text, named = fb.text or "", False
             if among is not None:
                 text, named = focus_feedback(text, params[0], among)
-            if not (named or (out.op is not None and f"{out.op.name}(" in text)):
-                result = f"raised {out.error}" if out.error else value_text(out._value, 160)
-                text = f"{call_text(out)} -> {result}" + (f"; feedback: {text}" if text else "")
-            rows.append((score, len(rows), clip(text, line_chars)))
-    rows.sort()
-    lines = list(dict.fromkeys(line for _, _, line in rows))
-    return lines[:limit]
+            found.append((out, score, text, named))
+    return found
+
+
+def _input_text(out: Node) -> str:
+    """What an output was made from, for a prompt: a chat's last user message, else the
+    call's non-parameter inputs."""
+    for _, child in out.inputs:
+        value = child._value
+        if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+            users = [m for m in value if m.get("role") == "user"]
+            if users:
+                return str(users[-1].get("content", ""))
+    return call_text(out)
 
 
 def compact_messages(params: list[Param], *, answer_format: str, rejections: list[str],
@@ -135,10 +175,12 @@ def compact_messages(params: list[Param], *, answer_format: str, rejections: lis
     side by side, what the last answer had rejected and earlier attempts (each only when there
     is one), the format; `fresh`: the function's signature instead of its code, asking for it
     anew (a 0.5B model shown the code tends to copy it unchanged). For text: its description,
-    its format fields, its value and the feedback meant for it. `among`: the optimizer's
+    its format fields, its value (not with `fresh`) and the feedback meant for it. `among`: the optimizer's
     parameters, to narrow each feedback to the part that names this one."""
     (param,) = params
-    failing = "\n".join(f"- {line}" for line in failing_tests(params, limit, among=among))
+    rows = failing_tests(params, limit, among=among) if param.kind == "code" else \
+        failing_outputs(param, limit, among=among)
+    failing = "\n".join(f"- {line}" for line in rows)
     extra = ""
     if rejections:
         extra += "#Rejected from your last answer\n" + "\n".join(f"- {r}" for r in rejections)
@@ -149,10 +191,11 @@ def compact_messages(params: list[Param], *, answer_format: str, rejections: lis
         listed = fields(param)
         field_text = ("#Fields (write them in braces; the program fills them in)\n"
                       + "\n".join(f"- {{{f}}}" for f in listed) + "\n") if listed else ""
-        user = prompts.COMPACT_TEXT_USER.render(
-            name=param.name, description=param.description or "(no description)",
-            fields=field_text, value=str(param._value), feedback=failing or "(none)",
-            extra=extra, answer_format=answer_format)
+        text = dict(name=param.name, description=param.description or "(no description)",
+                    fields=field_text, feedback=failing or "(none)", extra=extra,
+                    answer_format=answer_format)
+        user = prompts.COMPACT_TEXT_FRESH_USER.render(**text) if fresh else \
+            prompts.COMPACT_TEXT_USER.render(value=str(param._value), **text)
         return [{"role": "system", "content": prompts.COMPACT_TEXT_SYSTEM.render()},
                 {"role": "user", "content": user}]
     shared = dict(spec=spec(param), failing=failing or "(none: every test passed)",

@@ -67,8 +67,8 @@ class Prime(Optimizer):
     (None) it applies to one function's code, and on a backend that continues an assistant
     message (the embedded model) to any parameters that are all code or text; it needs every
     parameter the optimizer writes to be code or text. `retry` (default: with the compact
-    prompt): when no answer changed a function (each repeated the current values or was
-    rejected), ask once more in the same step for the function anew without its code (or,
+    prompt): when no answer changed a parameter (each repeated the current value or was
+    rejected), ask once more in the same step for it anew without its value (or,
     with the full prompt, showing the model its answer and the first failing test); both
     calls count in the budgets, and the report's problems say so.
 
@@ -272,8 +272,8 @@ class Prime(Optimizer):
 
     def _ask_each(self, report: StepReport, each: list[Param]
                   ) -> list[Callable[[StepReport], dict[str, Any]]]:
-        """One compact prompt per parameter, `candidates` answers each (and, for a function
-        none of whose answers changed it, one more asking for it anew). A parameter the
+        """One compact prompt per parameter, `candidates` answers each (and, for a parameter
+        none of whose answers changed it, one more asking for it anew, without its value). A parameter the
         feedback does not name while it names others is not asked (the report's problems say
         so). The proposals: the distinct changes of the parameters combined (first answers
         first, at most `candidates` times the number of parameters changed; only when several
@@ -290,16 +290,17 @@ class Prime(Optimizer):
             messages = self.compact_messages(param)
             assert messages is not None  # checked by `proposals`
             texts = self._ask_texts(report, messages, param, self.candidates, limit)
-            if retry and param.kind == "code" and not any(self._changes(param, t) for t in texts):
+            if retry and not any(self._changes(param, t) for t in texts):
                 rejected = [u.reason or "" for u in self._trial(param, texts[0])[1]] \
                     if texts else []
                 fresh = self.compact_messages(param, fresh=True, rejections=rejected[:2])
                 if fresh is not None:
                     more = self._ask_texts(report, fresh, param, 1, limit)
                     changed = bool(more) and self._changes(param, more[0])
+                    what = "the function" if param.kind == "code" else "a value"
                     report.problems.append(
-                        f"retry: no answer changed {param.name}; asked once more for the "
-                        f"function anew ({'changed the values' if changed else 'changed nothing either'})")
+                        f"retry: no answer changed {param.name}; asked once more for {what} "
+                        f"anew ({'changed the values' if changed else 'changed nothing either'})")
                     texts += more
             asked.append((param, texts))
         changes = [(p, self._distinct_changes(p, texts)) for p, texts in asked]

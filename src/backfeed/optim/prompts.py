@@ -138,6 +138,18 @@ Write the new value of `{name}`, changed to fix the feedback.
 {answer_format}""",
 )
 
+COMPACT_TEXT_FRESH_USER = Template(
+    "compact_text_fresh_user",
+    """#Parameter `{name}`
+{description}
+{fields}#Feedback on outputs made with its current value
+{feedback}
+{extra}#Task
+Your last answer repeated the current value of `{name}`, which gets this feedback. Write a new \
+value of `{name}` from its description so that the outputs get better feedback.
+{answer_format}""",
+)
+
 RETRY_TURN = Template(
     "retry_turn",
     """{what} It still fails: {failure}
@@ -231,6 +243,7 @@ TEMPLATES = {
         COMPACT_FRESH_USER,
         COMPACT_TEXT_SYSTEM,
         COMPACT_TEXT_USER,
+        COMPACT_TEXT_FRESH_USER,
         RETRY_TURN,
         OPRO_SYSTEM,
         OPRO_USER,
