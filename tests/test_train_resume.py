@@ -57,7 +57,7 @@ def _run(db: Path, env: dict[str, str], *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("hang", ["HANG_LLM_AT=5", "HANG_METRIC_AT=27", "HANG_METRIC_AT=3", "HANG_LLM_AT=9"])
+@pytest.mark.parametrize("hang", ["HANG_LLM_AT=5", "HANG_METRIC_AT=27", "HANG_METRIC_AT=3", "HANG_LLM_AT=7"])
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, hang):
     ref_env = _env(tmp_path, "ref")
     ref = _run(tmp_path / "ref.db", ref_env)

@@ -21,7 +21,9 @@ def test_train_returns_best_loads_it_and_records_everything(tmp_path):
                       minibatch_size=2, progress=False, name="router")
     assert module.state_dict() == result.best_values
     assert result.best_score == pytest.approx(1.0)
-    assert [s.step for s in result.history] == list(range(12))
+    # every step up to the one that found the best perfect on a minibatch too, then it finished
+    assert [s.step for s in result.history] == list(range(len(result.history)))
+    assert len(result.history) <= 12 and result.stop_reason.startswith("perfect: ")
     store = result.store
     run = store.get_run(result.run_id)
     assert run.name == "router" and run.status == "finished" and run.best_candidate == result.best_candidate
@@ -150,3 +152,27 @@ def test_progress_bar_renders(tmp_path, capsys):
              store=tmp_path / "r.db", progress=True)
     err = capsys.readouterr().err
     assert "step 2/2" in err and "best" in err and "calls" in err
+
+
+def test_a_run_finishes_when_validation_and_a_minibatch_are_perfect(tmp_path):
+    """No model call can improve values that score 1 everywhere: the run ends without
+    spending the rest of its call budget (it has no step limit here)."""
+    from train_helpers import FixOptimizer, Router, dataset, metric, scripted
+
+    module = Router()
+    data = dataset(2, ("a",))
+    llm = scripted()
+    opt = FixOptimizer(module.parameters(), llm=llm)
+    result = bf.train(module, data, data, metric=metric, optimizer=opt,
+                      budget=bf.Budget(llm_calls=20), store=tmp_path / "runs.db",
+                      minibatch_size=2, progress=False)
+    assert result.status == "finished" and result.stop_reason.startswith("perfect: ")
+    assert result.best_score == 1.0 and len(llm.calls) == 1
+    assert module.pa.value == "right-a"
+    # scores that are not all 1 keep it going until its budget
+    module2, llm2 = Router(), scripted()
+    result2 = bf.train(module2, dataset(2, ("a", "b")), dataset(2, ("a", "b", "c")),
+                       metric=metric, optimizer=FixOptimizer(module2.parameters(), llm=llm2),
+                       budget=bf.Budget(llm_calls=4), store=tmp_path / "runs2.db",
+                       minibatch_size=2, progress=False)
+    assert result2.stop_reason.startswith("llm_calls") and len(llm2.calls) == 4

@@ -55,6 +55,10 @@ class StepSummary:
     best_score: float | None
 
 
+PERFECT = ("perfect: the best values scored 1 on every validation example and on this "
+           "minibatch; no model call can improve them")
+
+
 @dataclass
 class TrainResult:
     """What `train` returns: the best values (already loaded into the module) and the history.
@@ -241,6 +245,7 @@ class _Run:
         self.next_id = 0
         self.best_id: int | None = None
         self.no_improve = 0
+        self.perfect = False  # the best values scored 1 on validation and on a minibatch
         self.last_step = -1
         self.note: str | None = None  # what the last step did, for the progress line
         self.params_by_name = {p.name: p for _, p in self.module.named_parameters()}
@@ -369,7 +374,8 @@ class _Run:
         while True:
             reason = self._limit_reached(step)
             if reason:
-                return ("finished" if reason.startswith(("steps", "target")) else "stopped"), reason
+                finished = reason.startswith(("steps", "target", "perfect"))
+                return ("finished" if finished else "stopped"), reason
             self.session.check_stop()
             started = time.time()
             self.models.begin_step(step)
@@ -390,6 +396,8 @@ class _Run:
             return f"target: score {self._best().score:g} >= {b.target:g}"
         if b.patience is not None and self.no_improve >= b.patience:
             return f"patience: no improvement in {self.no_improve} steps"
+        if self.perfect:
+            return PERFECT
         return ""
 
     def _finish(self, status: str, reason: str) -> TrainResult:
@@ -419,6 +427,11 @@ class _Run:
         self.optimizer.zero_feedback()
         parent_scores = self.scorer.feedback(step, parent, batch, self.pool)
         self.strategy.observe(parent, parent_scores)
+        if self._is_perfect(parent, parent_scores):
+            self.store.add_decision(self.run_id, step=step, candidate_id=-1, accepted=False,
+                                    reason=PERFECT)
+            self.note, self.perfect = PERFECT, True
+            return [parent.id], None, False
         if current_feedback(self.optimizer.params)[2] == 0:
             why = ("nothing to optimize: no feedback reached the optimizer's parameters (the "
                    "outputs on this minibatch do not depend on them, or the program raised "
@@ -452,6 +465,14 @@ class _Run:
         if ok:
             self._admit(chosen)
         return [parent.id], chosen.id, ok
+
+    def _is_perfect(self, parent: Candidate, scores: list[float]) -> bool:
+        """Whether nothing is left to improve: the best values scored exactly 1 on every
+        validation example and on this minibatch (metric scores; a judge's are relative)."""
+        val = parent.val_scores
+        return (isinstance(self.scorer, MetricScorer) and parent.id == self._best().id
+                and bool(scores) and all(s == 1.0 for s in scores)
+                and bool(val) and all(v == 1.0 for v in val))
 
     def _propose(self, step: int, parent: Candidate) -> list[Candidate]:
         """Ask the optimizer (the strategy's number of times); every new candidate it proposes
@@ -646,7 +667,9 @@ def train(
     `store` (a RunStore or a path; `run_dir` puts runs.db there; default under the XDG data
     directory) and `resume=run_id` continues a stopped or killed run exactly. It stops after
     `steps`, on a `budget` limit, on Ctrl-C or when the stop file (`<store dir>/<run id>.stop`
-    unless given) appears; the best values are loaded into `module`. A model that cannot be
+    unless given) appears, and finishes when the best values score exactly 1 on every
+    validation example and on a training minibatch (nothing left to improve, so no model call
+    is spent on it); the best values are loaded into `module`. A model that cannot be
     used (bad key, unknown model, bad request, or failing after its retries) stops the run
     with `bf.ModelFailed`, naming the model and the fix; the run stays resumable.
     `bf.chat` calls inside the program use `program_llm` (else the model of an enclosing
