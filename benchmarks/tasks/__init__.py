@@ -151,7 +151,7 @@ SUITES: dict[str, list[str]] = {
     ],
     # issue 15's suite: code repair, numeric and a prompt family, long enough to separate
     # the libraries (12+ optimizer calls, 3 seeds)
-    "families": ["code_repair", "numeric", "bbh/object_counting"],
+    "families": ["code_repair", "numeric", "bbh/word_sorting"],
     "code_repair": [f"code_repair/{name}" for name in (
         "median", "count_vowels", "running_max", "sum_to", "is_sorted", "word_counts",
         "max_depth", "sort_by_length", "round_to_multiple", "chunks", "flatten", "title_case",
