@@ -132,6 +132,8 @@ def test_run_demo_asks_for_each_parameter_alone_as_on_the_embedded_model(tmp_pat
     assert len(combined) >= 2  # both templates with the first code change, at least
     out = " ".join(console.export_text().split())
     assert "step 2 best" in out and "0 tokens" in out
+    assert "model not asked for template, clean_name: the feedback names only the other " \
+        "parameters" in out
 
 
 def test_a_failing_model_stops_the_demo_with_a_resumable_run_and_the_cli_says_so(

@@ -228,6 +228,11 @@ def run_demo(
         score = "-" if summary.child_score is None else f"{summary.child_score / len(ORDERS):.3f}"
         notes = [_rejection(u) for r in step_reports for u in r.get("rejected") or []]
         notes += [r["error"] for r in step_reports if r.get("error")]
+        skipped = [p.split(":")[0] for r in step_reports for p in r.get("problems") or []
+                   if ": not asked: " in p]
+        if skipped:
+            notes.append(f"model not asked for {', '.join(dict.fromkeys(skipped))}: the "
+                         "feedback names only the other parameters")
         note = "; ".join(dict.fromkeys(notes))
         note = note if len(note) <= 160 else note[:159] + "…"
         console.print(
