@@ -16,6 +16,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     text: str = "ok"
     delay: float = 0.0
+    choices: list[str] | None = None  # several answers (a request with `n`)
 
 
 @dataclass
@@ -25,15 +26,18 @@ class Seen:
     headers: dict[str, str]
 
 
-def ok_body(text: str, model: str = "fake-model") -> dict[str, Any]:
+def ok_body(text: str, model: str = "fake-model", choices: list[str] | None = None
+            ) -> dict[str, Any]:
+    texts = choices or [text]
     return {
         "id": "chatcmpl-1",
         "object": "chat.completion",
         "created": 0,
         "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": text}}],
-        "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+        "choices": [{"index": i, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": t}} for i, t in enumerate(texts)],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 3 * len(texts),
+                  "total_tokens": 11 + 3 * len(texts)},
     }
 
 
@@ -58,7 +62,7 @@ class FakeOpenAI:
                     reply = owner.replies.pop(0) if owner.replies else Reply()
                 if reply.delay:
                     time.sleep(reply.delay)
-                payload = (ok_body(reply.text) if reply.status == 200
+                payload = (ok_body(reply.text, choices=reply.choices) if reply.status == 200
                            else {"error": {"message": f"status {reply.status}"}})
                 data = json.dumps(payload).encode()
                 try:

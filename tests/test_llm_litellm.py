@@ -112,3 +112,56 @@ def test_default_falls_back_to_local_when_installed(monkeypatch):
     monkeypatch.delenv("BACKFEED_MODEL", raising=False)
     monkeypatch.setattr("backfeed.llm.local.is_installed", lambda name="": True)
     assert isinstance(bf.llm.default(), bf.llm.Local)
+
+
+def test_several_candidates_come_from_one_request_that_bills_the_prompt_once(tmp_path):
+    """litellm's `n`: Prime's first answer at its temperature, the other three from one
+    sampled request; the budget counts the two requests and the tokens the provider billed,
+    and the run store keeps the three answers of the second request (a resume replays them)."""
+    from backfeed.llm.wrap import answers_n
+    from backfeed.optim import Prime
+    from backfeed.store import RunStore
+    from backfeed.train.record import Recorded
+
+    replies = [Reply(text="### greeting\n```text\nHello!\n```"),
+               Reply(choices=[f"### greeting\n```text\nHello {w}!\n```"
+                              for w in ("there", "you", "all")])]
+    with FakeOpenAI(replies) as server:
+        backend = LiteLLM("openai/fake-model", api_base=server.url, api_key="sk-x", cache=False)
+        store = RunStore(tmp_path / "runs.db")
+        run = store.create_run(name="n", config={})
+        recorded = Recorded(bf.llm.Metered(backend, bf.Budget(llm_calls=2)), store, run)
+        assert answers_n(recorded) and not answers_n(bf.llm.Scripted([]))
+        greeting = bf.param("Hi", name="greeting", description="the greeting")
+        out = bf.format("{g}, Ann", g=greeting)
+        out.backward(bf.Feedback(score=0.2, text="too short"))
+        opt = Prime([greeting], llm=recorded, candidates=4, compact=True, temperature=0.0)
+        report = opt.step()
+        bodies = [s.body for s in server.seen]
+    assert len(bodies) == 2 and "n" not in bodies[0] and bodies[1]["n"] == 3
+    assert (bodies[0]["temperature"], bodies[1]["temperature"]) == (0.0, 0.8)
+    assert report.llm_calls == 2 and report.prompt_tokens == 22  # billed once per request
+    assert report.completion_tokens == 3 + 9
+    assert [c["greeting"] for c in report.candidates] == \
+        ["Hello!", "Hello there!", "Hello you!", "Hello all!"]
+    assert len(report.prompts) == len(report.answers) == 4  # each answer beside its prompt
+    calls = store.llm_calls(run)
+    assert [c.alternatives for c in calls] == [[], ["### greeting\n```text\nHello you!\n```",
+                                                    "### greeting\n```text\nHello all!\n```"]]
+    # a resumed run is answered from the store, the further answers included
+    again = Recorded(bf.llm.Scripted([]), store, run)
+    replayed = again.complete(calls[1].messages, **calls[1].options)
+    assert replayed.text.endswith("Hello there!\n```") and len(replayed.alternatives) == 2
+
+
+def test_a_cassette_replays_a_request_for_several_answers(tmp_path):
+    with FakeOpenAI([Reply(choices=["a", "b", "c"])]) as server:
+        backend = LiteLLM("openai/fake-model", api_base=server.url, api_key="sk-x", cache=False)
+        recorded = Recorder(backend, tmp_path / "c.jsonl").complete(MSG, temperature=0.8, n=3)
+    replay = Replay(tmp_path / "c.jsonl")
+    from backfeed.llm.wrap import answers_n
+
+    assert answers_n(replay)
+    again = replay.complete(MSG, temperature=0.8, n=3)
+    assert (again.text, again.alternatives) == (recorded.text, recorded.alternatives) == \
+        ("a", ("b", "c"))

@@ -45,9 +45,11 @@ def request_record(
     max_tokens: int | None,
     temperature: float | None,
     seed: int | None,
+    n: int = 1,
 ) -> dict[str, Any]:
-    """The full, secret-free description of a request: backend identity, messages and options."""
-    return {
+    """The full, secret-free description of a request: backend identity, messages and options
+    (`n` only when several answers are asked for, so one-answer keys stay as they were)."""
+    record = {
         "llm": public_options(identity),
         "messages": [{"role": m.get("role", ""), "content": m.get("content", "")} for m in messages],
         "json_schema": json_schema,
@@ -55,6 +57,9 @@ def request_record(
         "temperature": temperature,
         "seed": seed,
     }
+    if n != 1:
+        record["n"] = n
+    return record
 
 
 def request_key(record: dict[str, Any]) -> str:

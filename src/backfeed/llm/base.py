@@ -27,13 +27,15 @@ class Usage:
 
 @dataclass(frozen=True)
 class Completion:
-    """One model answer with what it cost."""
+    """One model answer with what it cost. `alternatives`: the other answers of a request for
+    several (`n`), whose tokens and cost are in `usage` and `cost_usd` too."""
 
     text: str
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     model: str = ""
     cached: bool = False
+    alternatives: tuple[str, ...] = ()
 
 
 @runtime_checkable

@@ -238,7 +238,8 @@ class Cached(Wrapper):
         self.cache = cache if isinstance(cache, ResponseCache) else shared_cache(cache)
 
     def _key(self, messages: list[Message], options: dict[str, Any]) -> str | None:
-        if _bypass.get() or not is_cacheable(options["temperature"], options["seed"]):
+        if _bypass.get() or not is_cacheable(options["temperature"], options["seed"]) \
+                or options.get("n", 1) != 1:  # several answers are asked for to differ
             return None
         return request_key(request_record(identity_of(self.llm), messages, **options))
 

@@ -32,6 +32,7 @@ def _completion_to_dict(c: Completion) -> dict[str, Any]:
         "cost_usd": c.cost_usd,
         "model": c.model,
         "cached": c.cached,
+        **({"alternatives": list(c.alternatives)} if c.alternatives else {}),
     }
 
 
@@ -42,6 +43,7 @@ def _completion_from_dict(d: dict[str, Any]) -> Completion:
         cost_usd=float(d.get("cost_usd", 0.0)),
         model=d.get("model", ""),
         cached=bool(d.get("cached", False)),
+        alternatives=tuple(d.get("alternatives", ())),
     )
 
 
@@ -90,6 +92,7 @@ class Replay(BaseLLM):
         if not self.path.is_file():
             raise FileNotFoundError(f"cassette not found: {self.path}")
         self._answers: dict[str, deque[Completion]] = {}
+        self.answers_n = False
         self._recorded: dict[str, int] = {}
         self._lock = threading.Lock()
         self.model = ""
@@ -105,6 +108,8 @@ class Replay(BaseLLM):
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                     raise ValueError(f"{self.path}:{number}: not a cassette line ({exc})") from exc
                 self._answers.setdefault(key, deque()).append(completion)
+                # a cassette recorded with several answers per request replays them the same way
+                self.answers_n = self.answers_n or line["request"].get("n", 1) != 1
                 self._recorded[key] = self._recorded.get(key, 0) + 1
                 if not self.model:
                     self._identity = line.get("llm", {})
@@ -127,9 +132,12 @@ class Replay(BaseLLM):
         max_tokens: int | None = None,
         temperature: float | None = None,
         seed: int | None = None,
+        n: int = 1,
     ) -> Completion:
-        options = {"json_schema": json_schema, "max_tokens": max_tokens,
-                   "temperature": temperature, "seed": seed}
+        options: dict[str, Any] = {"json_schema": json_schema, "max_tokens": max_tokens,
+                                   "temperature": temperature, "seed": seed}
+        if n != 1:
+            options["n"] = n
         key = request_key(_request(messages, options))
         with self._lock:
             queue = self._answers.get(key)

@@ -69,11 +69,15 @@ class _RawLiteLLM(BaseLLM):
     def cache_identity(self) -> dict[str, Any]:
         return self.owner.cache_identity()
 
+    answers_n = True
+
     def _kwargs(self, messages: list[Message], json_schema: dict[str, Any] | None,
-                max_tokens: int | None, temperature: float | None, seed: int | None
-                ) -> dict[str, Any]:
+                max_tokens: int | None, temperature: float | None, seed: int | None,
+                n: int = 1) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages,
                                   "num_retries": 0, **self.owner.options}
+        if n != 1:
+            kwargs["n"] = n  # one request, the prompt billed once
         for name, value in (("max_tokens", max_tokens), ("temperature", temperature),
                             ("seed", seed), ("timeout", self.owner.timeout)):
             if value is not None:
@@ -95,8 +99,10 @@ class _RawLiteLLM(BaseLLM):
                 cost = litellm.completion_cost(completion_response=response)
             except Exception:  # unknown model in litellm's price list: its cost is unknown
                 cost = 0.0
+        more = tuple(choice.message.content or "" for choice in response.choices[1:])
         return Completion(text, Usage(prompt, generated), float(cost or 0.0),
-                          getattr(response, "model", None) or self.model, cached=False)
+                          getattr(response, "model", None) or self.model, cached=False,
+                          alternatives=more)
 
     def _error(self, exc: Exception) -> LLMError:
         error = classify(exc)
@@ -105,9 +111,9 @@ class _RawLiteLLM(BaseLLM):
 
     def complete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
                  max_tokens: int | None = None, temperature: float | None = None,
-                 seed: int | None = None) -> Completion:
+                 seed: int | None = None, n: int = 1) -> Completion:
         litellm = import_litellm()
-        kwargs = self._kwargs(messages, json_schema, max_tokens, temperature, seed)
+        kwargs = self._kwargs(messages, json_schema, max_tokens, temperature, seed, n)
         try:
             response = litellm.completion(**kwargs)
         except Exception as exc:
@@ -116,9 +122,9 @@ class _RawLiteLLM(BaseLLM):
 
     async def acomplete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
                         max_tokens: int | None = None, temperature: float | None = None,
-                        seed: int | None = None) -> Completion:
+                        seed: int | None = None, n: int = 1) -> Completion:
         litellm = import_litellm()
-        kwargs = self._kwargs(messages, json_schema, max_tokens, temperature, seed)
+        kwargs = self._kwargs(messages, json_schema, max_tokens, temperature, seed, n)
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:
@@ -174,17 +180,19 @@ class LiteLLM(BaseLLM):
         shown = ", ".join(f"{k}={v!r}" for k, v in public_options(self.options).items())
         return f"LiteLLM({self.model!r}{', ' + shown if shown else ''})"
 
+    answers_n = True  # `n=k`: one request, k answers (the prompt billed once)
+
     def complete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
                  max_tokens: int | None = None, temperature: float | None = None,
-                 seed: int | None = None) -> Completion:
+                 seed: int | None = None, n: int = 1) -> Completion:
         import_litellm()  # outside the per-attempt timeout: a slow first import is not a timeout
         return self._chain.complete(messages, json_schema=json_schema, max_tokens=max_tokens,
-                                    temperature=temperature, seed=seed)
+                                    temperature=temperature, seed=seed, n=n)
 
     async def acomplete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
                         max_tokens: int | None = None, temperature: float | None = None,
-                        seed: int | None = None) -> Completion:
+                        seed: int | None = None, n: int = 1) -> Completion:
         import_litellm()
         return await self._chain.acomplete(messages, json_schema=json_schema,
                                            max_tokens=max_tokens, temperature=temperature,
-                                           seed=seed)
+                                           seed=seed, n=n)

@@ -133,7 +133,8 @@ class Metered(Wrapper):
 
     def _reserve(self, messages: list[Message], options: dict[str, Any]) -> None:
         with self._lock:
-            self.check(messages, options.get("max_tokens"))
+            limit = options.get("max_tokens")
+            self.check(messages, limit * options.get("n", 1) if limit else limit)
             self._reserved_calls += 1  # concurrent callers cannot jointly pass llm_calls
 
     def _release(self) -> None:

@@ -8,6 +8,31 @@ from ._keys import identity_of
 from .base import LLM, BaseLLM, Completion, Message
 
 
+def _options(json_schema: dict[str, Any] | None, max_tokens: int | None,
+             temperature: float | None, seed: int | None, n: int) -> dict[str, Any]:
+    """complete()'s keyword arguments; `n` only when several answers are asked for, so that a
+    backend that takes no `n` never sees it."""
+    options = {"json_schema": json_schema, "max_tokens": max_tokens,
+               "temperature": temperature, "seed": seed}
+    if n != 1:
+        options["n"] = n
+    return options
+
+
+def answers_n(llm: Any) -> bool:
+    """Whether `llm` answers one request with several answers (`complete(..., n=k)` fills
+    `Completion.alternatives`): its backend says so (`answers_n = True`, as `LiteLLM`) and
+    every layer above it is a `Wrapper`, which passes `n` on (a `Replay` does when its
+    cassette was recorded so)."""
+    for _ in range(32):
+        if getattr(llm, "answers_n", False):
+            return True
+        if not isinstance(llm, Wrapper):
+            return False
+        llm = llm.llm
+    return False
+
+
 class Wrapper(BaseLLM):
     """Holds the wrapped backend in `.llm`; reports its model and cache identity as its own."""
 
@@ -25,9 +50,9 @@ class Wrapper(BaseLLM):
         max_tokens: int | None = None,
         temperature: float | None = None,
         seed: int | None = None,
+        n: int = 1,
     ) -> Completion:
-        return self.call(messages, {"json_schema": json_schema, "max_tokens": max_tokens,
-                                    "temperature": temperature, "seed": seed})
+        return self.call(messages, _options(json_schema, max_tokens, temperature, seed, n))
 
     async def acomplete(
         self,
@@ -37,9 +62,9 @@ class Wrapper(BaseLLM):
         max_tokens: int | None = None,
         temperature: float | None = None,
         seed: int | None = None,
+        n: int = 1,
     ) -> Completion:
-        return await self.acall(messages, {"json_schema": json_schema, "max_tokens": max_tokens,
-                                           "temperature": temperature, "seed": seed})
+        return await self.acall(messages, _options(json_schema, max_tokens, temperature, seed, n))
 
     def call(self, messages: list[Message], options: dict[str, Any]) -> Completion:
         """What the policy does around one call; `options` are complete()'s keyword arguments."""

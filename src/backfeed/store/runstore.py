@@ -46,7 +46,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     options TEXT NOT NULL, answer TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, cached INTEGER NOT NULL,
     seconds REAL NOT NULL, created_at REAL NOT NULL, role TEXT NOT NULL DEFAULT 'optimizer',
+    alternatives TEXT NOT NULL DEFAULT '[]',
     UNIQUE (run_id, step, request_hash, occurrence)
 );
 CREATE TABLE IF NOT EXISTS decisions (
@@ -104,10 +105,11 @@ CREATE TABLE IF NOT EXISTS comparisons (
 );
 """
 # Columns added after schema 1, with their definitions: `RunStore` adds them to an older file.
-_ADDED_COLUMNS = {("llm_calls", "role"): "TEXT NOT NULL DEFAULT 'optimizer'"}
+_ADDED_COLUMNS = {("llm_calls", "role"): "TEXT NOT NULL DEFAULT 'optimizer'",
+                  ("llm_calls", "alternatives"): "TEXT NOT NULL DEFAULT '[]'"}
 # Columns stored as JSON text, and columns stored as 0/1, in every table.
 _JSON_COLUMNS = frozenset({"config", "spend", "state", "parents", "values", "val_scores",
-                           "details", "messages", "options", "report"})
+                           "details", "messages", "options", "report", "alternatives"})
 _BOOL_COLUMNS = frozenset({"accepted", "cached"})
 
 
@@ -157,15 +159,15 @@ def _record(cls: type[_R], row: sqlite3.Row) -> _R:
     lacks takes the field's default)."""
     present = row.keys()
     values: dict[str, Any] = {}
-    for field in fields(cls):  # type: ignore[arg-type]
-        if field.name in present:
-            value = row[field.name]
-            if field.name in _JSON_COLUMNS:
+    for column in fields(cls):  # type: ignore[arg-type]
+        if column.name in present:
+            value = row[column.name]
+            if column.name in _JSON_COLUMNS:
                 value = _load(value)
-            elif field.name in _BOOL_COLUMNS:
+            elif column.name in _BOOL_COLUMNS:
                 value = bool(value)
-            values[field.name] = value
-        elif field.default is MISSING:
+            values[column.name] = value
+        elif column.default is MISSING:
             raise KeyError(f"the run store has no column {field.name!r} for {cls.__name__}")
     return cls(**values)
 
@@ -253,6 +255,7 @@ class LLMCallRecord:
     seconds: float
     created_at: float
     role: str = "optimizer"
+    alternatives: list[str] = field(default_factory=list)  # the other answers of an `n` call
 
 
 @dataclass(frozen=True)
@@ -566,8 +569,10 @@ class RunStore:
         cached: bool,
         seconds: float,
         role: str = "optimizer",
+        alternatives: Iterable[str] = (),
     ) -> None:
-        """Record one model call; `role` says who made it: one of `ROLES`."""
+        """Record one model call; `role` says who made it: one of `ROLES`; `alternatives` are
+        the further answers of a call that asked for several."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
         with self._write() as db:
@@ -577,6 +582,7 @@ class RunStore:
                 "options": options, "answer": answer, "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens, "cost_usd": cost_usd, "cached": cached,
                 "seconds": seconds, "created_at": time.time(), "role": role,
+                "alternatives": list(alternatives),
             })
 
     def find_llm_call(

@@ -61,7 +61,8 @@ class Recorded(Wrapper):
         if stored is not None:
             self.replayed += 1
             return Completion(stored.answer, Usage(stored.prompt_tokens, stored.completion_tokens),
-                              stored.cost_usd, stored.model or "", stored.cached)
+                              stored.cost_usd, stored.model or "", stored.cached,
+                              tuple(stored.alternatives))
         started = time.perf_counter()
         try:
             if self.before_call is not None:
@@ -79,6 +80,7 @@ class Recorded(Wrapper):
             answer=completion.text, prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=completion.usage.completion_tokens, cost_usd=completion.cost_usd,
             cached=completion.cached, seconds=time.perf_counter() - started, role=self.role,
+            alternatives=completion.alternatives,
         )
         return completion
 
