@@ -395,3 +395,22 @@ def test_blocks_are_matched_to_qualified_parameter_names():
             "### retrieve.prompt.\n```\nFind three facts.\n```")
     assert read_answer(text, [retrieve, answer]).suggestion == {
         "answer.prompt": "Answer in one word.", "retrieve.prompt": "Find three facts."}
+
+
+def test_a_text_section_without_a_fence_is_read_up_to_the_next_heading():
+    """The 0.5B model's answer to the compact text prompt over HTTP (no prefill): the value
+    under its heading with no fence, then a copy of the prompt's feedback section."""
+    from backfeed.optim.parse import read_answer
+
+    instruction = bf.param("Answer the question.", name="instruction")
+    answer = ("### instruction\nSort the following words alphabetically: List: harbor thimble "
+              "quiver lilac yonder\n### feedback\nwrong: the expected answer is 'harbor lilac "
+              "quiver thimble yonder', the answer read from the output was 'the words'.")
+    read = read_answer(answer, [instruction])
+    assert read.suggestion == {"instruction": "Sort the following words alphabetically: List: "
+                                              "harbor thimble quiver lilac yonder"}
+    assert any("has no fence" in p for p in read.problems)
+    fenced = read_answer("### instruction\n```text\nSay hi.\n```\n### note\nnone", [instruction])
+    assert fenced.suggestion == {"instruction": "Say hi."} and not fenced.problems
+    # a heading with nothing under it is no value
+    assert read_answer("### instruction\n### other\nx", [instruction]).suggestion == {}

@@ -148,6 +148,27 @@ def match_blocks(blocks: list[Block], params: list[Param]) -> dict[str, Block]:
     return found
 
 
+_UNFENCED = "(unfenced)"
+
+
+def unfenced_section(text: str, name: str, blocks: list[Block]) -> Block | None:
+    """A text parameter's section written without a fence (seen from the 0.5B model with no
+    prefill: `### instruction`, the value, then `### feedback` and a copy of the prompt): the
+    lines after a `#`-heading that is the parameter's name, up to the next heading or fence.
+    None when there is no such heading, it is inside a fenced block, or nothing follows it."""
+    heading = re.compile(rf"^[ \t]*#{{1,4}}[ \t]*`?{re.escape(name)}`?[ \t:]*$", re.M | re.I)
+    for match in heading.finditer(text):
+        if any(b.start <= match.start() < b.end for b in blocks):
+            continue
+        start = match.end() + 1
+        end = re.search(r"^[ \t]*(#{1,4}[ \t]|`{3,}|~{3,})", text[start:], re.M)
+        stop = start + end.start() if end else len(text)
+        body = text[start:stop].strip("\n")
+        if body.strip():
+            return Block(match.group(0).strip(), _UNFENCED, body, match.start(), stop, True)
+    return None
+
+
 # -- function recovery ----------------------------------------------------------------------
 
 
@@ -486,6 +507,11 @@ def read_answer(text: str, params: list[Param]) -> Answer:
     text = text or ""
     blocks = fenced_blocks(text)
     matched = match_blocks(blocks, params)
+    unfenced = [p.name for p in params if p.kind == "str" and p.name not in matched]
+    for name in unfenced:
+        section = unfenced_section(text, name, blocks)
+        if section is not None:
+            matched[name] = section
     rest = text
     for block in sorted(matched.values(), key=lambda b: -b.start):
         rest = rest[: block.start] + rest[block.end :]
@@ -504,6 +530,9 @@ def read_answer(text: str, params: list[Param]) -> Answer:
         answer.suggestion[name] = block.body
         answer.blocks[name] = block.body
         answer.unreadable.pop(name, None)
+        if block.lang == _UNFENCED:
+            answer.problems.append(f"parse: the section of {name!r} has no fence; its text up "
+                                   "to the next heading was taken")
         if not block.closed:
             answer.problems.append(f"parse: the block of {name!r} is not closed (cut short?)")
     if not matched and not answer.suggestion and blocks and any(is_block(p) for p in params):
