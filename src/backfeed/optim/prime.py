@@ -273,11 +273,11 @@ class Prime(Optimizer):
     def _ask_each(self, report: StepReport, each: list[Param]
                   ) -> list[Callable[[StepReport], dict[str, Any]]]:
         """One compact prompt per parameter, `candidates` answers each (and, for a parameter
-        none of whose answers changed it, one more asking for it anew, without its value). A parameter the
-        feedback does not name while it names others is not asked (the report's problems say
-        so). The proposals: the distinct changes of the parameters combined (first answers
-        first, at most `candidates` times the number of parameters changed; only when several
-        changed), then each answer alone."""
+        none of whose answers changed it, one more asking for it anew, without its value). A
+        parameter the feedback does not name while it names others is not asked (the report's
+        problems say so). The proposals: the distinct changes of the parameters combined
+        (first answers first, at most `candidates` times the number of parameters changed;
+        only when several changed), then each answer alone."""
         limit = answer_limit([each[0]], self.reasoning_chars, self.budget_tokens,
                              self.max_tokens)
         retry = True if self.retry is None else self.retry
@@ -356,8 +356,7 @@ class Prime(Optimizer):
 
     def _changes(self, param: Param, text: str) -> bool:
         """Whether `text` sets `param` to a value never evaluated with the others as now."""
-        after, _ = self._trial(param, text)
-        return after != self.values() and values_key(after) not in self.history.keys()
+        return bool(self._distinct_changes(param, [text]))
 
     def _step(self, report: StepReport) -> None:
         proposals = self.proposals(report)
