@@ -11,7 +11,7 @@ from ..graph.render import value_text
 from ..llm import Message
 from . import prompts
 from .examples import call_text
-from .schema import code_head
+from .schema import code_head, function_name
 
 
 def fits_compact(params: list[Param]) -> bool:
@@ -28,17 +28,15 @@ _FIELD = re.compile(r"(?<!\{)\{([A-Za-z_]\w*)\}(?!\})")
 
 
 def fields(param: Param) -> list[str]:
-    """The `{name}` format fields a text parameter's description or value mentions, in order:
-    a 0.5B model told to end a template with ` Total: {total} EUR` wrote `Total: 100 EUR`;
-    it wrote the field in four answers out of four once the fields were listed as fields (BENCHMARKS.md)."""
+    """The `{name}` format fields a text parameter's description or value mentions, in order.
+    Told to end a template with ` Total: {total} EUR`, a 0.5B model wrote `Total: 100 EUR`;
+    with the fields listed as fields it wrote the field in 4 answers of 4 (BENCHMARKS.md)."""
     found = _FIELD.findall(f"{param.description or ''}\n{param._value}")
     return list(dict.fromkeys(found))
 
 
 def _names(param: Param) -> set[str]:
     """The names feedback may call a parameter by: its own, and its function's for code."""
-    from .schema import function_name
-
     names = {param.name}
     if param.kind == "code":
         name = function_name(str(param._value))
@@ -66,6 +64,7 @@ def focus_feedback(text: str, param: Param, params: list[Param]) -> tuple[str, b
         return "; ".join(mine), True
     free = [c for c in clauses if not any(_mentions(c, n) for n in others)]
     return "; ".join(free), False
+
 
 def spec(param: Param) -> str:
     """What the function should do: the docstring of the op it is the code of (the op whose
@@ -175,8 +174,8 @@ def compact_messages(params: list[Param], *, answer_format: str, rejections: lis
     side by side, what the last answer had rejected and earlier attempts (each only when there
     is one), the format; `fresh`: the function's signature instead of its code, asking for it
     anew (a 0.5B model shown the code tends to copy it unchanged). For text: its description,
-    its format fields, its value (not with `fresh`) and the feedback meant for it. `among`: the optimizer's
-    parameters, to narrow each feedback to the part that names this one."""
+    its format fields, its value (not with `fresh`) and the feedback meant for it. `among`:
+    the optimizer's parameters, to narrow each feedback to the part that names this one."""
     (param,) = params
     rows = failing_tests(params, limit, among=among) if param.kind == "code" else \
         failing_outputs(param, limit, among=among)

@@ -22,7 +22,8 @@ class Hybrid(Optimizer):
 
     Each step's candidates are each of Prime's proposals (`candidates=n` answers, or with
     compact prompts `n` per parameter and their changes together) with the sampler's next
-    numbers, then each as the model wrote it, numbers included, where those differ. The sampler is told the score of every candidate the trainer records.
+    numbers, then each as the model wrote it, numbers included, where those differ. The
+    sampler is told the score of every candidate the trainer records.
     `warm_start=n` first asks the LLM for n settings of the numeric parameters and queues
     them in the sampler. `split=True` also offers each changed parameter of a candidate alone.
     """
