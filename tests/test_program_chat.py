@@ -112,13 +112,7 @@ def test_using_refuses_what_is_not_a_model():
 
 
 def test_a_program_with_chat_trains_its_system_prompt():
-    class Echo(bf.Module):
-        def __init__(self):
-            self.prompt = bf.param("Reply with the word.", name="prompt")
-
-        def forward(self, word):
-            return bf.chat([{"role": "system", "content": self.prompt},
-                            {"role": "user", "content": word}])
+    from chat_helpers import Echo
 
     def answer(messages, options):
         return messages[-1]["content"].upper() if "CAPITALS" in messages[0]["content"] else "?"
@@ -138,18 +132,12 @@ def test_a_program_with_chat_trains_its_system_prompt():
 @pytest.mark.parametrize("executor", [bf.executors.Threads(4), bf.executors.Async(4)],
                          ids=["threads", "async"])
 def test_the_executors_workers_see_the_model_chosen_by_using(executor):
-    class Ask(bf.Module):
-        def __init__(self):
-            self.prompt = bf.param("Say the word.", name="prompt")
-
-        def forward(self, word):
-            return bf.chat([{"role": "system", "content": self.prompt},
-                            {"role": "user", "content": word}])
+    from chat_helpers import Echo
 
     program_llm = bf.llm.Scripted([lambda messages, options: messages[-1]["content"]] * 8)
     data = [(w, w) for w in "abcd"]
     with bf.llm.using(program_llm):
-        results = executor.evaluate(Ask(), {}, list(enumerate(data)),
+        results = executor.evaluate(Echo("Say the word."), {}, list(enumerate(data)),
                                     lambda ex, out: float(out == ex[1]), None)
     executor.close()
     assert [t.result.score for t in results] == [1.0] * 4

@@ -7,15 +7,7 @@ import pytest
 import backfeed as bf
 from backfeed.store import RunStore
 from backfeed.store.files_export import export_files
-
-
-class Echo(bf.Module):
-    def __init__(self):
-        self.prompt = bf.param("Reply with the word.", name="prompt")
-
-    def forward(self, word):
-        return bf.chat([{"role": "system", "content": self.prompt},
-                        {"role": "user", "content": word}])
+from chat_helpers import Echo
 
 
 def echo(messages, options):
