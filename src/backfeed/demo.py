@@ -11,6 +11,7 @@ from . import graph as bf_graph
 from .graph import ExecutionError, Feedback, Module, Node, op, param
 from .llm import LLM
 from .optim import Optimizer, auto
+from .optim.prime import NOT_ASKED
 
 # Each order: (raw item names as a shop's system writes them, quantities, unit prices).
 ORDERS: list[tuple[list[str], list[int], list[float]]] = [
@@ -228,8 +229,8 @@ def run_demo(
         score = "-" if summary.child_score is None else f"{summary.child_score / len(ORDERS):.3f}"
         notes = [_rejection(u) for r in step_reports for u in r.get("rejected") or []]
         notes += [r["error"] for r in step_reports if r.get("error")]
-        skipped = [p.split(":")[0] for r in step_reports for p in r.get("problems") or []
-                   if ": not asked: " in p]
+        skipped = [p.removesuffix(f": {NOT_ASKED}") for r in step_reports
+                   for p in r.get("problems") or [] if p.endswith(f": {NOT_ASKED}")]
         if skipped:
             notes.append(f"model not asked for {', '.join(dict.fromkeys(skipped))}: the "
                          "feedback names only the other parameters")

@@ -41,6 +41,8 @@ from .schema import (
     value_text,
 )
 
+NOT_ASKED = "not asked: the feedback names other parameters, not it"  # `name: ` before it
+
 
 class Prime(Optimizer):
     """Show the model the minimal subgraph, the feedback and the last `memory` attempts, and
@@ -284,8 +286,7 @@ class Prime(Optimizer):
         asked: list[tuple[Param, list[str]]] = []
         for param in each:
             if blamed(param, self.params) is False:
-                report.problems.append(f"{param.name}: not asked: the feedback names other "
-                                       "parameters, not it")
+                report.problems.append(f"{param.name}: {NOT_ASKED}")
                 continue
             messages = self.compact_messages(param)
             assert messages is not None  # checked by `proposals`
