@@ -121,8 +121,9 @@ def test_stop_file_stops_after_writing_state_and_resume_finishes(tmp_path):
     assert run.status == "stopped" and run.step == result.history[-1].step if result.history else True
     assert RunStore(db).run_state(result.run_id)["step"] == run.step
     stop.unlink()
-    again = bf.train(h.Router(), data, metric=metric, optimizer=h.FixOptimizer(
-        h.Router().parameters(), llm=h.scripted()), strategy=bf.search.Pareto(), steps=10,
+    fresh = h.Router()
+    again = bf.train(fresh, data, metric=metric, optimizer=h.FixOptimizer(
+        fresh.parameters(), llm=h.scripted()), strategy=bf.search.Pareto(), steps=10,
         store=db, resume=result.run_id, minibatch_size=2, progress=False)
     assert again.status == "finished" and len(again.history) == 10
 

@@ -121,6 +121,7 @@ class Trainer:
             raise TypeError("train() needs a bf.Module (with state_dict/load_state_dict)")
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a bf.optim.Optimizer, not {type(optimizer).__name__}")
+        _check_optimizer_params(module, optimizer)
         trainset = as_examples(trainset, "trainset")
         valset = as_examples(valset, "valset")
         assert trainset is not None
@@ -208,6 +209,19 @@ class Trainer:
             program=session.wrap(self.program_llm or chosen() or DefaultModel(), "program"),
         )
         return _Run(self, session, models).fit()
+
+
+def _check_optimizer_params(module: Module, optimizer: Optimizer) -> None:
+    """Refuse an optimizer holding parameters that are not the module's (by identity): the
+    trainer would step values the program never reads, and each step would find nothing."""
+    own = {id(p) for _, p in module.named_parameters()}
+    foreign = [p.name for p in optimizer.params if id(p) not in own]
+    if foreign:
+        raise ValueError(
+            f"the optimizer's parameter(s) {foreign} are not parameters of this "
+            f"{type(module).__name__} (an optimizer built on another instance's parameters?); "
+            "build it on this module's: bf.optim.Prime(module.parameters(), ...)"
+        )
 
 
 class _Run:
