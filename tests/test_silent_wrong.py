@@ -58,3 +58,34 @@ def test_nested_modules_and_trainable_ops_count_as_the_modules_parameters(tmp_pa
     assert "inner.pa" in names and "shout" in names  # the shape this test relies on
     opt = h.FixOptimizer(module.parameters(), llm=h.scripted())
     assert _train(module, opt, tmp_path).status == "finished"
+
+
+# -- a metric that returns NaN or inf -------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), bf.Feedback(score=float("nan")),
+                                 bf.Feedback(score=float("-inf"), text="way off")])
+def test_a_nan_or_infinite_score_fails_the_run_with_a_metric_error_not_sqlite(tmp_path, bad):
+    module = h.Router()
+
+    def metric(example, output):
+        return bad if example == ("b", 0) else h.metric(example, output)
+
+    with pytest.raises(bf.MetricError, match=r"score (nan|inf|-inf) for example \d+ "
+                                             r"\(\('b', 0\)\).*finite") as caught:
+        _train(module, h.FixOptimizer(module.parameters(), llm=h.scripted()), tmp_path,
+               metric=metric)
+    assert "sqlite" not in repr(caught.value) and caught.value.__cause__ is None
+    run = bf.store.RunStore(tmp_path / "r.db").list_runs()[0]
+    assert run.status == "failed" and run.stop_reason.startswith("MetricError: metric returned")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), bf.Feedback(score=float("inf"))])
+def test_evaluate_refuses_a_nan_or_infinite_score_instead_of_a_nan_mean(bad):
+    data = [("a", 0), ("b", 1)]
+
+    def metric(example, output):
+        return bad if example == ("b", 1) else 1.0
+
+    with pytest.raises(bf.MetricError, match=r"for example 1 \(\('b', 1\)\)"):
+        bf.evaluate(h.Router(), data, metric, progress=False)

@@ -7,6 +7,7 @@ import contextvars
 import dataclasses
 import inspect
 import io
+import math
 import sys
 import threading
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._text import clip
 from ..graph import ExecutionError, Feedback, Node, op
 
 Forward = Callable[[Any, Any], Any]
@@ -197,18 +199,25 @@ def call_forward(module: Any, example: Any, forward: Forward | None) -> Any:
     return module(example)
 
 
-def as_feedback(value: Any, index: int) -> Feedback:
-    """A metric's return value as Feedback with a score, or a MetricError saying what was wrong."""
+def as_feedback(value: Any, index: int, example: Any = None) -> Feedback:
+    """A metric's return value as Feedback with a finite score, or a MetricError naming the
+    example and saying what was wrong (a NaN or infinite score cannot be compared or stored)."""
+    where = f"example {index} ({clip(repr(example), 80)})"
     if isinstance(value, Feedback):
         if value.score is None:
-            raise MetricError(f"metric returned bf.Feedback without a score for example {index}")
-        return value
-    if isinstance(value, bool | int | float):
-        return Feedback(score=float(value))
-    raise MetricError(
-        f"metric must return a number or bf.Feedback(score=...), got {type(value).__name__} "
-        f"for example {index}"
-    )
+            raise MetricError(f"metric returned bf.Feedback without a score for {where}")
+        score = value.score
+    elif isinstance(value, bool | int | float):
+        score = float(value)
+    else:
+        raise MetricError(
+            f"metric must return a number or bf.Feedback(score=...), got {type(value).__name__} "
+            f"for {where}"
+        )
+    if not math.isfinite(score):
+        raise MetricError(f"metric returned the score {score} for {where}; a score must be a "
+                          "finite number (return 0.0 for a failure)")
+    return value if isinstance(value, Feedback) else Feedback(score=score)
 
 
 def _short(value: Any) -> str:
@@ -248,7 +257,7 @@ def _finish(
             raise MetricError(f"metric raised on example {index}: {type(e).__name__}: {e}") from e
         if inspect.isawaitable(raw):
             raise MetricError("metric returned an awaitable; use the Async executor for async metrics")
-        fb = _with_console(as_feedback(raw, index), stdout)
+        fb = _with_console(as_feedback(raw, index, example), stdout)
     result = EvalResult(index, float(fb.score or 0.0), fb.text, _short(value), fb.details, None,
                         stdout, time.perf_counter() - started)
     return Traced(result, node, value, fb)
@@ -405,7 +414,9 @@ def evaluate(program: Any, dataset: Iterable[Any], metric: Metric, *, executor: 
     Examples are run as in `bf.train` (`program(example[0])` for a tuple or list, else
     `program(example)`, or `forward(program, example)`), through the same `Executor.evaluate`
     the trainer uses (default `Threads(1)`). Errors in the program become rows with score 0;
-    a metric that fails raises `MetricError`. `progress` shows a bar on a terminal.
+    a metric that raises, or returns anything but a finite number or `bf.Feedback(score=...)`
+    (NaN and inf included), raises `MetricError` naming the example. `progress` shows a bar
+    on a terminal.
     """
     from .executors import Threads
     from .progress import Bar

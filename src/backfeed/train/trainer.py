@@ -676,7 +676,9 @@ def train(
     (`forward(module, example)` overrides), then `metric(example, output) -> float |
     bf.Feedback` (a DSPy-style `metric(example, pred, trace=None)` works too). The program may
     return one node or a dict, list, tuple or dataclass of nodes: the metric sees plain values
-    and the feedback reaches every parameter behind any part. Datasets may be any iterable.
+    and the feedback reaches every parameter behind any part. Datasets may be any iterable. A
+    metric that raises or returns no finite score (NaN, inf) fails the run with
+    `bf.MetricError`, naming the example.
     Exceptions and printed output of the program become feedback. The run is written to
     `store` (a RunStore or a path; `run_dir` puts runs.db there; default under the XDG data
     directory) and `resume=run_id` continues a stopped or killed run exactly. It stops after
