@@ -89,3 +89,94 @@ def test_evaluate_refuses_a_nan_or_infinite_score_instead_of_a_nan_mean(bad):
 
     with pytest.raises(bf.MetricError, match=r"for example 1 \(\('b', 1\)\)"):
         bf.evaluate(h.Router(), data, metric, progress=False)
+
+
+# -- several optimizers on disjoint groups --------------------------------------------------
+
+
+@bf.op
+def join(a: str, b: str) -> str:
+    """Join two words."""
+    return a + " " + b
+
+
+def _fix(params, *suggestions):
+    return h.FixOptimizer(params, llm=bf.llm.Scripted(
+        [f'{{"suggestion": {s}}}' for s in suggestions]))
+
+
+def test_one_optimizers_zero_feedback_leaves_anothers_feedback():
+    a, b = bf.param("x", name="a"), bf.param("y", name="b")
+    opt_a, opt_b = _fix([a], '{"a": "A"}'), _fix([b], '{"b": "B"}')
+    out = join(a, b)
+    out.backward("both words should be capitals")
+    assert opt_a.step().applied == {"a": "A"}
+    opt_a.zero_feedback()
+    assert a.feedback == [] and [fb.text for _, fb in b.feedback] == [
+        "both words should be capitals"]
+    report = opt_b.step()
+    assert report.applied == {"b": "B"} and not report.problems
+    opt_b.zero_feedback()
+    assert b.feedback == [] and out.feedback == []  # released once no parameter holds it
+
+
+def test_combine_steps_each_member_and_merges_their_reports_and_state():
+    a, b = bf.param("x", name="a"), bf.param("y", name="b")
+    llm = bf.llm.Scripted(['{"suggestion": {"a": "A"}}', '{"suggestion": {"b": "B"}}'])
+    both = bf.optim.Combine([h.FixOptimizer([a], llm=llm), h.FixOptimizer([b])])
+    assert both.params == [a, b] and both.members[1].llm is llm  # one model for all
+    join(a, b).backward("capitals")
+    report = both.step()
+    assert report.applied == {"a": "A", "b": "B"} and (a.value, b.value) == ("A", "B")
+    assert len(report.answers) == 2 and not report.problems
+    state = both.state_dict()
+    assert [m["step_count"] for m in state["members"]] == [1, 1]
+    again = bf.optim.Combine([h.FixOptimizer([a]), h.FixOptimizer([b])])
+    again.load_state_dict(state)
+    assert again.state_dict() == state
+    with pytest.raises(ValueError, match=r"share parameter\(s\) \['a'\]"):
+        bf.optim.Combine([h.FixOptimizer([a]), h.FixOptimizer([a, b])])
+    with pytest.raises(ValueError, match="different models"):
+        bf.optim.Combine([_fix([a]), _fix([b])])
+
+
+def test_combine_offers_each_members_other_candidates_with_the_others_first_values():
+    a, b = bf.param("x", name="a"), bf.param("y", name="b")
+
+    class Two(h.FixOptimizer):  # proposes its answer, then "Z", as two candidates
+        def _step(self, report):
+            super()._step(report)
+            report.candidates = [self.values(), {p.name: "Z" for p in self.params}]
+
+    llm = bf.llm.Scripted(['{"suggestion": {"a": "A"}}', '{"suggestion": {"b": "B"}}'])
+    both = bf.optim.Combine([h.FixOptimizer([a], llm=llm), Two([b], llm=llm)])
+    join(a, b).backward("capitals")
+    report = both.step()
+    assert report.candidates == [{"a": "A", "b": "B"}, {"a": "A", "b": "Z"}]
+    assert (a.value, b.value) == ("A", "B")
+
+
+class Pair(bf.Module):
+    def __init__(self) -> None:
+        self.a = bf.param("x", name="a")
+        self.b = bf.param("y", name="b")
+
+    def forward(self, kind: str):
+        return join(self.a, self.b)
+
+
+def test_train_takes_a_list_of_optimizers_on_disjoint_groups_and_steps_both(tmp_path):
+    module = Pair()
+    llm = bf.llm.Scripted(['{"suggestion": {"a": "A"}}', '{"suggestion": {"b": "B"}}'])
+    opts = [h.FixOptimizer([module.a], llm=llm), h.FixOptimizer([module.b], llm=llm)]
+
+    def metric(example, output):
+        return bf.Feedback(score=(output == "A B") + 0.0, text="both words capitals")
+
+    result = bf.train(module, ["q"], metric=metric, optimizer=opts, steps=1,
+                      store=tmp_path / "r.db", minibatch_size=1, progress=False)
+    assert result.best_values == {"a": "A", "b": "B"} and result.best_score == 1.0
+    assert result.store.get_run(result.run_id).config["optimizer"] == "Combine"
+    with pytest.raises(ValueError, match=r"share parameter\(s\) \['a'\]"):
+        bf.train(Pair(), ["q"], metric=metric, optimizer=[opts[0], opts[0]], steps=1,
+                 store=tmp_path / "r.db", progress=False)

@@ -487,10 +487,11 @@ class Param(Node):
         return list(self._outputs.values())
 
     def zero_feedback(self) -> None:
-        """Forget feedback (and release the graphs it kept alive)."""
-        for out in self._outputs.values():
-            out._feedback = None
-        self._outputs = {}
+        """Forget feedback (and release the graphs it kept alive); parameters that share an
+        output with this one keep its feedback (see `backfeed.graph.zero_feedback`)."""
+        from .subgraph import zero_feedback  # subgraph imports this module
+
+        zero_feedback([self])
 
     # Pickled with its value and settings, not the outputs that got feedback (whole graphs).
     def __getstate__(self) -> dict[str, Any]:

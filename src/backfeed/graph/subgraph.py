@@ -82,9 +82,18 @@ def _trace_loss_hint(output: Node) -> str:
 
 
 def zero_feedback(params: Iterable[Param]) -> None:
-    """Forget the feedback of `params`, releasing the graphs it kept alive."""
+    """Forget the feedback of `params`, releasing the graphs it kept alive.
+
+    Like torch's `zero_grad`, only these parameters forget: an output's feedback is dropped
+    once no parameter holds the output any more, so another optimizer's parameters that
+    share the output keep theirs."""
+    released: dict[int, Node] = {}
     for p in params:
-        p.zero_feedback()
+        released.update(p._outputs)
+        p._outputs = {}
+    for key, out in released.items():
+        if not any(key in q._outputs for q in trainable_ancestors(out)):
+            out._feedback = None
 
 
 @dataclass

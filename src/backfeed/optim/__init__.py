@@ -2,6 +2,7 @@
 
 from .apply import Rejected, apply_answer, apply_suggestion, check_suggestion, coerce
 from .base import History, Observation, Optimizer, ParamUpdate, StepReport
+from .combine import Combine
 from .evolution import Evolution
 from .fewshot import FewShot
 from .hybrid import Hybrid, auto
@@ -14,6 +15,7 @@ from .textgrad import TextGrad
 __all__ = [
     "OPRO",
     "Answer",
+    "Combine",
     "Evolution",
     "FewShot",
     "History",

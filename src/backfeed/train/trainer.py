@@ -19,15 +19,15 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..budget import Budget, BudgetExceeded
-from ..graph import Module, minimal_subgraph, to_dot
+from ..graph import Module, minimal_subgraph, to_dot, zero_feedback
 from ..llm import LLM, chosen, using
 from ..llm.context import DefaultModel
-from ..optim import Optimizer, StepReport
+from ..optim import Combine, Optimizer, StepReport
 from ..optim.base import current_feedback
 from ..store import RunStore, values_hash
 from .cache import EvalCache
@@ -98,7 +98,7 @@ class Trainer:
         valset: Iterable[Any] | None = None,
         *,
         metric: Metric | None = None,
-        optimizer: Optimizer,
+        optimizer: Optimizer | Sequence[Optimizer],
         strategy: Strategy | None = None,
         budget: Budget | None = None,
         executor: Executor | None = None,
@@ -119,6 +119,8 @@ class Trainer:
             hasattr(module, "state_dict") and hasattr(module, "load_state_dict")
         ):
             raise TypeError("train() needs a bf.Module (with state_dict/load_state_dict)")
+        if isinstance(optimizer, list | tuple):  # optimizers on disjoint groups: one step
+            optimizer = Combine(optimizer)
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a bf.optim.Optimizer, not {type(optimizer).__name__}")
         _check_optimizer_params(module, optimizer)
@@ -438,7 +440,7 @@ class _Run:
             return self._merge_step(step, *merge)
         parent = self.strategy.select(self.pool, self.rng)
         batch = self._minibatch()
-        self.optimizer.zero_feedback()
+        self._zero_feedback()
         parent_scores = self.scorer.feedback(step, parent, batch, self.pool)
         self.strategy.observe(parent, parent_scores)
         if self._is_perfect(parent, parent_scores):
@@ -455,7 +457,7 @@ class _Run:
             self.note = why
             return [parent.id], None, False
         children = self._propose(step, parent)
-        self.optimizer.zero_feedback()
+        self._zero_feedback()
         if not children:
             return [parent.id], None, False
         scored: list[tuple[Candidate, list[float], list[float]]] = []
@@ -479,6 +481,12 @@ class _Run:
         if ok:
             self._admit(chosen)
         return [parent.id], chosen.id, ok
+
+    def _zero_feedback(self) -> None:
+        """The optimizer's feedback, then the rest of the module's: a parameter outside the
+        optimizer would otherwise keep every earlier step's outputs alive."""
+        self.optimizer.zero_feedback()
+        zero_feedback(self.params_by_name.values())
 
     def _is_perfect(self, parent: Candidate, scores: list[float]) -> bool:
         """Whether nothing is left to improve: the best values scored exactly 1 on every
@@ -654,7 +662,7 @@ def train(
     valset: Iterable[Any] | None = None,
     *,
     metric: Metric | None = None,
-    optimizer: Optimizer,
+    optimizer: Optimizer | Sequence[Optimizer],
     strategy: Strategy | None = None,
     budget: Budget | None = None,
     executor: Executor | None = None,
@@ -688,6 +696,8 @@ def train(
     is spent on it); the best values are loaded into `module`. A model that cannot be
     used (bad key, unknown model, bad request, or failing after its retries) stops the run
     with `bf.ModelFailed`, naming the model and the fix; the run stays resumable.
+    `optimizer` is built on the module's parameters (all or some); a list of optimizers on
+    disjoint groups of them steps as one (`bf.optim.Combine`).
     `bf.chat` calls inside the program use `program_llm` (else the model of an enclosing
     `bf.llm.using` block, else `bf.llm.default()`): they are stored as "program" spend and
     count against the budget.

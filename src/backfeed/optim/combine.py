@@ -1,0 +1,126 @@
+"""Combine: several optimizers on disjoint groups of parameters, stepped as one optimizer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..llm import LLM
+from .base import Observation, Optimizer, StepReport, values_key
+
+
+class Combine(Optimizer):
+    """One optimizer over the union of its members' parameters (like torch's parameter
+    groups): each member steps its own group and the reports merge into one.
+
+    The step's first candidate is every member's first; each further candidate of a member is
+    added with the other members' first values. Members must not share a parameter, and call
+    one model (give them the same `llm`, or none): a run records one optimizer model.
+    `bf.train(..., optimizer=[a, b])` wraps the list in a Combine.
+    """
+
+    def __init__(self, optimizers: Iterable[Optimizer]) -> None:
+        self.members = list(optimizers)
+        if not self.members:
+            raise ValueError("Combine needs at least one optimizer")
+        wrong = [type(m).__name__ for m in self.members if not isinstance(m, Optimizer)]
+        if wrong:
+            raise TypeError(f"Combine takes bf.optim.Optimizer instances, not {wrong}")
+        owner: dict[int, int] = {}
+        shared: list[str] = []
+        for i, m in enumerate(self.members):
+            for p in m.params:
+                if owner.setdefault(id(p), i) != i and p.name not in shared:
+                    shared.append(p.name)
+        if shared:
+            raise ValueError(
+                f"the optimizers share parameter(s) {shared}: each parameter may belong to one "
+                "optimizer only; build them on disjoint groups")
+        models = list({id(m._llm): m._llm for m in self.members if m._llm is not None}.values())
+        if len(models) > 1:
+            raise ValueError(
+                "the optimizers were given different models; a Combine (and the run that "
+                "records it) calls one optimizer model, so give them the same llm= (or none)")
+        super().__init__([p for m in self.members for p in m.params], models[0] if models else None)
+        for m in self.members if models else ():
+            m.llm = models[0]  # the members given none call the one model too
+
+    def _label(self, i: int) -> str:
+        return f"optimizer {i} ({type(self.members[i]).__name__})"
+
+    @property
+    def needs_feedback(self) -> bool:  # type: ignore[override]
+        """Skip the step only when no member could act without feedback."""
+        return all(m.needs_feedback for m in self.members)
+
+    @property
+    def llm(self) -> LLM:
+        """The members' one model (the trainer records it as the run's optimizer model)."""
+        return self.members[0].llm
+
+    @llm.setter
+    def llm(self, value: LLM) -> None:
+        for m in self.members:
+            m.llm = value
+
+    def observe(self) -> Observation | None:
+        for m in self.members:
+            m.observe()
+        return super().observe()
+
+    def record(self, values: dict[str, Any], score: float | None, feedback: str) -> Observation:
+        for m in self.members:
+            own = {p.name for p in m.params}
+            m.record({k: v for k, v in values.items() if k in own}, score, feedback)
+        return super().record(values, score, feedback)
+
+    def _step(self, report: StepReport) -> None:
+        subs = [m.step() for m in self.members]
+        errors = []
+        for i, sub in enumerate(subs):
+            label = self._label(i)
+            report.updates.extend(sub.updates)
+            report.rejected.extend(sub.rejected)
+            report.problems.extend(f"{label}: {p}" for p in sub.problems)
+            if sub.reasoning:
+                report.reasoning += ("\n" if report.reasoning else "") + f"{label}: {sub.reasoning}"
+            report.prompts.extend(sub.prompts)
+            report.answers.extend(sub.answers)
+            report.prompt_tokens += sub.prompt_tokens
+            report.completion_tokens += sub.completion_tokens
+            report.cost_usd += sub.cost_usd
+            report.llm_calls += sub.llm_calls
+            report.gradients.update(sub.gradients)
+            if sub.error:
+                errors.append(f"{label}: {sub.error}")
+        report.stop = all(sub.stop for sub in subs)
+        if errors and len(errors) == len(subs):
+            report.error = "; ".join(errors)
+        else:
+            report.problems.extend(errors)
+        if any(sub.candidates for sub in subs):
+            self._merge_candidates(report, subs)
+
+    def _merge_candidates(self, report: StepReport, subs: list[StepReport]) -> None:
+        """Every member's first values together, then each member's other candidates with the
+        others' first values; the parameters hold the first."""
+        first = self.values()
+        merged = [first]
+        for sub in subs:
+            merged += [{**first, **values} for values in sub.candidates[1:]]
+        report.candidates = list({values_key(v): v for v in merged}.values())
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["members"] = [m.state_dict() for m in self.members]
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        members = state.get("members", [])
+        if len(members) != len(self.members):
+            raise ValueError(f"state is for {len(members)} combined optimizers, not "
+                             f"{len(self.members)}")
+        super().load_state_dict(state)
+        for m, s in zip(self.members, members):
+            m.load_state_dict(s)
+
