@@ -28,6 +28,8 @@ class Rendering:
     tokens: int
     elided: list[str] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict, repr=False)
+    # parameters whose value did not fit whole: name -> (characters shown, characters in all)
+    partial: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return self.text
@@ -125,7 +127,10 @@ def render(
     Over budget it drops, in order: values of the nodes furthest from the parameters,
     runs of the same operation (collapsed to a counted line), operation docs, whole lines
     furthest first, and finally shortens the kept values. Parameters, outputs, feedback and
-    errors are never dropped; the result never exceeds the budget.
+    errors are never dropped; the result never exceeds the budget. Parameter values are shown
+    whole (`max_value_chars` bounds the other values) unless nothing else is left to drop:
+    then they are cut, both ends kept, and `Rendering.partial` names them, so that an
+    optimizer asks for edits to them instead of whole new values it was never shown.
     """
     if isinstance(target, Param):
         target = [target]
@@ -134,13 +139,14 @@ def render(
     renderer = _Renderer(subgraph, names, max_value_chars)
     if budget_tokens is None:
         text = renderer.text()
-        return Rendering(text, estimate_tokens(text), renderer.elided, renderer.names)
+        return Rendering(text, estimate_tokens(text), renderer.elided, renderer.names,
+                         renderer.partial)
     budget_chars = budget_tokens * CHARS_PER_TOKEN
     while True:
         text = renderer.fit(budget_chars, budget_tokens)
         tokens = estimate_tokens(text)
         if tokens <= budget_tokens:
-            return Rendering(text, tokens, renderer.elided, renderer.names)
+            return Rendering(text, tokens, renderer.elided, renderer.names, renderer.partial)
         # digit-heavy text has more tokens per character: fit again into fewer characters
         budget_chars = int(budget_chars * budget_tokens / tokens * 0.95)
         renderer = _Renderer(subgraph, names, max_value_chars)
@@ -167,6 +173,29 @@ def param_lines(p: Param, choices_chars: int, text_chars: int | None = None,
     return [head, f"  constraint: {cut(p.constraint)}"] if p.constraint else [head]
 
 
+def shown_lines(value: Any) -> bool:
+    """Whether a value is shown as its own lines (code, text of several lines) rather than
+    as one JSON value: the model copies such lines into edits exactly as they are."""
+    return isinstance(value, str) and "\n" in value.strip("\n")
+
+
+def param_value_text(p: Param, limit: int | None = None) -> str:
+    """A parameter's current value as a prompt shows it: code and text of several lines
+    indented under `  value:` (code bare), anything else as `  value = <JSON>`; cut to about
+    `limit` characters with both ends kept (whole when None)."""
+    if p.kind == "code":
+        return _indent(clip(p._value, limit, ends=True))
+    if shown_lines(p._value):
+        return "  value:\n" + _indent(clip(p._value, limit, ends=True))
+    return f"  value = {clip(value_text(p._value, None), limit, ends=True)}"
+
+
+def _shown_length(p: Param) -> int:
+    """The characters of `p`'s value as `param_value_text` shows it whole."""
+    return len(p._value) if p.kind == "code" or shown_lines(p._value) \
+        else len(value_text(p._value, None))
+
+
 class _Renderer:
     """The text of one subgraph, fitted to a budget.
 
@@ -179,6 +208,8 @@ class _Renderer:
         self.subgraph = subgraph
         self.names = names = dict(names)  # long constants get names here; the caller's stay
         self.value_chars = max_value_chars
+        self.param_chars: int | None = None  # parameter values are whole until nothing else fits
+        self.partial: dict[str, tuple[int, int]] = {}
         self.elided: list[str] = []
         self.values_dropped = 0  # how many lines lost their value, for the elision note
         self.docs: dict[str, str] = {}
@@ -272,10 +303,10 @@ class _Renderer:
         out = ["#Parameters (you may change these)"]
         for p in self.subgraph.params:
             out += param_lines(p, self.value_chars, self.value_chars)
-            if p.kind == "code":
-                out.append(_indent(clip(p._value, max(self.value_chars * 8, 200))))
-            else:
-                out.append(f"  value = {value_text(p._value, self.value_chars)}")
+            out.append(param_value_text(p, self.param_chars))
+            if p.name in self.partial:
+                shown, total = self.partial[p.name]
+                out.append(f"  (shown in part: {shown:,} of {total:,} characters)")
         return out
 
     def _feedback(self) -> list[str]:
@@ -340,11 +371,37 @@ class _Renderer:
             self._drop_values(budget_chars)
             if self._fits(budget_chars):
                 return self.text()
+        if self._cut_params(budget_chars):
+            return self.text()
         text = self.text()
         raise RenderBudgetError(
             f"cannot render within {budget_tokens} tokens: parameters, outputs, "
             f"feedback and errors alone need ~{estimate_tokens(text)} tokens"
         )
+
+    def _cut_params(self, budget_chars: int, least: int = 200) -> bool:
+        """Cut the parameter values to the most characters that fit (at least `least`),
+        recording which were shown in part; False when even `least` does not fit."""
+        lengths = {p.name: _shown_length(p) for p in self.subgraph.params}
+        longest = max(lengths.values(), default=0)
+        if longest <= least:
+            return False
+
+        def fits(limit: int) -> bool:
+            self.param_chars = limit
+            self.partial = {name: (limit, n) for name, n in lengths.items() if n > limit}
+            return self._fits(budget_chars)
+
+        if not fits(least):
+            self.param_chars, self.partial = None, {}
+            return False
+        lo, hi = least, longest  # lo fits; find the most that fits
+        while hi - lo > 16:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        fits(lo)
+        self._note("parameter values shown in part", f"({', '.join(self.partial)})")
+        return True
 
     def _note(self, what: str, detail: str) -> None:
         self.elided = [e for e in self.elided if not e.startswith(what)]

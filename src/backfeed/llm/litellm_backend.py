@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -12,6 +13,7 @@ from .base import BaseLLM, Completion, LLMError, Message, Usage
 from .errors import ServerError, classify
 from .openai_compat import response_format
 from .policies import CacheSetting, with_policies
+from .wrap import DEFAULT_OUTPUT_CAP
 
 _import_lock = threading.Lock()
 
@@ -38,6 +40,18 @@ def import_litellm() -> Any:
             if _redacting not in logger.filters:
                 logger.addFilter(_redacting)
         return litellm
+
+
+@functools.lru_cache(maxsize=64)
+def _model_output_tokens(model: str) -> int | None:
+    """litellm's max output tokens for `model` (None when its model info does not say)."""
+    litellm = import_litellm()
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # a model litellm has not mapped
+        return None
+    found = info.get("max_output_tokens") or info.get("max_tokens")
+    return int(found) if found else None
 
 
 class _Redacting(logging.Filter):
@@ -76,6 +90,8 @@ class _RawLiteLLM(BaseLLM):
                 n: int = 1) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages,
                                   "num_retries": 0, **self.owner.options}
+        if max_tokens is not None:
+            max_tokens = min(max_tokens, self.owner.max_output_tokens()[0])
         if n != 1:
             kwargs["n"] = n  # one request, the prompt billed once
         for name, value in (("max_tokens", max_tokens), ("temperature", temperature),
@@ -156,11 +172,15 @@ class LiteLLM(BaseLLM):
         max_in_flight: int | None = None,
         requests_per_minute: int | None = None,
         tokens_per_minute: int | None = None,
+        max_output_tokens: int | None = None,
         **options: Any,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"LiteLLM needs a model name such as 'gpt-4o-mini', got {model!r}")
+        if max_output_tokens is not None and max_output_tokens < 1:
+            raise ValueError(f"max_output_tokens must be at least 1, got {max_output_tokens}")
         self.model = model
+        self._output_cap = max_output_tokens
         self.options = options
         self.timeout = timeout
         self._secrets = secret_values(options)
@@ -181,6 +201,18 @@ class LiteLLM(BaseLLM):
         return f"LiteLLM({self.model!r}{', ' + shown if shown else ''})"
 
     answers_n = True  # `n=k`: one request, k answers (the prompt billed once)
+
+    def max_output_tokens(self) -> tuple[int, str]:
+        """The most completion tokens a request asks for, and where that number comes from:
+        `max_output_tokens=` when given, else litellm's model info, else backfeed's default
+        cap. Every request's `max_tokens` is lowered to it."""
+        if self._output_cap is not None:
+            return self._output_cap, f"LiteLLM(max_output_tokens={self._output_cap})"
+        known = _model_output_tokens(self.model)
+        if known is not None:
+            return known, f"litellm's model info for {self.model}"
+        return DEFAULT_OUTPUT_CAP, (f"backfeed's default cap of {DEFAULT_OUTPUT_CAP:,} (litellm "
+                                    f"has no model info for {self.model})")
 
     def complete(self, messages: list[Message], *, json_schema: dict[str, Any] | None = None,
                  max_tokens: int | None = None, temperature: float | None = None,

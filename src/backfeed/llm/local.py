@@ -431,6 +431,10 @@ class Local(BaseLLM):
     def __repr__(self) -> str:
         return f"Local({self.source!r})"
 
+    def max_output_tokens(self) -> tuple[int, str]:
+        """The cap on every answer's tokens, and where it comes from."""
+        return self.max_tokens, f"Local(max_tokens={self.max_tokens})"
+
     @property
     def path(self) -> Path:
         """The GGUF file (joined from its parts on first access)."""

@@ -33,6 +33,25 @@ def answers_n(llm: Any) -> bool:
     return False
 
 
+DEFAULT_OUTPUT_CAP = 8192  # completion tokens asked of a model whose own limit is unknown
+
+
+def output_cap(llm: Any) -> tuple[int, str]:
+    """The most completion tokens one answer of `llm` may ask for, and where that number comes
+    from: the first layer (under any wrappers) whose `max_output_tokens()` knows it (litellm's
+    model info, `Local(max_tokens=)`), else `DEFAULT_OUTPUT_CAP`."""
+    for _ in range(32):
+        own = getattr(llm, "max_output_tokens", None)
+        if callable(own):
+            found = own()
+            if found is not None:
+                return found
+        if not isinstance(llm, Wrapper):
+            break
+        llm = llm.llm
+    return DEFAULT_OUTPUT_CAP, f"backfeed's default cap of {DEFAULT_OUTPUT_CAP:,} (the model's own limit is unknown)"
+
+
 class Wrapper(BaseLLM):
     """Holds the wrapped backend in `.llm`; reports its model and cache identity as its own."""
 

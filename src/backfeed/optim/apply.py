@@ -13,17 +13,22 @@ import json
 import math
 import re
 import textwrap
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from .._text import clip
 from ..graph import BoundsError, ChoiceError, Param
 from .base import ParamUpdate, StepReport
+from .edits import EditError, apply_edits, read_edits
 from .parse import Answer, function_name, loads, read_answer, recover_function
 from .parse import parse_answer as parse_answer  # re-exported: older callers import it here
 
 # Rejection kinds, as recorded in `ParamUpdate.kind`.
 UNKNOWN, TYPE, BOUNDS, CONSTRAINT, SYNTAX = "unknown", "type", "bounds", "constraint", "syntax"
+EDIT, PARTIAL = "edit", "partial"  # an edit that does not apply; a whole value for one shown in part
+
+
 class Rejected(ValueError):
     """A proposed value cannot become the parameter's value; `kind` says which rule failed."""
 
@@ -209,10 +214,32 @@ class Verdict:
                            f"{exc.kind}: {exc}", exc.kind)
 
 
+def edited(param: Param, proposed: Any, partial: Collection[str] = ()) -> Any:
+    """The value a proposal stands for: SEARCH/REPLACE edits (for code and text) applied to
+    the whole current value; a whole value as it is, unless the prompt showed `param` only in
+    part (`partial`), when a whole value would drop text the model never saw: `Rejected`."""
+    if param.kind in ("str", "code") and isinstance(proposed, str):
+        try:
+            edits = read_edits(proposed)
+            if edits is not None:
+                return apply_edits(param._value, edits)
+        except EditError as exc:
+            raise Rejected(EDIT, f"{param.name!r}: {exc}") from None
+    if param.name in partial:
+        raise Rejected(
+            PARTIAL,
+            f"{param.name!r} was shown in part ({len(str(param._value)):,} characters in all), so "
+            "a whole new value would drop the text never shown; answer with SEARCH/REPLACE edits",
+        )
+    return proposed
+
+
 def judge(
-    params: list[Param], suggestion: dict[str, Any]
+    params: list[Param], suggestion: dict[str, Any], partial: Collection[str] = ()
 ) -> tuple[dict[str, Verdict], list[ParamUpdate]]:
-    """Coerce each proposal, setting nothing: ({name: verdict}, proposals for unknown names)."""
+    """Coerce each proposal, setting nothing: ({name: verdict}, proposals for unknown names).
+    Edits are applied to the whole value; `partial` names the parameters the prompt showed in
+    part, for which a whole value is rejected (`edited`)."""
     verdicts: dict[str, Verdict] = {}
     unknown: list[ParamUpdate] = []
     for raw_name, value in (suggestion or {}).items():
@@ -223,7 +250,7 @@ def judge(
             continue
         verdict = Verdict(target, value)
         try:
-            verdict.value = coerce(target, value)
+            verdict.value = coerce(target, edited(target, value, partial))
         except Rejected as exc:
             verdict.rejected = exc
         except Exception as exc:  # a rule we did not foresee: recorded, never raised
@@ -239,15 +266,17 @@ def apply_suggestion(
     *,
     unreadable: dict[str, str] | None = None,
     only: set[str] | None = None,
+    partial: Collection[str] = (),
 ) -> dict[str, Any]:
-    """Coerce and set each proposed value, recording every outcome in `report`.
+    """Coerce and set each proposed value, recording every outcome in `report` (`partial`:
+    the parameters shown in part, which take edits only; see `judge`).
 
     `report.updates` gets one entry per parameter (proposed, applied, new value, reason);
     `report.rejected` gets every rejected proposal, unknown names included. With `only`,
     parameters outside that set are left to the caller: their coerced values are returned,
     not set. Returns {name: coerced value} for every accepted proposal.
     """
-    verdicts, unknown = judge(params, suggestion)
+    verdicts, unknown = judge(params, suggestion, partial)
     report.rejected.extend(unknown)
     accepted: dict[str, Any] = {}
     by_name = {u.name: u for u in report.updates}
@@ -278,25 +307,27 @@ def apply_suggestion(
 
 
 def check_suggestion(
-    params: list[Param], suggestion: dict[str, Any]
+    params: list[Param], suggestion: dict[str, Any], partial: Collection[str] = ()
 ) -> tuple[dict[str, Any], list[ParamUpdate]]:
     """Coerce a suggestion without setting anything: (accepted values, rejected proposals)."""
-    verdicts, rejected = judge(params, suggestion)
+    verdicts, rejected = judge(params, suggestion, partial)
     accepted = {name: v.value for name, v in verdicts.items() if v.rejected is None}
     return accepted, rejected + [v.update() for v in verdicts.values() if v.rejected is not None]
 
 
 def apply_answer(
-    params: list[Param], text: str, report: StepReport, *, only: set[str] | None = None
+    params: list[Param], text: str, report: StepReport, *, only: set[str] | None = None,
+    partial: Collection[str] = (),
 ) -> tuple[Answer, dict[str, Any]]:
     """Read one answer (blocks and/or JSON) and apply it: reasoning, stop and reading
-    problems go to the report."""
+    problems go to the report; `partial`: the parameters shown in part (edits only)."""
     answer = read_answer(text, params)
     report.reasoning = answer.reasoning
     report.stop = report.stop or answer.stop
     report.problems.extend(answer.problems)
     accepted = apply_suggestion(
-        params, answer.suggestion, report, unreadable=answer.unreadable, only=only
+        params, answer.suggestion, report, unreadable=answer.unreadable, only=only,
+        partial=partial,
     )
     return answer, accepted
 
@@ -304,6 +335,8 @@ def apply_answer(
 __all__ = [
     "BOUNDS",
     "CONSTRAINT",
+    "EDIT",
+    "PARTIAL",
     "SYNTAX",
     "TYPE",
     "UNKNOWN",
@@ -313,6 +346,7 @@ __all__ = [
     "apply_suggestion",
     "check_suggestion",
     "coerce",
+    "edited",
     "judge",
     "resolve_name",
     "unknown_reason",

@@ -16,6 +16,7 @@ from .schema import (
     describe,
     members_schema,
     names_text,
+    shown_in_part,
     values_text,
     variants_format,
 )
@@ -83,12 +84,17 @@ class Evolution(Optimizer):
             offspring=max(self.offspring, self.candidates),
             names=names_text(self.params),
             answer_format=variants_format(
-                self.params, max(self.offspring, self.candidates), self.reasoning_chars),
+                self.params, max(self.offspring, self.candidates), self.reasoning_chars,
+                {name: "its value is shown in part" for name in self._cut()}),
         )
         return [
             {"role": "system", "content": prompts.EVOLUTION_SYSTEM.render()},
             {"role": "user", "content": user},
         ]
+
+    def _cut(self) -> set[str]:
+        """The values the prompt shows in part: answered with edits, never whole."""
+        return shown_in_part(self.params, self.value_chars)
 
     def _step(self, report: StepReport) -> None:
         if len(self.queue) < self.candidates:
@@ -106,7 +112,7 @@ class Evolution(Optimizer):
             json_schema=None if blocks else members_schema(
                 self.params, self.reasoning_chars, count),
             max_tokens=answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
-                                    self.max_tokens, values=count),
+                                    self.max_tokens, values=count, edits=self._cut()),
             temperature=self.temperature,
         )
         if completion is None:
@@ -118,7 +124,7 @@ class Evolution(Optimizer):
             if not isinstance(member, dict):
                 report.problems.append(f"member {i}: not an object: {str(member)[:80]}")
                 continue
-            accepted, rejected = check_suggestion(self.params, member)
+            accepted, rejected = check_suggestion(self.params, member, self._cut())
             for update in rejected:
                 update.reason = f"member {i}: {update.reason}"
             report.rejected.extend(rejected)

@@ -17,6 +17,7 @@ from .schema import (
     clip,
     describe,
     names_text,
+    shown_in_part,
     values_text,
 )
 
@@ -73,22 +74,29 @@ class OPRO(Optimizer):
             history=self.history_text(),
             feedback=clip(latest, self.value_chars * 2) or "(none)",
             names=names_text(self.params),
-            answer_format=answer_format(self.params, self.reasoning_chars),
+            answer_format=answer_format(self.params, self.reasoning_chars, self._edits()),
         )
         return [
             {"role": "system", "content": prompts.OPRO_SYSTEM.render()},
             {"role": "user", "content": user},
         ]
 
+    def _edits(self) -> dict[str, str]:
+        """The values the prompt shows in part, asked for as edits."""
+        return {name: "its value is shown in part"
+                for name in shown_in_part(self.params, self.value_chars)}
+
     def _step(self, report: StepReport) -> None:
+        cut = set(self._edits())
         completions = self._ask_many(
             report,
             self.messages(),
             self.candidates,
             json_schema=answer_schema_for(self.params, self.reasoning_chars),
             max_tokens=answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
-                                    self.max_tokens),
+                                    self.max_tokens, edits=cut),
             temperature=self.temperature,
         )
         if completions:
-            self._gather(report, [partial(apply_answer, self.params, c.text) for c in completions])
+            self._gather(report, [partial(apply_answer, self.params, c.text, partial=cut)
+                                  for c in completions])

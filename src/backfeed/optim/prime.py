@@ -11,6 +11,7 @@ from .._text import clip
 from .._tokens import estimate_tokens
 from ..graph import Param, RenderBudgetError, render
 from ..llm import LLM, Message
+from ..llm.wrap import output_cap
 from . import prompts
 from .apply import apply_answer
 from .base import (
@@ -32,12 +33,14 @@ from .compact import (
     retry_turn,
 )
 from .examples import failing_examples
+from .parse import is_block
 from .schema import (
     answer_format,
     answer_limit,
     answer_schema_for,
     names_text,
     prefix,
+    rewrite_tokens,
     value_text,
 )
 
@@ -76,6 +79,15 @@ class Prime(Optimizer):
 
     `focus`: the names of the parameters this optimizer writes (default all; Hybrid gives its
     Prime the non-numeric ones).
+
+    Values are shown whole when the prompt can hold them. A code or text value that cannot be
+    shown whole, or whose rewrite would not fit the model's answer (`llm.output_cap`: litellm's
+    model info, `Local(max_tokens=)`, else 8,192 tokens), is asked for as SEARCH/REPLACE edits,
+    applied to the whole value; a whole new value for a value shown in part is rejected, never
+    kept with the text the model did not see. `edits=True` asks for edits to every code and
+    text parameter (a short answer for a long value), `edits=False` never (a value shown in
+    part then cannot change). The answer's limit is at most the model's cap; the report's
+    problems say when it was lowered.
     """
 
     def __init__(
@@ -94,6 +106,7 @@ class Prime(Optimizer):
         split: bool = False,
         compact: bool | None = None,
         retry: bool | None = None,
+        edits: bool | None = None,
         history: History | None = None,
     ) -> None:
         super().__init__(params, llm, history=history)
@@ -105,6 +118,8 @@ class Prime(Optimizer):
         self.split = split
         self.compact = compact
         self.retry = retry
+        self.edits = edits
+        self.partial: dict[str, tuple[int, int]] = {}  # shown in part by the last prompt
         self.budget_tokens = budget_tokens
         self.memory = memory
         self.reasoning_chars = reasoning_chars
@@ -127,17 +142,47 @@ class Prime(Optimizer):
         text = "\n".join(_memory_row(h, per_row, now) for h in rows)
         return clip(text, limit_tokens * 4)
 
+    def edit_reasons(self, params: list[Param], partial: dict[str, tuple[int, int]]
+                     ) -> dict[str, str]:
+        """The code and text parameters of `params` to ask edits for, each with why: shown in
+        part (`partial`), too long to write anew within the model's cap, or `edits=True`."""
+        cap = output_cap(self.llm)[0]
+        reasons: dict[str, str] = {}
+        for p in params:
+            if not is_block(p) or self.edits is False:
+                continue
+            if p.name in partial:
+                reasons[p.name] = "its value is shown in part"
+            elif rewrite_tokens(p) > cap:
+                reasons[p.name] = "its value is too long to write anew in one answer"
+            elif self.edits:
+                reasons[p.name] = "only what you edit changes"
+        return reasons
+
     def messages(self) -> list[Message]:
         """The full prompt for the current feedback (the compact one for a single compact
-        parameter); raises RenderBudgetError if it cannot fit."""
+        parameter); raises RenderBudgetError if it cannot fit. Sets `partial`: the values it
+        shows in part, asked for as edits."""
         each = self.compact_params()
         if len(each) == 1:
             short = self.compact_messages(each[0])
             if short is not None:
+                self.partial = {}
                 return short
+        partial: dict[str, tuple[int, int]] = {}
+        for _ in range(len(self.params) + 1):  # each pass may find more values shown in part
+            messages, rendering = self._full_messages(self.edit_reasons(self.params, partial))
+            if rendering.partial.keys() <= partial.keys():
+                break
+            partial = {**partial, **rendering.partial}
+        self.partial = rendering.partial
+        return messages
+
+    def _full_messages(self, edits: dict[str, str]) -> tuple[list[Message], Any]:
+        """The full prompt asking edits for `edits`, and the trace's rendering."""
         system = prompts.PRIME_SYSTEM.render()
         fixed = dict(names=names_text(self.params),
-                     answer_format=answer_format(self.params, self.reasoning_chars))
+                     answer_format=answer_format(self.params, self.reasoning_chars, edits))
         rejected = "\n".join(f"- {r}" for r in self.rejections) or "(nothing)"
         fixed["rejected"] = clip(rejected, self.budget_tokens // 2)  # bounded: 4 chars a token
         skeleton = prompts.PRIME_USER.render(trace="", memory="", examples="", **fixed)
@@ -146,9 +191,11 @@ class Prime(Optimizer):
         left -= estimate_tokens(examples)
         memory = self.memory_text(max(left // 4, 60))
         left -= estimate_tokens(memory)
-        trace = render(self.params, budget_tokens=max(left, 50)).text
-        user = prompts.PRIME_USER.render(trace=trace, memory=memory, examples=examples, **fixed)
-        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        rendering = render(self.params, budget_tokens=max(left, 50))
+        user = prompts.PRIME_USER.render(trace=rendering.text, memory=memory, examples=examples,
+                                         **fixed)
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}], \
+            rendering
 
     def written(self) -> list[Param]:
         """The parameters this optimizer writes (`focus`, default all)."""
@@ -180,7 +227,8 @@ class Prime(Optimizer):
         if len(self.params) > 1:  # the reasons that concern this parameter
             rejections = [r for r in rejections if param.name in r]
         messages = compact_messages(
-            [param], answer_format=answer_format([param], self.reasoning_chars),
+            [param], answer_format=answer_format([param], self.reasoning_chars,
+                                                 self.edit_reasons([param], {})),
             rejections=rejections, memory=self.param_memory(param, self.budget_tokens // 4),
             limit=self.examples, fresh=fresh,
             among=self.params if len(self.params) > 1 else None,
@@ -230,8 +278,8 @@ class Prime(Optimizer):
         except RenderBudgetError as exc:
             report.error = f"prompt does not fit budget_tokens={self.budget_tokens}: {exc}"
             return []
-        limit = answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
-                             self.max_tokens)
+        limit = self.answer_limit(report, self.params, self.edit_reasons(self.params,
+                                                                          self.partial))
         start = self.prefix()
         if start:
             messages = [*messages, {"role": "assistant", "content": start}]
@@ -243,6 +291,19 @@ class Prime(Optimizer):
         if texts:
             report.answers[-len(texts) :] = texts
         return texts
+
+    def answer_limit(self, report: StepReport, params: list[Param],
+                     edits: dict[str, str]) -> int:
+        """The answer's token limit for `params` (`edits`: those answered with edits), at
+        most the model's cap; the report's problems say when the cap lowered it."""
+        cap, source = output_cap(self.llm)
+        wanted = answer_limit(params, self.reasoning_chars, self.budget_tokens,
+                              self.max_tokens, edits=edits)
+        if wanted > cap:
+            note = f"max_tokens: {wanted:,} capped at {cap:,} ({source})"
+            if note not in report.problems:
+                report.problems.append(note)
+        return min(wanted, cap)
 
     @staticmethod
     def _prefixed(start: str, text: str) -> str:
@@ -261,14 +322,16 @@ class Prime(Optimizer):
         each = self.compact_params()
         if each and all(self.compact_messages(p) is not None for p in each):
             return self._ask_each(report, each)
-        return [self._applies(t) for t in self.propose(report)]
+        texts = self.propose(report)
+        return [self._applies(t) for t in texts]
 
     def _applies(self, text: str, names: set[str] | None = None
                  ) -> Callable[[StepReport], dict[str, Any]]:
         only = names if names is not None else self.focus
+        partial = set(self.partial)  # what the prompt this answers showed in part
 
         def apply(report: StepReport) -> dict[str, Any]:
-            return apply_answer(self.params, text, report, only=only)[1]
+            return apply_answer(self.params, text, report, only=only, partial=partial)[1]
 
         return apply
 
@@ -280,14 +343,14 @@ class Prime(Optimizer):
         problems say so). The proposals: the distinct changes of the parameters combined
         (first answers first, at most `candidates` times the number of parameters changed;
         only when several changed), then each answer alone."""
-        limit = answer_limit([each[0]], self.reasoning_chars, self.budget_tokens,
-                             self.max_tokens)
+        self.partial = {}  # compact prompts show each value whole
         retry = True if self.retry is None else self.retry
         asked: list[tuple[Param, list[str]]] = []
         for param in each:
             if blamed(param, self.params) is False:
                 report.problems.append(f"{param.name}: {NOT_ASKED}")
                 continue
+            limit = self.answer_limit(report, [param], self.edit_reasons([param], {}))
             messages = self.compact_messages(param)
             assert messages is not None  # checked by `proposals`
             texts = self._ask_texts(report, messages, param, self.candidates, limit)
@@ -385,8 +448,8 @@ class Prime(Optimizer):
         asked = StepReport(step=report.step)
         found = self._ask_many(
             asked, messages, 1, json_schema=self.schema(), temperature=SAMPLE_TEMPERATURE,
-            max_tokens=answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
-                                    self.max_tokens),
+            max_tokens=self.answer_limit(report, self.params,
+                                         self.edit_reasons(self.params, self.partial)),
         )
         report.prompts += asked.prompts
         report.llm_calls += asked.llm_calls
@@ -428,6 +491,7 @@ class Prime(Optimizer):
             "candidates": self.candidates,
             "compact": self.compact,
             "retry": self.retry,
+            "edits": self.edits,
         }
         state["rejections"] = list(self.rejections)
         return state

@@ -46,6 +46,14 @@ nothing after them:
 In the blocks, plain text: no JSON quoting, no example calls, no tests.""",
 )
 
+EDIT_SECTION = Template(
+    "edit_section",
+    """- a line `### {name}`, then edits to {what} in one ```{lang} block ({why}): for each \
+change a line `<<<<<<< SEARCH`, the exact lines of the current value to change (copied as \
+shown, enough to be unique), a line `=======`, the lines to put instead, and a line \
+`>>>>>>> REPLACE`;""",
+)
+
 VARIANTS_FORMAT = Template(
     "variants_format",
     """Answer with {count} different candidates. Start each with a line `## Candidate N` \
@@ -234,6 +242,7 @@ TEMPLATES = {
     for t in (
         ANSWER_FORMAT,
         BLOCK_FORMAT,
+        EDIT_SECTION,
         VARIANTS_FORMAT,
         MEMBERS_FORMAT,
         PRIME_SYSTEM,

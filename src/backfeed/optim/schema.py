@@ -4,12 +4,13 @@ and text, the prefix an embedded model is made to start with, and the answer's t
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 from .._text import clip
 from .._tokens import estimate_tokens
 from ..graph import Param
-from ..graph.render import param_lines, value_text
+from ..graph.render import param_lines, param_value_text, shown_lines, value_text
 from . import prompts
 from .parse import function_name, is_block
 
@@ -129,7 +130,8 @@ def example(params: list[Param]) -> str:
 
 
 __all__ = ["answer_format", "answer_limit", "answer_schema", "answer_schema_for", "clip",
-           "describe", "names_text", "prefix", "value_text", "values_text", "variants_format"]
+           "describe", "names_text", "prefix", "rewrite_tokens", "shown_in_part", "value_text",
+           "values_text", "variants_format"]
 
 
 def names_text(params: list[Param]) -> str:
@@ -137,18 +139,44 @@ def names_text(params: list[Param]) -> str:
 
 
 def describe(params: list[Param], value_chars: int = 600) -> str:
-    """One block per parameter: name, type, bounds/choices, description, current value."""
+    """One block per parameter: name, type, bounds/choices, description, current value (code
+    and text of several lines as their own lines), cut to `value_chars` (`shown_in_part`
+    names the parameters it cuts)."""
     lines = []
     for p in params:
         lines += param_lines(p, choices_chars=200)
-        lines.append(f"  current value = {value_text(p._value, value_chars)}")
+        if p.kind == "code" or shown_lines(p._value):
+            lines.append("  current value:\n" + param_value_text(p, value_chars)
+                         .removeprefix("  value:\n"))
+        else:
+            lines.append(f"  current value = {value_text(p._value, value_chars)}")
     return "\n".join(lines)
 
 
-def answer_tokens(params: list[Param], reasoning_chars: int, values: int = 1) -> int:
-    """Enough completion tokens for the reasoning plus `values` copies of every value, grown."""
-    per_copy = sum(2 * estimate_tokens(json.dumps(p._value, default=repr)) + 24 for p in params)
+EDIT_TOKENS = 1024  # the answer's room for the edits to one parameter
+
+
+def rewrite_tokens(param: Param) -> int:
+    """Completion tokens to write `param`'s value anew, with room to grow (twice its size)."""
+    return 2 * estimate_tokens(json.dumps(param._value, default=repr)) + 24
+
+
+def answer_tokens(params: list[Param], reasoning_chars: int, values: int = 1,
+                  edits: Collection[str] = ()) -> int:
+    """Enough completion tokens for the reasoning plus `values` copies of every value, grown
+    (for a parameter answered with edits, `EDIT_TOKENS` or its rewrite if smaller)."""
+    per_copy = sum(min(rewrite_tokens(p), EDIT_TOKENS) if p.name in edits else rewrite_tokens(p)
+                   for p in params)
     return reasoning_chars // 3 + values * per_copy + 48
+
+
+def shown_in_part(params: list[Param], value_chars: int | None) -> set[str]:
+    """The parameters whose value a prompt that cuts values to `value_chars` shows in part."""
+    if value_chars is None:
+        return set()
+    return {p.name for p in params
+            if len(p._value if isinstance(p._value, str) else value_text(p._value, None))
+            > value_chars}
 
 
 # -- fenced-block answers ---------------------------------------------------------------------
@@ -167,13 +195,20 @@ def block_lang(param: Param) -> str:
     return "python" if param.kind == "code" else "text"
 
 
-def block_skeleton(params: list[Param]) -> str:
+def block_skeleton(params: list[Param], edits: dict[str, str] | None = None) -> str:
     """The answer's shape in words, one line per section: a `### name` line, then the value in
     a fenced block (code and text), and the typed values as one JSON object. No placeholder
-    stands where a value goes: small models copy placeholders."""
+    stands where a value goes: small models copy placeholders. `edits`: the parameters
+    answered with SEARCH/REPLACE edits instead, each with why (said in the line)."""
     lines = []
+    edits = edits or {}
     for p in params:
-        if p.kind == "code":
+        if p.name in edits and is_block(p):
+            what = f"the function `{code_head(p).removeprefix('def ').rstrip(':')}`" \
+                if p.kind == "code" else p.name
+            lines.append(prompts.EDIT_SECTION.render(name=p.name, what=what, lang=block_lang(p),
+                                                     why=edits[p.name]))
+        elif p.kind == "code":
             lines.append(f"- a line `### {p.name}`, then the whole new function "
                          f"`{code_head(p).removeprefix('def ').rstrip(':')}` (def line, body and "
                          "the imports it needs) in one ```python block;")
@@ -207,19 +242,25 @@ def prefix(params: list[Param]) -> str:
 
 
 def answer_limit(params: list[Param], reasoning_chars: int, budget_tokens: int,
-                 max_tokens: int | None = None, values: int = 1) -> int:
+                 max_tokens: int | None = None, values: int = 1,
+                 edits: Collection[str] = (), cap: int | None = None) -> int:
     """The completion limit: `max_tokens` when given (it may raise or lower the limit); else
-    enough for every value grown, and at least half the prompt budget, so that a short value
-    (a seed prompt) can grow into a long one in one step."""
+    enough for every value grown (`edits`: the parameters answered with edits), and at least
+    half the prompt budget, so that a short value (a seed prompt) can grow into a long one in
+    one step. Never above `cap`, the most the model answers (`llm.output_cap`)."""
     if max_tokens is not None:
-        return max_tokens
-    return max(answer_tokens(params, reasoning_chars, values), budget_tokens // 2)
+        limit = max_tokens
+    else:
+        limit = max(answer_tokens(params, reasoning_chars, values, edits), budget_tokens // 2)
+    return limit if cap is None else min(limit, cap)
 
 
-def answer_format(params: list[Param], reasoning_chars: int) -> str:
-    """How to answer: fenced blocks when any parameter is code or text, else one JSON object."""
+def answer_format(params: list[Param], reasoning_chars: int,
+                  edits: dict[str, str] | None = None) -> str:
+    """How to answer: fenced blocks when any parameter is code or text, else one JSON object
+    (`edits`: as in `block_skeleton`)."""
     if any(is_block(p) for p in params):
-        return prompts.BLOCK_FORMAT.render(skeleton=block_skeleton(params))
+        return prompts.BLOCK_FORMAT.render(skeleton=block_skeleton(params, edits))
     return prompts.ANSWER_FORMAT.render(
         reasoning_chars=reasoning_chars, example=example(params), names=names_text(params)
     )
@@ -242,8 +283,9 @@ def values_text(values: dict[str, Any], params: list[Param], value_chars: int) -
     return "\n".join(([", ".join(inline)] if inline else []) + blocks)
 
 
-def variants_format(params: list[Param], count: int, reasoning_chars: int) -> str:
+def variants_format(params: list[Param], count: int, reasoning_chars: int,
+                    edits: dict[str, str] | None = None) -> str:
     """How to answer with `count` variants: `## Candidate N` sections of blocks, or JSON."""
     if any(is_block(p) for p in params):
-        return prompts.VARIANTS_FORMAT.render(count=count, skeleton=block_skeleton(params))
+        return prompts.VARIANTS_FORMAT.render(count=count, skeleton=block_skeleton(params, edits))
     return prompts.MEMBERS_FORMAT.render(reasoning_chars=reasoning_chars, example=example(params))

@@ -18,6 +18,7 @@ from .schema import (
     answer_schema_for,
     clip,
     gradients_schema,
+    shown_in_part,
     values_text,
 )
 
@@ -112,7 +113,8 @@ class TextGrad(Optimizer):
                 self._update_messages(p, gradients, consumers[p.name]),
                 self.candidates,
                 json_schema=answer_schema_for([p], self.reasoning_chars),
-                max_tokens=answer_limit([p], self.reasoning_chars, self.budget_tokens),
+                max_tokens=answer_limit([p], self.reasoning_chars, self.budget_tokens,
+                                        edits=shown_in_part([p], self.value_chars)),
                 temperature=self.temperature,
             )
             if not completions:
@@ -130,7 +132,9 @@ class TextGrad(Optimizer):
                 if answer.reasoning and i == 0:
                     reasons.append(f"{p.name}: {answer.reasoning}")
         report.gradients = gradients
-        self._gather(report, [partial(apply_suggestion, self.params, s) for s in suggestions])
+        cut = shown_in_part(self.params, self.value_chars)
+        self._gather(report, [partial(apply_suggestion, self.params, s, partial=cut)
+                              for s in suggestions])
         report.reasoning = "\n".join(reasons)
 
     def _gradient_messages(
@@ -162,7 +166,9 @@ class TextGrad(Optimizer):
             gradient=gradients.get(p.name, "(none)"),
             downstream=downstream or "(none)",
             feedback=clip(feedback, self.value_chars),
-            answer_format=answer_format([p], self.reasoning_chars),
+            answer_format=answer_format(
+                [p], self.reasoning_chars,
+                {n: "its value is shown in part" for n in shown_in_part([p], self.value_chars)}),
         )
         return [
             {"role": "system", "content": prompts.TEXTGRAD_SYSTEM.render()},

@@ -1,0 +1,198 @@
+"""Long values: shown whole when they fit, else asked for as edits applied to the whole value;
+a whole value for one shown in part is rejected; the answer's limit is the model's cap."""
+
+from __future__ import annotations
+
+import pytest
+
+import backfeed as bf
+from backfeed.optim import Prime
+from backfeed.optim.apply import EDIT, PARTIAL
+from backfeed.optim.edits import Edit, EditError, apply_edits, read_edits
+
+
+def guidelines(count: int) -> str:
+    return "\n".join(f"{i}. Guideline {i}: be polite and precise about rule {i}."
+                     for i in range(1, count + 1))
+
+
+@bf.op
+def answer(policy: str, question: str) -> str:
+    """Answer the question under the policy."""
+    return "no"
+
+
+def step_on(p: bf.Param, opt: bf.optim.Optimizer) -> bf.optim.StepReport:
+    opt.zero_feedback()
+    answer(p, bf.node("refund?")).backward(bf.Feedback(score=0.0, text="should say yes"))
+    return opt.step()
+
+
+def edit_answer(name: str, search: str, replace: str) -> str:
+    return (f"### {name}\n```text\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n"
+            ">>>>>>> REPLACE\n```")
+
+
+def test_a_prompt_that_fits_the_budget_is_shown_whole_to_its_last_guideline():
+    policy = bf.param(guidelines(39), name="policy")  # ~2,100 characters
+    llm = bf.llm.Scripted(["### policy\n```text\nx\n```"])
+    step_on(policy, Prime([policy], llm=llm, budget_tokens=4000, compact=False))
+    user = llm.calls[0].messages[1]["content"]
+    assert "39. Guideline 39: be polite and precise about rule 39." in user
+    assert "shown in part" not in user
+
+
+def test_a_larger_budget_shows_more_of_a_long_prompt():
+    shown = []
+    for budget in (4000, 16000):
+        policy = bf.param(guidelines(800), name="policy")
+        llm = bf.llm.Scripted(["no change"])
+        opt = Prime([policy], llm=llm, budget_tokens=budget)
+        step_on(policy, opt)
+        shown.append(opt.partial["policy"][0])
+        assert len(llm.calls[0].messages[1]["content"]) // 4 <= budget
+    assert shown[1] > 3 * shown[0]
+
+
+def test_an_edit_to_a_50000_character_policy_keeps_every_character_it_does_not_touch():
+    text = guidelines(900)
+    assert len(text) > 50_000
+    policy = bf.param(text, name="policy")
+    old = "2. Guideline 2: be polite and precise about rule 2."
+    new = "2. Refunds are always granted."
+    llm = bf.llm.Scripted([edit_answer("policy", "    " + old, new)])  # copied with the indent
+    opt = Prime([policy], llm=llm)
+    report = step_on(policy, opt)
+    user = llm.calls[0].messages[1]["content"]
+    assert "policy" in opt.partial and "edits to policy" in user and "<<<<<<< SEARCH" in user
+    assert not report.rejected
+    assert policy.value == text.replace(old, new)
+
+
+def test_a_whole_value_for_a_prompt_shown_in_part_is_rejected_and_nothing_is_lost():
+    text = guidelines(900)
+    policy = bf.param(text, name="policy")
+    llm = bf.llm.Scripted(["### policy\n```text\nBe nice. Refunds are granted.\n```"])
+    report = step_on(policy, Prime([policy], llm=llm))
+    assert policy.value == text
+    (update,) = report.rejected
+    assert update.kind == PARTIAL
+    assert "shown in part" in update.reason and "SEARCH/REPLACE" in update.reason
+    assert not report.candidates
+
+
+def test_an_edit_whose_search_text_is_not_in_the_value_is_rejected_with_its_first_line():
+    text = guidelines(900)
+    policy = bf.param(text, name="policy")
+    llm = bf.llm.Scripted([edit_answer("policy", "Guideline zero", "x")])
+    report = step_on(policy, Prime([policy], llm=llm))
+    assert policy.value == text
+    assert report.rejected[0].kind == EDIT and "'Guideline zero'" in report.rejected[0].reason
+
+
+def test_the_answer_limit_is_capped_by_the_model_and_the_cap_is_stated():
+    text = guidelines(900)
+    policy = bf.param(text, name="policy")
+    llm = bf.llm.Scripted(["no change"])
+    report = step_on(policy, Prime([policy], llm=llm, budget_tokens=40_000))
+    assert llm.calls[0].options["max_tokens"] == 8192
+    assert any("capped at 8,192" in p and "default cap" in p for p in report.problems)
+    # the whole value fits the prompt, but writing it anew would not fit the answer: edits
+    assert "policy" not in Prime([policy], llm=llm).partial
+    assert "too long to write anew" in llm.calls[0].messages[1]["content"]
+
+
+def test_litellm_lowers_max_tokens_to_the_models_output_limit(monkeypatch):
+    from backfeed.llm.litellm_backend import import_litellm
+
+    litellm = import_litellm()  # offline: its bundled model list
+    seen = []
+    original = litellm.completion
+
+    def completion(**kwargs):
+        seen.append(kwargs.get("max_tokens"))
+        return original(**kwargs, mock_response="ok")
+
+    monkeypatch.setattr(litellm, "completion", completion)
+    llm = bf.llm.LiteLLM("gpt-4o-mini", cache=False)
+    assert llm.max_output_tokens() == (16384, "litellm's model info for gpt-4o-mini")
+    llm.complete([{"role": "user", "content": "hi"}], max_tokens=49_226)
+    unknown = bf.llm.LiteLLM("openai/in-house", cache=False, api_base="http://127.0.0.1:9")
+    assert unknown.max_output_tokens()[0] == 8192
+    capped = bf.llm.LiteLLM("gpt-4o-mini", cache=False, max_output_tokens=300)
+    capped.complete([{"role": "user", "content": "hi"}], max_tokens=1000)
+    assert seen == [16384, 300]
+
+
+def test_edits_asked_for_a_code_parameter_change_only_the_edited_line():
+    @bf.op(trainable=True)
+    def total(prices: list) -> float:
+        """Sum the prices."""
+        result = 0
+        for p in prices:
+            result += p
+        return result * 2
+
+    answer_text = ("### total\n```python\n<<<<<<< SEARCH\n        return result * 2\n=======\n"
+                   "        return result\n>>>>>>> REPLACE\n```")
+    llm = bf.llm.Scripted([answer_text])
+    opt = Prime([total.code], llm=llm, edits=True, compact=False)
+    before = total.code.value
+    out = total(bf.node([1, 2]))
+    opt.zero_feedback()
+    out.backward("should be 3")
+    report = opt.step()
+    assert "edits to the function `total(prices: list) -> float`" in \
+        llm.calls[0].messages[1]["content"]
+    assert not report.rejected
+    assert total.code.value == before.replace("return result * 2", "return result")
+    assert total(bf.node([1, 2])).value == 3
+
+
+def test_opro_and_textgrad_take_edits_and_reject_whole_values_for_values_they_cut():
+    text = guidelines(50)
+    old, new = "7. Guideline 7: be polite and precise about rule 7.", "7. Refunds: yes."
+    gradients = '{"gradients": {"answer0": "say yes", "policy": "grant refunds"}}'
+    makers = {"OPRO": (lambda p, llm: bf.optim.OPRO([p], llm=llm, value_chars=300), []),
+              "TextGrad": (lambda p, llm: bf.optim.TextGrad([p], llm=llm, value_chars=300),
+                           [gradients])}
+    for name, (make, before) in makers.items():
+        p = bf.param(text, name="policy")
+        llm = bf.llm.Scripted([*before, "### policy\n```text\nshort\n```"])
+        report = step_on(p, make(p, llm))
+        assert p.value == text, name
+        assert any(u.kind == PARTIAL for u in report.rejected), name
+        assert "edits to policy" in llm.calls[-1].messages[-1]["content"], name
+        llm = bf.llm.Scripted([*before, edit_answer("policy", old, new)])
+        step_on(p, make(p, llm))
+        assert p.value == text.replace(old, new), name
+
+
+# -- reading and applying edits ------------------------------------------------------------
+
+
+def test_edits_are_read_in_order_and_prose_between_them_is_ignored():
+    text = ("Here:\n<<<<<<< SEARCH\na\n=======\nb\n>>>>>>> REPLACE\nand\n"
+            "<<<<<<< SEARCH\nc\n=======\n>>>>>>> REPLACE")
+    assert read_edits(text) == [Edit("a", "b"), Edit("c", "")]
+    assert read_edits("a whole new value") is None
+
+
+def test_an_edit_cut_short_is_an_error_and_applies_nothing():
+    with pytest.raises(EditError, match="no >>>>>>> REPLACE line"):
+        read_edits("<<<<<<< SEARCH\na\n=======\nb")
+    with pytest.raises(EditError, match="no ======= line"):
+        read_edits("<<<<<<< SEARCH\na")
+
+
+def test_a_search_text_must_occur_once():
+    with pytest.raises(EditError, match="occurs 2 times"):
+        apply_edits("x\nx\n", [Edit("x", "y")])
+    assert apply_edits("a\nb\n", [Edit("b", "c")]) == "a\nc\n"
+    assert apply_edits("a", [Edit("", "b")]) == "a\nb"  # an empty SEARCH appends
+
+
+def test_search_lines_with_other_indentation_match_and_the_replacement_keeps_the_values():
+    value = "def f(x):\n    if x:\n        return 1\n    return 2\n"
+    edit = Edit("        if x:\n            return 1", "        if x > 0:\n            return 1")
+    assert apply_edits(value, [edit]) == "def f(x):\n    if x > 0:\n        return 1\n    return 2\n"
