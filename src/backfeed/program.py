@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .example import find_example, leak_error
 from .graph import ErrorInfo, ExecutionError, Node, OpInfo, is_tracing
 from .llm import LLM, current
 
@@ -178,7 +179,14 @@ def _plain(value: Any) -> Any:
 
 
 def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    """A message's text: text as it is, anything else as JSON; a whole dataset example
+    (`bf.Example`, labels included) is refused."""
+    if isinstance(value, str):
+        return value
+    example = find_example(value)
+    if example is not None:
+        raise leak_error(example)
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 # -- structured answers -------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._text import clip
+from ..example import SETUP_ERRORS, Example, InputsError, declare_inputs
 from ..graph import ExecutionError, Feedback, Node, op
 
 Forward = Callable[[Any, Any], Any]
@@ -61,14 +62,16 @@ def as_metric(metric: Metric) -> Metric:
                       "give it those parameters")
 
 
-def as_examples(data: Iterable[Any] | None, what: str) -> list[Any] | None:
-    """A dataset (list, tuple, generator or any iterable) as a list; None stays None."""
+def as_examples(data: Iterable[Any] | None, what: str,
+                inputs: Iterable[str] | None = None) -> list[Any] | None:
+    """A dataset (list, tuple, generator or any iterable) as a list; None stays None. Dict
+    examples become `bf.Example`s, with `inputs` declared as the program's inputs."""
     if data is None:
         return None
     if isinstance(data, str | bytes | dict) or not isinstance(data, Iterable):
         raise TypeError(f"{what} must be a sequence or iterable of examples, "
                         f"not {type(data).__name__}")
-    return list(data)
+    return declare_inputs(list(data), inputs, what)
 
 
 # -- the program's output: one node, or a dict / list / tuple / dataclass of nodes -----------
@@ -191,12 +194,35 @@ def uninstall_capture() -> None:
 
 
 def call_forward(module: Any, example: Any, forward: Forward | None) -> Any:
-    """`forward(module, example)`, else `module(example[0])` for a tuple/list, else `module(example)`."""
+    """`forward(module, example)`, else `module(**example.inputs())` for an example with
+    declared inputs, `module(example[0])` for a tuple/list, else `module(example)`."""
     if forward is not None:
         return forward(module, example)
+    if isinstance(example, Example) and example.input_names is not None:
+        inputs = example.inputs()
+        _check_takes(module, inputs)
+        return module(**inputs)
     if isinstance(example, tuple | list):
         return module(example[0])
     return module(example)
+
+
+def _check_takes(module: Any, inputs: dict[str, Any]) -> None:
+    """A TypeError that says how to fix it when the program cannot take `inputs` by name."""
+    target = getattr(module, "forward", module)
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):  # no signature to check: the call itself will tell
+        return
+    try:
+        signature.bind(**inputs)
+    except TypeError as exc:
+        name = getattr(target, "__qualname__", type(module).__name__)
+        raise InputsError(
+            f"{name}{signature} cannot take the declared inputs {list(inputs)} as keyword "
+            f"arguments ({exc}): name its parameters after the fields, or pass "
+            "forward=lambda program, example: ..."
+        ) from None
 
 
 def as_feedback(value: Any, index: int, example: Any = None) -> Feedback:
@@ -275,6 +301,8 @@ def run_one(module: Any, example: Any, index: int, metric: Metric | None,
         out = call_forward(module, example, forward)
         if inspect.isawaitable(out):
             out = asyncio.run(_await(out))
+    except SETUP_ERRORS:
+        raise  # how the program is called is wrong, not the program: no feedback
     except Exception as e:
         error = e
     finally:
@@ -297,6 +325,8 @@ async def arun_one(module: Any, example: Any, index: int, metric: Metric | None,
             out = await asyncio.to_thread(call_forward, module, example, forward)
             if inspect.isawaitable(out):
                 out = await out
+    except SETUP_ERRORS:
+        raise  # how the program is called is wrong, not the program: no feedback
     except Exception as e:
         error = e
     finally:
@@ -408,11 +438,13 @@ def _cell(value: Any, limit: int = 80) -> str:
 
 
 def evaluate(program: Any, dataset: Iterable[Any], metric: Metric, *, executor: Any = None,
-             forward: Forward | None = None, progress: bool = True) -> EvalReport:
+             forward: Forward | None = None, progress: bool = True,
+             inputs: Iterable[str] | None = None) -> EvalReport:
     """Score `program` on every example of `dataset` with `metric`, as the trainer does.
 
-    Examples are run as in `bf.train` (`program(example[0])` for a tuple or list, else
-    `program(example)`, or `forward(program, example)`), through the same `Executor.evaluate`
+    Examples are run as in `bf.train` (`program(**example.inputs())` for a `bf.Example` with
+    declared inputs or a dict example with `inputs=[...]`, `program(example[0])` for a tuple
+    or list, else `program(example)`, or `forward(program, example)`), through the same `Executor.evaluate`
     the trainer uses (default `Threads(1)`). Errors in the program become rows with score 0;
     a metric that raises, or returns anything but a finite number or `bf.Feedback(score=...)`
     (NaN and inf included), raises `MetricError` naming the example. `progress` shows a bar
@@ -421,7 +453,7 @@ def evaluate(program: Any, dataset: Iterable[Any], metric: Metric, *, executor: 
     from .executors import Threads
     from .progress import Bar
 
-    examples = as_examples(dataset, "dataset")
+    examples = as_examples(dataset, "dataset", inputs)
     assert examples is not None
     metric = as_metric(metric)
     executor = executor or Threads(1)

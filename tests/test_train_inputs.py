@@ -1,0 +1,95 @@
+"""Dataset inputs: declared fields reach the program, the labels only the metric; a whole dict
+example is never sent to a model."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import backfeed as bf
+from backfeed.example import InputsError
+
+DATA = [{"question": f"What is {i}+{i}?", "answer": str(2 * i)} for i in range(1, 4)]
+
+
+def echo() -> bf.llm.Scripted:
+    """A model that copies its last user turn: it scores only if the answer is in the prompt."""
+    return bf.llm.Scripted([lambda messages, options: messages[-1]["content"]] * 50)
+
+
+def metric(example, output) -> float:
+    return float(example["answer"] in str(output))
+
+
+class Whole(bf.Module):
+    """Sends the example it is given to the model as it is."""
+
+    def __init__(self, llm) -> None:
+        self.instruction = bf.param("Answer.", name="instruction")
+        self.llm = llm
+
+    def forward(self, example):
+        return bf.chat([{"role": "system", "content": self.instruction},
+                        {"role": "user", "content": example}], llm=self.llm)
+
+
+class Asks(bf.Module):
+    def __init__(self, llm) -> None:
+        self.instruction = bf.param("Answer.", name="instruction")
+        self.llm = llm
+
+    def forward(self, question):
+        return bf.chat([{"role": "system", "content": self.instruction},
+                        {"role": "user", "content": question}], llm=self.llm)
+
+
+def test_a_whole_dict_example_sent_to_a_model_is_an_error_that_says_how_to_declare_inputs():
+    llm = echo()
+    with pytest.raises(bf.LabelLeakError, match=r"inputs=\['question'\]") as caught:
+        bf.evaluate(Whole(llm), DATA, metric, progress=False)
+    assert "with_inputs('question')" in str(caught.value)
+    assert not llm.calls  # the model never saw the answer
+    program = Whole(echo())
+    with pytest.raises(bf.LabelLeakError):
+        bf.train(program, DATA, metric=metric, steps=1, progress=False,
+                 optimizer=bf.optim.Prime(program.parameters(), llm=bf.llm.Scripted([])))
+
+
+def test_declared_inputs_reach_the_program_by_name_and_the_metric_sees_the_labels():
+    llm = echo()
+    report = bf.evaluate(Asks(llm), DATA, metric, inputs=["question"], progress=False)
+    assert [m[-1]["content"] for m in (c.messages for c in llm.calls)] == \
+        [d["question"] for d in DATA]
+    assert report.mean == 0.0  # the echo is not the answer, and the answer was never sent
+    examples = [bf.Example(**d).with_inputs("question") for d in DATA]
+    assert bf.evaluate(Asks(echo()), examples, metric, progress=False).mean == 0.0
+
+
+def test_train_with_inputs_never_sends_a_label_to_the_program_model():
+    llm = echo()
+    program = Asks(llm)
+    result = bf.train(program, DATA, metric=metric, inputs=["question"], steps=1,
+                      progress=False, optimizer=bf.optim.Prime(
+                          program.parameters(), llm=bf.llm.Scripted(["no change"] * 5)))
+    assert result.status in ("finished", "stopped")
+    sent = "\n".join(m["content"] for c in llm.calls for m in c.messages)
+    assert llm.calls and not any(f"answer\": \"{d['answer']}\"" in sent for d in DATA)
+
+
+def test_undeclared_fields_and_programs_that_cannot_take_them_are_clear_errors():
+    program = Asks(echo())
+    with pytest.raises(ValueError, match=r"trainset\[0\] has no field 'query'"):
+        bf.train(program, DATA, metric=metric, inputs=["query"], progress=False,
+                 optimizer=bf.optim.Prime(program.parameters(), llm=bf.llm.Scripted([])))
+    with pytest.raises(InputsError, match="cannot take the declared inputs"):
+        bf.evaluate(Whole(echo()), DATA, metric, inputs=["question"], progress=False)
+    with pytest.raises(KeyError, match="no field 'q'"):
+        bf.Example(question="x").with_inputs("q")
+
+
+def test_an_example_keeps_its_inputs_through_pickling_and_splits_inputs_from_labels():
+    example = bf.Example(question="q", answer="a").with_inputs("question")
+    again = pickle.loads(pickle.dumps(example))
+    assert again.inputs() == {"question": "q"} and again.labels() == {"answer": "a"}
+    assert dict(again) == {"question": "q", "answer": "a"}
