@@ -4,9 +4,12 @@ and an optimizer built on another module's parameters."""
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
 import backfeed as bf
 import train_helpers as h
+from backfeed.cli import app
+from backfeed.ui import commands
 
 
 def _train(module, optimizer, tmp_path, **options):
@@ -180,3 +183,96 @@ def test_train_takes_a_list_of_optimizers_on_disjoint_groups_and_steps_both(tmp_
     with pytest.raises(ValueError, match=r"share parameter\(s\) \['a'\]"):
         bf.train(Pair(), ["q"], metric=metric, optimizer=[opts[0], opts[0]], steps=1,
                  store=tmp_path / "r.db", progress=False)
+
+
+# -- resume and a parameter edited by hand --------------------------------------------------
+
+
+def _run(tmp_path, module=None, **options):
+    """Train a Router (a fresh one unless given) for `steps` on the shared store."""
+    module = module or h.Router()
+    result = _train(module, h.FixOptimizer(module.parameters(), llm=h.scripted()), tmp_path,
+                    strategy=bf.search.Pareto(), **options)
+    return module, result
+
+
+def test_resume_restores_the_stored_values_into_an_untouched_module(tmp_path):
+    _, first = _run(tmp_path, steps=2)
+    assert first.best_values != h.Router().state_dict()  # the store holds newer values
+    module, again = _run(tmp_path, steps=4, resume=first.run_id)  # seed values: no hand edit
+    assert module.state_dict() == again.best_values and len(again.history) >= 2
+    _, third = _run(tmp_path, module, steps=5, resume=first.run_id)  # what it ended with
+    assert third.status == "finished"
+
+
+def test_resume_refuses_a_parameter_edited_by_hand_and_names_it(tmp_path):
+    _, first = _run(tmp_path, steps=2)
+    module = h.Router()
+    module.pb.value = "my own wording"
+    with pytest.raises(bf.EditedByHand, match=r"'pb' = 'my own wording' were edited by hand.*"
+                                              r"on_edit='keep'.*on_edit='discard'") as caught:
+        _run(tmp_path, module, steps=4, resume=first.run_id)
+    assert "'pa'" not in str(caught.value) and isinstance(caught.value, ValueError)
+    assert module.pb.value == "my own wording"  # nothing overwritten
+    run = bf.store.RunStore(tmp_path / "r.db").get_run(first.run_id)
+    assert run.status == first.status and run.step == first.history[-1].step  # untouched
+
+
+def test_resume_with_on_edit_discard_restores_the_stored_values(tmp_path):
+    _, first = _run(tmp_path, steps=2)
+    module = h.Router()
+    module.pb.value = "my own wording"
+    _, again = _run(tmp_path, module, steps=3, resume=first.run_id, on_edit="discard")
+    values = [c.values["pb"] for c in again.store.candidates(again.run_id)]
+    assert "my own wording" not in values and module.pb.value != "my own wording"
+
+
+def test_resume_with_on_edit_keep_records_the_edit_as_a_step_and_keeps_it(tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setattr(commands.out, "_width", 200)  # `backfeed show` on one line a step
+    _, first = _run(tmp_path, steps=2)
+    module = h.Router()
+    module.pb.value = "right-b"  # the fix the run had not found yet
+    _, again = _run(tmp_path, module, steps=4, resume=first.run_id, on_edit="keep")
+    store, run_id = again.store, again.run_id
+    edit = next(c for c in store.candidates(run_id) if c.origin == "edit")
+    assert edit.values == {**first.best_values, "pb": "right-b"} and edit.status == "accepted"
+    assert edit.parents == [first.best_candidate] and edit.val_scores is not None
+    step = next(s for s in again.history if s.candidate == edit.id)
+    assert step.step == first.history[-1].step + 1 and step.accepted
+    assert step.reason.startswith("edited by hand: pb")
+    report = store.step_reports(run_id, step=step.step)[0].report
+    assert report["reasoning"] == "edited by hand: pb"
+    assert [(u["name"], u["new"], u["applied"]) for u in report["updates"]] == [
+        ("pb", "right-b", True)]
+    assert module.state_dict()["pb"] == "right-b"  # the best values keep it
+    shown = CliRunner().invoke(app, ["show", run_id, "--store", str(tmp_path / "r.db")])
+    assert shown.exit_code == 0 and "edited by hand: pb" in shown.output
+    # resumed again with the edit still in the code: a kept edit is the run's own value
+    later = h.Router()
+    later.pb.value = "right-b"
+    _, third = _run(tmp_path, later, steps=5, resume=run_id)
+    assert third.status == "finished"
+
+
+def test_a_failed_run_leaves_its_best_values_so_resume_sees_no_hand_edit(tmp_path):
+    module = h.Router()
+    calls = {"n": 0}
+
+    def flaky(example, output):
+        calls["n"] += 1
+        if calls["n"] == 18:  # while a child of step 1 is loaded
+            raise RuntimeError("metric service down")
+        return h.metric(example, output)
+
+    with pytest.raises(bf.MetricError, match="metric service down"):
+        _run(tmp_path, module, steps=10, metric=flaky)
+    run = bf.store.RunStore(tmp_path / "r.db").list_runs()[0]
+    assert run.status == "failed" and run.step >= 0
+    _, again = _run(tmp_path, module, steps=10, resume=run.id)
+    assert again.status == "finished"
+
+
+def test_on_edit_must_be_a_known_choice(tmp_path):
+    with pytest.raises(ValueError, match=r"on_edit must be one of \('error', 'keep', 'discard'\)"):
+        _run(tmp_path, steps=1, on_edit="merge")

@@ -29,6 +29,7 @@ from .graph import length as len
 from .program import achat, chat
 from .sandbox import Sandbox, SandboxError
 from .train import (
+    EditedByHand,
     EvalReport,
     EvalResult,
     MetricError,
@@ -79,6 +80,7 @@ __all__ = [  # noqa: RUF022
     "sandbox",
     "store",
     "train",
+    "EditedByHand",
     "EvalReport",
     "EvalResult",
     "MetricError",

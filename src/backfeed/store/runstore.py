@@ -9,7 +9,8 @@ Schema (every JSON column holds text written by `json.dumps`; times are Unix sec
     steps        (run_id, step) PK, parents JSON [candidate ids], candidate (child id or NULL),
                  accepted 0/1, best_score, spend JSON, started_at, finished_at
     candidates   (run_id, id) PK, step, "values" JSON {param path: value}, values_hash,
-                 parents JSON [ids] (lineage), origin ('seed' | 'proposal' | 'merge'),
+                 parents JSON [ids] (lineage), origin ('seed' | 'proposal' | 'merge' | 'edit':
+                 values edited by hand, kept on resume),
                  status ('proposed' | 'accepted' | 'rejected'), val_score, val_scores JSON
                  [per validation example], created_at
     evaluations  id PK, run_id, candidate_id, values_hash, split ('train' | 'val'),

@@ -18,6 +18,7 @@ from .search import (
     Verdict,
     pareto_front,
 )
+from .session import EditedByHand
 from .trainer import StepSummary, Trainer, TrainResult, history, train
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Beam",
     "BestOfN",
     "Candidate",
+    "EditedByHand",
     "Estimate",
     "EvalReport",
     "EvalResult",

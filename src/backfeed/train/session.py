@@ -12,10 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._text import clip
 from ..budget import Budget, BudgetExceeded
 from ..llm import LLM, Metered, Spend
-from ..store import RunStore
+from ..store import RunStore, to_json
 from .record import Recorded
+
+EDITED_BY_HAND = "edited by hand"
+ON_EDIT = ("error", "keep", "discard")
+
+
+class EditedByHand(ValueError):
+    """`resume=` would overwrite parameters the user changed since the run stopped."""
 
 
 class StopRun(Exception):
@@ -58,14 +66,21 @@ class RunSession:
     def __init__(self, store: RunStore | str | os.PathLike[str] | None, *, config: dict[str, Any],
                  resume: str | None, name: str | None, budget: Budget,
                  stop_file: str | os.PathLike[str] | None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 values: dict[str, Any] | None = None, on_edit: str = "error") -> None:
         self.store = store if isinstance(store, RunStore) else RunStore(store)
         self.budget = budget
         self.clock = clock
+        # the module's values that resume would overwrite and on_edit="keep" keeps, by name
+        self.edited: dict[str, Any] = {}
         if resume is not None:
             run = self.store.get_run(resume)
             self.run_id = run.id
             _check_config(resume, run.config, config)
+            edited = hand_edits(self.store, run.id, values or {})
+            if edited and on_edit == "error":
+                raise EditedByHand(_edited_message(run.id, edited))
+            self.edited = edited if on_edit == "keep" else {}
             self.store.update_run(self.run_id, status="running", stop_reason=None)
         else:
             self.run_id = self.store.create_run(config, name=name)
@@ -129,3 +144,26 @@ def _check_config(run_id: str, stored: dict[str, Any], now: dict[str, Any]) -> N
     if changed:
         detail = "; ".join(f"{k}: stored {stored.get(k)!r}, given {now[k]!r}" for k in changed)
         raise ValueError(f"cannot resume run {run_id}: the setup changed ({detail})")
+
+
+def hand_edits(store: RunStore, run_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The module's `values` that resuming `run_id` would overwrite: those equal to none of
+    the values the run holds for them (its seed, the best at its last checkpoint, a hand edit
+    kept earlier). An untouched module (the seed's values) or one a run ended with (the
+    best's) has none."""
+    state = store.run_state(run_id)
+    if state is None:  # killed before its seed was stored: the module's values become the seed
+        return {}
+    held = [c["values"] for c in state["pool"] if c["id"] == state["best_id"]]
+    held += [c.values for c in store.candidates(run_id) if c.origin in ("seed", "edit")]
+    return {name: value for name, value in values.items()
+            if all(name in h and to_json(h[name]) != to_json(value) for h in held)}
+
+
+def _edited_message(run_id: str, edited: dict[str, Any]) -> str:
+    shown = ", ".join(f"{name!r} = {clip(repr(v), 60)}" for name, v in edited.items())
+    return (f"cannot resume run {run_id}: parameter(s) {shown} were {EDITED_BY_HAND} since the "
+            "run stopped (neither the run's seed value nor its last stored value), and "
+            "resuming would overwrite them. Choose: bf.train(..., resume=..., on_edit='keep') "
+            f"keeps the edit (a step '{EDITED_BY_HAND}' in the run's history), "
+            "on_edit='discard' restores the stored values")

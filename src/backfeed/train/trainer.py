@@ -27,7 +27,7 @@ from ..budget import Budget, BudgetExceeded
 from ..graph import Module, minimal_subgraph, to_dot, zero_feedback
 from ..llm import LLM, chosen, using
 from ..llm.context import DefaultModel
-from ..optim import Combine, Optimizer, StepReport
+from ..optim import Combine, Optimizer, ParamUpdate, StepReport
 from ..optim.base import current_feedback
 from ..store import RunStore, values_hash
 from .cache import EvalCache
@@ -38,7 +38,7 @@ from .failures import ModelFailed, model_failure
 from .progress import Progress
 from .scorer import JudgeScorer, MetricScorer, Scorer
 from .search import Candidate, Greedy, LLMJudge, Pairwise, Pareto, Strategy
-from .session import RunModels, RunSession, StopRun, budget_stop
+from .session import EDITED_BY_HAND, ON_EDIT, RunModels, RunSession, StopRun, budget_stop
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,7 @@ class Trainer:
         store: RunStore | str | os.PathLike[str] | None = None,
         run_dir: str | os.PathLike[str] | None = None,
         resume: str | None = None,
+        on_edit: str = "error",
         name: str | None = None,
         stop_file: str | os.PathLike[str] | None = None,
         progress: bool | None = None,
@@ -149,6 +150,8 @@ class Trainer:
             )
         if store is not None and run_dir is not None:
             raise ValueError("give store= or run_dir=, not both")
+        if on_edit not in ON_EDIT:
+            raise ValueError(f"on_edit must be one of {ON_EDIT}, got {on_edit!r}")
         self.module = module
         self.trainset = trainset
         self.valset = valset
@@ -163,6 +166,7 @@ class Trainer:
         self.forward = forward
         self.store = os.path.join(run_dir, "runs.db") if run_dir is not None else store
         self.resume = resume
+        self.on_edit = on_edit
         self.name = name
         self.stop_file = stop_file
         self.progress = progress
@@ -202,7 +206,8 @@ class Trainer:
         """Run until a limit, the step count, Ctrl-C or the stop file; return the best values."""
         session = RunSession(self.store, config=self.config(), resume=self.resume,
                              name=self.name, budget=self.budget, stop_file=self.stop_file,
-                             clock=self.clock)
+                             clock=self.clock, values=self.module.state_dict(),
+                             on_edit=self.on_edit)
         judge = getattr(self.strategy, "judge", None)
         models = RunModels(
             optimizer=session.wrap(self.optimizer.llm, "optimizer"),
@@ -351,10 +356,12 @@ class _Run:
             self.store.forget_after(self.run_id, self.last_step)
         except KeyboardInterrupt:  # a second Ctrl-C: stop at once, state as of the last step
             self.store.forget_after(self.run_id, self.last_step)
+            self._load_best()
             session.close("stopped", "interrupted (Ctrl-C twice)")
             raise
         except BaseException as e:
             self.store.forget_after(self.run_id, self.last_step)
+            self._load_best()  # not a candidate of the failed step: resume sees no hand edit
             failure = self._model_failure(e)
             if failure is not None:  # resumable: the checkpoint is intact
                 session.close("stopped", str(failure))
@@ -377,6 +384,8 @@ class _Run:
 
     def _loop(self) -> tuple[str, str]:
         step = self._restore()
+        if self.session.edited and self.pool:
+            step = self._keep_hand_edit(step, self.session.edited)
         if not self.pool:
             self.session.check_stop()
             started = time.time()
@@ -404,6 +413,30 @@ class _Run:
             self._show()
             step += 1
 
+    def _keep_hand_edit(self, step: int, edited: dict[str, Any]) -> int:
+        """Resume with on_edit="keep": the best values with the user's edits join the pool,
+        validated, as a step of their own (its report and decision say "edited by hand")."""
+        self.session.check_stop()
+        started = time.time()
+        self.models.begin_step(step)
+        best = self._best()
+        cand = self._new_candidate({**best.values, **edited}, [best.id], "edit", step)
+        self._admit(cand)
+        names = ", ".join(edited)
+        report = StepReport(step=step, reasoning=f"{EDITED_BY_HAND}: {names}", updates=[
+            ParamUpdate(n, best.values[n], v, v, applied=True, changed=True)
+            for n, v in edited.items()])
+        self.store.add_step_report(self.run_id, step=step, seq=0, candidate_id=cand.id,
+                                   report=report.to_dict())
+        self.store.add_decision(
+            self.run_id, step=step, candidate_id=cand.id, accepted=True,
+            reason=f"{EDITED_BY_HAND}: {names} (kept on resume, on_edit='keep')",
+            parent_score=_finite(best.score), child_score=_finite(cand.score))
+        self.note = f"candidate {cand.id}: {EDITED_BY_HAND} ({names})"
+        self.best_id = self._best().id
+        self._checkpoint(step, [best.id], cand.id, True, started)
+        return step + 1
+
     def _limit_reached(self, step: int) -> str:
         b, steps = self.t.budget, self.t.steps
         if steps is not None and step >= steps:
@@ -416,10 +449,15 @@ class _Run:
             return PERFECT
         return ""
 
-    def _finish(self, status: str, reason: str) -> TrainResult:
-        best_cand = next(c for c in self.pool if c.id == self.best_id) if self.pool else None
+    def _load_best(self) -> Candidate | None:
+        """Load the best values of the last checkpoint into the module (None: no pool yet)."""
+        best_cand = next((c for c in self.pool if c.id == self.best_id), None)
         if best_cand is not None:
             self.module.load_state_dict(best_cand.values)
+        return best_cand
+
+    def _finish(self, status: str, reason: str) -> TrainResult:
+        best_cand = self._load_best()
         self.session.close(status, reason)
         return TrainResult(
             run_id=self.run_id, store=self.store, status=status, stop_reason=reason,
@@ -673,6 +711,7 @@ def train(
     store: RunStore | str | os.PathLike[str] | None = None,
     run_dir: str | os.PathLike[str] | None = None,
     resume: str | None = None,
+    on_edit: str = "error",
     name: str | None = None,
     stop_file: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
@@ -684,20 +723,25 @@ def train(
     (`forward(module, example)` overrides), then `metric(example, output) -> float |
     bf.Feedback` (a DSPy-style `metric(example, pred, trace=None)` works too). The program may
     return one node or a dict, list, tuple or dataclass of nodes: the metric sees plain values
-    and the feedback reaches every parameter behind any part. Datasets may be any iterable. A
-    metric that raises or returns no finite score (NaN, inf) fails the run with
-    `bf.MetricError`, naming the example.
-    Exceptions and printed output of the program become feedback. The run is written to
-    `store` (a RunStore or a path; `run_dir` puts runs.db there; default under the XDG data
-    directory) and `resume=run_id` continues a stopped or killed run exactly. It stops after
-    `steps`, on a `budget` limit, on Ctrl-C or when the stop file (`<store dir>/<run id>.stop`
-    unless given) appears, and finishes when the best values score exactly 1 on every
-    validation example and on a training minibatch (nothing left to improve, so no model call
-    is spent on it); the best values are loaded into `module`. A model that cannot be
-    used (bad key, unknown model, bad request, or failing after its retries) stops the run
-    with `bf.ModelFailed`, naming the model and the fix; the run stays resumable.
+    and the feedback reaches every parameter behind any part. Datasets may be any iterable.
+    Exceptions and printed output of the program become feedback; a metric that raises or
+    returns no finite score (NaN, inf) fails the run with `bf.MetricError`, naming the example.
     `optimizer` is built on the module's parameters (all or some); a list of optimizers on
     disjoint groups of them steps as one (`bf.optim.Combine`).
+
+    The run is written to `store` (a RunStore or a path; `run_dir` puts runs.db there; default
+    under the XDG data directory) and `resume=run_id` continues a stopped or killed run
+    exactly, restoring its stored values into `module`. A parameter edited by hand since (its
+    value is neither the run's seed value nor its last stored one) is never overwritten
+    silently: `on_edit="error"` (the default) refuses with `EditedByHand` naming it, `"keep"`
+    adds the stored best values with the edits as a validated candidate (a step "edited by
+    hand" in the history), `"discard"` restores the stored values. It stops after `steps`, on
+    a `budget` limit, on Ctrl-C or when the stop file (`<store dir>/<run id>.stop` unless
+    given) appears, and finishes when the best values score exactly 1 on every validation
+    example and on a training minibatch (nothing left to improve, so no model call is spent on
+    it); the best values are loaded into `module` (also when the run raises). A model that
+    cannot be used (bad key, unknown model, bad request, or failing after its retries) stops
+    the run with `bf.ModelFailed`, naming the model and the fix; the run stays resumable.
     `bf.chat` calls inside the program use `program_llm` (else the model of an enclosing
     `bf.llm.using` block, else `bf.llm.default()`): they are stored as "program" spend and
     count against the budget.
@@ -705,6 +749,6 @@ def train(
     return Trainer(
         module, trainset, valset, metric=metric, optimizer=optimizer, strategy=strategy,
         budget=budget, executor=executor, seed=seed, steps=steps, minibatch_size=minibatch_size,
-        forward=forward, store=store, run_dir=run_dir, resume=resume, name=name,
+        forward=forward, store=store, run_dir=run_dir, resume=resume, on_edit=on_edit, name=name,
         stop_file=stop_file, progress=progress, program_llm=program_llm,
     ).fit()
