@@ -92,3 +92,46 @@ def test_ray_matches_threads(tmp_path):
         assert pids - {os.getpid()}  # evaluations really ran in Ray worker processes
     finally:
         ray.shutdown()
+
+
+class Chatty(bf.Module):
+    """A program that calls the run's model and one of its own (bf.chat(llm=...))."""
+
+    def __init__(self) -> None:
+        self.prompt = bf.param("Say it.", name="prompt")
+        self.own = bf.llm.Scripted([lambda messages, options: "own"] * 100)
+
+    def forward(self, word):
+        first = bf.chat([{"role": "system", "content": self.prompt},
+                         {"role": "user", "content": word}])
+        return bf.chat([{"role": "user", "content": first}], llm=self.own)
+
+
+@pytest.mark.slow
+def test_ray_workers_make_program_calls_through_the_runs_model_and_meter(tmp_path):
+    ray = pytest.importorskip("ray")
+    path = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    try:
+        program = Chatty()
+        run_model = bf.llm.Scripted([lambda messages, options: "run"] * 100)
+        data = [("a", 0), ("b", 1), ("c", 2), ("d", 3)]
+        result = bf.train(program, data, metric=lambda ex, out: 0.0, steps=1,
+                          program_llm=run_model, executor=bf.executors.Ray(chunk=1),
+                          store=tmp_path / "r.db", progress=False,
+                          optimizer=bf.optim.Prime(program.parameters(),
+                                                   llm=bf.llm.Scripted(["x"] * 5)))
+        calls = [c for c in result.store.llm_calls(result.run_id) if c.role == "program"]
+        assert result.spend["by_role"]["program"]["calls"] == len(calls) >= 8
+        assert {c.answer for c in calls} == {"run", "own"}  # the run's model reached the workers
+        other = Chatty()
+        capped = bf.train(other, data * 3, metric=lambda ex, out: 0.0, steps=5,
+                          program_llm=run_model, executor=bf.executors.Ray(chunk=1),
+                          store=tmp_path / "r.db", progress=False,
+                          budget=bf.Budget(llm_calls=12),
+                          optimizer=bf.optim.Prime(other.parameters(),
+                                                   llm=bf.llm.Scripted(["x"] * 5)))
+        assert capped.spend["calls"] <= 12 and capped.status == "stopped"
+    finally:
+        ray.shutdown()

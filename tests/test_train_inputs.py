@@ -15,7 +15,7 @@ DATA = [{"question": f"What is {i}+{i}?", "answer": str(2 * i)} for i in range(1
 
 def echo() -> bf.llm.Scripted:
     """A model that copies its last user turn: it scores only if the answer is in the prompt."""
-    return bf.llm.Scripted([lambda messages, options: messages[-1]["content"]] * 50)
+    return bf.llm.Scripted([lambda messages, options: messages[-1]["content"]] * 500)
 
 
 def metric(example, output) -> float:
@@ -93,3 +93,62 @@ def test_an_example_keeps_its_inputs_through_pickling_and_splits_inputs_from_lab
     again = pickle.loads(pickle.dumps(example))
     assert again.inputs() == {"question": "q"} and again.labels() == {"answer": "a"}
     assert dict(again) == {"question": "q", "answer": "a"}
+
+
+# -- program calls given a model explicitly -------------------------------------------------
+
+
+class Explicit(bf.Module):
+    """Calls a model of its own with bf.chat(llm=...), as a RAG pipeline's stages do."""
+
+    def __init__(self, llm) -> None:
+        self.instruction = bf.param("Answer.", name="instruction")
+        self.llm = llm
+
+    def forward(self, question):
+        draft = bf.chat([{"role": "system", "content": self.instruction},
+                         {"role": "user", "content": question}], llm=self.llm)
+        return bf.chat([{"role": "user", "content": draft}], llm=self.llm)
+
+
+def test_calls_of_a_model_given_to_bf_chat_count_as_program_spend_and_are_stored():
+    llm = echo()
+    program = Explicit(llm)
+    result = bf.train(program, DATA, metric=metric, inputs=["question"], steps=1,
+                      progress=False, optimizer=bf.optim.Prime(
+                          program.parameters(), llm=bf.llm.Scripted(["no change"] * 5)))
+    made = len(llm.calls)
+    assert made >= 6
+    assert result.spend["by_role"]["program"]["calls"] == made
+    stored = [c for c in result.store.llm_calls(result.run_id) if c.role == "program"]
+    assert len(stored) == made
+
+
+def test_a_call_budget_stops_a_run_whose_program_calls_its_own_model():
+    llm = echo()
+    program = Explicit(llm)
+    result = bf.train(program, DATA * 4, metric=metric, inputs=["question"], steps=20,
+                      progress=False, budget=bf.Budget(llm_calls=10),
+                      optimizer=bf.optim.Prime(program.parameters(),
+                                               llm=bf.llm.Scripted(["no change"] * 50)))
+    assert len(llm.calls) <= 10
+    assert result.status == "stopped" and "llm_calls" in result.stop_reason
+
+
+def test_the_estimate_counts_the_programs_own_calls_and_says_how_it_knows(tmp_path):
+    llm = echo()
+    program = Explicit(llm)
+    answers = [f"### instruction\n```text\nAnswer, take {i}.\n```" for i in range(20)]
+    trainer = bf.Trainer(program, DATA * 4, metric=metric, inputs=["question"], steps=4,
+                         progress=False, store=tmp_path / "r.db",
+                         optimizer=bf.optim.Prime(program.parameters(),
+                                                  llm=bf.llm.Scripted(answers)))
+    estimate = trainer.estimate()
+    assert not llm.calls  # the probe paid the program's model nothing
+    assert estimate.expected["program_calls_per_evaluation"] == 2
+    assert any("2 call(s) per evaluation" in line for line in estimate.basis)
+    result = trainer.fit()
+    made = result.spend["by_role"]["program"]["calls"]
+    assert made == len(llm.calls) > 20
+    assert estimate.llm_calls[0] <= result.spend["calls"] <= estimate.llm_calls[1]
+    assert "by the program" in str(estimate)

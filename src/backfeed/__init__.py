@@ -2,6 +2,7 @@
 
 from . import graph, llm, optim, sandbox, store
 from .budget import Budget, BudgetExceeded
+from .example import Example, LabelLeakError
 from .graph import (
     CodeError,
     ErrorInfo,
@@ -91,4 +92,7 @@ __all__ = [  # noqa: RUF022
     # model calls inside programs
     "achat",
     "chat",
+    # datasets
+    "Example",
+    "LabelLeakError",
 ]

@@ -9,7 +9,8 @@ from typing import Any
 
 from .example import find_example, leak_error
 from .graph import ErrorInfo, ExecutionError, Node, OpInfo, is_tracing
-from .llm import LLM, current
+from .llm import LLM
+from .llm.context import for_chat
 
 CHAT = OpInfo(
     "chat",
@@ -97,7 +98,7 @@ def _prepare(spec: Any, llm: LLM | None, schema: Any, options: dict[str, Any]) -
     inputs: list[tuple[str, Node]] = []
     messages = _messages(spec, inputs)
     json_schema, validate = _schema(schema)
-    return _Call(llm if llm is not None else current(), messages, inputs, json_schema, validate)
+    return _Call(for_chat(llm), messages, inputs, json_schema, validate)
 
 
 # -- messages -----------------------------------------------------------------------------

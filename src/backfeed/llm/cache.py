@@ -130,6 +130,13 @@ class ResponseCache:
         if self.max_bytes is not None:
             self.evict()
 
+    def __getstate__(self) -> dict[str, Any]:  # shipped to another process: it reopens the file
+        return {"path": self.path, "max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        max_bytes = state["max_bytes"]
+        self.__init__(state["path"], None if max_bytes is None else max_bytes / 2**20)
+
     def get(self, key: str) -> Completion | None:
         with self._lock:
             row = self._db.execute(

@@ -6,13 +6,20 @@ import contextvars
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from .base import LLM
+from .base import LLM, BaseLLM, Completion, Message
 from .wrap import Wrapper
 
 _program_llm: contextvars.ContextVar[LLM | None] = contextvars.ContextVar(
     "backfeed_program_llm", default=None
 )
+_run_program: contextvars.ContextVar[LLM | None] = contextvars.ContextVar(
+    "backfeed_run_program_llm", default=None
+)  # a run's program model (metered and recorded), set by the trainer around the run
+_explicit: contextvars.ContextVar[LLM | None] = contextvars.ContextVar(
+    "backfeed_explicit_llm", default=None
+)  # the model a `bf.chat(llm=...)` call was given, for `ProgramModel` to call
 _default: LLM | None = None
 _default_lock = threading.Lock()
 
@@ -64,3 +71,76 @@ class DefaultModel(Wrapper):
     @property
     def llm(self) -> LLM:  # type: ignore[override]
         return process_default()
+
+
+@contextmanager
+def running(program: LLM) -> Iterator[LLM]:
+    """Inside a run: `program` (the run's metered, recorded program model, made around a
+    `ProgramModel`) is the model of `bf.chat(llm=None)` and also carries every call given a
+    model explicitly (`bf.chat(llm=...)`), so that it counts against the run's budget."""
+    token = _run_program.set(program)
+    try:
+        with using(program):
+            yield program
+    finally:
+        _run_program.reset(token)
+
+
+def run_program() -> LLM | None:
+    """The program model of the run going on in this context (None outside a run)."""
+    return _run_program.get()
+
+
+def for_chat(llm: LLM | None) -> LLM:
+    """The model a `bf.chat` call goes through: `current()` when given none; an explicit model
+    as it is outside a run, and through the run's program model inside one."""
+    if llm is None:
+        return current()
+    run = _run_program.get()
+    if run is None or llm is run:
+        return llm
+    return _Through(run, llm)
+
+
+class ProgramModel(BaseLLM):
+    """A run's program model before its meter and recorder: each call goes to the model
+    its `bf.chat` was given (`for_chat`), else to `default`."""
+
+    def __init__(self, default: LLM) -> None:
+        self.default = default
+        self.model = getattr(default, "model", "")
+
+    def target(self) -> LLM:
+        return _explicit.get() or self.default
+
+    def complete(self, messages: list[Message], **options: Any) -> Completion:
+        return self.target().complete(messages, **options)
+
+    async def acomplete(self, messages: list[Message], **options: Any) -> Completion:
+        return await self.target().acomplete(messages, **options)
+
+    def cache_identity(self) -> dict[str, Any]:
+        identity = getattr(self.target(), "cache_identity", None)
+        return identity() if callable(identity) else {"model": self.model}
+
+
+class _Through(BaseLLM):
+    """One explicit model's calls made through a run's program model."""
+
+    def __init__(self, run: LLM, llm: LLM) -> None:
+        self.run, self.llm = run, llm
+        self.model = getattr(llm, "model", "")
+
+    def complete(self, messages: list[Message], **options: Any) -> Completion:
+        token = _explicit.set(self.llm)
+        try:
+            return self.run.complete(messages, **options)
+        finally:
+            _explicit.reset(token)
+
+    async def acomplete(self, messages: list[Message], **options: Any) -> Completion:
+        token = _explicit.set(self.llm)
+        try:
+            return await self.run.acomplete(messages, **options)
+        finally:
+            _explicit.reset(token)

@@ -45,6 +45,13 @@ class Scripted(BaseLLM):
         self.calls: list[ScriptedCall] = []
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:  # shipped to Ray workers: a copy of the script
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def remaining(self) -> int:
         """How many queued responses are left."""

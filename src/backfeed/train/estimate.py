@@ -7,6 +7,7 @@ from typing import Any
 
 from .._tokens import estimate_tokens
 from ..llm import Wrapper
+from ..llm.context import running
 from ..optim import Optimizer
 from .evaluate import install_capture, run_one, uninstall_capture
 from .record import Probe
@@ -22,28 +23,36 @@ class Estimate:
     usd: tuple[float, float] | None  # None: the model's price is unknown
     metric_calls: tuple[int, int]
     expected: dict[str, float] = field(default_factory=dict)
+    basis: list[str] = field(default_factory=list)  # how each figure was found
 
     def __str__(self) -> str:
         usd = "unknown price" if self.usd is None else f"${self.usd[0]:.4f}-${self.usd[1]:.4f}"
-        return (f"~{self.steps} steps: {self.llm_calls[0]}-{self.llm_calls[1]} LLM calls, "
+        program = self.expected.get("program_calls", 0)
+        of = f" (~{program:,.0f} by the program)" if program else ""
+        return (f"~{self.steps} steps: {self.llm_calls[0]}-{self.llm_calls[1]} LLM calls{of}, "
                 f"{self.tokens[0]:,}-{self.tokens[1]:,} tokens, {usd}, "
                 f"{self.metric_calls[0]}-{self.metric_calls[1]} metric calls")
 
 
-def _probe_step(trainer: Any) -> Probe:
-    """One optimizer step on the seed's first minibatch against a probe model that pays
-    nothing; the module, the optimizer and its model are as before afterwards."""
+def _probe_step(trainer: Any) -> tuple[Probe, Probe, int]:
+    """One optimizer step on the seed's first minibatch against probe models that pay
+    nothing: (the optimizer's probe, the program's probe, the examples run). The program's
+    `bf.chat` calls, with a model given or not, go to its probe, which answers "" (or `{}`
+    under a JSON schema). The module, the optimizer and its model are as before afterwards."""
     module, optimizer, strategy = trainer.module, trainer.optimizer, trainer.strategy
     module_state = module.state_dict()
     optimizer_state = optimizer.state_dict()
     llm = optimizer.llm
     probe = Probe(getattr(llm, "model", "probe"))
+    program = Probe("program", answer="", json_answer="{}")
+    examples = min(trainer.minibatch_size, len(trainer.trainset))
     install_capture()
     try:
         optimizer.zero_feedback()
-        for i in range(trainer.minibatch_size):
+        for i in range(examples):
             metric = None if strategy.pairwise else trainer.metric
-            t = run_one(module, trainer.trainset[i], i, metric, trainer.forward)
+            with running(program):
+                t = run_one(module, trainer.trainset[i], i, metric, trainer.forward)
             fb = "Improve this output." if strategy.pairwise else t.feedback
             if t.node is not None and fb is not None:
                 t.node.backward(fb)
@@ -54,18 +63,22 @@ def _probe_step(trainer: Any) -> Probe:
         optimizer.load_state_dict(optimizer_state)
         module.load_state_dict(module_state)
         uninstall_capture()
-    return probe
+    return probe, program, examples
 
 
 def estimate(trainer: Any, *, price: tuple[float, float] | None = None) -> Estimate:
     """Expected LLM calls, tokens, dollars and metric calls of `trainer`'s run.
 
-    The prompt size is measured by one probe step, not guessed. `price` is (USD per 1M prompt
-    tokens, per 1M completion tokens); without it, an `estimate_cost(prompt_tokens,
-    completion_tokens)` method of the model is used when it has one. Each figure's range is
-    half to twice the expectation.
+    The prompt size is measured by one probe step, not guessed. The program's own model calls
+    per evaluation are counted on the same minibatch with a probe model (a program whose calls
+    depend on the answers may make more or fewer); every evaluation is expected to make as
+    many, at the measured prompt size and `max_tokens` (else 200) completion tokens each.
+    `basis` says how each figure was found. `price` is (USD per 1M prompt tokens, per 1M
+    completion tokens); without it, an `estimate_cost(prompt_tokens, completion_tokens)`
+    method of the model is used when it has one (for the optimizer's calls). Each figure's
+    range is half to twice the expectation.
     """
-    probe = _probe_step(trainer)
+    probe, program, examples = _probe_step(trainer)
     strategy, budget = trainer.strategy, trainer.budget
     calls_per_step = max(1, len(probe.requests)) * strategy.proposals
     prompt = sum(estimate_tokens(m.get("content", "")) for msgs, _ in probe.requests
@@ -78,18 +91,43 @@ def estimate(trainer: Any, *, price: tuple[float, float] | None = None) -> Estim
     steps = _expected_steps(trainer.steps, budget, calls_per_step, prompt + completion,
                             per_step, val_n)
     judge_calls = trainer.minibatch_size * 2 if strategy.pairwise else 0
-    calls = steps * (calls_per_step + judge_calls)
-    tokens = calls * (prompt + completion)
+    optimizer_calls = steps * (calls_per_step + judge_calls)
     metric = val_n + steps * per_step
     if budget.metric_calls is not None:
         metric = min(metric, budget.metric_calls)
+    per_evaluation = len(program.requests) / max(1, examples)
+    program_prompt = sum(estimate_tokens(m.get("content", "")) for msgs, _ in program.requests
+                         for m in msgs) / max(1, len(program.requests))
+    program_completion = sum(o.get("max_tokens") or 200 for _, o in program.requests) \
+        / max(1, len(program.requests))
+    program_calls = per_evaluation * metric
+    if budget.llm_calls is not None:
+        program_calls = min(program_calls, max(0, budget.llm_calls - optimizer_calls))
+    calls = optimizer_calls + round(program_calls)
+    tokens = optimizer_calls * (prompt + completion) + \
+        program_calls * (program_prompt + program_completion)
+    basis = [
+        f"optimizer: {calls_per_step} call(s) a step, measured by one probe step "
+        f"(~{prompt:,.0f} prompt tokens each)",
+        f"program: {per_evaluation:g} call(s) per evaluation, counted on {examples} training "
+        "example(s) with a probe model (no model paid)" + (
+            f", ~{program_prompt:,.0f} prompt tokens each" if program.requests else ""),
+        f"evaluations: {metric:,.0f} ({val_n} to validate the seed, ~{per_step:g} a step)",
+    ]
     usd_each = None
     priced = _priced(trainer.optimizer.llm)
     if price is not None:
         usd_each = (prompt * price[0] + completion * price[1]) / 1e6
     elif priced is not None:
         usd_each = float(priced.estimate_cost(int(prompt), int(completion)))
-    usd = None if usd_each is None else (calls * usd_each / 2, calls * usd_each * 2)
+    spent = None
+    if usd_each is not None:
+        spent = optimizer_calls * usd_each
+        if price is not None:
+            spent += program_calls * (program_prompt * price[0] + program_completion * price[1]) / 1e6
+        elif program_calls:
+            basis.append("usd: the optimizer's calls only (pass price= to count the program's)")
+    usd = None if spent is None else (spent / 2, spent * 2)
     return Estimate(
         steps=steps,
         llm_calls=(max(0, calls // 2), calls * 2),
@@ -98,7 +136,10 @@ def estimate(trainer: Any, *, price: tuple[float, float] | None = None) -> Estim
         metric_calls=(int(metric / 2), int(metric * 2)),
         expected={"llm_calls": calls, "tokens": tokens, "prompt_tokens_per_call": prompt,
                   "completion_tokens_per_call": completion, "metric_calls": metric,
-                  "usd": None if usd_each is None else calls * usd_each},
+                  "program_calls": program_calls,
+                  "program_calls_per_evaluation": per_evaluation,
+                  "usd": spent},
+        basis=basis,
     )
 
 

@@ -370,9 +370,13 @@ def evaluate_values(module: Any, values: dict[str, Any], examples: list[tuple[in
             return [run_one(module, ex, i, metric, forward).result for i, ex in examples]
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(threads) as pool:
-            return list(pool.map(lambda item: run_one(module, item[1], item[0], metric,
-                                                      forward).result, examples))
+        def one(item: tuple[int, Any]) -> EvalResult:
+            return run_one(module, item[1], item[0], metric, forward).result
+
+        with ThreadPoolExecutor(threads) as pool:  # each in a copy of this context (the model)
+            futures = [pool.submit(contextvars.copy_context().run, one, item)
+                       for item in examples]
+            return [f.result() for f in futures]
     finally:
         uninstall_capture()
 

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
 
 from .evaluate import Forward, Metric, Traced, arun_one, evaluate_values, run_one
+from .remote import RemoteCall, Shipment, evaluate_remotely, shipment, take_back
 
 Items = list[tuple[int, Any]]
 OnResult = Callable[[Traced], None] | None
@@ -167,15 +168,24 @@ class Ray:
         if not items:
             return []
         ray = self._ray()
-        shipped = ray.put((module, values, metric, forward))
         chunks = [items[i : i + self.chunk] for i in range(0, len(items), self.chunk)]
+        model = shipment(len(chunks))  # the run's program model, with a share of the budget
+        try:
+            shipped = ray.put((module, values, metric, forward, model))
+        except Exception as exc:  # an unpicklable module, metric or model
+            raise TypeError(
+                f"bf.executors.Ray cannot ship the program, its metric or its model to the "
+                f"workers ({type(exc).__name__}: {exc}); use an executor in this process "
+                "(Threads, Async) or a model that pickles (bf.llm.LiteLLM)") from exc
         refs = [self._task.remote(shipped, chunk, self.threads) for chunk in chunks]
         done: dict[Any, list[Traced]] = {}
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
-                done[ref] = [Traced(r) for r in ray.get(ref)]
+                results, calls, exceeded = ray.get(ref)
+                take_back(calls, exceeded)  # counted and stored as the run's program calls
+                done[ref] = [Traced(r) for r in results]
                 if on_result is not None:
                     for t in done[ref]:
                         on_result(t)
@@ -185,10 +195,11 @@ class Ray:
         """Leaves Ray running (the user or the test that started it shuts it down)."""
 
 
-def _evaluate_shipped(shipped: tuple[Any, dict[str, Any], Any, Any], chunk: Items,
-                      threads: int) -> list[Any]:
-    module, values, metric, forward = shipped  # Ray resolved the ObjectRef to a private copy
-    return evaluate_values(module, values, chunk, metric, forward, threads)
+def _evaluate_shipped(shipped: tuple[Any, dict[str, Any], Any, Any, Shipment | None],
+                      chunk: Items, threads: int) -> tuple[list[Any], list[RemoteCall], str | None]:
+    module, values, metric, forward, model = shipped  # Ray resolved the ObjectRef to a copy
+    return evaluate_remotely(model, lambda: evaluate_values(module, values, chunk, metric,
+                                                            forward, threads))
 
 
 def _sys_path() -> list[str]:

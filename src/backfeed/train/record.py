@@ -74,15 +74,30 @@ class Recorded(Wrapper):
         except Exception as e:
             self.failed = e
             raise
+        self._store(step, key, occurrence, messages, options, completion,
+                    time.perf_counter() - started)
+        return completion
+
+    def store_call(self, messages: list[Message], options: dict[str, Any],
+                   completion: Completion, seconds: float) -> None:
+        """Store a call made elsewhere (a remote worker) in the current step."""
+        key = request_hash(messages, options)
+        with self._lock:
+            step = self.step
+            occurrence = self._counts.get(key, 0)
+            self._counts[key] = occurrence + 1
+        self._store(step, key, occurrence, messages, options, completion, seconds)
+
+    def _store(self, step: int, key: str, occurrence: int, messages: list[Message],
+               options: dict[str, Any], completion: Completion, seconds: float) -> None:
         self.store.add_llm_call(
             self.run_id, step=step, request_hash=key, occurrence=occurrence,
             model=completion.model or self.model, messages=messages, options=options,
             answer=completion.text, prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=completion.usage.completion_tokens, cost_usd=completion.cost_usd,
-            cached=completion.cached, seconds=time.perf_counter() - started, role=self.role,
+            cached=completion.cached, seconds=seconds, role=self.role,
             alternatives=completion.alternatives,
         )
-        return completion
 
     async def acall(self, messages: list[Message], options: dict[str, Any]) -> Completion:
         return await asyncio.to_thread(self.call, messages, options)  # recorded like complete()
@@ -92,9 +107,11 @@ class Probe(BaseLLM):
     """Captures the requests an optimizer makes and answers `answer` without calling a model."""
 
     def __init__(self, model: str = "probe",
-                 answer: str = '{"reasoning": "", "answer": "", "suggestion": {}}') -> None:
+                 answer: str = '{"reasoning": "", "answer": "", "suggestion": {}}',
+                 json_answer: str | None = None) -> None:
         self.model = model
         self.answer = answer
+        self.json_answer = json_answer  # the answer to a request with a JSON schema, if other
         self.requests: list[tuple[list[Message], dict[str, Any]]] = []
 
     def complete(
@@ -107,4 +124,6 @@ class Probe(BaseLLM):
         seed: int | None = None,
     ) -> Completion:
         self.requests.append(([dict(m) for m in messages], {"max_tokens": max_tokens}))
-        return Completion(self.answer, Usage(0, 0), 0.0, self.model, False)
+        answer = self.answer if json_schema is None or self.json_answer is None \
+            else self.json_answer
+        return Completion(answer, Usage(0, 0), 0.0, self.model, False)

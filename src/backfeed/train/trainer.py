@@ -25,8 +25,8 @@ from typing import Any
 
 from ..budget import Budget, BudgetExceeded
 from ..graph import Module, minimal_subgraph, to_dot, zero_feedback
-from ..llm import LLM, chosen, using
-from ..llm.context import DefaultModel
+from ..llm import LLM, chosen
+from ..llm.context import DefaultModel, ProgramModel, running
 from ..optim import Combine, Optimizer, ParamUpdate, StepReport
 from ..optim.base import current_feedback
 from ..store import RunStore, values_hash
@@ -106,6 +106,7 @@ class Trainer:
         steps: int | None = None,
         minibatch_size: int = 4,
         forward: Forward | None = None,
+        inputs: Iterable[str] | None = None,
         store: RunStore | str | os.PathLike[str] | None = None,
         run_dir: str | os.PathLike[str] | None = None,
         resume: str | None = None,
@@ -125,8 +126,8 @@ class Trainer:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a bf.optim.Optimizer, not {type(optimizer).__name__}")
         _check_optimizer_params(module, optimizer)
-        trainset = as_examples(trainset, "trainset")
-        valset = as_examples(valset, "valset")
+        trainset = as_examples(trainset, "trainset", inputs)
+        valset = as_examples(valset, "valset", inputs)
         assert trainset is not None
         if len(trainset) == 0:
             raise ValueError("trainset is empty")
@@ -213,7 +214,9 @@ class Trainer:
             optimizer=session.wrap(self.optimizer.llm, "optimizer"),
             judge=session.wrap(judge.llm, "judge") if isinstance(judge, LLMJudge) else None,
             # bf.chat in the program: program_llm=, else an enclosing `using`, else the default
-            program=session.wrap(self.program_llm or chosen() or DefaultModel(), "program"),
+            # and the models given to bf.chat(llm=...) explicitly, each call to its own model
+            program=session.wrap(ProgramModel(self.program_llm or chosen() or DefaultModel()),
+                                 "program"),
         )
         return _Run(self, session, models).fit()
 
@@ -349,7 +352,7 @@ class _Run:
             # The optimizer (and any inside it) calls the run's recorded model; the judge is
             # not touched: the run calls an `LLMJudge` with its model instead.
             with session.catching_ctrl_c(), Optimizer.calls_through(self.models.optimizer), \
-                    using(self.models.program):
+                    running(self.models.program):
                 status, reason = self._loop()
         except StopRun as s:
             reason = s.reason
@@ -708,6 +711,7 @@ def train(
     steps: int | None = None,
     minibatch_size: int = 4,
     forward: Forward | None = None,
+    inputs: Iterable[str] | None = None,
     store: RunStore | str | os.PathLike[str] | None = None,
     run_dir: str | os.PathLike[str] | None = None,
     resume: str | None = None,
@@ -719,8 +723,11 @@ def train(
 ) -> TrainResult:
     """Optimize `module`'s parameters on `trainset`, keep what validates on `valset`.
 
-    The trainer calls `module(example[0])` for a tuple/list example, else `module(example)`
-    (`forward(module, example)` overrides), then `metric(example, output) -> float |
+    The trainer calls `module(example[0])` for a tuple/list example, `module(**fields)` for a
+    `bf.Example` with declared inputs (or a dict example with `inputs=["question", ...]`:
+    only those fields reach the program, the labels reach only the metric), else
+    `module(example)` (`forward(module, example)` overrides); `bf.chat` refuses to send a
+    whole dict example, labels included, to a model (`bf.LabelLeakError`). Then `metric(example, output) -> float |
     bf.Feedback` (a DSPy-style `metric(example, pred, trace=None)` works too). The program may
     return one node or a dict, list, tuple or dataclass of nodes: the metric sees plain values
     and the feedback reaches every parameter behind any part. Datasets may be any iterable.
@@ -749,6 +756,6 @@ def train(
     return Trainer(
         module, trainset, valset, metric=metric, optimizer=optimizer, strategy=strategy,
         budget=budget, executor=executor, seed=seed, steps=steps, minibatch_size=minibatch_size,
-        forward=forward, store=store, run_dir=run_dir, resume=resume, on_edit=on_edit, name=name,
+        forward=forward, inputs=inputs, store=store, run_dir=run_dir, resume=resume, on_edit=on_edit, name=name,
         stop_file=stop_file, progress=progress, program_llm=program_llm,
     ).fit()
