@@ -200,3 +200,53 @@ def test_a_token_protected_dashboard_says_so(browser, tmp_path):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def _several_candidates_run(path: Path) -> str:
+    """One step of Prime with three candidates for two text parameters (scripted)."""
+    import backfeed as bf
+
+    class Two(bf.Module):
+        def __init__(self) -> None:
+            self.greeting = bf.param("Hi", name="greeting")
+            self.closing = bf.param("Bye", name="closing")
+
+        def forward(self, name):
+            return bf.format("{g} {n}. {c}", g=self.greeting, n=name, c=self.closing)
+
+    answers = [f"### greeting\n```text\nHello, take {i}\n```\n### closing\n```text\nCiao {i}\n```"
+               for i in range(3)]
+    module = Two()
+    result = bf.train(module, ["Ann", "Bo"], metric=lambda ex, out: float("Hello" in out),
+                      steps=1, store=str(path), progress=False, name="several",
+                      optimizer=bf.optim.Prime(module.parameters(), llm=bf.llm.Scripted(answers),
+                                               candidates=3, compact=False))
+    return result.run_id
+
+
+def test_a_step_with_several_candidates_counts_its_tokens_prompts_and_cards_once(browser, tmp_path):
+    store_path = tmp_path / "runs.db"
+    run_id = _several_candidates_run(store_path)
+    store = RunStore(store_path)
+    calls = store.llm_calls(run_id, step=0)
+    tokens = sum(c.prompt_tokens + c.completion_tokens for c in calls)
+    store.close()
+    url, server, thread = _serve(store_path)
+    try:
+        page, problems = _page(browser)
+        page.goto(f"{url}/runs/{run_id}/steps/0")
+        page.wait_for_selector("#candidates")
+        assert page.locator("#candidates tbody tr").count() == 3
+        cards = {page.locator(".card .k").nth(i).inner_text(): page.locator(".card .v").nth(i)
+                 .inner_text() for i in range(page.locator(".card").count())}
+        assert cards["tokens"] == f"{tokens:,}"
+        assert page.locator("pre.answer").count() == len(calls) == 3
+        panels = page.locator("#updates .update")
+        assert panels.count() == 6  # two parameters of each of three candidates, once each
+        for i in range(3):  # each candidate's card holds its own value
+            assert f"Hello, take {i}" in page.locator(
+                f"#updates .update[data-param='greeting'][data-candidate='{i + 1}']").inner_text()
+        assert problems == []
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -133,3 +133,32 @@ def test_a_front_of_many_ties_is_listed_up_to_a_bound_and_counted_whole():
     view = pareto_view(scores, MAX_FRONT)
     assert view["front_size"] == 1001 and len(view["wins"]) == MAX_FRONT
     assert view["wins"]["999"] == [0] and view["wins"]["1000"] == [1]  # newest ties, and 1000
+
+
+def test_a_change_no_report_update_names_still_shows_with_its_old_and_new_value(tmp_path):
+    import backfeed as bf
+    from backfeed.optim import Optimizer
+
+    class Sampler(Optimizer):
+        """Proposes a rate as a candidate without an update entry, as Hybrid's sampler does."""
+
+        def _step(self, report):
+            report.candidates = [{"rate": 0.2}]
+
+    class Tax(bf.Module):
+        def __init__(self):
+            self.rate = bf.param(0.1, name="rate")
+
+        def forward(self, amount):
+            return self.rate * amount
+
+    module = Tax()
+    result = bf.train(module, [10.0, 20.0], metric=lambda ex, out: float(abs(out - ex * 0.2) < 1e-9),
+                      optimizer=Sampler(module.parameters(), llm=bf.llm.Scripted([])), steps=1,
+                      store=tmp_path / "r.db", progress=False)
+    with RunReader(tmp_path / "r.db") as reader:
+        (row,) = [r for r in reader.run_detail(result.run_id)["steps"] if r["step"] >= 0]
+        assert row["summary"] == "changed rate"
+        (update,) = reader.step_detail(result.run_id, row["step"])["updates"]
+        assert (update["name"], update["old"], update["new"], update["applied"]) == \
+            ("rate", 0.1, 0.2, True)

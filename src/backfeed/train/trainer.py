@@ -20,7 +20,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..budget import Budget, BudgetExceeded
@@ -571,7 +571,8 @@ class _Run:
                     this_step[h] = cand_id = cand.id
                 self.store.add_step_report(
                     self.run_id, step=step, seq=seq, candidate_id=cand_id,
-                    report={**_report_dict(report), "dot": dot, "candidate_index": k})
+                    report=_candidate_report(report, k, parent.values, values, dot,
+                                             several=len(proposals) > 1))
                 if cand_id is None:
                     why = (f"invalid candidate {k}: {invalid}" if invalid is not None
                            else f"no change proposed: {unchanged_reason(report)}"
@@ -670,6 +671,35 @@ def _trace_dot(params: list) -> str | None:
     if not subgraph.nodes or len(subgraph.nodes) > _DOT_MAX_NODES:
         return None
     return to_dot(subgraph)
+
+
+SHARED = ("prompts", "answers", "prompt_tokens", "completion_tokens", "cost_usd", "llm_calls",
+          "rejected", "problems", "reasoning", "error")  # one optimizer step's, not a candidate's
+
+
+def _candidate_report(report: StepReport, k: int, parent: dict[str, Any],
+                      values: dict[str, Any], dot: str | None, *, several: bool) -> dict[str, Any]:
+    """The stored report of candidate `k` of one optimizer step. With several candidates,
+    each row's updates are its own changes from the parent, and what the step shares (its
+    prompts, answers, tokens, cost, rejections) is on the first row only, so that a step page
+    shows each candidate once and counts each prompt and token once."""
+    data = {**_report_dict(report), "dot": dot, "candidate_index": k}
+    own = [asdict(ParamUpdate(name, parent.get(name), value, value, applied=True, changed=True))
+           for name, value in values.items() if parent.get(name) != value]
+    if not several:  # every change shows, whoever made it (a numeric sampler's too)
+        reported = {u.get("name") for u in data.get("updates", []) if u.get("changed")}
+        kept = [u for u in data.get("updates", [])
+                if u.get("name") in reported or u.get("name") not in values
+                or parent.get(u.get("name")) == values[u.get("name")]]
+        data["updates"] = kept + [u for u in own if u["name"] not in reported]
+        return data
+    rejected = [u for u in data.get("updates", []) if not u.get("applied") and u.get("reason")]
+    data["updates"] = own + (rejected if k == 0 else [])
+    if k > 0:
+        for key in SHARED:
+            data.pop(key, None)
+        data["shared_with"] = 0  # the step's prompts and spend are with candidate index 0
+    return data
 
 
 def _report_dict(report: StepReport) -> dict[str, Any]:

@@ -211,7 +211,8 @@ class RunReader:
         step_rows = []
         for s in steps:
             reps = reports.get(s["step"], [])
-            applied = [u["name"] for rep in reps for u in rep.get("updates", []) if u.get("applied")]
+            own = [rep for rep in reps if rep.get("candidate") == s["candidate"]] or reps
+            applied = [u["name"] for rep in own for u in rep.get("updates", []) if u.get("applied")]
             cand = by_id.get(s["candidate"]) if s["candidate"] is not None else None
             step_rows.append(
                 {
@@ -272,6 +273,9 @@ class RunReader:
         reasoning, errors = [], []
         tokens, usd = 0, 0.0
         for rep in reports:
+            first = not rep.get("candidate_index")  # the optimizer step's own row (index 0)
+            if not first and "shared_with" not in rep:
+                continue  # a store written before 0.3 copied the whole report to each candidate
             for u in rep.get("updates", []):
                 target = u.get("new") if u.get("applied") else u.get("proposed")
                 updates.append(
@@ -289,6 +293,8 @@ class RunReader:
                         else [],
                     }
                 )
+            if not first:
+                continue  # its prompts, answers and spend are the first row's
             rejected += [{**r, **_texts(r), "candidate": rep["candidate"]} for r in rep.get("rejected", [])]
             prompts += rep.get("prompts", [])
             answers += rep.get("answers", [])
@@ -307,6 +313,7 @@ class RunReader:
         candidate = current["candidate"] if current else (reports[0]["candidate"] if reports else None)
         parents = current["parents"] if current else []
         scored = self.store.candidates(run_id, ids=[] if candidate is None else [candidate])
+        decisions = self.decisions(run_id, step)
         return {
             "run_id": run_id,
             "run_name": record.name,
@@ -317,7 +324,8 @@ class RunReader:
             "accepted": current["accepted"] if current else None,
             "score": scored[0].val_score if scored else None,
             "feedback": self._feedback(run_id, parents, current),
-            "decisions": self.decisions(run_id, step),
+            "decisions": decisions,
+            "candidates": self._proposed(run_id, reports, decisions),
             "updates": updates,
             "rejected": rejected,
             "prompts": prompts,
@@ -330,6 +338,23 @@ class RunReader:
             "prev_step": prev_step,
             "next_step": next_step,
         }
+
+    def _proposed(self, run_id: str, reports: list[dict[str, Any]],
+                  decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each candidate the step proposed, once: its id, what it changed, its validation
+        score and the decision on it."""
+        ids = [rep["candidate"] for rep in reports if rep.get("candidate") is not None]
+        scores = {c.id: c.val_score for c in self.store.candidates(run_id, ids=ids)}
+        verdicts = {d["candidate"]: d for d in decisions}
+        out = []
+        for cid in dict.fromkeys(ids):
+            rep = next(r for r in reports if r.get("candidate") == cid)
+            verdict = verdicts.get(cid, {})
+            out.append({"candidate": cid, "index": rep.get("candidate_index"),
+                        "changed": [u["name"] for u in rep.get("updates", []) if u.get("changed")],
+                        "score": scores.get(cid), "accepted": verdict.get("accepted"),
+                        "reason": verdict.get("reason")})
+        return out
 
     def _step_span(self, run_id: str, total: int) -> str:
         """The run's step numbers for an error message, without reading every step."""

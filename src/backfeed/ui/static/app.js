@@ -311,14 +311,15 @@ function updatePanel(u) {
   const tag = u.applied ? el("span", { class: "tag tag-applied" }, "applied")
     : u.reason ? el("span", { class: "tag tag-rejected" }, "rejected")
     : el("span", { class: "tag tag-kept" }, "unchanged");
-  const parts = [el("div", { class: "param-head" }, el("span", { class: "param-name" }, u.name), tag)];
+  const parts = [el("div", { class: "param-head" }, el("span", { class: "param-name" }, u.name), tag,
+    u.candidate !== null && u.candidate !== undefined ? el("span", { class: "muted" }, ` candidate ${u.candidate}`) : null)];
   if (u.reason) parts.push(el("p", {}, el("span", { class: "reason" }, "reason: "), u.reason));
   parts.push(el("div", { class: "kv" },
     el("div", {}, "before"), el("pre", { class: "box value-old" }, fmt.value(u.old_text)),
     el("div", {}, "proposed"), el("pre", { class: "box value-proposed" }, fmt.value(u.proposed_text)),
     el("div", {}, "applied"), el("pre", { class: "box value-new" }, u.applied ? fmt.value(u.new_text) : "(not applied)")));
   if (u.diff && u.diff.length) parts.push(el("h3", {}, "diff"), diffBlock(u.diff));
-  return el("div", { class: "panel update" + (u.applied ? "" : " rejected"), "data-param": u.name }, parts);
+  return el("div", { class: "panel update" + (u.applied ? "" : " rejected"), "data-param": u.name, "data-candidate": u.candidate ?? "" }, parts);
 }
 
 function rejectedPanel(r) {
@@ -326,6 +327,18 @@ function rejectedPanel(r) {
     el("div", { class: "param-head" }, el("span", { class: "param-name" }, r.name), el("span", { class: "tag tag-rejected" }, "rejected")),
     el("p", {}, el("span", { class: "reason" }, "reason: "), el("span", { class: "reason-text" }, r.reason || "(no reason recorded)")),
     el("div", { class: "kv" }, el("div", {}, "suggested"), el("pre", { class: "box" }, fmt.value(r.proposed_text))));
+}
+
+function candidatesTable(cands) {
+  return el("table", { id: "candidates" },
+    el("thead", {}, el("tr", {}, el("th", {}, "candidate"), el("th", {}, "changed"),
+      el("th", { class: "num" }, "score"), el("th", {}, "verdict"))),
+    el("tbody", {}, cands.map((c) => el("tr", { "data-candidate": c.candidate },
+      el("td", { class: "cand" }, String(c.candidate)),
+      el("td", {}, (c.changed || []).join(", ") || "–"),
+      el("td", { class: "num" }, fmt.score(c.score)),
+      el("td", {}, c.accepted === true ? "kept" : c.accepted === false ? "not kept" : "–",
+        c.reason ? el("span", { class: "muted" }, " · " + c.reason) : null)))));
 }
 
 function messages(prompt) {
@@ -364,6 +377,7 @@ async function renderStep(id, step) {
         el("span", { class: "tag " + (x.accepted ? "tag-applied" : "tag-rejected") }, x.accepted ? "kept" : "not kept"),
         x.candidate >= 0 ? ` candidate ${x.candidate}: ` : ` proposal ${-x.candidate}: `, x.reason,
         el("span", { class: "muted" }, ` (score ${fmt.score(x.parent_score)} → ${fmt.score(x.child_score)})`))))] : null,
+    (d.candidates || []).length > 1 ? [el("h2", {}, `Candidates (${d.candidates.length})`), candidatesTable(d.candidates)] : null,
     el("h2", {}, "Parameters: proposed and applied"),
     (d.updates || []).length ? el("div", { id: "updates" }, (d.updates || []).map(updatePanel)) : el("p", { class: "muted" }, "No parameter was proposed."),
     el("h2", {}, `Rejected suggestions (${(d.rejected || []).length})`),
