@@ -279,3 +279,14 @@ def test_the_run_does_not_change_the_users_optimizer_or_judge(tmp_path):
     assert by_role["judge"]["calls"] == len(judge_llm.calls) > 0
     assert by_role["optimizer"]["calls"] == len(llm.calls) > 0
 
+
+
+def test_a_dict_outputs_parts_are_named_by_their_keys_in_the_optimizers_trace(tmp_path):
+    module = TwoHeads("dict")
+    llm = bf.llm.Scripted(["### greeting\n```text\nhello\n```"])
+    bf.train(module, ["a"], metric=lambda ex, out: bf.Feedback(score=0.0, text="wrong"),
+             optimizer=bf.optim.Prime(module.parameters(), llm=llm), steps=1,
+             store=tmp_path / "r.db", progress=False)
+    prompt = llm.calls[0].messages[-1]["content"]
+    assert "parts['label']=" in prompt and "parts['reply']=" in prompt
+    assert "parts[0]" not in prompt

@@ -78,24 +78,27 @@ def as_examples(data: Iterable[Any] | None, what: str,
 
 
 @op
-def program_output(parts: list) -> list:
-    """Every part of the program's structured output (feedback on it reaches each part)."""
+def program_output(parts: dict) -> dict:
+    """Every part of the program's structured output, by where it is in it (feedback on it
+    reaches each part)."""
     return parts
 
 
-def _parts(out: Any, found: list[Node]) -> Any:
-    """The plain value of `out`, collecting the nodes inside it into `found`."""
+def _parts(out: Any, found: dict[str, Node], path: str = "") -> Any:
+    """The plain value of `out`, collecting the nodes inside it into `found` by their path in
+    it (`answer`, `sources[0]`, `meta.score`)."""
     if isinstance(out, Node):
-        found.append(out)
+        found[path or "output"] = out
         return out.value
     if isinstance(out, dict):
-        return {k: _parts(v, found) for k, v in out.items()}
+        return {k: _parts(v, found, f"{path}.{k}" if path else str(k)) for k, v in out.items()}
     if isinstance(out, list | tuple):
-        values = [_parts(v, found) for v in out]
+        values = [_parts(v, found, f"{path}[{i}]") for i, v in enumerate(out)]
         return type(out)(*values) if hasattr(out, "_fields") else type(out)(values)
     if dataclasses.is_dataclass(out) and not isinstance(out, type):
-        return dataclasses.replace(out, **{f.name: _parts(getattr(out, f.name), found)
-                                           for f in dataclasses.fields(out) if f.init})
+        return dataclasses.replace(out, **{
+            f.name: _parts(getattr(out, f.name), found, f"{path}.{f.name}" if path else f.name)
+            for f in dataclasses.fields(out) if f.init})
     return out
 
 
@@ -103,12 +106,12 @@ def output_node(out: Any) -> tuple[Node | None, Any]:
     """(the node that takes the output's feedback, the plain value the metric sees)."""
     if isinstance(out, Node):
         return out, out.value
-    found: list[Node] = []
+    found: dict[str, Node] = {}
     value = _parts(out, found)
     if not found:
         return None, value
     if len(found) == 1:
-        return found[0], value
+        return next(iter(found.values())), value
     return program_output(found), value
 
 
