@@ -133,3 +133,47 @@ def test_eval_and_export_help_show_an_example():
                           (["export", "--help"], "--to files -o deploy/")):
         result = runner.invoke(app, args)
         assert result.exit_code == 0 and example in " ".join(result.output.split())
+
+
+def _echo_program(tmp_path: Path, body: str = "bf.chat([{'role': 'user', 'content': question}])"
+                  ) -> tuple[Path, Path]:
+    program = tmp_path / "ask.py"
+    program.write_text(
+        "import backfeed as bf\n"
+        "class Ask(bf.Module):\n"
+        "    def __init__(self):\n"
+        "        self.prompt = bf.param('Answer.', name='prompt')\n"
+        "    def forward(self, question):\n"
+        f"        return {body}\n"
+        "DATA = [{'question': 'a', 'answer': 'ok'}, {'question': 'b', 'answer': 'ok'}]\n"
+        "MODEL = bf.llm.Scripted(['ok', 'ok'])\n"
+        "def metric(example, output):\n"
+        "    return float(output == example['answer'])\n"
+    )
+    values = tmp_path / "values.json"
+    values.write_text('{"prompt": "Say ok."}')
+    return program, values
+
+
+def test_eval_takes_a_model_object_from_a_file_and_the_inputs_of_dict_examples(tmp_path):
+    program, values = _echo_program(tmp_path)
+    result = runner.invoke(app, ["eval", f"{program}:Ask", "--values", str(values),
+                                 "--data", f"{program}:DATA", "--metric", f"{program}:metric",
+                                 "--model", f"{program}:MODEL", "--inputs", "question"])
+    assert result.exit_code == 0, result.output
+    assert "mean score 1.000 on 2 examples" in result.output
+
+
+def test_eval_exits_non_zero_when_every_example_raised(tmp_path):
+    program, values = _echo_program(tmp_path, body="1 / 0")
+    result = runner.invoke(app, ["eval", f"{program}:Ask", "--values", str(values),
+                                 "--data", f"{program}:DATA", "--metric", f"{program}:metric",
+                                 "--inputs", "question"])
+    assert result.exit_code == 1
+    assert "error: every example raised (2 of 2)" in result.output
+    assert "ZeroDivisionError" in result.output
+    bad = runner.invoke(app, ["eval", f"{program}:Ask", "--values", str(values), "--data",
+                              f"{program}:DATA", "--metric", f"{program}:metric",
+                              "--model", f"{program}:DATA"])
+    assert bad.exit_code == 1 and bad.output.startswith("error: ") and "is not a model" in \
+        bad.output

@@ -148,7 +148,7 @@ def test_a_failing_model_stops_the_demo_with_a_resumable_run_and_the_cli_says_so
     monkeypatch.setenv("BACKFEED_STORE", str(tmp_path / "runs.db"))
     monkeypatch.setattr(demo, "_default_llm", lambda: bf.llm.Scripted([]))
     result = CliRunner().invoke(app, ["demo", "--steps", "1"])
-    assert result.exit_code == 1 and "backfeed demo: the optimizer's model" in result.output
+    assert result.exit_code == 1 and "error: the optimizer's model" in result.output
 
 
 def test_demo_command_runs_with_the_default_model(monkeypatch, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 app = typer.Typer(help="backfeed: optimize whole AI workflows.", no_args_is_help=True)
@@ -31,7 +33,7 @@ def demo(
     try:
         run_demo(steps=steps, seed=seed, candidates=candidates)
     except (LLMError, ModelFailed) as exc:
-        typer.echo(f"backfeed demo: {exc}", err=True)
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
 
@@ -93,14 +95,18 @@ def eval_(
     data: str = typer.Option(..., "--data", help="Examples: a .json list, a .jsonl file, or "
                                                  "FILE.py:NAME."),
     metric: str = typer.Option(..., "--metric", help="FILE.py:NAME of metric(example, output)."),
-    model: str = typer.Option("", "--model", help="The model bf.chat uses: local, local-1.5b or "
-                                                  "a litellm model (default: bf.llm.default())."),
+    model: str = typer.Option("", "--model", help="The model bf.chat uses: local, local-1.5b, "
+                                                  "a litellm model, or FILE.py:NAME naming a "
+                                                  "backend (default: bf.llm.default())."),
+    inputs: str = typer.Option("", "--inputs", help="For dict examples: the fields the program "
+                                                    "takes, comma-separated (e.g. question)."),
     threads: int = typer.Option(1, min=1, help="Examples evaluated at once."),
     fail_under: float = typer.Option(None, "--fail-under",
                                      help="Exit with status 1 when the mean score is lower."),
 ) -> None:
     """Re-score saved or exported values on a dataset, to check that what you deploy scores
-    what the run said (with bf.evaluate, as the trainer scores).
+    what the run said (with bf.evaluate, as the trainer scores). Exits with status 1 when
+    every example raised, or the mean is under --fail-under.
 
     Example: backfeed eval agent.py:Agent --values deploy/ --data test.jsonl --metric agent.py:metric
     """
@@ -116,22 +122,48 @@ def eval_(
         module = load_program(program)
         examples = load_data(data)
         score = load_object(metric)
-        backend = {"": None, "local": llms.Local, "local-1.5b": lambda: llms.Local(
-            "qwen2.5-coder-1.5b")}.get(model, lambda: llms.LiteLLM(model))
-        using = llms.using(backend()) if backend else contextlib.nullcontext()
+        chosen = _eval_model(model)
+        using = llms.using(chosen) if chosen is not None else contextlib.nullcontext()
+        fields = [f.strip() for f in inputs.split(",") if f.strip()] or None
         with using:
-            report = rescore(module, values, examples, score, threads)
+            report = rescore(module, values, examples, score, threads, inputs=fields)
     except Exception as exc:
-        typer.echo(f"backfeed eval: {type(exc).__name__}: {exc}", err=True)
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None
     console.print(report)
     mean = report.mean
     said = exported_score(values)
     note = "" if said is None else f" (the run's best score was {said:.3f})"
     console.print(f"mean score {mean:.3f} on {len(report.rows)} examples{note}")
-    if fail_under is not None and mean < fail_under:
-        typer.echo(f"backfeed eval: mean score {mean:.3f} is under {fail_under:g}", err=True)
+    if report.rows and report.errors == len(report.rows):
+        typer.echo(f"error: every example raised ({len(report.rows)} of {len(report.rows)}); "
+                   "the first: " + str(report.rows[0].error), err=True)
         raise typer.Exit(1)
+    if fail_under is not None and mean < fail_under:
+        typer.echo(f"error: mean score {mean:.3f} is under {fail_under:g}", err=True)
+        raise typer.Exit(1)
+
+
+def _eval_model(spec: str) -> Any:
+    """The backend `--model` names: local, local-1.5b, FILE.py:NAME (an object with
+    .complete, or a function or class making one), or a litellm model name."""
+    from . import llm as llms
+    from .rescore import load_object
+
+    if not spec:
+        return None
+    if spec in ("local", "local-1.5b"):
+        return llms.Local() if spec == "local" else llms.Local("qwen2.5-coder-1.5b")
+    where = spec.rpartition(":")[0]
+    if where.endswith(".py"):
+        obj = load_object(spec)
+        if not callable(getattr(obj, "complete", None)) and callable(obj):
+            obj = obj()
+        if not callable(getattr(obj, "complete", None)):
+            raise TypeError(f"{spec} is not a model (an object with .complete(messages)), nor "
+                            "a function or class making one")
+        return obj
+    return llms.LiteLLM(spec)
 
 
 from .ui.commands import register as _register_run_commands  # noqa: E402

@@ -219,9 +219,9 @@ def run_demo(
     )
     console.print(f"step  0  score {initial:.3f}")
     for summary in trained.history:
-        # the trainer stores an optimizer step's report once per candidate: count each once
-        step_reports = list({r.report.get("step"): r.report for r in stored
-                             if r.step == summary.step}.values())
+        # an optimizer step's prompts and spend are on its first candidate's row only
+        step_reports = [r.report for r in stored
+                        if r.step == summary.step and "shared_with" not in r.report]
         tokens = sum(r.get("prompt_tokens", 0) + r.get("completion_tokens", 0)
                      for r in step_reports)
         count = sum(max(len(r.get("candidates") or []), 1) for r in step_reports)
@@ -238,7 +238,7 @@ def run_demo(
         note = note if len(note) <= 160 else note[:159] + "…"
         console.print(
             f"step {summary.step + 1:2d}  best {summary.best_score or 0:.3f}  "
-            f"{count} candidates, best {score} {kept}  {tokens} tokens"
+            f"{count} candidate{'s' if count != 1 else ''}, best {score} {kept}  {tokens} tokens"
             + (f"  [dim]{escape(note)}[/dim]" if note else "")
         )
     _print_summary(console, result)

@@ -63,11 +63,13 @@ def load_data(spec: str) -> list[Any]:
 
 
 def rescore(program: Any, values: str | os.PathLike[str], data: list[Any], metric: Any,
-            threads: int = 1) -> EvalReport:
+            threads: int = 1, inputs: list[str] | None = None) -> EvalReport:
     """Load `values` (an exported folder or a Module.save file) and score every example with
-    `bf.evaluate` (each in a copy of the caller's context, so `bf.llm.using` reaches threads)."""
+    `bf.evaluate` (each in a copy of the caller's context, so `bf.llm.using` reaches threads;
+    `inputs`: the fields of dict examples the program takes)."""
     program.load(values)
-    return evaluate(program, data, metric, executor=Threads(threads), progress=False)
+    return evaluate(program, data, metric, executor=Threads(threads), progress=False,
+                    inputs=inputs)
 
 
 def exported_score(values: str | os.PathLike[str]) -> float | None:
