@@ -20,7 +20,7 @@ def test_counts_calls_tokens_and_dollars():
     llm.complete(MSG)
     assert llm.spend.to_dict() == {"calls": 2, "cached_calls": 0, "prompt_tokens": 20,
                                    "completion_tokens": 10, "usd": pytest.approx(0.03),
-                                   "tokens": 30, "by_role": {"optimizer": {
+                                   "tokens": 30, "llm_calls": 2, "by_role": {"optimizer": {
                                        "calls": 2, "cached_calls": 0, "prompt_tokens": 20,
                                        "completion_tokens": 10, "usd": pytest.approx(0.03),
                                        "tokens": 30}}}

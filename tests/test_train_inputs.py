@@ -152,3 +152,23 @@ def test_the_estimate_counts_the_programs_own_calls_and_says_how_it_knows(tmp_pa
     assert made == len(llm.calls) > 20
     assert estimate.llm_calls[0] <= result.spend["calls"] <= estimate.llm_calls[1]
     assert "by the program" in str(estimate)
+
+
+def test_an_evaluation_reports_its_model_calls_and_keeps_structured_outputs():
+    class Labeler(bf.Module):
+        def __init__(self, llm) -> None:
+            self.prompt = bf.param("Label it.", name="prompt")
+            self.llm = llm
+
+        def forward(self, question):
+            return bf.chat([{"role": "system", "content": self.prompt},
+                            {"role": "user", "content": question}], llm=self.llm,
+                           schema={"type": "object", "properties": {"label": {"type": "string"}},
+                                   "required": ["label"]})
+
+    llm = bf.llm.Scripted(['{"label": "4"}', '{"label": "5"}', '{"label": "6"}'])
+    report = bf.evaluate(Labeler(llm), DATA, lambda ex, out: float(out["label"] == ex["answer"]),
+                         inputs=["question"], progress=False)
+    assert [r.output for r in report.rows] == [{"label": "4"}, {"label": "5"}, {"label": "6"}]
+    assert report.spend["llm_calls"] == 3 and report.spend["tokens"] > 0
+    assert "3 model calls" in str(report)

@@ -79,8 +79,10 @@ class Spend(Tally):
         return spend
 
     def to_dict(self) -> dict[str, Any]:
+        """The totals (`llm_calls`, the name `Budget` uses, is `calls` again) and `by_role`."""
         with self._lock:
-            return {**super().to_dict(),
+            totals = super().to_dict()
+            return {**totals, "llm_calls": totals["calls"],
                     "by_role": {r: t.to_dict() for r, t in sorted(self.by_role.items())}}
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from .._text import clip
 from ..example import SETUP_ERRORS, Example, InputsError, declare_inputs
 from ..graph import ExecutionError, Feedback, Node, op
+from ..llm import Metered, chosen
+from ..llm.context import DefaultModel, ProgramModel, running
 
 Forward = Callable[[Any, Any], Any]
 Metric = Callable[[Any, Any], Any]
@@ -392,7 +394,7 @@ class EvalRow:
     """One example of an evaluation: what went in, what came out, and how it scored."""
 
     input: Any
-    output: str | None
+    output: Any  # the program's plain value (a dict, a pydantic object, ...); text from Ray
     score: float
     feedback: str
     error: str | None
@@ -416,8 +418,11 @@ class EvalReport:
 
     def _summary(self) -> str:
         s = self.spend
-        return (f"mean {self.mean:.3f} over {len(self.rows)} examples, {self.errors} errors, "
-                f"{s.get('seconds', 0.0):.1f}s")
+        calls = s.get("llm_calls") or 0
+        paid = (f", {calls} model call{'s' if calls != 1 else ''}, {s.get('tokens', 0):,} tokens"
+                + (f", ${s['usd']:.4f}" if s.get("usd") else "")) if calls else ""
+        return (f"mean {self.mean:.3f} over {len(self.rows)} examples, {self.errors} errors"
+                f"{paid}, {s.get('seconds', 0.0):.1f}s")
 
     def __rich__(self) -> Any:
         from rich.table import Table
@@ -455,7 +460,9 @@ def evaluate(program: Any, dataset: Iterable[Any], metric: Metric, *, executor: 
     the trainer uses (default `Threads(1)`). Errors in the program become rows with score 0;
     a metric that raises, or returns anything but a finite number or `bf.Feedback(score=...)`
     (NaN and inf included), raises `MetricError` naming the example. `progress` shows a bar
-    on a terminal.
+    on a terminal. A row's `output` is the program's plain value (a dict, a pydantic object);
+    `spend` counts the examples, seconds and every `bf.chat` call made (`llm_calls`, tokens,
+    `usd`), with a model given or not.
     """
     from .executors import Threads
     from .progress import Bar
@@ -466,16 +473,21 @@ def evaluate(program: Any, dataset: Iterable[Any], metric: Metric, *, executor: 
     executor = executor or Threads(1)
     values = program.state_dict() if hasattr(program, "state_dict") else {}
     started = time.perf_counter()
+    # every bf.chat call, with a model given or not, is counted (as a run counts it)
+    model = Metered(ProgramModel(chosen() or DefaultModel()), role="program")
     install_capture()
     try:
-        with Bar(progress, len(examples), "evaluate") as bar:
+        with Bar(progress, len(examples), "evaluate") as bar, running(model):
             traced = executor.evaluate(program, values, list(enumerate(examples)), metric,
                                        forward, lambda t: bar.advance())
     finally:
         uninstall_capture()
-    rows = [EvalRow(examples[t.result.index], t.result.output, t.result.score,
-                    t.result.feedback, t.result.error) for t in traced]
+    rows = [EvalRow(examples[t.result.index], t.result.output if t.value is None else t.value,
+                    t.result.score, t.result.feedback, t.result.error) for t in traced]
     mean = sum(r.score for r in rows) / len(rows) if rows else 0.0
+    calls = model.spend.to_dict()
     spend = {"examples": len(rows), "metric_calls": len(rows),
-             "seconds": time.perf_counter() - started}
+             "seconds": time.perf_counter() - started, "llm_calls": calls["calls"],
+             **{k: calls[k] for k in ("cached_calls", "prompt_tokens", "completion_tokens",
+                                      "tokens", "usd")}}
     return EvalReport(mean, rows, spend)
