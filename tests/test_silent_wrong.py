@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 import backfeed as bf
 import train_helpers as h
 from backfeed.cli import app
+from backfeed.store import RunStore
 from backfeed.ui import commands
 
 
@@ -276,3 +277,37 @@ def test_a_failed_run_leaves_its_best_values_so_resume_sees_no_hand_edit(tmp_pat
 def test_on_edit_must_be_a_known_choice(tmp_path):
     with pytest.raises(ValueError, match=r"on_edit must be one of \('error', 'keep', 'discard'\)"):
         _run(tmp_path, steps=1, on_edit="merge")
+
+
+# -- a stop file left behind, and a KeyboardInterrupt that is not Ctrl-C ------------------
+
+
+def test_resume_removes_the_stop_file_that_stopped_the_run_and_says_so(tmp_path):
+    db = tmp_path / "r.db"
+    module = h.Router()
+    data = h.dataset()
+    first = bf.train(module, data, metric=h.metric, steps=1, store=db, progress=False,
+                     optimizer=h.FixOptimizer(module.parameters(), llm=h.scripted()))
+    stop = db.parent / f"{first.run_id}.stop"
+    stop.touch()  # left behind by `touch` to stop it, never deleted
+    fresh = h.Router()
+    with pytest.warns(UserWarning, match="removed the stop file"):
+        again = bf.train(fresh, data, metric=h.metric, steps=3, store=db, progress=False,
+                         resume=first.run_id,
+                         optimizer=h.FixOptimizer(fresh.parameters(), llm=h.scripted()))
+    assert not stop.exists()
+    assert "stop file" not in again.stop_reason and len(again.history) > 1
+
+
+def test_a_keyboard_interrupt_raised_by_the_program_is_not_called_ctrl_c_twice(tmp_path):
+    class Interrupting(h.Router):
+        def forward(self, kind):
+            raise KeyboardInterrupt
+
+    module = Interrupting()
+    with pytest.raises(KeyboardInterrupt):
+        bf.train(module, h.dataset(), metric=h.metric, steps=1, store=tmp_path / "r.db",
+                 progress=False, optimizer=h.FixOptimizer(module.parameters(), llm=h.scripted()))
+    (run,) = RunStore(tmp_path / "r.db").list_runs()
+    assert run.status == "stopped" and run.stop_reason != "interrupted (Ctrl-C twice)"
+    assert "a KeyboardInterrupt, not Ctrl-C twice" in run.stop_reason

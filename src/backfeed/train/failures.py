@@ -51,4 +51,5 @@ def model_failure(exc: Exception, *, model: str, role: str, run_id: str) -> Mode
     if status in (400, 422) or "badrequest" in names or isinstance(exc, LLMError | ValueError):
         return ModelFailed(f"{who} rejected the request ({text}): check the model's options "
                            f"(max_tokens, json_schema, temperature){resume}", fatal=True)
-    return ModelFailed(f"{who} failed ({text}){resume}", fatal=False)
+    return ModelFailed(f"{who} failed ({text}): fix what the error names (the model's backend "
+                       f"or its options){resume}", fatal=False)

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,13 @@ class RunSession:
         self.spend = Spend.from_calls(self.store.llm_calls(self.run_id))
         self.metric_calls = len(self.store.evaluations(self.run_id))
         self.interrupted = False
+        self.ctrl_c_twice = False  # a KeyboardInterrupt otherwise came from code, not Ctrl-C
         self.started = clock()
+        if resume is not None and self.stop_file.exists():  # it stopped the run; resume goes on
+            self.stop_file.unlink(missing_ok=True)
+            warnings.warn(f"removed the stop file {self.stop_file}, left by the stop of run "
+                          f"{self.run_id}, so that the resumed run does not stop at once",
+                          stacklevel=4)
 
     def wrap(self, llm: LLM, role: str) -> Recorded:
         """`llm` metered against the run's budget as `role` and recorded in the store."""
@@ -123,6 +130,7 @@ class RunSession:
 
         def handler(signum: int, frame: Any) -> None:
             if self.interrupted:
+                self.ctrl_c_twice = True
                 raise KeyboardInterrupt
             self.interrupted = True
 

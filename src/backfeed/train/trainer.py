@@ -360,7 +360,9 @@ class _Run:
         except KeyboardInterrupt:  # a second Ctrl-C: stop at once, state as of the last step
             self.store.forget_after(self.run_id, self.last_step)
             self._load_best()
-            session.close("stopped", "interrupted (Ctrl-C twice)")
+            session.close("stopped", "interrupted (Ctrl-C twice)" if session.ctrl_c_twice
+                          else "interrupted (a KeyboardInterrupt, not Ctrl-C twice: raised by "
+                               "the program, the metric or another thread's Ctrl-C)")
             raise
         except BaseException as e:
             self.store.forget_after(self.run_id, self.last_step)
