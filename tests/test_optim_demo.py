@@ -93,9 +93,9 @@ def test_run_demo_trains_through_the_store_and_fixes_all_three(tmp_path):
     assert len(result.reports[0]["candidates"]) >= 2
     out = " ".join(console.export_text().split())
     calls = result.reports[0]["prompt_tokens"] + result.reports[0]["completion_tokens"]
-    assert f"step 1 best 1.000 {len(result.reports[0]['candidates'])} candidates" in out
+    assert f"step 0 best 1.000 {len(result.reports[0]['candidates'])} candidates" in out
     assert f"{calls} tokens" in out  # the step's two calls, counted once
-    for text in ("step 1", "score curve (best so far)", "parameters", "tokens",
+    for text in ("seed score", "score curve (best so far)", "parameters", "tokens",
                  f"backfeed show {result.run_id}", "backfeed ui"):
         assert text in out
     # the broken code was rejected, and the line names the parameter and the whole reason

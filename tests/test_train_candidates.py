@@ -43,7 +43,7 @@ def test_each_candidate_is_evaluated_the_best_kept_and_every_one_recorded(tmp_pa
     assert [(r.seq, r.candidate_id, r.report["candidate_index"]) for r in reports] == [
         (0, 1, 0), (1, 2, 1), (2, None, 2), (3, None, 3)]
     reasons = {d.candidate_id: d.reason for d in store.decisions(run)}
-    assert "another proposal of this step scored higher" in reasons[1]
+    assert reasons[1].startswith("candidate 2 of this step scored higher (mean 0.6667 against 0.3333)")
     assert "does not lose" in reasons[2]
     assert reasons[-3] == ("duplicate: same values as candidate 1, already evaluated "
                            "(not evaluated again)")

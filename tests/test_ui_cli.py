@@ -278,3 +278,26 @@ def test_a_step_that_kept_nothing_shows_why_in_show_and_on_the_run_page(tmp_path
     with RunReader(path) as reader:
         assert reader.run_detail(run)["steps"][0]["reason"] == why
     assert why in " ".join(invoke("show", run, store=path).output.split())
+
+
+def test_runs_at_80_columns_keeps_the_run_id_whole_and_says_what_it_left_out(store, monkeypatch):
+    path, run_id = store
+    monkeypatch.setattr(commands.out, "_width", 80)
+    result = invoke("runs", store=path)
+    assert result.exit_code == 0, result.output
+    assert run_id in result.output  # whole, so that it can be copied
+    assert all(len(line) <= 80 for line in result.output.splitlines())
+    assert "left out at 80 columns" in result.output
+
+
+def test_show_numbers_the_seed_and_steps_as_the_dashboard_does_and_counts_calls_per_step(store):
+    path, run_id = store
+    result = invoke("show", run_id, store=path)
+    assert result.exit_code == 0, result.output
+    assert "seed, then steps 0..2" in result.output
+    rows = [line.strip("│ ").split() for line in result.output.splitlines()
+            if line.startswith("│")]
+    assert [r[0] for r in rows] == ["seed", "0", "1", "2"]
+    data = commands.RunReader(path).run_detail(run_id)
+    per_step = [s["llm_calls"] for s in data["steps"]]
+    assert sum(per_step) == data["run"]["llm_calls"]  # not a running total repeated

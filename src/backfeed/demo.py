@@ -217,7 +217,7 @@ def run_demo(
         prompt_tokens=int(trained.spend.get("prompt_tokens", 0)),
         completion_tokens=int(trained.spend.get("completion_tokens", 0)), seconds=seconds,
     )
-    console.print(f"step  0  score {initial:.3f}")
+    console.print(f"seed     score {initial:.3f}")
     for summary in trained.history:
         # an optimizer step's prompts and spend are on its first candidate's row only
         step_reports = [r.report for r in stored
@@ -226,7 +226,7 @@ def run_demo(
                      for r in step_reports)
         count = sum(max(len(r.get("candidates") or []), 1) for r in step_reports)
         kept = "kept" if summary.accepted else "not kept"
-        score = "-" if summary.child_score is None else f"{summary.child_score / len(ORDERS):.3f}"
+        score = "-" if summary.child_score is None else f"{summary.child_score:.3f}"
         notes = [_rejection(u) for r in step_reports for u in r.get("rejected") or []]
         notes += [r["error"] for r in step_reports if r.get("error")]
         skipped = [p.removesuffix(f": {NOT_ASKED}") for r in step_reports
@@ -237,7 +237,7 @@ def run_demo(
         note = "; ".join(dict.fromkeys(notes))
         note = note if len(note) <= 160 else note[:159] + "…"
         console.print(
-            f"step {summary.step + 1:2d}  best {summary.best_score or 0:.3f}  "
+            f"step {summary.step:2d}  best {summary.best_score or 0:.3f}  "
             f"{count} candidate{'s' if count != 1 else ''}, best {score} {kept}  {tokens} tokens"
             + (f"  [dim]{escape(note)}[/dim]" if note else "")
         )

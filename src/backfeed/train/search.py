@@ -60,6 +60,11 @@ def _total(scores: list[float]) -> float:
     return sum(scores)
 
 
+def mean(scores: list[float]) -> float:
+    """The mean of minibatch scores: the scale every score is shown and stored on."""
+    return sum(scores) / len(scores) if scores else 0.0
+
+
 class Strategy:
     """Base strategy: improve the best candidate, keep a child that does not lose."""
 
@@ -72,9 +77,10 @@ class Strategy:
 
     def accept(self, parent_scores: list[float], child_scores: list[float]) -> tuple[bool, str]:
         p, c = _total(parent_scores), _total(child_scores)
+        pm, cm = mean(parent_scores), mean(child_scores)
         if c + EPS >= p:
-            return True, f"does not lose on the minibatch ({c:g} >= {p:g})"
-        return False, f"loses on the minibatch ({c:g} < {p:g})"
+            return True, f"does not lose on the minibatch (mean {cm:.4g} >= {pm:.4g})"
+        return False, f"loses on the minibatch (mean {cm:.4g} < {pm:.4g})"
 
     def observe(self, candidate: Candidate, scores: list[float]) -> None:
         """Minibatch scores of a parent (used by bandits)."""
@@ -225,9 +231,10 @@ class Pareto(Strategy):
 
     def accept(self, parent_scores: list[float], child_scores: list[float]) -> tuple[bool, str]:
         p, c = _total(parent_scores), _total(child_scores)
+        pm, cm = mean(parent_scores), mean(child_scores)
         if c > p + EPS:
-            return True, f"improves its parent on the minibatch ({c:g} > {p:g})"
-        return False, f"does not improve its parent on the minibatch ({c:g} <= {p:g})"
+            return True, f"improves its parent on the minibatch (mean {cm:.4g} > {pm:.4g})"
+        return False, f"does not improve its parent on the minibatch (mean {cm:.4g} <= {pm:.4g})"
 
     def admitted(self, pool: list[Candidate], child: Candidate) -> None:
         if self.use_merge and child.origin != "merge":
@@ -270,9 +277,11 @@ class Pareto(Strategy):
                      merged_scores: list[float]) -> tuple[bool, str]:
         bar = max(_total(a_scores), _total(b_scores))
         m = _total(merged_scores)
+        n = max(len(merged_scores), 1)
         if m + EPS >= bar:
-            return True, f"merge matches its better parent on the minibatch ({m:g} >= {bar:g})"
-        return False, f"merge loses to a parent on the minibatch ({m:g} < {bar:g})"
+            return True, (f"merge matches its better parent on the minibatch (mean {m / n:.4g} "
+                          f">= {bar / n:.4g})")
+        return False, f"merge loses to a parent on the minibatch (mean {m / n:.4g} < {bar / n:.4g})"
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "merge": self.use_merge, "max_merges": self.max_merges}

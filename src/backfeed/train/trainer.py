@@ -37,7 +37,7 @@ from .executors import Executor, Threads
 from .failures import ModelFailed, model_failure
 from .progress import Progress
 from .scorer import JudgeScorer, MetricScorer, Scorer
-from .search import Candidate, Greedy, LLMJudge, Pairwise, Pareto, Strategy
+from .search import Candidate, Greedy, LLMJudge, Pairwise, Pareto, Strategy, mean
 from .session import EDITED_BY_HAND, ON_EDIT, RunModels, RunSession, StopRun, budget_stop
 
 
@@ -513,11 +513,17 @@ class _Run:
         ok, why = self.strategy.accept(p_scores, c_scores)
         for child, p, c in scored:
             accepted = ok and child is chosen
-            reason = (why if child is chosen
-                      else f"another proposal of this step scored higher ({sum(c):g})")
+            if child is chosen:
+                reason = why
+            elif sum(c) < sum(c_scores):
+                reason = (f"candidate {chosen.id} of this step scored higher (mean "
+                          f"{mean(c_scores):.4g} against {mean(c):.4g})")
+            else:
+                reason = (f"tied with candidate {chosen.id} of this step (mean {mean(c):.4g}), "
+                          "which changes fewer parameters or was proposed first")
             self.store.add_decision(self.run_id, step=step, candidate_id=child.id,
-                                    accepted=accepted, reason=reason, parent_score=sum(p),
-                                    child_score=sum(c))
+                                    accepted=accepted, reason=reason, parent_score=mean(p),
+                                    child_score=mean(c))
             if not accepted:
                 self.store.update_candidate(self.run_id, child.id, status="rejected")
         self.note = f"candidate {chosen.id}: {'accepted' if ok else 'rejected'}, {why}"
@@ -623,8 +629,8 @@ class _Run:
         assert isinstance(self.strategy, Pareto)
         ok, why = self.strategy.accept_merge(sa, sb, sc)
         self.store.add_decision(self.run_id, step=step, candidate_id=child.id, accepted=ok,
-                                reason=why, parent_score=max(sum(sa), sum(sb)),
-                                child_score=sum(sc))
+                                reason=why, parent_score=max(mean(sa), mean(sb)),
+                                child_score=mean(sc))
         self.note = f"merge {child.id}: {why}"
         if ok:
             self._admit(child)

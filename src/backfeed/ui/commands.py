@@ -85,9 +85,15 @@ def _fmt_int(v: Any) -> str:
 
 
 def _role_spend(spend: dict[str, Any]) -> str:
-    """One role's share of a run's spend: calls, tokens and dollars."""
+    """One role's share of a run's spend: calls (cached ones said), tokens and dollars."""
     tokens = (spend.get("prompt_tokens") or 0) + (spend.get("completion_tokens") or 0)
-    return f"{_fmt_int(spend.get('calls'))} calls, {_fmt_int(tokens)} tokens, {_fmt_usd(spend.get('usd'))}"
+    return (f"{_calls(spend.get('calls'), spend.get('cached_calls'))} calls, {_fmt_int(tokens)} "
+            f"tokens, {_fmt_usd(spend.get('usd'))}")
+
+
+def _calls(calls: int | None, cached: int | None) -> str:
+    """`12`, or `12 (3 cached)` when the cache answered some."""
+    return _fmt_int(calls) + (f" ({cached:,} cached)" if cached else "")
 
 
 def _fmt_duration(s: float | None) -> str:
@@ -134,19 +140,46 @@ def runs(
         if not rows:
             out.print(Text(f"no runs in {reader.path}" + (f" with status {status!r}" if status else "")))
             return
+        cells = {
+            "run": lambda r: Text(r["id"]), "name": lambda r: Text(r["name"] or ""),
+            "status": lambda r: _status(r["status"]), "best": lambda r: _fmt_score(r["best_score"]),
+            "steps": lambda r: _fmt_int(r["steps"]),
+            "calls": lambda r: _calls(r["llm_calls"], r["cached_calls"]),
+            "tokens": lambda r: _fmt_int(r["tokens"]), "spend": lambda r: _fmt_usd(r["usd"]),
+            "age": lambda r: _fmt_age(r["started_at"]),
+            "duration": lambda r: _fmt_duration(r["duration_s"]),
+        }
+        columns = _fitting(cells, rows, out.width)
         table = Table(title=Text(f"runs in {reader.path}"), title_justify="left", box=box.SIMPLE_HEAD)
-        for col, justify in [("run", "left"), ("name", "left"), ("status", "left"), ("best", "right"),
-                             ("steps", "right"), ("calls", "right"), ("tokens", "right"),
-                             ("spend", "right"), ("age", "right"), ("duration", "right")]:
-            table.add_column(col, justify=justify, no_wrap=col != "name")  # type: ignore[arg-type]
+        for col in columns:
+            justify = "left" if col in ("run", "name", "status") else "right"
+            # the id is never cut, so that it can be copied; a long name wraps
+            table.add_column(col, justify=justify, no_wrap=col != "name",  # type: ignore[arg-type]
+                             min_width=max(len(r["id"]) for r in rows) if col == "run" else None)
         for r in rows:
-            table.add_row(Text(r["id"]), Text(r["name"] or ""), _status(r["status"]),
-                          _fmt_score(r["best_score"]), _fmt_int(r["steps"]), _fmt_int(r["llm_calls"]),
-                          _fmt_int(r["tokens"]), _fmt_usd(r["usd"]), _fmt_age(r["started_at"]),
-                          _fmt_duration(r["duration_s"]))
+            table.add_row(*(cells[col](r) for col in columns))
         out.print(table)
+        if len(columns) < len(cells):
+            left = [c for c in cells if c not in columns]
+            out.print(Text(f"({', '.join(left)} left out at {out.width} columns: --json has "
+                           "every field)", style="dim"))
         if any(r["by_role"] for r in rows):
             out.print(_roles_table(rows))
+
+
+_DROP_ORDER = ("duration", "age", "tokens", "steps", "spend", "name")  # first left out
+
+
+def _fitting(cells: dict[str, Any], rows: list[dict[str, Any]], width: int) -> list[str]:
+    """The columns that fit `width` whole (the id never cut), leaving out the least useful
+    first: duration, age, tokens, steps, spend, then the name."""
+    widths = {col: max([len(col)] + [len(str(cells[col](r))) for r in rows]) for col in cells}
+    columns = list(cells)
+    for col in _DROP_ORDER:
+        if sum(widths[c] + 2 for c in columns) <= width:
+            break
+        columns.remove(col)
+    return columns
 
 
 def _roles_table(rows: list[dict[str, Any]]) -> Table:
@@ -157,8 +190,8 @@ def _roles_table(rows: list[dict[str, Any]]) -> Table:
     for r in rows:
         for role, s in r["by_role"].items():
             tokens = (s.get("prompt_tokens") or 0) + (s.get("completion_tokens") or 0)
-            table.add_row(Text(r["id"]), Text(role), _fmt_int(s.get("calls")), _fmt_int(tokens),
-                          _fmt_usd(s.get("usd")))
+            table.add_row(Text(r["id"]), Text(role), _calls(s.get("calls"), s.get("cached_calls")),
+                          _fmt_int(tokens), _fmt_usd(s.get("usd")))
     return table
 
 
@@ -167,11 +200,19 @@ def _roles_table(rows: list[dict[str, Any]]) -> Table:
 _EIGHTHS = " ▁▂▃▄▅▆▇█"
 
 
-def score_chart(values: list[float | None], height: int = 6, width: int = 60) -> list[str]:
-    """Bars of `values` (best score after each step) in block characters, with the range."""
+def score_chart(values: list[float | None], height: int = 6, width: int = 60,
+                steps: list[int] | None = None) -> list[str]:
+    """Bars of `values` (best score after each step) in block characters, with the range;
+    `steps` are their step numbers (-1: the seed), named under the bars."""
     known = [v for v in values if v is not None]
     if not known:
         return ["(no scores yet)"]
+    if not steps or len(steps) != len(values):
+        named = f" {len(values)} points"
+    elif steps[0] < 0:
+        named = " seed" + (f", then steps {steps[1]}..{steps[-1]}" if len(steps) > 1 else "")
+    else:
+        named = f" steps {steps[0]}..{steps[-1]}"
     if len(values) > width:  # keep the last value of each bucket
         step = len(values) / width
         values = [values[min(len(values) - 1, int((i + 1) * step) - 1)] for i in range(width)]
@@ -187,7 +228,7 @@ def score_chart(values: list[float | None], height: int = 6, width: int = 60) ->
             chars.append(_EIGHTHS[fill])
         label = f"{hi:8.3f} ┤" if row == height else f"{lo:8.3f} ┤" if row == 1 else "         │"
         lines.append(label + "".join(chars))
-    lines.append("         └" + "─" * len(values) + f" step 0..{len(values) - 1}")
+    lines.append("         └" + "─" * len(values) + named)
     return lines
 
 
@@ -210,7 +251,8 @@ def show(
             ("run", Text(r["id"])), ("name", Text(r["name"] or "–")), ("status", _status(r["status"])),
             ("strategy", Text(r["strategy"] or "–")), ("best score", _fmt_score(r["best_score"])),
             ("best candidate", _fmt_int(r["best_candidate"])), ("steps", _fmt_int(r["steps"])),
-            ("LLM calls", _fmt_int(r["llm_calls"])), ("tokens", _fmt_int(r["tokens"])),
+            ("LLM calls", Text(_calls(r["llm_calls"], r["cached_calls"]))),
+            ("tokens", _fmt_int(r["tokens"])),
             ("spend", _fmt_usd(r["usd"])), ("duration", _fmt_duration(r["duration_s"])),
             ("stopped because", Text(r["stop_reason"] or "–")),
             *((f"  {role} spend", Text(_role_spend(s))) for role, s in r["by_role"].items()),
@@ -219,7 +261,8 @@ def show(
         out.print(head)
         out.print()
         out.print(Text("best score after each step", style="bold"))
-        for line in score_chart([s["best_score"] for s in d["steps"]]):
+        for line in score_chart([s["best_score"] for s in d["steps"]],
+                                steps=[s["step"] for s in d["steps"]]):
             out.print(Text(line))
         if d["steps"]:
             table = Table(title=Text("steps"), title_justify="left")
@@ -227,7 +270,8 @@ def show(
                 table.add_column(col, justify="left" if col in ("kept", "why") else "right")
             for s in d["steps"]:
                 kept = "–" if s["accepted"] is None else "yes" if s["accepted"] else "no"
-                table.add_row(str(s["step"]), _fmt_int(s["candidate"]), _fmt_score(s["score"]), kept,
+                table.add_row("seed" if s["step"] < 0 else str(s["step"]), _fmt_int(s["candidate"]),
+                              _fmt_score(s["score"]), kept,
                               str(s["applied"]), str(s["rejected"]), _fmt_int(s["llm_calls"]), _fmt_usd(s["usd"]),
                               Text(s["reason"] or ""))
             out.print(table)

@@ -132,6 +132,7 @@ class RunReader:
             "best_candidate": r.best_candidate,
             "steps": r.step + 1,
             "llm_calls": spend.get("calls", spend.get("llm_calls")),
+            "cached_calls": spend.get("cached_calls") or 0,  # answered by the cache: no tokens paid
             "tokens": spend.get("tokens"),
             "usd": spend.get("usd"),
             "by_role": spend.get("by_role") or {},
@@ -209,7 +210,13 @@ class RunReader:
             for d in self.store.decisions(run_id, steps=span):
                 decided.setdefault(d.step, {})[d.candidate_id] = d.reason
         step_rows = []
+        # spend is stored as a running total: each row shows what its own step spent
+        before_page = self.store.get_step(run_id, steps[0]["step"] - 1) if steps else None
+        last = dict(_step(before_page)["spend"]) if before_page is not None else {}
         for s in steps:
+            calls = (s["spend"].get("calls") or 0) - (last.get("calls") or 0)
+            usd = (s["spend"].get("usd") or 0.0) - (last.get("usd") or 0.0)
+            last = s["spend"]
             reps = reports.get(s["step"], [])
             own = [rep for rep in reps if rep.get("candidate") == s["candidate"]] or reps
             applied = [u["name"] for rep in own for u in rep.get("updates", []) if u.get("applied")]
@@ -224,8 +231,9 @@ class RunReader:
                     "accepted": s["accepted"] if s["candidate"] is not None else None,
                     "applied": len(applied),
                     "rejected": sum(len(rep.get("rejected", [])) for rep in reps),
-                    "llm_calls": s["spend"].get("calls"),
-                    "usd": s["spend"].get("usd"),
+                    "llm_calls": calls,  # this step's, not the running total
+                    "usd": usd,
+                    "total_llm_calls": s["spend"].get("calls"),
                     "summary": ("changed " + ", ".join(dict.fromkeys(applied))) if applied else "",
                     "reason": _step_reason(decided.get(s["step"], {}), s["candidate"]),
                 }
