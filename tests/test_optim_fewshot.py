@@ -132,3 +132,36 @@ def test_the_trainer_evaluates_every_demo_set_a_step_proposes(tmp_path):
     children = [c for c in result.store.candidates(result.run_id) if c.step == 0]
     assert len(children) == 3
     assert len({json.dumps(c.values, sort_keys=True) for c in children}) == 3
+
+
+class DemosOnly(bf.Module):
+    def __init__(self):
+        self.demos = bf.param([], name="demos")
+
+    def forward(self, review):
+        return bf.chat([self.demos, {"role": "user", "content": review}])
+
+
+def test_labelled_examples_seed_the_demo_pool_before_any_output_scored(tmp_path):
+    """Every review is uppercase: no output is right without demos, so bootstrapping alone
+    never finds one; the labelled training set seeds the pool and the next step tries it."""
+    data = [(x.upper(), y) for x, y in DATA]
+    program = DemosOnly()
+    opt = bf.optim.FewShot(program.parameters(), llm=bf.llm.Scripted([]), k=2, candidates=2,
+                           labelled=data)
+    assert [d["input"] for d in opt.pool["demos"]] == [x for x, _ in data]
+    def shouting_model(messages, options):  # right only once it has seen two demos
+        demos = sum(m["role"] == "assistant" for m in messages)
+        by_upper = {x.upper(): y for x, y in LABELS.items()}
+        return by_upper[messages[-1]["content"]] if demos >= 2 else "unsure"
+
+    with bf.llm.using(bf.llm.Scripted([shouting_model] * 200)):
+        result = bf.train(program, data, metric=metric, optimizer=opt, steps=2,
+                          store=tmp_path / "r.db", progress=False)
+    assert result.best_score == 1.0 and len(program.demos.value) == 2
+    examples = [bf.Example(review=x, label=y).with_inputs("review") for x, y in DATA]
+    assert bf.optim.FewShot(DemosOnly().parameters(), llm=bf.llm.Scripted([]),
+                            labelled=examples).pool["demos"][0] == \
+        {"input": "great film", "output": "positive"}
+    with pytest.raises(ValueError, match=r"labelled\[0\].*to_demo="):
+        bf.optim.FewShot(DemosOnly().parameters(), llm=bf.llm.Scripted([]), labelled=[42])

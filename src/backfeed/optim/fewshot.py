@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..example import Example
 from ..graph import Node, Param, minimal_subgraph
 from ..llm import LLM
 from .base import Optimizer, ParamUpdate, StepReport, values_key
@@ -26,7 +28,11 @@ class FewShot(Optimizer):
     best. Every other parameter (an instruction, code, numbers) is optimized by `Prime` with
     `llm` in the same step; FewShot itself makes no model call.
 
-    `demos` names the demo parameters (default: every `list` parameter).
+    `demos` names the demo parameters (default: every `list` parameter). `labelled` seeds every
+    demo pool with labelled examples before any output has scored: a `(input, output)` pair or
+    list, a `{"input": ..., "output": ...}` dict, or a `bf.Example` with one declared input and
+    one label; `to_demo(example) -> {"input": ..., "output": ...}` converts any other shape. The
+    demo's input should be the text the program sends as its user turn.
     """
 
     def __init__(
@@ -40,6 +46,8 @@ class FewShot(Optimizer):
         threshold: float = 1.0,
         max_pool: int = 64,
         seed: int = 0,
+        labelled: Iterable[Any] | None = None,
+        to_demo: Callable[[Any], Demo] | None = None,
         **prime_options: Any,
     ) -> None:
         super().__init__(params, llm)
@@ -60,6 +68,10 @@ class FewShot(Optimizer):
         self.k, self.n_candidates, self.threshold = k, candidates, threshold
         self.max_pool, self.seed = max_pool, seed
         self.pool: dict[str, list[Demo]] = {p.name: [] for p in self.demos}
+        seeded = {d["input"]: d for d in (_labelled_demo(ex, i, to_demo)
+                                          for i, ex in enumerate(labelled or ()))}
+        for pool in self.pool.values():  # one demo per input, the newest `max_pool`
+            pool.extend(dict(d) for d in list(seeded.values())[-self.max_pool :])
         demo_ids = {id(p) for p in self.demos}
         rest = [p for p in self.params if id(p) not in demo_ids]
         self.prime = Prime(rest, llm, **prime_options) if rest else None
@@ -147,6 +159,31 @@ class FewShot(Optimizer):
                 self.pool[name] = [dict(d) for d in pool]
         if self.prime is not None and "prime" in state:
             self.prime.load_state_dict(state["prime"])
+
+
+def _labelled_demo(example: Any, index: int, to_demo: Callable[[Any], Demo] | None) -> Demo:
+    """A demo from one labelled example (see `FewShot`); a ValueError naming the example and
+    `to_demo` for a shape it cannot read."""
+    if to_demo is not None:
+        demo = to_demo(example)
+    elif isinstance(example, Example) and example.input_names and len(example.input_names) == 1 \
+            and len(example.labels()) == 1:
+        demo = {"input": example[example.input_names[0]],
+                "output": next(iter(example.labels().values()))}
+    elif isinstance(example, dict) and not isinstance(example, Example) \
+            and {"input", "output"} <= example.keys():
+        demo = {"input": example["input"], "output": example["output"]}
+    elif isinstance(example, list | tuple) and len(example) == 2:
+        demo = {"input": example[0], "output": example[1]}
+    else:
+        raise ValueError(
+            f"labelled[{index}] is {type(example).__name__} {str(example)[:80]}: give (input, "
+            "output) pairs, {'input', 'output'} dicts or bf.Examples with one declared input and "
+            "one label, or pass to_demo=lambda example: {'input': ..., 'output': ...}")
+    if not isinstance(demo, dict) or {"input", "output"} - demo.keys():
+        raise ValueError(f"to_demo(labelled[{index}]) must return {{'input': ..., 'output': ...}},"
+                         f" got {demo!r:.80}")
+    return {"input": _text(demo["input"]), "output": _text(demo["output"])}
 
 
 def _passed(output: Node, threshold: float) -> bool:
