@@ -342,3 +342,24 @@ def test_a_text_answer_that_repeats_the_value_is_retried_without_the_value_shown
     assert [c["template"] for c in report.candidates] == [TEMPLATE_FIX]
     assert "retry: no answer changed template; asked once more for a value anew " \
         "(changed the values)" in report.problems
+
+
+def test_the_compact_code_prompt_shows_what_the_function_got_and_gave_inside_the_program():
+    @bf.op(trainable=True)
+    def spamminess(text: str) -> float:
+        """How spammy the text is, 0 to 1: 1 for texts that sell something."""
+        return 0.1
+
+    @bf.op
+    def decide(score: float) -> str:
+        """spam above 0.5, else ham."""
+        return "spam" if score > 0.5 else "ham"
+
+    out = decide(spamminess(bf.node("BUY NOW cheap pills")))
+    out.backward(bf.Feedback(score=0.0, text="expected spam"))
+    llm = bf.llm.Scripted(["### spamminess\n```python\ndef spamminess(text: str) -> float:\n"
+                           "    return 0.9\n```"])
+    bf.optim.Prime([spamminess.code], llm=llm, compact=True).step()
+    user = llm.calls[0].messages[-1]["content"]
+    assert "spamminess(text=\"BUY NOW cheap pills\") -> 0.1" in user
+    assert "the program then returned decide(score=0.1) -> \"ham\"; feedback: expected spam" in user

@@ -110,13 +110,38 @@ def failing_tests(params: list[Param], limit: int = 4, line_chars: int = 300, *,
     is first narrowed to the part meant for `params[0]` (`focus_feedback`)."""
     rows: list[tuple[float, int, str]] = []
     for out, score, text, named in _failing(params, among):
-        if not (named or (out.op is not None and f"{out.op.name}(" in text)):
-            result = f"raised {out.error}" if out.error else value_text(out._value, 160)
-            text = f"{call_text(out)} -> {result}" + (f"; feedback: {text}" if text else "")
+        calls = [n for n in own_calls(params[0], out) if n is not out]
+        if calls and not any(f"{n.op.name}(" in text for n in calls if n.op is not None):
+            # the function is a step inside the program: what it got and gave, then the end
+            inner = "; ".join(f"{call_text(n)} -> {_result(n)}" for n in calls[:2])
+            text = (f"{inner}; the program then returned {call_text(out)} -> {_result(out)}"
+                    + (f"; feedback: {text}" if text else ""))
+        elif not (named or (out.op is not None and f"{out.op.name}(" in text)):
+            text = f"{call_text(out)} -> {_result(out)}" + (f"; feedback: {text}" if text else "")
         rows.append((score, len(rows), clip(text, line_chars)))
     rows.sort()
     lines = list(dict.fromkeys(line for _, _, line in rows))
     return lines[:limit]
+
+
+def _result(node: Node) -> str:
+    return f"raised {node.error}" if node.error else value_text(node._value, 160)
+
+
+def own_calls(param: Param, out: Node, limit: int = 64) -> list[Node]:
+    """The calls behind `out` that took `param` as an input (for code, the trainable
+    function's own calls), oldest first: at most `limit` nodes are walked."""
+    found, seen, stack = [], set(), [out]
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        children = [child for _, child in node.inputs]
+        if any(child is param for child in children):
+            found.append(node)
+        stack.extend(c for c in children if not isinstance(c, Param))
+    return found[::-1]
 
 
 def failing_outputs(param: Param, limit: int = 4, *, among: list[Param] | None = None,
