@@ -177,3 +177,18 @@ def test_run_demo_without_optuna_uses_prime_and_prints_the_hint_whole(monkeypatc
     out = " ".join(console.export_text().split())
     assert "pip install 'backfeed[numeric]'" in out  # not eaten as rich markup
     assert "Prime instead of Hybrid" in out and "Prime with 1 candidates" in out
+
+
+def test_a_demo_that_ends_short_of_one_says_which_parameter_is_off_and_why(tmp_path):
+    no_rate = json.dumps({"reasoning": "r", "suggestion": {
+        "template": "Items: {items}. Total: {total} EUR",
+        "clean_name": "def clean_name(name: str) -> str:\n    return name.replace(' ', '').lower()\n",
+    }, "stop": False})
+    console = quiet()
+    result = demo.run_demo(llm=bf.llm.Scripted([no_rate] * 20), steps=1, console=console,
+                           candidates=1, compact=False, store=tmp_path / "runs.db")
+    out = console.export_text()
+    assert result.best_score < 0.999 and "Not perfect yet" in out
+    # the code that removes inner spaces is caught by the order with one, and named
+    assert "clean_name(' Goat cheese') must return 'goat cheese'" in out
+    assert "the tax_rate is wrong" in out and "numeric search" in out

@@ -22,8 +22,10 @@ class Hybrid(Optimizer):
 
     Each step's candidates are each of Prime's proposals (`candidates=n` answers, or with
     compact prompts `n` per parameter and their changes together) with the sampler's next
-    numbers, then each as the model wrote it, numbers included, where those differ. The
-    sampler is told the score of every candidate the trainer records.
+    numbers, then each as the model wrote it, numbers included, where those differ. A step in
+    which Prime asks the model nothing (the feedback names only the numbers) proposes the
+    sampler's next `n` trials instead of one. The sampler is told the score of every candidate
+    the trainer records.
     `warm_start=n` first asks the LLM for n settings of the numeric parameters and queues
     them in the sampler. `split=True` also offers each changed parameter of a candidate alone.
     """
@@ -82,10 +84,20 @@ class Hybrid(Optimizer):
                 return
         proposals = self.prime.proposals(report)
         if not proposals and not report.error and self.numeric is not None:
-            proposals = [lambda sub: {}]  # Prime asked for nothing: the sampler's numbers alone
-        if proposals:
+            # Prime asked for nothing: the step's candidates are the sampler's next trials
+            trials = [self.numeric.suggest() for _ in range(max(1, self.candidates))]
+            self._gather(report, [self._numbers(t) for t in trials])
+            report.reasoning = report.reasoning or \
+                f"numbers: the sampler's next {len(trials)} trial(s); the model was not asked"
+        elif proposals:
             self._gather(report, self._proposals(proposals))
         self.prime.note_rejections(report)
+
+    def _numbers(self, trial: dict[str, Any]) -> Any:
+        def propose(report: StepReport) -> None:
+            self._load({**self.values(), **trial})
+
+        return propose
 
     def _proposals(self, proposals: list[Any]) -> list[Any]:
         """Each of Prime's proposals with the sampler's numbers, then with the numbers the
