@@ -7,7 +7,7 @@ import pytest
 
 import backfeed as bf
 from backfeed.optim import Prime
-from backfeed.optim.apply import EDIT, PARTIAL
+from backfeed.optim.apply import CUT, EDIT, PARTIAL
 from backfeed.optim.edits import Edit, EditError, apply_edits, read_edits
 
 
@@ -196,3 +196,18 @@ def test_search_lines_with_other_indentation_match_and_the_replacement_keeps_the
     value = "def f(x):\n    if x:\n        return 1\n    return 2\n"
     edit = Edit("        if x:\n            return 1", "        if x > 0:\n            return 1")
     assert apply_edits(value, [edit]) == "def f(x):\n    if x > 0:\n        return 1\n    return 2\n"
+
+
+def test_a_value_cut_off_by_the_token_limit_is_rejected_not_kept():
+    text = guidelines(20)
+    policy = bf.param(text, name="policy")
+    cut = "### policy\n```text\n1. Guideline 1: be polite and precise about rule 1.\n2. Guide"
+    answer_ = bf.llm.Completion(cut, bf.llm.Usage(100, 50))  # 50 tokens: the limit below
+    report = step_on(policy, Prime([policy], llm=bf.llm.Scripted([answer_]), max_tokens=50))
+    assert policy.value == text
+    (update,) = report.rejected
+    assert update.kind == CUT and "token limit" in update.reason and "not kept" in update.reason
+    # the same unclosed block from an answer that stopped by itself is still read
+    done = bf.llm.Completion(cut, bf.llm.Usage(100, 20))
+    step_on(policy, Prime([policy], llm=bf.llm.Scripted([done]), max_tokens=50))
+    assert policy.value.endswith("2. Guide")

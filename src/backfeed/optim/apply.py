@@ -27,6 +27,7 @@ from .parse import parse_answer as parse_answer  # re-exported: older callers im
 # Rejection kinds, as recorded in `ParamUpdate.kind`.
 UNKNOWN, TYPE, BOUNDS, CONSTRAINT, SYNTAX = "unknown", "type", "bounds", "constraint", "syntax"
 EDIT, PARTIAL = "edit", "partial"  # an edit that does not apply; a whole value for one shown in part
+CUT = "cut"  # a value whose block the answer's token limit cut off
 
 
 class Rejected(ValueError):
@@ -317,24 +318,39 @@ def check_suggestion(
 
 def apply_answer(
     params: list[Param], text: str, report: StepReport, *, only: set[str] | None = None,
-    partial: Collection[str] = (),
+    partial: Collection[str] = (), cut_short: bool = False,
 ) -> tuple[Answer, dict[str, Any]]:
     """Read one answer (blocks and/or JSON) and apply it: reasoning, stop and reading
-    problems go to the report; `partial`: the parameters shown in part (edits only)."""
+    problems go to the report; `partial`: the parameters shown in part (edits only).
+    `cut_short`: the answer reached its token limit, so a block it never closed is the start
+    of a value, not a value: rejected (kind `cut`), never kept."""
     answer = read_answer(text, params)
     report.reasoning = answer.reasoning
     report.stop = report.stop or answer.stop
     report.problems.extend(answer.problems)
+    cut = {name: answer.suggestion.pop(name) for name in sorted(answer.unclosed)
+           if cut_short and name in answer.suggestion}
     accepted = apply_suggestion(
         params, answer.suggestion, report, unreadable=answer.unreadable, only=only,
         partial=partial,
     )
+    by_name = {u.name: u for u in report.updates}
+    for name, proposed in cut.items():
+        update = by_name.get(name)
+        if update is None:
+            continue
+        update.proposed, update.kind = proposed, CUT
+        update.reason = (f"{CUT}: the answer reached its token limit before the block of "
+                         f"{name!r} was closed ({len(proposed):,} characters written): a value cut "
+                         "short is not kept; raise max_tokens or ask for edits")
+        report.rejected.append(update)
     return answer, accepted
 
 
 __all__ = [
     "BOUNDS",
     "CONSTRAINT",
+    "CUT",
     "EDIT",
     "PARTIAL",
     "SYNTAX",

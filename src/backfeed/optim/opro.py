@@ -88,15 +88,17 @@ class OPRO(Optimizer):
 
     def _step(self, report: StepReport) -> None:
         cut = set(self._edits())
+        limit = answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
+                             self.max_tokens, edits=cut)
         completions = self._ask_many(
             report,
             self.messages(),
             self.candidates,
             json_schema=answer_schema_for(self.params, self.reasoning_chars),
-            max_tokens=answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
-                                    self.max_tokens, edits=cut),
+            max_tokens=limit,
             temperature=self.temperature,
         )
         if completions:
-            self._gather(report, [partial(apply_answer, self.params, c.text, partial=cut)
+            self._gather(report, [partial(apply_answer, self.params, c.text, partial=cut,
+                                          cut_short=c.usage.completion_tokens >= limit)
                                   for c in completions])

@@ -33,6 +33,7 @@ class Answer:
     unreadable: dict[str, str] = field(default_factory=dict)  # name -> why its value was lost
     data: dict[str, Any] | None = None  # the whole JSON object, when one was read
     blocks: dict[str, str] = field(default_factory=dict)  # name -> the block read for it
+    unclosed: set[str] = field(default_factory=set)  # blocks with no closing fence (cut short?)
 
 
 # -- which parameters are written as blocks ------------------------------------------------
@@ -533,8 +534,10 @@ def read_answer(text: str, params: list[Param]) -> Answer:
         if block.lang == _UNFENCED:
             answer.problems.append(f"parse: the section of {name!r} has no fence; its text up "
                                    "to the next heading was taken")
+            answer.unclosed.add(name)
         if not block.closed:
             answer.problems.append(f"parse: the block of {name!r} is not closed (cut short?)")
+            answer.unclosed.add(name)
     if not matched and not answer.suggestion and blocks and any(is_block(p) for p in params):
         labels = [b.label or "(no label)" for b in blocks if not _is_json_block(b)]
         if labels:

@@ -120,6 +120,7 @@ class Prime(Optimizer):
         self.retry = retry
         self.edits = edits
         self.partial: dict[str, tuple[int, int]] = {}  # shown in part by the last prompt
+        self.cut_short: set[str] = set()  # this step's answers that reached their token limit
         self.budget_tokens = budget_tokens
         self.memory = memory
         self.reasoning_chars = reasoning_chars
@@ -287,7 +288,7 @@ class Prime(Optimizer):
             report, messages, self.candidates, json_schema=self.schema(), max_tokens=limit,
             temperature=self.temperature,
         )
-        texts = [self._prefixed(start, c.text) for c in completions]
+        texts = self._texts(start, completions, limit)
         if texts:
             report.answers[-len(texts) :] = texts
         return texts
@@ -305,6 +306,14 @@ class Prime(Optimizer):
                 report.problems.append(note)
         return min(wanted, cap)
 
+    def _texts(self, start: str, completions: list[Any], limit: int) -> list[str]:
+        """The whole answers; those that reached `limit` tokens are remembered as cut short
+        (a block they never closed is then rejected, not kept)."""
+        texts = [self._prefixed(start, c.text) for c in completions]
+        self.cut_short.update(t for t, c in zip(texts, completions)
+                              if c.usage.completion_tokens >= limit)
+        return texts
+
     @staticmethod
     def _prefixed(start: str, text: str) -> str:
         """The whole answer: backends return a continuation with or without its prefix."""
@@ -319,6 +328,7 @@ class Prime(Optimizer):
         """Ask the model and return one proposal per answer: each applies its answer to the
         parameters it writes, records what it did in the report it is given, and returns the
         values as the model wrote them (numbers outside `focus` included)."""
+        self.cut_short = set()
         each = self.compact_params()
         if each and all(self.compact_messages(p) is not None for p in each):
             return self._ask_each(report, each)
@@ -329,9 +339,11 @@ class Prime(Optimizer):
                  ) -> Callable[[StepReport], dict[str, Any]]:
         only = names if names is not None else self.focus
         partial = set(self.partial)  # what the prompt this answers showed in part
+        cut = text in self.cut_short
 
         def apply(report: StepReport) -> dict[str, Any]:
-            return apply_answer(self.params, text, report, only=only, partial=partial)[1]
+            return apply_answer(self.params, text, report, only=only, partial=partial,
+                                cut_short=cut)[1]
 
         return apply
 
@@ -403,7 +415,7 @@ class Prime(Optimizer):
             messages = [*messages, {"role": "assistant", "content": start}]
         completions = self._ask_many(report, messages, n, max_tokens=limit,
                                      temperature=self.temperature)
-        texts = [self._prefixed(start, c.text) for c in completions]
+        texts = self._texts(start, completions, limit)
         if texts:
             report.answers[-len(texts) :] = texts
         return texts
@@ -413,7 +425,8 @@ class Prime(Optimizer):
         parameters are left as they were."""
         before = self.values()
         scratch = StepReport(step=self.step_count)
-        apply_answer(self.params, text, scratch, only={param.name})
+        apply_answer(self.params, text, scratch, only={param.name},
+                     cut_short=text in self.cut_short)
         after = self.values()
         self._load(before)
         return after, scratch.rejected
@@ -446,11 +459,9 @@ class Prime(Optimizer):
         if start:
             messages.append({"role": "assistant", "content": start})
         asked = StepReport(step=report.step)
-        found = self._ask_many(
-            asked, messages, 1, json_schema=self.schema(), temperature=SAMPLE_TEMPERATURE,
-            max_tokens=self.answer_limit(report, self.params,
-                                         self.edit_reasons(self.params, self.partial)),
-        )
+        limit = self.answer_limit(report, self.params, self.edit_reasons(self.params, self.partial))
+        found = self._ask_many(asked, messages, 1, json_schema=self.schema(),
+                               temperature=SAMPLE_TEMPERATURE, max_tokens=limit)
         report.prompts += asked.prompts
         report.llm_calls += asked.llm_calls
         report.prompt_tokens += asked.prompt_tokens
@@ -459,7 +470,7 @@ class Prime(Optimizer):
         if not found:
             report.problems.append(f"retry: the call failed: {asked.error}")
             return
-        text = self._prefixed(start, found[0].text)
+        text = self._texts(start, found, limit)[0]
         report.answers.append(text)
         retried = StepReport(step=report.step)
         self._gather(retried, [self._applies(text)])
