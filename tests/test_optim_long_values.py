@@ -94,12 +94,32 @@ def test_the_answer_limit_is_capped_by_the_model_and_the_cap_is_stated():
     text = guidelines(900)
     policy = bf.param(text, name="policy")
     llm = bf.llm.Scripted(["no change"])
-    report = step_on(policy, Prime([policy], llm=llm, budget_tokens=40_000))
+    opt = Prime([policy], llm=llm, budget_tokens=40_000)
+    report = step_on(policy, opt)
+    assert llm.calls[0].options["max_tokens"] == 8192
+    # the whole value fits the prompt, but writing it anew would not fit the answer: edits
+    assert not opt.partial and "too long to write anew" in llm.calls[0].messages[1]["content"]
+    assert not any("capped" in p for p in report.problems)  # the edits fit: nothing to say
+    llm = bf.llm.Scripted(["no change"])
+    report = step_on(policy, Prime([policy], llm=llm, budget_tokens=40_000, edits=False))
     assert llm.calls[0].options["max_tokens"] == 8192
     assert any("capped at 8,192" in p and "default cap" in p for p in report.problems)
-    # the whole value fits the prompt, but writing it anew would not fit the answer: edits
-    assert "policy" not in Prime([policy], llm=llm).partial
-    assert "too long to write anew" in llm.calls[0].messages[1]["content"]
+
+
+def test_several_values_that_do_not_fit_one_answer_together_are_asked_for_as_edits():
+    values = [bf.param(guidelines(80), name=f"policy{i}") for i in range(3)]  # ~1,100 tokens each
+
+    @bf.op
+    def answer3(a: str, b: str, c: str) -> str:
+        """Answer."""
+        return "no"
+
+    out = answer3(*values)
+    out.backward(bf.Feedback(score=0.0, text="wrong"))
+    llm = bf.llm.Scripted(["no change"])
+    Prime(values, llm=llm, budget_tokens=40_000, max_tokens=3000, compact=False).step()
+    user = llm.calls[0].messages[1]["content"]
+    assert user.count("too long to write anew") >= 1 and "edits to policy" in user
 
 
 def test_litellm_lowers_max_tokens_to_the_models_output_limit(monkeypatch):
@@ -186,7 +206,7 @@ def test_an_edit_cut_short_is_an_error_and_applies_nothing():
 
 
 def test_a_search_text_must_occur_once():
-    with pytest.raises(EditError, match="occurs 2 times"):
+    with pytest.raises(EditError, match="match 2 places"):
         apply_edits("x\nx\n", [Edit("x", "y")])
     assert apply_edits("a\nb\n", [Edit("b", "c")]) == "a\nc\n"
     assert apply_edits("a", [Edit("", "b")]) == "a\nb"  # an empty SEARCH appends
@@ -211,3 +231,48 @@ def test_a_value_cut_off_by_the_token_limit_is_rejected_not_kept():
     done = bf.llm.Completion(cut, bf.llm.Usage(100, 20))
     step_on(policy, Prime([policy], llm=bf.llm.Scripted([done]), max_tokens=50))
     assert policy.value.endswith("2. Guide")
+
+
+def test_an_edit_changes_whole_lines_never_the_middle_of_one():
+    with pytest.raises(EditError, match="not in the value"):
+        apply_edits("max = 10\n", [Edit("x = 1", "x = 2")])
+
+
+def test_an_edit_copied_with_the_prompts_indent_that_could_mean_two_lines_is_refused():
+    value = "def pick(a):\n    if a > 0:\n        return a\n    return a\n"
+    # "        return a": the nested line as written, or the last line as the trace shows it
+    with pytest.raises(EditError, match="match 2 places"):
+        apply_edits(value, [Edit("        return a", "        return -a")])
+    # with the prompt's indent, in the SEARCH and the REPLACE lines: one place only
+    edit = Edit("        if a > 0:\n            return a", "        if a:\n            return a")
+    assert apply_edits(value, [edit]) == "def pick(a):\n    if a:\n        return a\n    return a\n"
+
+
+def test_an_edit_keeps_the_values_line_endings_and_indentation():
+    value = "line one\r\nline two\r\nline three\r\n"
+    assert apply_edits(value, [Edit("line two", "A\nB")]) == "line one\r\nA\r\nB\r\nline three\r\n"
+    code = "def f(x):\n    if x:\n        y = 1\n        return y\n"
+    deeper = apply_edits(code, [Edit("y = 1\nreturn y", "y = 2\nreturn y")])
+    assert deeper == "def f(x):\n    if x:\n        y = 2\n        return y\n"
+
+
+def test_a_long_list_is_shown_whole_and_a_new_list_is_accepted():
+    words = [f"keyword-{i}" for i in range(40)]  # 510 characters of JSON
+    keywords = bf.param(words, name="keywords")
+
+    @bf.op
+    def search(keywords: list) -> str:
+        """Search with the keywords."""
+        return "none"
+
+    new = '{"suggestion": {"keywords": ["refund", "delivery"]}}'
+    for make in (lambda llm: bf.optim.OPRO([keywords], llm=llm, value_chars=300),
+                 lambda llm: Prime([keywords], llm=llm, budget_tokens=800)):
+        keywords.value = words
+        llm = bf.llm.Scripted([new])
+        opt = make(llm)
+        opt.zero_feedback()
+        search(keywords).backward(bf.Feedback(score=0.0, text="found nothing"))
+        report = opt.step()
+        assert '"keyword-39"' in llm.calls[0].messages[-1]["content"]  # the end was shown
+        assert keywords.value == ["refund", "delivery"], report.rejected

@@ -190,7 +190,13 @@ def param_value_text(p: Param, limit: int | None = None) -> str:
     return f"  value = {clip(value_text(p._value, None), limit, ends=True)}"
 
 
-def _shown_length(p: Param) -> int:
+def cuttable(p: Param) -> bool:
+    """Whether a parameter's value may be shown in part: text and code, which take edits.
+    Other values (numbers, lists, dicts) are always shown whole."""
+    return p.kind in ("str", "code")
+
+
+def shown_length(p: Param) -> int:
     """The characters of `p`'s value as `param_value_text` shows it whole."""
     return len(p._value) if p.kind == "code" or shown_lines(p._value) \
         else len(value_text(p._value, None))
@@ -303,7 +309,7 @@ class _Renderer:
         out = ["#Parameters (you may change these)"]
         for p in self.subgraph.params:
             out += param_lines(p, self.value_chars, self.value_chars)
-            out.append(param_value_text(p, self.param_chars))
+            out.append(param_value_text(p, self.param_chars if cuttable(p) else None))
             if p.name in self.partial:
                 shown, total = self.partial[p.name]
                 out.append(f"  (shown in part: {shown:,} of {total:,} characters)")
@@ -382,7 +388,7 @@ class _Renderer:
     def _cut_params(self, budget_chars: int, least: int = 200) -> bool:
         """Cut the parameter values to the most characters that fit (at least `least`),
         recording which were shown in part; False when even `least` does not fit."""
-        lengths = {p.name: _shown_length(p) for p in self.subgraph.params}
+        lengths = {p.name: shown_length(p) for p in self.subgraph.params if cuttable(p)}
         longest = max(lengths.values(), default=0)
         if longest <= least:
             return False

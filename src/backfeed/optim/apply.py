@@ -226,7 +226,7 @@ def edited(param: Param, proposed: Any, partial: Collection[str] = ()) -> Any:
                 return apply_edits(param._value, edits)
         except EditError as exc:
             raise Rejected(EDIT, f"{param.name!r}: {exc}") from None
-    if param.name in partial:
+    if param.name in partial and param.kind in ("str", "code"):
         raise Rejected(
             PARTIAL,
             f"{param.name!r} was shown in part ({len(str(param._value)):,} characters in all), so "

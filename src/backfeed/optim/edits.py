@@ -62,49 +62,75 @@ def read_edits(text: str) -> list[Edit] | None:
     return edits
 
 
+PROMPT_INDENT = "    "  # the trace shows a code or text value's lines indented by this
+
+
 def apply_edits(value: str, edits: list[Edit]) -> str:
-    """`value` with each edit applied in order. A SEARCH text must occur exactly once, as
-    written or, failing that, as the same lines with other indentation (a model copies the
-    prompt's indentation); an empty SEARCH appends. Raises EditError naming the edit that
+    """`value` with each edit applied in order, whole lines only. A SEARCH text's lines must
+    occur exactly once as written or with the prompt's indentation (`PROMPT_INDENT`) taken
+    off, and when both readings match, at the same place; failing that, once as the same
+    lines up to indentation, and the replacement is re-indented to the value's. An empty
+    SEARCH appends. The value's line endings are kept. Raises EditError naming the edit that
     does not apply (then none is applied: the caller keeps the value)."""
+    newline = "\r\n" if "\r\n" in value else "\n"
     for i, edit in enumerate(edits, 1):
-        if not edit.search.strip():
-            joint = "\n" if value and not value.endswith("\n") else ""
-            value = value + joint + edit.replace
-            continue
-        count = value.count(edit.search)
-        if count == 1:
-            value = value.replace(edit.search, edit.replace, 1)
-            continue
-        if count > 1:
-            raise EditError(f"edit {i}: its SEARCH text occurs {count} times in the value; "
-                            "include more lines to make it unique")
-        value = _replace_loosely(value, edit, i)
+        value = _apply_one(value, edit, i, newline)
     return value
 
 
-def _replace_loosely(value: str, edit: Edit, index: int) -> str:
-    """Apply `edit` where its SEARCH lines match the value's lines up to indentation and
-    trailing spaces; the replacement loses the indentation the SEARCH lines had in excess."""
-    want = [line.strip() for line in edit.search.strip("\n").splitlines()]
-    lines = value.splitlines(keepends=True)
-    have = [line.strip() for line in lines]
-    starts = [i for i in range(len(have) - len(want) + 1) if have[i : i + len(want)] == want]
-    first = edit.search.strip("\n").splitlines()[0].strip()
-    if not starts:
-        raise EditError(f"edit {index}: its SEARCH text is not in the value (its first line: "
-                        f"{first[:80]!r}); copy the lines exactly as shown")
-    if len(starts) > 1:
-        raise EditError(f"edit {index}: its SEARCH lines occur {len(starts)} times in the value; "
-                        "include more lines to make it unique")
-    start = starts[0]
-    matched = lines[start : start + len(want)]
-    extra = _indent_of(edit.search)[len(_indent_of("".join(matched))):]
-    replace = [line[len(extra):] if extra and line.startswith(extra) else line
-               for line in edit.replace.splitlines()]
-    ending = "\n" if matched[-1].endswith("\n") else ""
-    new = "\n".join(replace) + ending if replace else ""
-    return "".join(lines[:start]) + new + "".join(lines[start + len(want) :])
+def _lines(text: str) -> list[str]:
+    return text.replace("\r\n", "\n").strip("\n").split("\n") if text.strip("\n") else []
+
+
+def _apply_one(value: str, edit: Edit, index: int, newline: str) -> str:
+    search, replace = _lines(edit.search), _lines(edit.replace)
+    lines = value.replace("\r\n", "\n").split("\n")
+    if not any(line.strip() for line in search):  # append
+        if lines and lines[-1] == "":
+            lines = lines[:-1] + replace + [""]
+        else:
+            lines = lines + replace
+        return newline.join(lines)
+    readings = [(search, replace)]
+    body = [line for line in search if line.strip()]
+    if all(line.startswith(PROMPT_INDENT) for line in body):
+        readings.append(([_dedent(line) for line in search], [_dedent(line) for line in replace]))
+    found = {(start, k) for k, (want, _) in enumerate(readings) for start in _find(lines, want)}
+    places = sorted({start for start, _ in found})
+    first = body[0].strip()
+    if len(places) > 1:
+        raise EditError(f"edit {index}: its SEARCH lines match {len(places)} places in the value "
+                        f"(its first line: {first[:80]!r}); include more lines to make it unique")
+    if places:
+        start, k = min(found)
+        want, new = readings[k]
+    else:  # the same lines with other indentation: re-indent the replacement
+        loose = [line.strip() for line in search]
+        starts = [i for i in range(len(lines) - len(search) + 1)
+                  if [line.strip() for line in lines[i : i + len(search)]] == loose]
+        if not starts:
+            raise EditError(f"edit {index}: its SEARCH text is not in the value (its first "
+                            f"line: {first[:80]!r}); copy the lines exactly as shown")
+        if len(starts) > 1:
+            raise EditError(f"edit {index}: its SEARCH lines occur {len(starts)} times in the "
+                            "value; include more lines to make it unique")
+        start, want = starts[0], search
+        had, has = _indent_of("\n".join(search)), _indent_of("\n".join(lines[start : start + len(search)]))
+        new = [has + line[len(had):] if line.startswith(had) and line.strip() else line
+               for line in replace]
+    return newline.join(lines[:start] + new + lines[start + len(want) :])
+
+
+def _dedent(line: str) -> str:
+    return line[len(PROMPT_INDENT):] if line.startswith(PROMPT_INDENT) else line
+
+
+def _find(lines: list[str], want: list[str]) -> list[int]:
+    """Where `want` occurs in `lines` as whole lines (trailing spaces ignored)."""
+    target = [line.rstrip() for line in want]
+    n = len(want)
+    return [i for i in range(len(lines) - n + 1)
+            if [line.rstrip() for line in lines[i : i + n]] == target]
 
 
 def _indent_of(text: str) -> str:
@@ -118,9 +144,3 @@ def _indent_of(text: str) -> str:
         while not indent.startswith(common):
             common = common[:-1]
     return common
-
-
-def edit_summary(before: str, after: str, count: int) -> str:
-    """`2 edits: 50,000 -> 50,120 characters`."""
-    return (f"{count} edit{'s' if count != 1 else ''}: {len(before):,} -> {len(after):,} "
-            "characters")

@@ -85,7 +85,7 @@ class Evolution(Optimizer):
             names=names_text(self.params),
             answer_format=variants_format(
                 self.params, max(self.offspring, self.candidates), self.reasoning_chars,
-                {name: "its value is shown in part" for name in self._cut()}),
+                {name: prompts.EDIT_WHY_PARTIAL for name in self._cut()}),
         )
         return [
             {"role": "system", "content": prompts.EVOLUTION_SYSTEM.render()},

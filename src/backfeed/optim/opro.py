@@ -83,7 +83,7 @@ class OPRO(Optimizer):
 
     def _edits(self) -> dict[str, str]:
         """The values the prompt shows in part, asked for as edits."""
-        return {name: "its value is shown in part"
+        return {name: prompts.EDIT_WHY_PARTIAL
                 for name in shown_in_part(self.params, self.value_chars)}
 
     def _step(self, report: StepReport) -> None:

@@ -35,9 +35,11 @@ from .compact import (
 from .examples import failing_examples
 from .parse import is_block
 from .schema import (
+    EDIT_TOKENS,
     answer_format,
     answer_limit,
     answer_schema_for,
+    answer_tokens,
     names_text,
     prefix,
     rewrite_tokens,
@@ -146,18 +148,26 @@ class Prime(Optimizer):
     def edit_reasons(self, params: list[Param], partial: dict[str, tuple[int, int]]
                      ) -> dict[str, str]:
         """The code and text parameters of `params` to ask edits for, each with why: shown in
-        part (`partial`), too long to write anew within the model's cap, or `edits=True`."""
-        cap = output_cap(self.llm)[0]
-        reasons: dict[str, str] = {}
-        for p in params:
-            if not is_block(p) or self.edits is False:
-                continue
-            if p.name in partial:
-                reasons[p.name] = "its value is shown in part"
-            elif rewrite_tokens(p) > cap:
-                reasons[p.name] = "its value is too long to write anew in one answer"
-            elif self.edits:
-                reasons[p.name] = "only what you edit changes"
+        part (`partial`), too long to write anew within the answer's limit (the model's cap,
+        or `max_tokens` when lower; the largest values first, until the rest fit together),
+        or `edits=True`."""
+        if self.edits is False:
+            return {}
+        blocks = [p for p in params if is_block(p)]
+        reasons = {p.name: prompts.EDIT_WHY_PARTIAL for p in blocks if p.name in partial}
+        limit = min(output_cap(self.llm)[0], self.max_tokens or output_cap(self.llm)[0])
+        room = limit - self.reasoning_chars // 3 - 48
+        whole = sorted((p for p in blocks if p.name not in reasons), key=rewrite_tokens,
+                       reverse=True)
+        need = sum(map(rewrite_tokens, whole)) + EDIT_TOKENS * len(reasons)
+        for p in whole:
+            if need <= room:
+                break
+            reasons[p.name] = prompts.EDIT_WHY_LONG
+            need += EDIT_TOKENS - rewrite_tokens(p)
+        if self.edits:
+            reasons.update({p.name: prompts.EDIT_WHY_ASKED for p in blocks
+                            if p.name not in reasons})
         return reasons
 
     def messages(self) -> list[Message]:
@@ -300,8 +310,9 @@ class Prime(Optimizer):
         cap, source = output_cap(self.llm)
         wanted = answer_limit(params, self.reasoning_chars, self.budget_tokens,
                               self.max_tokens, edits=edits)
-        if wanted > cap:
-            note = f"max_tokens: {wanted:,} capped at {cap:,} ({source})"
+        needed = self.max_tokens or answer_tokens(params, self.reasoning_chars, edits=edits)
+        if needed > cap:  # said only when the answer needs more than the model gives
+            note = f"max_tokens: {needed:,} capped at {cap:,} ({source})"
             if note not in report.problems:
                 report.problems.append(note)
         return min(wanted, cap)

@@ -54,6 +54,11 @@ shown, enough to be unique), a line `=======`, the lines to put instead, and a l
 `>>>>>>> REPLACE`;""",
 )
 
+# Why a parameter is asked for edits (said in its EDIT_SECTION line)
+EDIT_WHY_PARTIAL = "its value is shown in part"
+EDIT_WHY_LONG = "its value is too long to write anew in one answer"
+EDIT_WHY_ASKED = "only what you edit changes"
+
 VARIANTS_FORMAT = Template(
     "variants_format",
     """Answer with {count} different candidates. Start each with a line `## Candidate N` \

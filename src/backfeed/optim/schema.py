@@ -10,7 +10,14 @@ from typing import Any
 from .._text import clip
 from .._tokens import estimate_tokens
 from ..graph import Param
-from ..graph.render import param_lines, param_value_text, shown_lines, value_text
+from ..graph.render import (
+    cuttable,
+    param_lines,
+    param_value_text,
+    shown_length,
+    shown_lines,
+    value_text,
+)
 from . import prompts
 from .parse import function_name, is_block
 
@@ -145,11 +152,12 @@ def describe(params: list[Param], value_chars: int = 600) -> str:
     lines = []
     for p in params:
         lines += param_lines(p, choices_chars=200)
+        limit = value_chars if cuttable(p) else None  # a list or dict is shown whole
         if p.kind == "code" or shown_lines(p._value):
-            lines.append("  current value:\n" + param_value_text(p, value_chars)
+            lines.append("  current value:\n" + param_value_text(p, limit)
                          .removeprefix("  value:\n"))
         else:
-            lines.append(f"  current value = {value_text(p._value, value_chars)}")
+            lines.append(f"  current value = {value_text(p._value, limit)}")
     return "\n".join(lines)
 
 
@@ -171,12 +179,11 @@ def answer_tokens(params: list[Param], reasoning_chars: int, values: int = 1,
 
 
 def shown_in_part(params: list[Param], value_chars: int | None) -> set[str]:
-    """The parameters whose value a prompt that cuts values to `value_chars` shows in part."""
+    """The code and text parameters `describe` and `values_text` show in part when they cut
+    values to `value_chars` (other values are shown whole)."""
     if value_chars is None:
         return set()
-    return {p.name for p in params
-            if len(p._value if isinstance(p._value, str) else value_text(p._value, None))
-            > value_chars}
+    return {p.name for p in params if cuttable(p) and shown_length(p) > value_chars}
 
 
 # -- fenced-block answers ---------------------------------------------------------------------

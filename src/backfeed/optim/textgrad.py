@@ -168,7 +168,7 @@ class TextGrad(Optimizer):
             feedback=clip(feedback, self.value_chars),
             answer_format=answer_format(
                 [p], self.reasoning_chars,
-                {n: "its value is shown in part" for n in shown_in_part([p], self.value_chars)}),
+                {n: prompts.EDIT_WHY_PARTIAL for n in shown_in_part([p], self.value_chars)}),
         )
         return [
             {"role": "system", "content": prompts.TEXTGRAD_SYSTEM.render()},
