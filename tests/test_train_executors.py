@@ -132,6 +132,11 @@ def test_ray_workers_make_program_calls_through_the_runs_model_and_meter(tmp_pat
                           budget=bf.Budget(llm_calls=12),
                           optimizer=bf.optim.Prime(other.parameters(),
                                                    llm=bf.llm.Scripted(["x"] * 5)))
-        assert capped.spend["calls"] <= 12 and capped.status == "stopped"
+        assert 10 <= capped.spend["calls"] <= 12 and capped.status == "stopped"
+        # bf.evaluate on Ray: the chosen model reaches the workers, and its calls are counted
+        with bf.llm.using(run_model):
+            report = bf.evaluate(Chatty(), data, lambda ex, out: float(out == "own"),
+                                 executor=bf.executors.Ray(chunk=2), progress=False)
+        assert report.mean == 1.0 and report.spend["llm_calls"] == 8
     finally:
         ray.shutdown()

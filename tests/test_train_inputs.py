@@ -46,9 +46,9 @@ class Asks(bf.Module):
 
 def test_a_whole_dict_example_sent_to_a_model_is_an_error_that_says_how_to_declare_inputs():
     llm = echo()
-    with pytest.raises(bf.LabelLeakError, match=r"inputs=\['question'\]") as caught:
+    with pytest.raises(bf.LabelLeakError, match=r"inputs=\[\.\.\.\]") as caught:
         bf.evaluate(Whole(llm), DATA, metric, progress=False)
-    assert "with_inputs('question')" in str(caught.value)
+    assert "['answer', 'question']" in str(caught.value) and "not the labels" in str(caught.value)
     assert not llm.calls  # the model never saw the answer
     program = Whole(echo())
     with pytest.raises(bf.LabelLeakError):
@@ -172,3 +172,37 @@ def test_an_evaluation_reports_its_model_calls_and_keeps_structured_outputs():
     assert [r.output for r in report.rows] == [{"label": "4"}, {"label": "5"}, {"label": "6"}]
     assert report.spend["llm_calls"] == 3 and report.spend["tokens"] > 0
     assert "3 model calls" in str(report)
+
+
+def test_a_leak_inside_an_op_stops_the_evaluation_instead_of_becoming_feedback():
+    @bf.op
+    def ask(example) -> str:
+        """Ask the model about the example."""
+        return bf.chat([{"role": "user", "content": example}], llm=echo()).value
+
+    class InOp(bf.Module):
+        def __init__(self):
+            self.p = bf.param("x", name="p")
+
+        def forward(self, example):
+            return ask(example)
+
+    with pytest.raises(bf.LabelLeakError):
+        bf.evaluate(InOp(), DATA, metric, progress=False)
+
+
+def test_an_example_made_into_text_or_copied_inside_the_program_still_cannot_leak():
+    class Formats(bf.Module):
+        def __init__(self, how):
+            self.p = bf.param("Answer.", name="p")
+            self.how = how
+
+        def forward(self, example):
+            content = {"fstring": lambda: f"Q: {example}", "copy": lambda: example.copy(),
+                       "nested": lambda: [[[[[{"deep": example}]]]]]}[self.how]()
+            return bf.chat([{"role": "user", "content": content}], llm=echo())
+
+    for how in ("fstring", "copy", "nested"):
+        with pytest.raises(bf.LabelLeakError):
+            bf.evaluate(Formats(how), DATA, metric, progress=False)
+    assert f"{bf.Example(a=1)}" == "{'a': 1}"  # outside a program, an example prints

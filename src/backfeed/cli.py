@@ -157,8 +157,9 @@ def _eval_model(spec: str) -> Any:
     where = spec.rpartition(":")[0]
     if where.endswith(".py"):
         obj = load_object(spec)
-        if not callable(getattr(obj, "complete", None)) and callable(obj):
-            obj = obj()
+        if isinstance(obj, type) or (not callable(getattr(obj, "complete", None))
+                                     and callable(obj)):
+            obj = obj()  # a class or a function making the model
         if not callable(getattr(obj, "complete", None)):
             raise TypeError(f"{spec} is not a model (an object with .complete(messages)), nor "
                             "a function or class making one")

@@ -3,19 +3,37 @@ reach only the metric."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import contextvars
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from .graph.node import SetupError
 
-class LabelLeakError(ValueError):
+
+class LabelLeakError(SetupError, ValueError):
     """A whole dataset example, labels included, was about to be sent to a model."""
 
 
-class InputsError(TypeError):
+class InputsError(SetupError, TypeError):
     """The program cannot take an example's declared inputs as keyword arguments."""
 
 
-SETUP_ERRORS = (LabelLeakError, InputsError)  # raised out of an evaluation, never feedback
+SETUP_ERRORS = (SetupError,)  # raised out of an evaluation, never feedback
+
+_in_program: contextvars.ContextVar[bool] = contextvars.ContextVar("backfeed_in_program",
+                                                                   default=False)
+
+
+@contextlib.contextmanager
+def in_program() -> Iterator[None]:
+    """While the program runs on an example (not its metric): a whole undeclared example
+    made into text is refused, as it would carry the labels into a prompt."""
+    token = _in_program.set(True)
+    try:
+        yield
+    finally:
+        _in_program.reset(token)
 
 
 class Example(dict):
@@ -52,6 +70,19 @@ class Example(dict):
             raise ValueError(f"no inputs declared for an example with fields {sorted(self)}: "
                              "use .with_inputs(...)")
         return {n: self[n] for n in self.input_names}
+
+    def copy(self) -> Example:  # a copy keeps the declared inputs
+        copy = Example(self)
+        copy.input_names = self.input_names
+        return copy
+
+    def __str__(self) -> str:
+        if self.input_names is None and _in_program.get():
+            raise leak_error(self, how="made into text (str(), an f-string, format())")
+        return dict.__repr__(self)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
     def labels(self) -> dict[str, Any]:
         """Every field that is not a declared input."""
@@ -98,7 +129,7 @@ def _declared(example: Example, names: tuple[str, ...], what: str, index: int) -
     return example.with_inputs(*names)
 
 
-def find_example(value: Any, depth: int = 4) -> Example | None:
+def find_example(value: Any, depth: int = 32) -> Example | None:
     """A dataset example anywhere in `value` (a message content: dicts and lists walked)."""
     if isinstance(value, Example):
         return value
@@ -113,15 +144,13 @@ def find_example(value: Any, depth: int = 4) -> Example | None:
     return None
 
 
-def leak_error(example: Example) -> LabelLeakError:
-    """The error for a whole example about to be sent to a model."""
+def leak_error(example: Example, how: str = "given to bf.chat") -> LabelLeakError:
+    """The error for a whole example, labels included, about to reach a prompt."""
     fields = sorted(example)
-    guess = [f for f in fields if f not in ("answer", "label", "labels", "target", "gold",
-                                            "expected", "output")] or fields[:1]
     return LabelLeakError(
-        f"bf.chat was given a whole dataset example (fields {fields}); sending it would show the "
-        "model its labels. Declare the program's inputs: bf.train(..., inputs="
-        f"{guess}) (or bf.evaluate(..., inputs=...)), or bf.Example(...).with_inputs("
-        f"{', '.join(map(repr, guess))}); the program then receives only those fields, and the "
-        "metric the whole example"
+        f"a whole dataset example (fields {fields}) was {how} inside the program; it would "
+        "show the model its labels. Declare the fields the program may see (its inputs, not "
+        "the labels): bf.train(..., inputs=[...]) or bf.evaluate(..., inputs=[...]) with some "
+        f"of {fields}, or bf.Example(...).with_inputs(...); the program then receives only "
+        "those fields by name, and the metric the whole example"
     )

@@ -154,6 +154,12 @@ class OpInfo:
     doc: str = ""
 
 
+class SetupError(Exception):
+    """An error in how a program is called or wired (a label about to reach a model, inputs
+    it cannot take), not a failure of the program: an op raises it on instead of making it an
+    error node, and the trainer stops instead of scoring it as feedback."""
+
+
 class ExecutionError(Exception):
     """An op raised. `.node` is the error node: call `.node.backward(...)` to learn from it."""
 

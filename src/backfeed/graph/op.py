@@ -21,6 +21,7 @@ from .node import (
     Node,
     OpInfo,
     Param,
+    SetupError,
     _apply,
     _reads,
     _tracing,
@@ -41,6 +42,8 @@ def _record(
     token = _reads.set([])
     try:
         result, failure = call(), None
+    except SetupError:
+        raise  # how the program is called is wrong: not feedback
     except Exception as exc:  # every failure becomes a node the user can backward on
         result, failure = None, exc
     finally:
@@ -236,6 +239,8 @@ class Op:
         token = _reads.set([])
         try:
             result, failure = await self._invoke(code, call_args, call_kwargs), None
+        except SetupError:
+            raise
         except Exception as exc:
             result, failure = None, exc
         finally:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._text import clip
-from ..example import SETUP_ERRORS, Example, InputsError, declare_inputs
+from ..example import SETUP_ERRORS, Example, InputsError, declare_inputs, in_program
 from ..graph import ExecutionError, Feedback, Node, op
 from ..llm import Metered, chosen
 from ..llm.context import DefaultModel, ProgramModel, running
@@ -303,9 +303,10 @@ def run_one(module: Any, example: Any, index: int, metric: Metric | None,
     out: Any = None
     error: BaseException | None = None
     try:
-        out = call_forward(module, example, forward)
-        if inspect.isawaitable(out):
-            out = asyncio.run(_await(out))
+        with in_program():
+            out = call_forward(module, example, forward)
+            if inspect.isawaitable(out):
+                out = asyncio.run(_await(out))
     except SETUP_ERRORS:
         raise  # how the program is called is wrong, not the program: no feedback
     except Exception as e:
@@ -324,12 +325,13 @@ async def arun_one(module: Any, example: Any, index: int, metric: Metric | None,
     out: Any = None
     error: BaseException | None = None
     try:
-        if _is_async(module, forward):
-            out = await call_forward(module, example, forward)
-        else:
-            out = await asyncio.to_thread(call_forward, module, example, forward)
-            if inspect.isawaitable(out):
-                out = await out
+        with in_program():
+            if _is_async(module, forward):
+                out = await call_forward(module, example, forward)
+            else:
+                out = await asyncio.to_thread(call_forward, module, example, forward)
+                if inspect.isawaitable(out):
+                    out = await out
     except SETUP_ERRORS:
         raise  # how the program is called is wrong, not the program: no feedback
     except Exception as e:

@@ -169,15 +169,17 @@ class Ray:
             return []
         ray = self._ray()
         chunks = [items[i : i + self.chunk] for i in range(0, len(items), self.chunk)]
-        model = shipment(len(chunks))  # the run's program model, with a share of the budget
+        models = shipment(len(chunks))  # the run's program model, a share of the budget each
         try:
-            shipped = ray.put((module, values, metric, forward, model))
+            shipped = ray.put((module, values, metric, forward))
+            models = [ray.put(m) for m in models]
         except Exception as exc:  # an unpicklable module, metric or model
             raise TypeError(
                 f"bf.executors.Ray cannot ship the program, its metric or its model to the "
                 f"workers ({type(exc).__name__}: {exc}); use an executor in this process "
                 "(Threads, Async) or a model that pickles (bf.llm.LiteLLM)") from exc
-        refs = [self._task.remote(shipped, chunk, self.threads) for chunk in chunks]
+        refs = [self._task.remote(shipped, model, chunk, self.threads)
+                for model, chunk in zip(models, chunks)]
         done: dict[Any, list[Traced]] = {}
         pending = list(refs)
         while pending:
@@ -195,9 +197,9 @@ class Ray:
         """Leaves Ray running (the user or the test that started it shuts it down)."""
 
 
-def _evaluate_shipped(shipped: tuple[Any, dict[str, Any], Any, Any, Shipment | None],
+def _evaluate_shipped(shipped: tuple[Any, dict[str, Any], Any, Any], model: Shipment | None,
                       chunk: Items, threads: int) -> tuple[list[Any], list[RemoteCall], str | None]:
-    module, values, metric, forward, model = shipped  # Ray resolved the ObjectRef to a copy
+    module, values, metric, forward = shipped  # Ray resolved the ObjectRefs to copies
     return evaluate_remotely(model, lambda: evaluate_values(module, values, chunk, metric,
                                                             forward, threads))
 

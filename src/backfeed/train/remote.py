@@ -51,33 +51,44 @@ class _Log(Wrapper):
         return completion
 
 
-def _run_parts() -> tuple[Recorded, Metered, ProgramModel] | None:
-    """The run's program model and its layers, when a run is going on here."""
+def _run_parts() -> tuple[Recorded | None, Metered, ProgramModel] | None:
+    """The program model of the run (or `bf.evaluate`) going on here and its layers: the
+    recorder (None for `bf.evaluate`, which stores nothing), the meter and the model. None
+    outside both; a program model of another shape is a bug, said so."""
     program = run_program()
-    if not isinstance(program, Recorded) or not isinstance(program.llm, Metered):
+    if program is None:
         return None
-    inner = program.llm.llm
-    return (program, program.llm, inner) if isinstance(inner, ProgramModel) else None
+    recorded = program if isinstance(program, Recorded) else None
+    metered = recorded.llm if recorded is not None else program
+    if not isinstance(metered, Metered) or not isinstance(metered.llm, ProgramModel):
+        raise TypeError(f"the program model {program!r} is not a metered ProgramModel")
+    return recorded, metered, metered.llm
 
 
-def shipment(workers: int) -> Shipment | None:
-    """The run's program model with `1/workers` of each budget limit left (None outside a
-    run): the workers together cannot pass the run's budget."""
+def shipment(tasks: int) -> list[Shipment | None]:
+    """For each of `tasks` worker tasks, the run's program model with its share of each
+    budget limit left: the calls and tokens left split as evenly as whole numbers allow, the
+    dollars evenly, so that the tasks together cannot pass the budget. [None] * tasks outside
+    a run."""
     parts = _run_parts()
     if parts is None:
-        return None
+        return [None] * tasks
     _, metered, program = parts
     b, s = metered.budget, metered.spend
 
-    def share(limit: float | None, used: float) -> Any:
+    def shares(limit: float | None, used: float) -> list[Any]:
         if limit is None:
-            return None
+            return [None] * tasks
         left = max(limit - used, 0)
-        return type(limit)(left // workers) if isinstance(limit, int) else left / workers
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            base, extra = divmod(int(left), tasks)
+            return [base + (i < extra) for i in range(tasks)]
+        return [left / tasks] * tasks
 
-    budget = Budget(llm_calls=share(b.llm_calls, s.calls), tokens=share(b.tokens, s.tokens),
-                    usd=share(b.usd, s.usd))
-    return Shipment(program.default, budget)
+    calls, tokens, usd = shares(b.llm_calls, s.calls), shares(b.tokens, s.tokens), \
+        shares(b.usd, s.usd)
+    return [Shipment(program.default, Budget(llm_calls=c, tokens=t, usd=u))
+            for c, t, u in zip(calls, tokens, usd)]
 
 
 def evaluate_remotely(shipment: Shipment | None, evaluate: Any) -> tuple[Any, list[RemoteCall],
@@ -97,11 +108,14 @@ def take_back(calls: list[RemoteCall], exceeded: str | None) -> None:
     reached there stops the run as one reached here does."""
     parts = _run_parts()
     if parts is None:
+        if calls:
+            raise RuntimeError("program calls came back from a worker with no run to count them")
         return
     recorded, metered, _ = parts
     for call in calls:
         metered.record(call.completion)
-        recorded.store_call(call.messages, call.options, call.completion, call.seconds)
-    if exceeded is not None and recorded.exceeded is None:
+        if recorded is not None:
+            recorded.store_call(call.messages, call.options, call.completion, call.seconds)
+    if exceeded is not None and recorded is not None and recorded.exceeded is None:
         limit, _, message = exceeded.partition(": ")
         recorded.exceeded = BudgetExceeded(limit, f"{message} (on a remote worker)")

@@ -580,7 +580,7 @@ class _Run:
                 self.store.add_step_report(
                     self.run_id, step=step, seq=seq, candidate_id=cand_id,
                     report=_candidate_report(report, k, parent.values, values, dot,
-                                             several=len(proposals) > 1))
+                                             several=len(proposals) > 1, first_seq=seq - k))
                 if cand_id is None:
                     why = (f"invalid candidate {k}: {invalid}" if invalid is not None
                            else f"no change proposed: {unchanged_reason(report)}"
@@ -682,11 +682,13 @@ def _trace_dot(params: list) -> str | None:
 
 
 SHARED = ("prompts", "answers", "prompt_tokens", "completion_tokens", "cost_usd", "llm_calls",
-          "rejected", "problems", "reasoning", "error")  # one optimizer step's, not a candidate's
+          "rejected", "problems", "reasoning", "error", "candidates", "dot",
+          "gradients")  # one optimizer step's, stored once (with its first candidate)
 
 
 def _candidate_report(report: StepReport, k: int, parent: dict[str, Any],
-                      values: dict[str, Any], dot: str | None, *, several: bool) -> dict[str, Any]:
+                      values: dict[str, Any], dot: str | None, *, several: bool,
+                      first_seq: int = 0) -> dict[str, Any]:
     """The stored report of candidate `k` of one optimizer step. With several candidates,
     each row's updates are its own changes from the parent, and what the step shares (its
     prompts, answers, tokens, cost, rejections) is on the first row only, so that a step page
@@ -706,7 +708,7 @@ def _candidate_report(report: StepReport, k: int, parent: dict[str, Any],
     if k > 0:
         for key in SHARED:
             data.pop(key, None)
-        data["shared_with"] = 0  # the step's prompts and spend are with candidate index 0
+        data["shared_with"] = first_seq  # the row (seq) holding the step's prompts and spend
     return data
 
 

@@ -230,7 +230,9 @@ class RunReader:
                     "best_score": s["best_score"],
                     "accepted": s["accepted"] if s["candidate"] is not None else None,
                     "applied": len(applied),
-                    "rejected": sum(len(rep.get("rejected", [])) for rep in reps),
+                    # each optimizer step's rejections once (older stores copied them to each row)
+                    "rejected": sum(len(rep.get("rejected", [])) for rep in reps
+                                    if not rep.get("candidate_index")),
                     "llm_calls": calls,  # this step's, not the running total
                     "usd": usd,
                     "total_llm_calls": s["spend"].get("calls"),
@@ -352,16 +354,22 @@ class RunReader:
         """Each candidate the step proposed, once: its id, what it changed, its validation
         score and the decision on it."""
         ids = [rep["candidate"] for rep in reports if rep.get("candidate") is not None]
-        scores = {c.id: c.val_score for c in self.store.candidates(run_id, ids=ids)}
+        records = {c.id: c for c in self.store.candidates(run_id, ids=ids)}
+        parents = {c.id: c for c in self.store.candidates(
+            run_id, ids=[p for c in records.values() for p in c.parents[:1]])}
         verdicts = {d["candidate"]: d for d in decisions}
         out = []
         for cid in dict.fromkeys(ids):
             rep = next(r for r in reports if r.get("candidate") == cid)
-            verdict = verdicts.get(cid, {})
-            out.append({"candidate": cid, "index": rep.get("candidate_index"),
-                        "changed": [u["name"] for u in rep.get("updates", []) if u.get("changed")],
-                        "score": scores.get(cid), "accepted": verdict.get("accepted"),
-                        "reason": verdict.get("reason")})
+            record, verdict = records.get(cid), verdicts.get(cid, {})
+            parent = parents.get(record.parents[0]) if record and record.parents else None
+            # what it changed, from its stored values (the same for stores of any age)
+            changed = [k for k, v in record.values.items() if parent.values.get(k) != v] \
+                if record and parent else \
+                [u["name"] for u in rep.get("updates", []) if u.get("changed")]
+            out.append({"candidate": cid, "index": rep.get("candidate_index"), "changed": changed,
+                        "score": record.val_score if record else None,
+                        "accepted": verdict.get("accepted"), "reason": verdict.get("reason")})
         return out
 
     def _step_span(self, run_id: str, total: int) -> str:
