@@ -206,3 +206,16 @@ def test_an_example_made_into_text_or_copied_inside_the_program_still_cannot_lea
         with pytest.raises(bf.LabelLeakError):
             bf.evaluate(Formats(how), DATA, metric, progress=False)
     assert f"{bf.Example(a=1)}" == "{'a': 1}"  # outside a program, an example prints
+
+
+def test_the_estimate_with_a_call_budget_counts_the_programs_calls_in_it(tmp_path):
+    program = Explicit(echo())
+    answers = [f"### instruction\n```text\nAnswer, take {i}.\n```" for i in range(50)]
+    trainer = bf.Trainer(program, DATA * 4, metric=metric, inputs=["question"], steps=20,
+                         budget=bf.Budget(llm_calls=40), progress=False, store=tmp_path / "r.db",
+                         optimizer=bf.optim.Prime(program.parameters(), llm=bf.llm.Scripted(answers)))
+    estimate = trainer.estimate()
+    assert estimate.expected["llm_calls"] <= 40
+    result = trainer.fit()
+    assert estimate.steps / 2 <= max(len(result.history), 1) <= max(estimate.steps * 2, 1)
+    assert estimate.llm_calls[0] <= result.spend["calls"] <= estimate.llm_calls[1]

@@ -88,18 +88,20 @@ def estimate(trainer: Any, *, price: tuple[float, float] | None = None) -> Estim
     completion = min(max_tokens[0], value_tokens + 30) if max_tokens else value_tokens + 30
     val_n = len(trainer.val_examples)
     per_step = trainer.minibatch_size * (1 + strategy.proposals) + val_n / 2
-    steps = _expected_steps(trainer.steps, budget, calls_per_step, prompt + completion,
-                            per_step, val_n)
     judge_calls = trainer.minibatch_size * 2 if strategy.pairwise else 0
-    optimizer_calls = steps * (calls_per_step + judge_calls)
-    metric = val_n + steps * per_step
-    if budget.metric_calls is not None:
-        metric = min(metric, budget.metric_calls)
     per_evaluation = len(program.requests) / max(1, examples)
     program_prompt = sum(estimate_tokens(m.get("content", "")) for msgs, _ in program.requests
                          for m in msgs) / max(1, len(program.requests))
     program_completion = sum(o.get("max_tokens") or 200 for _, o in program.requests) \
         / max(1, len(program.requests))
+    # a call budget is spent by the program's calls too: the seed's validation, then each step
+    step_calls = calls_per_step + judge_calls + per_step * per_evaluation
+    steps = _expected_steps(trainer.steps, budget, step_calls, prompt + completion,
+                            per_step, val_n, fixed_calls=val_n * per_evaluation)
+    optimizer_calls = steps * (calls_per_step + judge_calls)
+    metric = val_n + steps * per_step
+    if budget.metric_calls is not None:
+        metric = min(metric, budget.metric_calls)
     program_calls = per_evaluation * metric
     if budget.llm_calls is not None:
         program_calls = min(program_calls, max(0, budget.llm_calls - optimizer_calls))
@@ -149,11 +151,12 @@ def _priced(llm: Any) -> Any:
     return inner if callable(getattr(inner, "estimate_cost", None)) else None
 
 
-def _expected_steps(steps: int | None, budget: Any, calls_per_step: int, tokens_per_call: float,
-                    metric_per_step: float, val_n: int) -> int:
+def _expected_steps(steps: int | None, budget: Any, calls_per_step: float,
+                    tokens_per_call: float, metric_per_step: float, val_n: int,
+                    fixed_calls: float = 0.0) -> int:
     bounds = [] if steps is None else [steps]
     if budget.llm_calls is not None:
-        bounds.append(budget.llm_calls // calls_per_step)
+        bounds.append(int(max(0.0, budget.llm_calls - fixed_calls) // calls_per_step))
     if budget.tokens is not None:
         bounds.append(int(budget.tokens // max(1.0, tokens_per_call * calls_per_step)))
     if budget.metric_calls is not None:
