@@ -276,3 +276,16 @@ def test_a_long_list_is_shown_whole_and_a_new_list_is_accepted():
         report = opt.step()
         assert '"keyword-39"' in llm.calls[0].messages[-1]["content"]  # the end was shown
         assert keywords.value == ["refund", "delivery"], report.rejected
+
+
+def test_a_long_text_is_never_asked_for_anew_without_its_value():
+    text = guidelines(120)  # ~6,000 characters: more than Local's 1,024-token answer
+    policy = bf.param(text, name="policy")
+    class Capped(bf.llm.Scripted):
+        def max_output_tokens(self):
+            return 1024, "test cap"
+
+    llm = Capped(["no change here"] * 3)
+    report = step_on(policy, Prime([policy], llm=llm, compact=True))
+    assert len(llm.calls) == 1 and policy.value == text
+    assert any("not asked for it anew" in p for p in report.problems)

@@ -377,7 +377,12 @@ class Prime(Optimizer):
             messages = self.compact_messages(param)
             assert messages is not None  # checked by `proposals`
             texts = self._ask_texts(report, messages, param, self.candidates, limit)
-            if retry and not any(self._changes(param, t) for t in texts):
+            long = bool(self.edit_reasons([param], {}))  # edits only: never written anew blind
+            if retry and long and not any(self._changes(param, t) for t in texts):
+                report.problems.append(
+                    f"retry: no answer changed {param.name}; not asked for it anew, which shows "
+                    "no value: a long value changes by edits only")
+            elif retry and not any(self._changes(param, t) for t in texts):
                 rejected = [u.reason or "" for u in self._trial(param, texts[0])[1]] \
                     if texts else []
                 fresh = self.compact_messages(param, fresh=True, rejections=rejected[:2])
