@@ -289,3 +289,20 @@ def test_a_long_text_is_never_asked_for_anew_without_its_value():
     report = step_on(policy, Prime([policy], llm=llm, compact=True))
     assert len(llm.calls) == 1 and policy.value == text
     assert any("not asked for it anew" in p for p in report.problems)
+
+
+def test_a_prefilled_answer_for_a_long_value_starts_with_the_first_search_line():
+    class Continues(bf.llm.Scripted):
+        continues_assistant = True
+
+        def max_output_tokens(self):
+            return 1024, "test cap"
+
+    text = guidelines(120)
+    policy = bf.param(text, name="policy")
+    old = "3. Guideline 3: be polite and precise about rule 3."
+    llm = Continues([f"{old}\n=======\n3. Refunds: yes.\n>>>>>>> REPLACE\n```"])
+    step_on(policy, Prime([policy], llm=llm, compact=True))
+    assert llm.calls[0].messages[-1] == {
+        "role": "assistant", "content": "### policy\n```text\n<<<<<<< SEARCH\n"}
+    assert policy.value == text.replace(old, "3. Refunds: yes.")

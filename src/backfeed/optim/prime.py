@@ -276,9 +276,12 @@ class Prime(Optimizer):
         return answer_schema_for(self.params, self.reasoning_chars)
 
     def prefix(self, params: list[Param] | None = None) -> str:
-        """The start the model's answer is forced to ("" when not prefilled)."""
+        """The start the model's answer is forced to ("" when not prefilled); for a value
+        asked for as edits, the first edit's SEARCH line."""
         use = continues_assistant(self.llm) if self.prefill is None else self.prefill
-        return prefix(self.params if params is None else params) if use else ""
+        params = self.params if params is None else params
+        partial = self.partial if len(params) == len(self.params) else {}
+        return prefix(params, self.edit_reasons(params, partial)) if use else ""
 
     # -- one step -----------------------------------------------------------------------------
     def propose(self, report: StepReport) -> list[str]:

@@ -229,14 +229,18 @@ def block_skeleton(params: list[Param], edits: dict[str, str] | None = None) -> 
     return "\n".join(lines)
 
 
-def prefix(params: list[Param]) -> str:
+def prefix(params: list[Param], edits: Collection[str] = ()) -> str:
     """What an embedded model is made to start its answer with: the first block's frame. For
     code, the current `def` line whole (the program calls the function with these arguments),
     so the model writes the body from a line break, not from inside the signature, where a
-    0.5B model wrote `def f(### text ...`; up to `def name(` when the line is not whole."""
+    0.5B model wrote `def f(### text ...`; up to `def name(` when the line is not whole.
+    A parameter in `edits` starts with its first edit's `<<<<<<< SEARCH` line, so that the
+    model writes edits, not the whole value the heading would invite."""
     for p in params:
         if is_block(p):
             head = f"### {p.name}\n```{block_lang(p)}\n"
+            if p.name in edits:  # answered with edits: the first one starts here
+                return head + "<<<<<<< SEARCH\n"
             if p.kind == "code":
                 name = function_name(p._value)
                 line = code_head(p)
