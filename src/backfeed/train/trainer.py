@@ -433,11 +433,16 @@ class _Run:
             for n, v in edited.items()])
         self.store.add_step_report(self.run_id, step=step, seq=0, candidate_id=cand.id,
                                    report=report.to_dict())
+        leads = cand.score is not None and (best.score is None or cand.score >= best.score)
+        where = ("it is the best now" if leads else
+                 f"it validates lower ({_score_text(cand.score)} < {_score_text(best.score)}): "
+                 "the best values "
+                 "stay loaded, and the edit is a candidate steps may start from")
         self.store.add_decision(
-            self.run_id, step=step, candidate_id=cand.id, accepted=True,
-            reason=f"{EDITED_BY_HAND}: {names} (kept on resume, on_edit='keep')",
+            self.run_id, step=step, candidate_id=cand.id, accepted=leads,
+            reason=f"{EDITED_BY_HAND}: {names} (added on resume, on_edit='keep'; {where})",
             parent_score=_finite(best.score), child_score=_finite(cand.score))
-        self.note = f"candidate {cand.id}: {EDITED_BY_HAND} ({names})"
+        self.note = f"candidate {cand.id}: {EDITED_BY_HAND} ({names}; {where})"
         self.best_id = self._best().id
         self._checkpoint(step, [best.id], cand.id, True, started)
         return step + 1
@@ -637,6 +642,10 @@ class _Run:
         else:
             self.store.update_candidate(self.run_id, child.id, status="rejected")
         return [a.id, b.id], child.id, ok
+
+
+def _score_text(score: float | None) -> str:
+    return "no score" if score is None else f"{score:.4g}"
 
 
 def unchanged_reason(report: StepReport) -> str:
