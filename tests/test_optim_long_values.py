@@ -285,10 +285,14 @@ def test_a_long_text_is_never_asked_for_anew_without_its_value():
         def max_output_tokens(self):
             return 1024, "test cap"
 
-    llm = Capped(["no change here"] * 3)
-    report = step_on(policy, Prime([policy], llm=llm, compact=True))
-    assert len(llm.calls) == 1 and policy.value == text
-    assert any("not asked for it anew" in p for p in report.problems)
+    tasks = []
+    for edits in (None, False):  # with edits=False too: the value is as long either way
+        llm = Capped(["no change here"] * 3)
+        report = step_on(policy, Prime([policy], llm=llm, compact=True, edits=edits))
+        assert len(llm.calls) == 1 and policy.value == text
+        assert any("not asked for it anew" in p for p in report.problems)
+        tasks.append(llm.calls[0].messages[1]["content"])
+    assert "Write edits to `policy`" in tasks[0] and "Write the new value of `policy`" in tasks[1]
 
 
 def test_a_prefilled_answer_for_a_long_value_starts_with_the_first_search_line():

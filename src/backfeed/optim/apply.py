@@ -342,7 +342,8 @@ def apply_answer(
         update.proposed, update.kind = proposed, CUT
         update.reason = (f"{CUT}: the answer reached its token limit before the block of "
                          f"{name!r} was closed ({len(proposed):,} characters written): a value cut "
-                         "short is not kept; raise max_tokens or ask for edits")
+                         "short is not kept; raise max_tokens"
+                         + ("" if "SEARCH" in proposed else ", or ask for edits"))
         report.rejected.append(update)
     return answer, accepted
 

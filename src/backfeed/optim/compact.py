@@ -194,7 +194,7 @@ def _input_text(out: Node) -> str:
 
 def compact_messages(params: list[Param], *, answer_format: str, rejections: list[str],
                      memory: str, limit: int, fresh: bool = False,
-                     among: list[Param] | None = None) -> list[Message]:
+                     among: list[Param] | None = None, edits: bool = False) -> list[Message]:
     """The short prompt for one parameter. For code: spec, current function, failing tests
     side by side, what the last answer had rejected and earlier attempts (each only when there
     is one), the format; `fresh`: the function's signature instead of its code, asking for it
@@ -218,8 +218,10 @@ def compact_messages(params: list[Param], *, answer_format: str, rejections: lis
         text = dict(name=param.name, description=param.description or "(no description)",
                     fields=field_text, feedback=failing or "(none)", extra=extra,
                     answer_format=answer_format)
+        task = (prompts.COMPACT_TASK_TEXT_EDITS if edits else
+                 prompts.COMPACT_TASK_TEXT).format(name=param.name)
         user = prompts.COMPACT_TEXT_FRESH_USER.render(**text) if fresh else \
-            prompts.COMPACT_TEXT_USER.render(value=str(param._value), **text)
+            prompts.COMPACT_TEXT_USER.render(value=str(param._value), task=task, **text)
         return [{"role": "system", "content": prompts.COMPACT_TEXT_SYSTEM.render()},
                 {"role": "user", "content": user}]
     shared = dict(spec=spec(param), failing=failing or "(none: every test passed)",
@@ -227,7 +229,9 @@ def compact_messages(params: list[Param], *, answer_format: str, rejections: lis
     if fresh:
         user = prompts.COMPACT_FRESH_USER.render(signature=code_head(param), **shared)
     else:
-        user = prompts.COMPACT_USER.render(code=str(param._value).strip("\n"), **shared)
+        task = prompts.COMPACT_TASK_CODE_EDITS if edits else prompts.COMPACT_TASK_CODE
+        user = prompts.COMPACT_USER.render(code=str(param._value).strip("\n"), task=task,
+                                           **shared)
     return [{"role": "system", "content": prompts.COMPACT_SYSTEM.render()},
             {"role": "user", "content": user}]
 

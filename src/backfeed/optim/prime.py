@@ -237,9 +237,10 @@ class Prime(Optimizer):
         rejections = self.rejections if rejections is None else rejections
         if len(self.params) > 1:  # the reasons that concern this parameter
             rejections = [r for r in rejections if param.name in r]
+        edits = self.edit_reasons([param], {})
         messages = compact_messages(
-            [param], answer_format=answer_format([param], self.reasoning_chars,
-                                                 self.edit_reasons([param], {})),
+            [param], answer_format=answer_format([param], self.reasoning_chars, edits),
+            edits=bool(edits),
             rejections=rejections, memory=self.param_memory(param, self.budget_tokens // 4),
             limit=self.examples, fresh=fresh,
             among=self.params if len(self.params) > 1 else None,
@@ -380,7 +381,9 @@ class Prime(Optimizer):
             messages = self.compact_messages(param)
             assert messages is not None  # checked by `proposals`
             texts = self._ask_texts(report, messages, param, self.candidates, limit)
-            long = bool(self.edit_reasons([param], {}))  # edits only: never written anew blind
+            # a value too long to write in one answer is never asked for anew without it
+            cap = min(output_cap(self.llm)[0], self.max_tokens or output_cap(self.llm)[0])
+            long = bool(self.edit_reasons([param], {})) or rewrite_tokens(param) > cap
             if retry and long and not any(self._changes(param, t) for t in texts):
                 report.problems.append(
                     f"retry: no answer changed {param.name}; not asked for it anew, which shows "

@@ -80,7 +80,8 @@ PRIME_SYSTEM = Template(
 parameters, each operation with its inputs and its value), the feedback on its output, and \
 earlier attempts with their scores (higher is better). Propose new parameter values that \
 make the feedback better. Only parameters can change; other names in the trace are results. \
-Write each new value itself (the text, the number, the whole function), not an assignment.""",
+Write each new value itself (the text, the number, the whole function), not an assignment; \
+where the answer format asks for edits, write only the edits.""",
 )
 
 PRIME_USER = Template(
@@ -113,9 +114,17 @@ COMPACT_USER = Template(
 #Failing tests
 {failing}
 {extra}#Task
-Write the corrected function: change what makes the tests fail.
+{task}
 {answer_format}""",
 )
+
+# The compact prompts' task line: a whole new value, or edits where the format asks for them
+COMPACT_TASK_CODE = "Write the corrected function: change what makes the tests fail."
+COMPACT_TASK_CODE_EDITS = ("Write edits that correct the function: change only the lines that "
+                           "make the tests fail.")
+COMPACT_TASK_TEXT = "Write the new value of `{name}`, changed to fix the feedback."
+COMPACT_TASK_TEXT_EDITS = ("Write edits to `{name}` that fix the feedback: change only the lines "
+                           "that need it.")
 
 COMPACT_FRESH_USER = Template(
     "compact_fresh_user",
@@ -147,7 +156,7 @@ COMPACT_TEXT_USER = Template(
 #Feedback on outputs made with it
 {feedback}
 {extra}#Task
-Write the new value of `{name}`, changed to fix the feedback.
+{task}
 {answer_format}""",
 )
 

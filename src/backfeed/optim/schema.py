@@ -161,7 +161,7 @@ def describe(params: list[Param], value_chars: int = 600) -> str:
     return "\n".join(lines)
 
 
-EDIT_TOKENS = 1024  # the answer's room for the edits to one parameter
+EDIT_TOKENS = 768  # the answer's room for the edits to one parameter (under Local's 1,024)
 
 
 def rewrite_tokens(param: Param) -> int:
