@@ -112,7 +112,9 @@ def score_receipt(
         problems.append("the receipt must end with 'Total: <amount> EUR': end the template "
                         "with ' Total: {total} EUR' (the field {total} prints the amount)")
     if accuracy < 0.999:
-        problems.append(f"the total {total:.2f} should be {want:.2f}: the tax_rate is wrong")
+        digits = 2 if f"{total:.2f}" != f"{want:.2f}" else 4  # 4.2006 against 4.2000
+        problems.append(f"the total {total:.{digits}f} should be {want:.{digits}f}: the "
+                        "tax_rate is wrong")
     score = (names_ok + (listed + stated) / 2 + accuracy) / 3
     return Feedback(score=round(score, 4), text="; ".join(problems) or "correct")
 
