@@ -310,3 +310,15 @@ def test_a_prefilled_answer_for_a_long_value_starts_with_the_first_search_line()
     assert llm.calls[0].messages[-1] == {
         "role": "assistant", "content": "### policy\n```text\n<<<<<<< SEARCH\n"}
     assert policy.value == text.replace(old, "3. Refunds: yes.")
+
+
+def test_edits_in_a_second_block_are_said_to_be_ignored():
+    from backfeed.optim import StepReport
+    from backfeed.optim.apply import apply_answer
+
+    p = bf.param("a\nb\n", name="policy")
+    text = (edit_answer("policy", "a", "A") + "\n" + edit_answer("policy", "b", "B"))
+    report = StepReport(step=0)
+    apply_answer([p], text, report)
+    assert p.value == "A\nb\n"
+    assert any("outside a parameter's block were not applied" in x for x in report.problems)

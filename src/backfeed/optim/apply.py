@@ -20,7 +20,7 @@ from typing import Any
 from .._text import clip
 from ..graph import BoundsError, ChoiceError, Param
 from .base import ParamUpdate, StepReport
-from .edits import EditError, apply_edits, read_edits
+from .edits import EditError, apply_edits, has_edits, read_edits
 from .parse import Answer, function_name, loads, read_answer, recover_function
 from .parse import parse_answer as parse_answer  # re-exported: older callers import it here
 
@@ -328,6 +328,9 @@ def apply_answer(
     report.reasoning = answer.reasoning
     report.stop = report.stop or answer.stop
     report.problems.extend(answer.problems)
+    if has_edits(answer.reasoning):  # e.g. a second block for the same parameter
+        report.problems.append("parse: SEARCH/REPLACE edits outside a parameter's block were "
+                               "not applied (write every edit of a parameter in its one block)")
     cut = {name: answer.suggestion.pop(name) for name in sorted(answer.unclosed)
            if cut_short and name in answer.suggestion}
     accepted = apply_suggestion(

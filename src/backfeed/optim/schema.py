@@ -254,16 +254,14 @@ def prefix(params: list[Param], edits: Collection[str] = ()) -> str:
 
 def answer_limit(params: list[Param], reasoning_chars: int, budget_tokens: int,
                  max_tokens: int | None = None, values: int = 1,
-                 edits: Collection[str] = (), cap: int | None = None) -> int:
+                 edits: Collection[str] = ()) -> int:
     """The completion limit: `max_tokens` when given (it may raise or lower the limit); else
     enough for every value grown (`edits`: the parameters answered with edits), and at least
     half the prompt budget, so that a short value (a seed prompt) can grow into a long one in
-    one step. Never above `cap`, the most the model answers (`llm.output_cap`)."""
+    one step. (`Prime.answer_limit` lowers it to the model's cap; backends lower it too.)"""
     if max_tokens is not None:
-        limit = max_tokens
-    else:
-        limit = max(answer_tokens(params, reasoning_chars, values, edits), budget_tokens // 2)
-    return limit if cap is None else min(limit, cap)
+        return max_tokens
+    return max(answer_tokens(params, reasoning_chars, values, edits), budget_tokens // 2)
 
 
 def answer_format(params: list[Param], reasoning_chars: int,

@@ -233,7 +233,11 @@ def _check_takes(module: Any, inputs: dict[str, Any]) -> None:
 def as_feedback(value: Any, index: int, example: Any = None) -> Feedback:
     """A metric's return value as Feedback with a finite score, or a MetricError naming the
     example and saying what was wrong (a NaN or infinite score cannot be compared or stored)."""
-    where = f"example {index} ({clip(repr(example), 80)})"
+    if isinstance(value, Feedback) and value.score is not None and math.isfinite(value.score):
+        return value  # the usual case: no text about the example is built
+    if isinstance(value, bool | int | float) and math.isfinite(value):
+        return Feedback(score=float(value))
+    where = f"example {index} ({_example_text(example)})"
     if isinstance(value, Feedback):
         if value.score is None:
             raise MetricError(f"metric returned bf.Feedback without a score for {where}")
@@ -249,6 +253,13 @@ def as_feedback(value: Any, index: int, example: Any = None) -> Feedback:
         raise MetricError(f"metric returned the score {score} for {where}; a score must be a "
                           "finite number (return 0.0 for a failure)")
     return value if isinstance(value, Feedback) else Feedback(score=score)
+
+
+def _example_text(example: Any) -> str:
+    try:
+        return clip(repr(example), 80)
+    except Exception as exc:  # its own __repr__ failed: name it, do not hide the metric's error
+        return f"<{type(example).__name__}: repr raised {type(exc).__name__}>"
 
 
 def _short(value: Any) -> str:
