@@ -219,3 +219,27 @@ def test_the_estimate_with_a_call_budget_counts_the_programs_calls_in_it(tmp_pat
     result = trainer.fit()
     assert estimate.steps / 2 <= max(len(result.history), 1) <= max(estimate.steps * 2, 1)
     assert estimate.llm_calls[0] <= result.spend["calls"] <= estimate.llm_calls[1]
+
+
+def test_calls_from_threads_the_program_starts_count_against_the_run():
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Fans(bf.Module):
+        def __init__(self, llm):
+            self.p = bf.param("Answer.", name="p")
+            self.llm = llm
+
+        def forward(self, question):
+            with ThreadPoolExecutor(2) as pool:  # plain threads: no copy of the run's context
+                replies = list(pool.map(lambda _: bf.chat(
+                    [{"role": "user", "content": question}], llm=self.llm).value, range(2)))
+            return bf.chat([{"role": "system", "content": self.p},
+                            {"role": "user", "content": " ".join(replies)}], llm=self.llm)
+
+    llm = echo()
+    program = Fans(llm)
+    result = bf.train(program, DATA, metric=metric, inputs=["question"], steps=1,
+                      budget=bf.Budget(llm_calls=5), progress=False,
+                      optimizer=bf.optim.Prime(program.parameters(), llm=bf.llm.Scripted([])))
+    assert len(llm.calls) <= 5 and result.spend["by_role"]["program"]["calls"] == len(llm.calls)
+    assert result.status == "stopped"

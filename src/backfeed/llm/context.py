@@ -73,30 +73,44 @@ class DefaultModel(Wrapper):
         return process_default()
 
 
+_active: list[LLM] = []  # the program models of the runs going on in this process
+_active_lock = threading.Lock()
+
+
 @contextmanager
 def running(program: LLM) -> Iterator[LLM]:
     """Inside a run: `program` (the run's metered, recorded program model, made around a
     `ProgramModel`) is the model of `bf.chat(llm=None)` and also carries every call given a
     model explicitly (`bf.chat(llm=...)`), so that it counts against the run's budget."""
     token = _run_program.set(program)
+    with _active_lock:
+        _active.append(program)
     try:
         with using(program):
             yield program
     finally:
         _run_program.reset(token)
+        with _active_lock:
+            _active.remove(program)
 
 
 def run_program() -> LLM | None:
-    """The program model of the run going on in this context (None outside a run)."""
-    return _run_program.get()
+    """The program model of the run going on in this context; in a thread the program
+    started itself (which does not inherit the context), the process's only run's; None
+    outside a run (or among several runs, none of them this context's)."""
+    run = _run_program.get()
+    if run is None:
+        with _active_lock:
+            run = _active[0] if len(_active) == 1 else None
+    return run
 
 
 def for_chat(llm: LLM | None) -> LLM:
     """The model a `bf.chat` call goes through: `current()` when given none; an explicit model
     as it is outside a run, and through the run's program model inside one."""
+    run = run_program()
     if llm is None:
-        return current()
-    run = _run_program.get()
+        return current() if run is None or _program_llm.get() is not None else run
     if run is None or llm is run:
         return llm
     return _Through(run, llm)
