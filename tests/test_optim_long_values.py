@@ -322,3 +322,48 @@ def test_edits_in_a_second_block_are_said_to_be_ignored():
     apply_answer([p], text, report)
     assert p.value == "A\nb\n"
     assert any("outside a parameter's block were not applied" in x for x in report.problems)
+
+
+def test_review_edge_cases_of_edits():
+    one_line = "Be polite. Never offer refunds. Answer in English."
+    assert apply_edits(one_line, [Edit("Never offer refunds.", "Refund within 30 days.")]) == \
+        "Be polite. Refund within 30 days. Answer in English."
+    assert apply_edits("a\nb\nc\n", [Edit("a", "a\n\n")]) == "a\n\n\nb\nc\n"  # blank lines kept
+    assert apply_edits("  x = 1\n  y = 2\n", [Edit("      x = 1", "      x = 3\n    z")]) == \
+        "  x = 3\nz\n  y = 2\n"  # a line shallower than the SEARCH moves as much
+
+
+def test_a_cut_alternative_of_one_request_is_rejected():
+    class Several(bf.llm.Scripted):
+        answers_n = True
+
+        def complete(self, messages, *, n=1, **options):
+            whole = "### policy\n```text\nshort\n```"
+            cut = "### policy\n```text\n" + "word " * 80
+            return bf.llm.Completion(whole, bf.llm.Usage(10, 90), alternatives=(cut,) * (n - 1))
+
+    text = guidelines(5)
+    policy = bf.param(text, name="policy")
+    opt = Prime([policy], llm=Several([]), candidates=3, max_tokens=50, compact=False)
+    report = step_on(policy, opt)
+    assert sum(u.kind == CUT for u in report.rejected) >= 1
+    assert all("word word" not in str(c.get("policy")) for c in report.candidates)
+
+
+def test_a_list_too_long_for_the_budget_is_kept_while_the_other_parameters_change():
+    items = bf.param([f"item number {i} with some words" for i in range(300)], name="items")
+    prompt = bf.param("Answer.", name="prompt")
+
+    @bf.op
+    def use(items: list, prompt: str) -> str:
+        """Use both."""
+        return "no"
+
+    out = use(items, prompt)
+    out.backward(bf.Feedback(score=0.0, text="say yes"))
+    llm = bf.llm.Scripted(['### prompt\n```text\nAnswer yes.\n```\n### values\n```json\n'
+                           '{"items": ["a"]}\n```'])
+    report = Prime([items, prompt], llm=llm, compact=False).step()
+    assert prompt.value == "Answer yes." and len(items.value) == 300
+    assert any(u.name == "items" and u.kind == PARTIAL and "raise budget_tokens" in u.reason
+               for u in report.rejected)

@@ -243,3 +243,16 @@ def test_calls_from_threads_the_program_starts_count_against_the_run():
                       optimizer=bf.optim.Prime(program.parameters(), llm=bf.llm.Scripted([])))
     assert len(llm.calls) <= 5 and result.spend["by_role"]["program"]["calls"] == len(llm.calls)
     assert result.status == "stopped"
+
+
+def test_a_leak_through_a_traced_method_stops_the_evaluation():
+    class Formats(bf.Module):
+        def __init__(self):
+            self.template = bf.param("Q: {x}", name="template")
+
+        def forward(self, example):
+            return bf.chat([{"role": "user", "content": self.template.format(x=example)}],
+                           llm=echo())
+
+    with pytest.raises(bf.LabelLeakError):
+        bf.evaluate(Formats(), DATA, metric, progress=False)

@@ -182,6 +182,8 @@ def _apply(info: OpInfo, func: Callable[..., Any], names: tuple[str, ...], *args
     nodes = tuple(a if isinstance(a, Node) else constant(a) for a in args)
     try:
         result = func(*[n._value for n in nodes])
+    except SetupError:
+        raise  # how the program is called is wrong: not feedback
     except Exception as exc:  # the failure becomes an error node the user can backward on
         failed = Node(None, op=info, args=nodes, arg_names=names, error=ErrorInfo.of(exc))
         raise ExecutionError(failed) from exc

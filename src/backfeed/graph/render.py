@@ -215,6 +215,7 @@ class _Renderer:
         self.names = names = dict(names)  # long constants get names here; the caller's stay
         self.value_chars = max_value_chars
         self.param_chars: int | None = None  # parameter values are whole until nothing else fits
+        self.cut_all = False  # lists and dicts are cut too (only when nothing else fits)
         self.partial: dict[str, tuple[int, int]] = {}
         self.elided: list[str] = []
         self.values_dropped = 0  # how many lines lost their value, for the elision note
@@ -309,7 +310,8 @@ class _Renderer:
         out = ["#Parameters (you may change these)"]
         for p in self.subgraph.params:
             out += param_lines(p, self.value_chars, self.value_chars)
-            out.append(param_value_text(p, self.param_chars if cuttable(p) else None))
+            cut = cuttable(p) or self.cut_all
+            out.append(param_value_text(p, self.param_chars if cut else None))
             if p.name in self.partial:
                 shown, total = self.partial[p.name]
                 out.append(f"  (shown in part: {shown:,} of {total:,} characters)")
@@ -377,7 +379,8 @@ class _Renderer:
             self._drop_values(budget_chars)
             if self._fits(budget_chars):
                 return self.text()
-        if self._cut_params(budget_chars):
+        # text and code first (they take edits); a list or dict only when nothing else fits
+        if self._cut_params(budget_chars) or self._cut_params(budget_chars, everything=True):
             return self.text()
         text = self.text()
         raise RenderBudgetError(
@@ -385,10 +388,13 @@ class _Renderer:
             f"feedback and errors alone need ~{estimate_tokens(text)} tokens"
         )
 
-    def _cut_params(self, budget_chars: int, least: int = 200) -> bool:
-        """Cut the parameter values to the most characters that fit (at least `least`),
-        recording which were shown in part; False when even `least` does not fit."""
-        lengths = {p.name: shown_length(p) for p in self.subgraph.params if cuttable(p)}
+    def _cut_params(self, budget_chars: int, least: int = 200, everything: bool = False) -> bool:
+        """Cut the text and code values (`everything`: every value) to the most characters
+        that fit (at least `least`), recording which were shown in part; False when even
+        `least` does not fit."""
+        self.cut_all = everything
+        lengths = {p.name: shown_length(p) for p in self.subgraph.params
+                   if everything or cuttable(p)}
         longest = max(lengths.values(), default=0)
         if longest <= least:
             return False

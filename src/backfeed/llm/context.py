@@ -73,7 +73,7 @@ class DefaultModel(Wrapper):
         return process_default()
 
 
-_active: list[LLM] = []  # the program models of the runs going on in this process
+_active: list[tuple[LLM, set[int]]] = []  # each run's program model, and the threads before it
 _active_lock = threading.Lock()
 
 
@@ -83,25 +83,27 @@ def running(program: LLM) -> Iterator[LLM]:
     `ProgramModel`) is the model of `bf.chat(llm=None)` and also carries every call given a
     model explicitly (`bf.chat(llm=...)`), so that it counts against the run's budget."""
     token = _run_program.set(program)
+    entry = (program, {t.ident for t in threading.enumerate() if t.ident is not None})
     with _active_lock:
-        _active.append(program)
+        _active.append(entry)
     try:
         with using(program):
             yield program
     finally:
         _run_program.reset(token)
         with _active_lock:
-            _active.remove(program)
+            _active.remove(entry)
 
 
 def run_program() -> LLM | None:
-    """The program model of the run going on in this context; in a thread the program
-    started itself (which does not inherit the context), the process's only run's; None
-    outside a run (or among several runs, none of them this context's)."""
+    """The program model of the run going on in this context; in a thread started while
+    the process's only run goes on (one the program started, which inherits no context),
+    that run's; None outside a run, and in threads that were there before it."""
     run = _run_program.get()
-    if run is None:
+    if run is None:  # a thread started during the process's only run: the program's
         with _active_lock:
-            run = _active[0] if len(_active) == 1 else None
+            if len(_active) == 1 and threading.get_ident() not in _active[0][1]:
+                run = _active[0][0]
     return run
 
 

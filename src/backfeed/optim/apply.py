@@ -226,11 +226,13 @@ def edited(param: Param, proposed: Any, partial: Collection[str] = ()) -> Any:
                 return apply_edits(param._value, edits)
         except EditError as exc:
             raise Rejected(EDIT, f"{param.name!r}: {exc}") from None
-    if param.name in partial and param.kind in ("str", "code"):
+    if param.name in partial:
+        fix = ("answer with SEARCH/REPLACE edits" if param.kind in ("str", "code") else
+               f"a {param.kind} takes no edits: raise budget_tokens to show it whole")
         raise Rejected(
             PARTIAL,
             f"{param.name!r} was shown in part ({len(str(param._value)):,} characters in all), so "
-            "a whole new value would drop the text never shown; answer with SEARCH/REPLACE edits",
+            f"a whole new value would drop what was never shown; {fix}",
         )
     return proposed
 

@@ -79,12 +79,21 @@ def apply_edits(value: str, edits: list[Edit]) -> str:
 
 
 def _lines(text: str) -> list[str]:
-    return text.replace("\r\n", "\n").strip("\n").split("\n") if text.strip("\n") else []
+    """The lines of a SEARCH or REPLACE text (`read_edits` joins them with newlines, so a
+    newline at either end is a blank line there, kept)."""
+    text = text.replace("\r\n", "\n")
+    return text.split("\n") if text else []
 
 
 def _apply_one(value: str, edit: Edit, index: int, newline: str) -> str:
     search, replace = _lines(edit.search), _lines(edit.replace)
     lines = value.replace("\r\n", "\n").split("\n")
+    if len(search) == 1 and search[0].strip() and len([line for line in lines if line]) == 1:
+        # a value of one line (shown as one JSON string): an edit may change part of it,
+        # from a word's start to a word's end
+        part = re.compile(rf"(?<!\w){re.escape(search[0].strip())}(?!\w)")
+        if len(part.findall(value)) == 1:
+            return part.sub(lambda _: "\n".join(replace), value, count=1)
     if not any(line.strip() for line in search):  # append
         if lines and lines[-1] == "":
             lines = lines[:-1] + replace + [""]
@@ -115,9 +124,11 @@ def _apply_one(value: str, edit: Edit, index: int, newline: str) -> str:
             raise EditError(f"edit {index}: its SEARCH lines occur {len(starts)} times in the "
                             "value; include more lines to make it unique")
         start, want = starts[0], search
-        had, has = _indent_of("\n".join(search)), _indent_of("\n".join(lines[start : start + len(search)]))
-        new = [has + line[len(had):] if line.startswith(had) and line.strip() else line
-               for line in replace]
+        had = _indent_of("\n".join(search))
+        has = _indent_of("\n".join(lines[start : start + len(search)]))
+        shift = len(has) - len(had)  # every replacement line moves by as much, either way
+        new = [" " * max(0, len(line) - len(line.lstrip()) + shift) + line.lstrip()
+               if line.strip() else line for line in replace]
     return newline.join(lines[:start] + new + lines[start + len(want) :])
 
 

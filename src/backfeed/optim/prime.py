@@ -325,8 +325,7 @@ class Prime(Optimizer):
         """The whole answers; those that reached `limit` tokens are remembered as cut short
         (a block they never closed is then rejected, not kept)."""
         texts = [self._prefixed(start, c.text) for c in completions]
-        self.cut_short.update(t for t, c in zip(texts, completions)
-                              if c.usage.completion_tokens >= limit)
+        self.cut_short.update(t for t, c in zip(texts, completions) if _reached(c, limit))
         return texts
 
     @staticmethod
@@ -532,6 +531,16 @@ class Prime(Optimizer):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.rejections = list(state.get("rejections", []))
+
+
+def _reached(completion: Any, limit: int) -> bool:
+    """Whether an answer may have been cut by its token limit. One answer of a request for
+    several carries no count of its own (the request's tokens are on the first), so its
+    text's estimated tokens decide."""
+    own = completion.usage.completion_tokens
+    if completion.alternatives or (own == 0 and not completion.cached):
+        return estimate_tokens(completion.text) >= 0.9 * limit
+    return own >= limit
 
 
 def _memory_row(obs: Observation, limit_chars: int, now: dict[str, Any]) -> str:

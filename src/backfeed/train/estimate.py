@@ -96,8 +96,10 @@ def estimate(trainer: Any, *, price: tuple[float, float] | None = None) -> Estim
         / max(1, len(program.requests))
     # a call budget is spent by the program's calls too: the seed's validation, then each step
     step_calls = calls_per_step + judge_calls + per_step * per_evaluation
-    steps = _expected_steps(trainer.steps, budget, step_calls, prompt + completion,
-                            per_step, val_n, fixed_calls=val_n * per_evaluation)
+    step_tokens = (calls_per_step + judge_calls) * (prompt + completion) + \
+        per_step * per_evaluation * (program_prompt + program_completion)
+    steps = _expected_steps(trainer.steps, budget, step_calls, step_tokens, per_step, val_n,
+                            fixed_calls=val_n * per_evaluation)
     optimizer_calls = steps * (calls_per_step + judge_calls)
     metric = val_n + steps * per_step
     if budget.metric_calls is not None:
@@ -152,13 +154,13 @@ def _priced(llm: Any) -> Any:
 
 
 def _expected_steps(steps: int | None, budget: Any, calls_per_step: float,
-                    tokens_per_call: float, metric_per_step: float, val_n: int,
+                    tokens_per_step: float, metric_per_step: float, val_n: int,
                     fixed_calls: float = 0.0) -> int:
     bounds = [] if steps is None else [steps]
     if budget.llm_calls is not None:
         bounds.append(int(max(0.0, budget.llm_calls - fixed_calls) // calls_per_step))
     if budget.tokens is not None:
-        bounds.append(int(budget.tokens // max(1.0, tokens_per_call * calls_per_step)))
+        bounds.append(int(budget.tokens // max(1.0, tokens_per_step)))
     if budget.metric_calls is not None:
         bounds.append(int(max(0, budget.metric_calls - val_n) // max(1.0, metric_per_step)))
     if budget.patience is not None and not bounds:

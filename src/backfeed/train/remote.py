@@ -76,17 +76,17 @@ def shipment(tasks: int) -> list[Shipment | None]:
     _, metered, program = parts
     b, s = metered.budget, metered.spend
 
-    def shares(limit: float | None, used: float) -> list[Any]:
+    def shares(limit: float | None, used: float, whole: bool) -> list[Any]:
         if limit is None:
             return [None] * tasks
         left = max(limit - used, 0)
-        if isinstance(limit, int) and not isinstance(limit, bool):
+        if whole:  # calls and tokens: whole numbers; dollars: any amount
             base, extra = divmod(int(left), tasks)
             return [base + (i < extra) for i in range(tasks)]
         return [left / tasks] * tasks
 
-    calls, tokens, usd = shares(b.llm_calls, s.calls), shares(b.tokens, s.tokens), \
-        shares(b.usd, s.usd)
+    calls, tokens, usd = shares(b.llm_calls, s.calls, True), shares(b.tokens, s.tokens, True), \
+        shares(b.usd, s.usd, False)
     return [Shipment(program.default, Budget(llm_calls=c, tokens=t, usd=u))
             for c, t, u in zip(calls, tokens, usd)]
 
