@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -45,6 +46,17 @@ def _serve(store: Path, token: str | None = None, host: str = "127.0.0.1") -> tu
     return f"http://127.0.0.1:{port}", server, thread
 
 
+@contextlib.contextmanager
+def _served(store: Path, token: str | None = None, host: str = "127.0.0.1") -> Iterator[str]:
+    """The dashboard on `store` for the block: its address; the server stops after."""
+    url, server, thread = _serve(store, token=token, host=host)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     with sync_api.sync_playwright() as p:
@@ -57,10 +69,8 @@ def browser() -> Iterator[object]:
 def dashboard(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     store = tmp_path / "runs.db"
     run_id = train_run(store, payload=True)  # a scripted training through bf.train
-    url, server, thread = _serve(store)
-    yield url, store, run_id
-    server.should_exit = True
-    thread.join(10)
+    with _served(store) as url:
+        yield url, store, run_id
 
 
 def _until(page: object, expression: str, timeout: float = 15.0) -> None:
@@ -138,8 +148,7 @@ def test_parameter_payloads_are_shown_as_text_and_run_nothing(browser, dashboard
 def test_pages_update_live_while_a_run_is_writing(browser, tmp_path):
     store_path = tmp_path / "runs.db"
     run_id = make_run(store_path, finish=False)  # still 'running'
-    url, server, thread = _serve(store_path)
-    try:
+    with _served(store_path) as url:
         page, problems = _page(browser)
         page.goto(f"{url}/runs/{run_id}")
         page.wait_for_selector("#steps")
@@ -156,16 +165,12 @@ def test_pages_update_live_while_a_run_is_writing(browser, tmp_path):
         _until(page, "document.getElementById('live').hidden")
         store.close()
         assert problems == []
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_a_long_run_shows_its_newest_steps_and_pages_back_to_older_ones(browser, tmp_path):
     store_path = tmp_path / "runs.db"
     run_id = long_run(store_path, 120)
-    url, server, thread = _serve(store_path)
-    try:
+    with _served(store_path) as url:
         page, problems = _page(browser)
         page.goto(f"{url}/runs/{run_id}")
         page.wait_for_selector("#steps")
@@ -178,16 +183,12 @@ def test_a_long_run_shows_its_newest_steps_and_pages_back_to_older_ones(browser,
         page.click("#newest-steps")
         page.wait_for_selector("#steps tbody tr[data-step='119']")
         assert problems == []
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_a_token_protected_dashboard_says_so(browser, tmp_path):
     store = tmp_path / "runs.db"
     make_run(store)
-    url, server, thread = _serve(store, token="s3cret-token", host="0.0.0.0")
-    try:
+    with _served(store, token="s3cret-token", host="0.0.0.0") as url:
         page, _ = _page(browser)
         response = page.goto(url + "/")
         assert response.status == 401
@@ -197,9 +198,6 @@ def test_a_token_protected_dashboard_says_so(browser, tmp_path):
         assert "a token is required" in page.locator("#notice").inner_text()
         page.goto(url + "/")  # the cookie set on the first visit carries the token
         page.wait_for_selector("#runs")
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _several_candidates_run(path: Path) -> str:
@@ -231,8 +229,7 @@ def test_a_step_with_several_candidates_counts_its_tokens_prompts_and_cards_once
     calls = store.llm_calls(run_id, step=0)
     tokens = sum(c.prompt_tokens + c.completion_tokens for c in calls)
     store.close()
-    url, server, thread = _serve(store_path)
-    try:
+    with _served(store_path) as url:
         page, problems = _page(browser)
         page.goto(f"{url}/runs/{run_id}/steps/0")
         page.wait_for_selector("#candidates")
@@ -247,6 +244,3 @@ def test_a_step_with_several_candidates_counts_its_tokens_prompts_and_cards_once
             assert f"Hello, take {i}" in page.locator(
                 f"#updates .update[data-param='greeting'][data-candidate='{i + 1}']").inner_text()
         assert problems == []
-    finally:
-        server.should_exit = True
-        thread.join(10)

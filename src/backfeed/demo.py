@@ -12,6 +12,7 @@ from .graph import ExecutionError, Feedback, Module, Node, op, param
 from .llm import LLM
 from .optim import Optimizer, auto
 from .optim.prime import NOT_ASKED
+from .store import holds_step
 
 # Each order: (raw item names as a shop's system writes them, quantities, unit prices).
 ORDERS: list[tuple[list[str], list[int], list[float]]] = [
@@ -119,32 +120,31 @@ def score_receipt(
     return Feedback(score=round(score, 4), text="; ".join(problems) or "correct")
 
 
-def evaluate(workflow: ReceiptWorkflow) -> float:
-    """Run every order and return the mean score (untraced: for checking values by hand)."""
-    scores = []
+def _feedback_per_order(workflow: ReceiptWorkflow) -> list[Feedback]:
+    """Each order's feedback on the workflow's current values (a receipt that raised: score
+    0, with the error)."""
+    feedback = []
     for order in ORDERS:
         try:
             text = workflow(order).value
-        except ExecutionError:
-            scores.append(0.0)
+        except ExecutionError as exc:
+            feedback.append(Feedback(score=0.0, text=f"the receipt raised {exc}"))
             continue
-        scores.append(workflow.metric(order, text).score or 0.0)
+        feedback.append(workflow.metric(order, text))
+    return feedback
+
+
+def evaluate(workflow: ReceiptWorkflow) -> float:
+    """Run every order and return the mean score (untraced: for checking values by hand)."""
+    scores = [fb.score or 0.0 for fb in _feedback_per_order(workflow)]
     return sum(scores) / len(scores)
 
 
 def what_is_left(workflow: ReceiptWorkflow) -> list[str]:
     """The feedback the workflow's current values still get, one clause each, once: each
     names the parameter that is off and why."""
-    left: list[str] = []
-    for order in ORDERS:
-        try:
-            text = workflow(order).value
-        except ExecutionError as exc:
-            left.append(f"the receipt raised {exc}")
-            continue
-        feedback = workflow.metric(order, text)
-        if (feedback.score or 0.0) < 1.0:
-            left += [c for c in (feedback.text or "").split("; ") if c and c != "correct"]
+    left = [clause for fb in _feedback_per_order(workflow) if (fb.score or 0.0) < 1.0
+            for clause in (fb.text or "").split("; ") if clause and clause != "correct"]
     return list(dict.fromkeys(left))
 
 
@@ -240,7 +240,7 @@ def run_demo(
     for summary in trained.history:
         # an optimizer step's prompts and spend are on its first candidate's row only
         step_reports = [r.report for r in stored
-                        if r.step == summary.step and "shared_with" not in r.report]
+                        if r.step == summary.step and holds_step(r.report)]
         tokens = sum(r.get("prompt_tokens", 0) + r.get("completion_tokens", 0)
                      for r in step_reports)
         count = sum(max(len(r.get("candidates") or []), 1) for r in step_reports)

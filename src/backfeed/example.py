@@ -60,9 +60,7 @@ class Example(dict):
                            f"its fields are {sorted(self)}")
         if not names:
             raise ValueError("with_inputs() needs at least one field name")
-        copy = Example(self)
-        copy.input_names = tuple(names)
-        return copy
+        return _rebuild(self, tuple(names))
 
     def inputs(self) -> dict[str, Any]:
         """The declared inputs; a ValueError when none were declared."""
@@ -72,9 +70,7 @@ class Example(dict):
         return {n: self[n] for n in self.input_names}
 
     def copy(self) -> Example:  # a copy keeps the declared inputs
-        copy = Example(self)
-        copy.input_names = self.input_names
-        return copy
+        return _rebuild(self, self.input_names)
 
     def __str__(self) -> str:
         if self.input_names is None and _in_program.get():

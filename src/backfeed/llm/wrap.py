@@ -49,7 +49,8 @@ def output_cap(llm: Any) -> tuple[int, str]:
         if not isinstance(llm, Wrapper):
             break
         llm = llm.llm
-    return DEFAULT_OUTPUT_CAP, f"backfeed's default cap of {DEFAULT_OUTPUT_CAP:,} (the model's own limit is unknown)"
+    return DEFAULT_OUTPUT_CAP, (f"backfeed's default cap of {DEFAULT_OUTPUT_CAP:,} (the "
+                                "model's own limit is unknown)")
 
 
 class Wrapper(BaseLLM):

@@ -19,6 +19,7 @@ from typing import Any
 
 from .._text import clip
 from ..graph import BoundsError, ChoiceError, Param
+from ..graph.render import cuttable
 from .base import ParamUpdate, StepReport
 from .edits import EditError, apply_edits, has_edits, read_edits
 from .parse import Answer, function_name, loads, read_answer, recover_function
@@ -26,7 +27,8 @@ from .parse import parse_answer as parse_answer  # re-exported: older callers im
 
 # Rejection kinds, as recorded in `ParamUpdate.kind`.
 UNKNOWN, TYPE, BOUNDS, CONSTRAINT, SYNTAX = "unknown", "type", "bounds", "constraint", "syntax"
-EDIT, PARTIAL = "edit", "partial"  # an edit that does not apply; a whole value for one shown in part
+EDIT = "edit"  # an edit that does not apply
+PARTIAL = "partial"  # a whole value for one the prompt showed in part
 CUT = "cut"  # a value whose block the answer's token limit cut off
 
 
@@ -219,7 +221,7 @@ def edited(param: Param, proposed: Any, partial: Collection[str] = ()) -> Any:
     """The value a proposal stands for: SEARCH/REPLACE edits (for code and text) applied to
     the whole current value; a whole value as it is, unless the prompt showed `param` only in
     part (`partial`), when a whole value would drop text the model never saw: `Rejected`."""
-    if param.kind in ("str", "code") and isinstance(proposed, str):
+    if cuttable(param) and isinstance(proposed, str):
         try:
             edits = read_edits(proposed)
             if edits is not None:
@@ -227,7 +229,7 @@ def edited(param: Param, proposed: Any, partial: Collection[str] = ()) -> Any:
         except EditError as exc:
             raise Rejected(EDIT, f"{param.name!r}: {exc}") from None
     if param.name in partial:
-        fix = ("answer with SEARCH/REPLACE edits" if param.kind in ("str", "code") else
+        fix = ("answer with SEARCH/REPLACE edits" if cuttable(param) else
                f"a {param.kind} takes no edits: raise budget_tokens to show it whole")
         raise Rejected(
             PARTIAL,
@@ -348,7 +350,7 @@ def apply_answer(
         update.reason = (f"{CUT}: the answer reached its token limit before the block of "
                          f"{name!r} was closed ({len(proposed):,} characters written): a value cut "
                          "short is not kept; raise max_tokens"
-                         + ("" if "SEARCH" in proposed else ", or ask for edits"))
+                         + ("" if has_edits(proposed) else ", or ask for edits"))
         report.rejected.append(update)
     return answer, accepted
 

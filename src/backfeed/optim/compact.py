@@ -7,10 +7,9 @@ import re
 
 from .._text import clip
 from ..graph import Node, Param
-from ..graph.render import value_text
 from ..llm import Message
 from . import prompts
-from .examples import call_text
+from .examples import call_text, result_text
 from .schema import code_head, function_name
 
 
@@ -113,19 +112,16 @@ def failing_tests(params: list[Param], limit: int = 4, line_chars: int = 300, *,
         calls = [n for n in own_calls(params[0], out) if n is not out]
         if calls and not any(f"{n.op.name}(" in text for n in calls if n.op is not None):
             # the function is a step inside the program: what it got and gave, then the end
-            inner = "; ".join(f"{call_text(n)} -> {_result(n)}" for n in calls[:2])
-            text = (f"{inner}; the program then returned {call_text(out)} -> {_result(out)}"
+            inner = "; ".join(f"{call_text(n)} -> {result_text(n)}" for n in calls[:2])
+            text = (f"{inner}; the program then returned {call_text(out)} -> {result_text(out)}"
                     + (f"; feedback: {text}" if text else ""))
         elif not (named or (out.op is not None and f"{out.op.name}(" in text)):
-            text = f"{call_text(out)} -> {_result(out)}" + (f"; feedback: {text}" if text else "")
+            text = f"{call_text(out)} -> {result_text(out)}" + \
+                (f"; feedback: {text}" if text else "")
         rows.append((score, len(rows), clip(text, line_chars)))
     rows.sort()
     lines = list(dict.fromkeys(line for _, _, line in rows))
     return lines[:limit]
-
-
-def _result(node: Node) -> str:
-    return f"raised {node.error}" if node.error else value_text(node._value, 160)
 
 
 def own_calls(param: Param, out: Node, limit: int = 64) -> list[Node]:
@@ -154,7 +150,7 @@ def failing_outputs(param: Param, limit: int = 4, *, among: list[Param] | None =
         if named:
             row = text
         else:
-            result = f"raised {out.error}" if out.error else value_text(out._value, chars)
+            result = result_text(out, chars)
             row = f"input: {clip(_input_text(out), chars)}\n  output: {result}"
             row += f"\n  feedback: {clip(text, chars)}" if text else ""
         rows.append((score, len(rows), row))

@@ -16,6 +16,7 @@ from .schema import (
     describe,
     members_schema,
     names_text,
+    partial_edits,
     shown_in_part,
     values_text,
     variants_format,
@@ -85,7 +86,7 @@ class Evolution(Optimizer):
             names=names_text(self.params),
             answer_format=variants_format(
                 self.params, max(self.offspring, self.candidates), self.reasoning_chars,
-                {name: prompts.EDIT_WHY_PARTIAL for name in self._cut()}),
+                partial_edits(self.params, self.value_chars)),
         )
         return [
             {"role": "system", "content": prompts.EVOLUTION_SYSTEM.render()},

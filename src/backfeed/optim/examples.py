@@ -17,6 +17,11 @@ def call_text(out: Node, value_chars: int = 80) -> str:
     return f"{out.op.name}({args})"
 
 
+def result_text(node: Node, value_chars: int = 160) -> str:
+    """What a call gave: `raised <error>`, or its value cut to `value_chars`."""
+    return f"raised {node.error}" if node.error else value_text(node._value, value_chars)
+
+
 def failing_examples(params: list[Param], limit: int = 4, line_chars: int = 400) -> str:
     """Up to `limit` outputs whose feedback is not perfect, worst first, one line each:
     the call, what it returned or raised (with the line), the score and the feedback."""
@@ -27,7 +32,7 @@ def failing_examples(params: list[Param], limit: int = 4, line_chars: int = 400)
             score = fb.score if fb.score is not None else (0.0 if out.error else None)
             if score is not None and score >= 1.0:
                 continue
-            result = f"raised {out.error}" if out.error else value_text(out._value, 160)
+            result = result_text(out)
             shown = "" if score is None else f"score={score:.3g}; "
             line = f"- {call_text(out)} -> {result}; {shown}feedback: {fb.text or '(none)'}"
             rows.append((0.5 if score is None else score, len(rows), clip(line, line_chars)))

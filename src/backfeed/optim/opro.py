@@ -17,7 +17,8 @@ from .schema import (
     clip,
     describe,
     names_text,
-    shown_in_part,
+    partial_edits,
+    reached_limit,
     values_text,
 )
 
@@ -83,8 +84,7 @@ class OPRO(Optimizer):
 
     def _edits(self) -> dict[str, str]:
         """The values the prompt shows in part, asked for as edits."""
-        return {name: prompts.EDIT_WHY_PARTIAL
-                for name in shown_in_part(self.params, self.value_chars)}
+        return partial_edits(self.params, self.value_chars)
 
     def _step(self, report: StepReport) -> None:
         cut = set(self._edits())
@@ -100,5 +100,5 @@ class OPRO(Optimizer):
         )
         if completions:
             self._gather(report, [partial(apply_answer, self.params, c.text, partial=cut,
-                                          cut_short=c.usage.completion_tokens >= limit)
+                                          cut_short=reached_limit(c, limit))
                                   for c in completions])

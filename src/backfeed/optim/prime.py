@@ -42,6 +42,7 @@ from .schema import (
     answer_tokens,
     names_text,
     prefix,
+    reached_limit,
     rewrite_tokens,
     value_text,
 )
@@ -155,8 +156,7 @@ class Prime(Optimizer):
             return {}
         blocks = [p for p in params if is_block(p)]
         reasons = {p.name: prompts.EDIT_WHY_PARTIAL for p in blocks if p.name in partial}
-        limit = min(output_cap(self.llm)[0], self.max_tokens or output_cap(self.llm)[0])
-        room = limit - self.reasoning_chars // 3 - 48
+        room = self._answer_cap() - self.reasoning_chars // 3 - 48
         whole = sorted((p for p in blocks if p.name not in reasons), key=rewrite_tokens,
                        reverse=True)
         need = sum(map(rewrite_tokens, whole)) + EDIT_TOKENS * len(reasons)
@@ -169,6 +169,11 @@ class Prime(Optimizer):
             reasons.update({p.name: prompts.EDIT_WHY_ASKED for p in blocks
                             if p.name not in reasons})
         return reasons
+
+    def _answer_cap(self) -> int:
+        """The most tokens an answer gets: the model's cap, or `max_tokens` when lower."""
+        cap = output_cap(self.llm)[0]
+        return min(cap, self.max_tokens) if self.max_tokens else cap
 
     def messages(self) -> list[Message]:
         """The full prompt for the current feedback (the compact one for a single compact
@@ -280,9 +285,11 @@ class Prime(Optimizer):
         """The start the model's answer is forced to ("" when not prefilled); for a value
         asked for as edits, the first edit's SEARCH line."""
         use = continues_assistant(self.llm) if self.prefill is None else self.prefill
-        params = self.params if params is None else params
-        partial = self.partial if len(params) == len(self.params) else {}
-        return prefix(params, self.edit_reasons(params, partial)) if use else ""
+        if not use:
+            return ""
+        if params is None:  # the full prompt's: its values shown in part are asked as edits
+            return prefix(self.params, self.edit_reasons(self.params, self.partial))
+        return prefix(params, self.edit_reasons(params, {}))  # compact prompts show it whole
 
     # -- one step -----------------------------------------------------------------------------
     def propose(self, report: StepReport) -> list[str]:
@@ -293,8 +300,7 @@ class Prime(Optimizer):
         except RenderBudgetError as exc:
             report.error = f"prompt does not fit budget_tokens={self.budget_tokens}: {exc}"
             return []
-        limit = self.answer_limit(report, self.params, self.edit_reasons(self.params,
-                                                                          self.partial))
+        limit = self._full_limit(report)
         start = self.prefix()
         if start:
             messages = [*messages, {"role": "assistant", "content": start}]
@@ -306,6 +312,10 @@ class Prime(Optimizer):
         if texts:
             report.answers[-len(texts) :] = texts
         return texts
+
+    def _full_limit(self, report: StepReport) -> int:
+        """The answer limit of the full prompt (its values shown in part asked as edits)."""
+        return self.answer_limit(report, self.params, self.edit_reasons(self.params, self.partial))
 
     def answer_limit(self, report: StepReport, params: list[Param],
                      edits: dict[str, str]) -> int:
@@ -325,7 +335,7 @@ class Prime(Optimizer):
         """The whole answers; those that reached `limit` tokens are remembered as cut short
         (a block they never closed is then rejected, not kept)."""
         texts = [self._prefixed(start, c.text) for c in completions]
-        self.cut_short.update(t for t, c in zip(texts, completions) if _reached(c, limit))
+        self.cut_short.update(t for t, c in zip(texts, completions) if reached_limit(c, limit))
         return texts
 
     @staticmethod
@@ -346,8 +356,7 @@ class Prime(Optimizer):
         each = self.compact_params()
         if each and all(self.compact_messages(p) is not None for p in each):
             return self._ask_each(report, each)
-        texts = self.propose(report)
-        return [self._applies(t) for t in texts]
+        return [self._applies(t) for t in self.propose(report)]
 
     def _applies(self, text: str, names: set[str] | None = None
                  ) -> Callable[[StepReport], dict[str, Any]]:
@@ -376,13 +385,13 @@ class Prime(Optimizer):
             if blamed(param, self.params) is False:
                 report.problems.append(f"{param.name}: {NOT_ASKED}")
                 continue
-            limit = self.answer_limit(report, [param], self.edit_reasons([param], {}))
+            edits = self.edit_reasons([param], {})
+            limit = self.answer_limit(report, [param], edits)
             messages = self.compact_messages(param)
             assert messages is not None  # checked by `proposals`
             texts = self._ask_texts(report, messages, param, self.candidates, limit)
             # a value too long to write in one answer is never asked for anew without it
-            cap = min(output_cap(self.llm)[0], self.max_tokens or output_cap(self.llm)[0])
-            long = bool(self.edit_reasons([param], {})) or rewrite_tokens(param) > cap
+            long = bool(edits) or rewrite_tokens(param) > self._answer_cap()
             if retry and long and not any(self._changes(param, t) for t in texts):
                 report.problems.append(
                     f"retry: no answer changed {param.name}; not asked for it anew, which shows "
@@ -480,7 +489,7 @@ class Prime(Optimizer):
         if start:
             messages.append({"role": "assistant", "content": start})
         asked = StepReport(step=report.step)
-        limit = self.answer_limit(report, self.params, self.edit_reasons(self.params, self.partial))
+        limit = self._full_limit(report)
         found = self._ask_many(asked, messages, 1, json_schema=self.schema(),
                                temperature=SAMPLE_TEMPERATURE, max_tokens=limit)
         report.prompts += asked.prompts
@@ -531,16 +540,6 @@ class Prime(Optimizer):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.rejections = list(state.get("rejections", []))
-
-
-def _reached(completion: Any, limit: int) -> bool:
-    """Whether an answer may have been cut by its token limit. One answer of a request for
-    several carries no count of its own (the request's tokens are on the first), so its
-    text's estimated tokens decide."""
-    own = completion.usage.completion_tokens
-    if completion.alternatives or (own == 0 and not completion.cached):
-        return estimate_tokens(completion.text) >= 0.9 * limit
-    return own >= limit
 
 
 def _memory_row(obs: Observation, limit_chars: int, now: dict[str, Any]) -> str:

@@ -137,8 +137,8 @@ def example(params: list[Param]) -> str:
 
 
 __all__ = ["answer_format", "answer_limit", "answer_schema", "answer_schema_for", "clip",
-           "describe", "names_text", "prefix", "rewrite_tokens", "shown_in_part", "value_text",
-           "values_text", "variants_format"]
+           "describe", "names_text", "partial_edits", "prefix", "reached_limit", "rewrite_tokens",
+           "shown_in_part", "value_text", "values_text", "variants_format"]
 
 
 def names_text(params: list[Param]) -> str:
@@ -176,6 +176,22 @@ def answer_tokens(params: list[Param], reasoning_chars: int, values: int = 1,
     per_copy = sum(min(rewrite_tokens(p), EDIT_TOKENS) if p.name in edits else rewrite_tokens(p)
                    for p in params)
     return reasoning_chars // 3 + values * per_copy + 48
+
+
+def reached_limit(completion: Any, limit: int) -> bool:
+    """Whether an answer may have been cut by its token limit. One answer of a request for
+    several carries no count of its own (the request's tokens are on the first), so its
+    text's estimated tokens decide."""
+    own = completion.usage.completion_tokens
+    if completion.alternatives or (own == 0 and not completion.cached):
+        return estimate_tokens(completion.text) >= 0.9 * limit
+    return own >= limit
+
+
+def partial_edits(params: list[Param], value_chars: int | None) -> dict[str, str]:
+    """The values a prompt that cuts them to `value_chars` shows in part, each asked for as
+    edits, with why (the `edits` of `answer_format` and `variants_format`)."""
+    return {name: prompts.EDIT_WHY_PARTIAL for name in shown_in_part(params, value_chars)}
 
 
 def shown_in_part(params: list[Param], value_chars: int | None) -> set[str]:

@@ -18,6 +18,7 @@ from .schema import (
     answer_schema_for,
     clip,
     gradients_schema,
+    partial_edits,
     shown_in_part,
     values_text,
 )
@@ -168,7 +169,7 @@ class TextGrad(Optimizer):
             feedback=clip(feedback, self.value_chars),
             answer_format=answer_format(
                 [p], self.reasoning_chars,
-                {n: prompts.EDIT_WHY_PARTIAL for n in shown_in_part([p], self.value_chars)}),
+                partial_edits([p], self.value_chars)),
         )
         return [
             {"role": "system", "content": prompts.TEXTGRAD_SYSTEM.render()},

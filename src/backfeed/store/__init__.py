@@ -15,6 +15,7 @@ from .runstore import (
     StepReportRecord,
     UnknownRun,
     default_store_path,
+    holds_step,
     to_json,
     values_hash,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "UnknownRun",
     "default_store_path",
     "export_mlflow",
+    "holds_step",
     "pareto_wins",
     "to_json",
     "values_hash",

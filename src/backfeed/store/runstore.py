@@ -133,6 +133,14 @@ def values_hash(values: dict[str, Any]) -> str:
     return hashlib.sha256(to_json(values).encode()).hexdigest()[:32]
 
 
+def holds_step(report: dict[str, Any]) -> bool:
+    """Whether a stored step-report row holds its optimizer step's own report (prompts,
+    answers, spend, rejections): the first candidate's row. Later candidates' rows hold only
+    their own changes (`shared_with` names the row); stores written before that copied the
+    whole report to every row, so the candidate index decides for both."""
+    return not report.get("candidate_index")
+
+
 def _load(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 

@@ -128,7 +128,8 @@ def estimate(trainer: Any, *, price: tuple[float, float] | None = None) -> Estim
     if usd_each is not None:
         spent = optimizer_calls * usd_each
         if price is not None:
-            spent += program_calls * (program_prompt * price[0] + program_completion * price[1]) / 1e6
+            per_call = program_prompt * price[0] + program_completion * price[1]
+            spent += program_calls * per_call / 1e6
         elif program_calls:
             basis.append("usd: the optimizer's calls only (pass price= to count the program's)")
     usd = None if spent is None else (spent / 2, spent * 2)

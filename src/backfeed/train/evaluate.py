@@ -469,8 +469,8 @@ def evaluate(program: Any, dataset: Iterable[Any], metric: Metric, *, executor: 
 
     Examples are run as in `bf.train` (`program(**example.inputs())` for a `bf.Example` with
     declared inputs or a dict example with `inputs=[...]`, `program(example[0])` for a tuple
-    or list, else `program(example)`, or `forward(program, example)`), through the same `Executor.evaluate`
-    the trainer uses (default `Threads(1)`). Errors in the program become rows with score 0;
+    or list, else `program(example)`, or `forward(program, example)`), through the same
+    `Executor.evaluate` the trainer uses (default `Threads(1)`). Errors in the program become rows with score 0;
     a metric that raises, or returns anything but a finite number or `bf.Feedback(score=...)`
     (NaN and inf included), raises `MetricError` naming the example. `progress` shows a bar
     on a terminal. A row's `output` is the program's plain value (a dict, a pydantic object);

@@ -198,7 +198,8 @@ class Ray:
 
 
 def _evaluate_shipped(shipped: tuple[Any, dict[str, Any], Any, Any], model: Shipment | None,
-                      chunk: Items, threads: int) -> tuple[list[Any], list[RemoteCall], str | None]:
+                      chunk: Items, threads: int
+                      ) -> tuple[list[Any], list[RemoteCall], tuple[str, str] | None]:
     module, values, metric, forward = shipped  # Ray resolved the ObjectRefs to copies
     return evaluate_remotely(model, lambda: evaluate_values(module, values, chunk, metric,
                                                             forward, threads))

@@ -37,14 +37,14 @@ class _Log(Wrapper):
     def __init__(self, llm: LLM) -> None:
         super().__init__(llm)
         self.calls: list[RemoteCall] = []
-        self.exceeded: str | None = None
+        self.exceeded: tuple[str, str] | None = None  # the budget error's (limit, message)
 
     def call(self, messages: list[Message], options: dict[str, Any]) -> Completion:
         started = time.perf_counter()
         try:
             completion = self.llm.complete(messages, **options)
         except BudgetExceeded as exc:
-            self.exceeded = f"{exc.limit}: {exc}"
+            self.exceeded = (exc.limit, str(exc))
             raise
         self.calls.append(RemoteCall([dict(m) for m in messages], dict(options), completion,
                                      time.perf_counter() - started))
@@ -91,8 +91,8 @@ def shipment(tasks: int) -> list[Shipment | None]:
             for c, t, u in zip(calls, tokens, usd)]
 
 
-def evaluate_remotely(shipment: Shipment | None, evaluate: Any) -> tuple[Any, list[RemoteCall],
-                                                                        str | None]:
+def evaluate_remotely(shipment: Shipment | None, evaluate: Any
+                      ) -> tuple[Any, list[RemoteCall], tuple[str, str] | None]:
     """On a worker: `evaluate()` with bf.chat's calls (program model and explicit ones)
     metered against the shipped share; (its result, the calls, the budget error if any)."""
     if shipment is None:
@@ -103,7 +103,7 @@ def evaluate_remotely(shipment: Shipment | None, evaluate: Any) -> tuple[Any, li
     return result, log.calls, log.exceeded
 
 
-def take_back(calls: list[RemoteCall], exceeded: str | None) -> None:
+def take_back(calls: list[RemoteCall], exceeded: tuple[str, str] | None) -> None:
     """On the driver: count and store the calls a worker made, as if made here; a budget
     reached there stops the run as one reached here does."""
     parts = _run_parts()
@@ -117,5 +117,5 @@ def take_back(calls: list[RemoteCall], exceeded: str | None) -> None:
         if recorded is not None:
             recorded.store_call(call.messages, call.options, call.completion, call.seconds)
     if exceeded is not None and recorded is not None and recorded.exceeded is None:
-        limit, _, message = exceeded.partition(": ")
+        limit, message = exceeded
         recorded.exceeded = BudgetExceeded(limit, f"{message} (on a remote worker)")

@@ -776,7 +776,8 @@ def train(
     `bf.Example` with declared inputs (or a dict example with `inputs=["question", ...]`:
     only those fields reach the program, the labels reach only the metric), else
     `module(example)` (`forward(module, example)` overrides); `bf.chat` refuses to send a
-    whole dict example, labels included, to a model (`bf.LabelLeakError`). Then `metric(example, output) -> float |
+    whole dict example, labels included, to a model (`bf.LabelLeakError`). Then
+    `metric(example, output) -> float |
     bf.Feedback` (a DSPy-style `metric(example, pred, trace=None)` works too). The program may
     return one node or a dict, list, tuple or dataclass of nodes: the metric sees plain values
     and the feedback reaches every parameter behind any part. Datasets may be any iterable.
@@ -805,6 +806,7 @@ def train(
     return Trainer(
         module, trainset, valset, metric=metric, optimizer=optimizer, strategy=strategy,
         budget=budget, executor=executor, seed=seed, steps=steps, minibatch_size=minibatch_size,
-        forward=forward, inputs=inputs, store=store, run_dir=run_dir, resume=resume, on_edit=on_edit, name=name,
+        forward=forward, inputs=inputs, store=store, run_dir=run_dir, resume=resume,
+        on_edit=on_edit, name=name,
         stop_file=stop_file, progress=progress, program_llm=program_llm,
     ).fit()

@@ -21,6 +21,7 @@ from ..store import (
     StepRecord,
     StepReportRecord,
     UnknownRun,
+    holds_step,
     pareto_wins,
 )
 
@@ -232,10 +233,9 @@ class RunReader:
                     "applied": len(applied),
                     # each optimizer step's rejections once (older stores copied them to each row)
                     "rejected": sum(len(rep.get("rejected", [])) for rep in reps
-                                    if not rep.get("candidate_index")),
+                                    if holds_step(rep)),
                     "llm_calls": calls,  # this step's, not the running total
                     "usd": usd,
-                    "total_llm_calls": s["spend"].get("calls"),
                     "summary": ("changed " + ", ".join(dict.fromkeys(applied))) if applied else "",
                     "reason": _step_reason(decided.get(s["step"], {}), s["candidate"]),
                 }
@@ -283,7 +283,7 @@ class RunReader:
         reasoning, errors = [], []
         tokens, usd = 0, 0.0
         for rep in reports:
-            first = not rep.get("candidate_index")  # the optimizer step's own row (index 0)
+            first = holds_step(rep)  # the optimizer step's own row
             if not first and "shared_with" not in rep:
                 continue  # a store written before 0.3 copied the whole report to each candidate
             for u in rep.get("updates", []):
