@@ -286,6 +286,7 @@ def test_runs_at_80_columns_keeps_the_run_id_whole_and_says_what_it_left_out(sto
     result = invoke("runs", store=path)
     assert result.exit_code == 0, result.output
     assert run_id in result.output  # whole, so that it can be copied
+    assert "scripted-train" in result.output  # a column kept is shown, not squeezed to nothing
     assert all(len(line) <= 80 for line in result.output.splitlines())
     assert "left out at 80 columns" in result.output
 

@@ -176,7 +176,7 @@ def _fitting(cells: dict[str, Any], rows: list[dict[str, Any]], width: int) -> l
     widths = {col: max([len(col)] + [len(str(cells[col](r))) for r in rows]) for col in cells}
     columns = list(cells)
     for col in _DROP_ORDER:
-        if sum(widths[c] + 2 for c in columns) <= width:
+        if sum(widths[c] + 3 for c in columns) + 2 <= width:  # padding and edges included
             break
         columns.remove(col)
     return columns
