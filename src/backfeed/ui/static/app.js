@@ -348,10 +348,10 @@ function messages(prompt) {
 
 async function renderStep(id, step) {
   const d = await api(apiRun(id) + "/steps/" + encodeURIComponent(step));
-  crumbs(["runs", "/"], [d.run_name || String(d.run_id), runHref(d.run_id)], ["step " + d.step, null]);
+  crumbs(["runs", "/"], [d.run_name || String(d.run_id), runHref(d.run_id)], [d.step < 0 ? "seed" : "step " + d.step, null]);
   document.title = `backfeed · ${d.run_name || d.run_id} · step ${d.step}`;
   const nav = el("p", {},
-    d.prev_step !== null && d.prev_step !== undefined ? el("a", { href: stepHref(d.run_id, d.prev_step) }, "← step " + d.prev_step) : null,
+    d.prev_step !== null && d.prev_step !== undefined ? el("a", { href: stepHref(d.run_id, d.prev_step) }, "← " + (d.prev_step < 0 ? "seed" : "step " + d.prev_step)) : null,
     "  ",
     d.next_step !== null && d.next_step !== undefined ? el("a", { href: stepHref(d.run_id, d.next_step) }, "step " + d.next_step + " →") : null);
   const feedback = (d.feedback || []).map((f) => el("div", { class: "panel feedback" },
@@ -360,10 +360,10 @@ async function renderStep(id, step) {
   const prompts = (d.prompts || []).map((p, i) => el("div", { class: "panel" }, el("h3", {}, "prompt " + (i + 1)), messages(p),
     d.answers && d.answers[i] !== undefined ? [el("div", { class: "message-role" }, "answer"), el("pre", { class: "box answer" }, d.answers[i])] : null));
   show(
-    el("h1", {}, `Step ${d.step}`, d.candidate !== null && d.candidate !== undefined ? ` · candidate ${d.candidate}` : ""),
+    el("h1", {}, d.step < 0 ? "Seed" : `Step ${d.step}`, d.candidate !== null && d.candidate !== undefined ? ` · candidate ${d.candidate}` : ""),
     nav,
     el("div", { class: "cards" },
-      card("score", fmt.score(d.score)), card("applied", fmt.int((d.updates || []).filter((u) => u.applied).length)),
+      card("score", fmt.score(d.score)), card("applied", fmt.int((d.updates || []).filter((u) => u.applied && (u.candidate === d.candidate || (d.candidates || []).length <= 1)).length)),
       card("rejected", fmt.int((d.rejected || []).length)), card("tokens", fmt.int(d.tokens)), card("dollars", fmt.usd(d.usd))),
     d.error ? el("p", { class: "error" }, "optimizer error: " + d.error) : null,
     el("h2", {}, "Trace graph"),
