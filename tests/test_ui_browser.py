@@ -237,6 +237,8 @@ def test_a_step_with_several_candidates_counts_its_tokens_prompts_and_cards_once
         cards = {page.locator(".card .k").nth(i).inner_text(): page.locator(".card .v").nth(i)
                  .inner_text() for i in range(page.locator(".card").count())}
         assert cards["tokens"] == f"{tokens:,}"
+        assert cards["applied"] == "2"  # the kept candidate's two changes, not all six
+        assert page.locator("a", has_text="← seed").count() == 1
         assert page.locator("pre.answer").count() == len(calls) == 3
         panels = page.locator("#updates .update")
         assert panels.count() == 6  # two parameters of each of three candidates, once each
