@@ -5,6 +5,7 @@ the process-wide default (`set_default_sandbox`), re-exported here.
 """
 
 from ..graph.execute import SandboxLike, get_default_sandbox, set_default_sandbox
+from .isolation import SandboxWarning
 from .pool import ERROR_TYPES, Sandbox, SandboxError
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "Sandbox",
     "SandboxError",
     "SandboxLike",
+    "SandboxWarning",
     "get_default_sandbox",
     "set_default_sandbox",
 ]

@@ -1,12 +1,20 @@
 """Limits around model-written code: `Sandbox` and its pool of worker processes.
 
 A `Sandbox` runs the source of a trainable op in a worker process taken from a small pool
-that is reused across calls. Each call gets a fresh temporary working directory, a CPU-time
-and address-space limit, a wall-clock timer, no network (an empty network namespace where the
-platform allows it, and refused socket creation in any case), no subprocesses and no writes
-outside its working directory. A violation becomes a `CodeError`, which the op turns into an
-error node the user can call backward on; a worker that times out, runs out of memory or
-crashes is replaced, and the calling process is unaffected.
+that is reused across calls. On Linux with bubblewrap, each worker sits in its own user (or,
+under root, its own uid), mount, PID and network namespaces: a read-only root holding only the
+system's libraries, Python and the directories on `sys.path`, its own `/proc`, and an empty
+size-limited working directory; no `$HOME`, no run store, no network. Inside, Landlock lets it
+write only there and signal no one else, and a seccomp filter refuses `ptrace`, `mount`,
+`execve`, new processes and namespaces, and network sockets. Rlimits cap open files, threads,
+file size, CPU time and memory; a wall-clock timer stops the call. These hold against code
+written to escape, ctypes included (`benchmarks/reliability/sandbox_escapes.py`). Where the
+kernel refuses a layer, the sandbox says so once, in one line; `strict=True` refuses to run.
+
+An audit hook in front turns the common refusals (sockets, subprocesses, writes outside the
+working directory) into a `CodeError` with a clear message and the code's line, which the op
+turns into an error node the user can call backward on; a worker that times out, runs out of
+memory or crashes is replaced, and the calling process is unaffected.
 
 What crosses the process boundary (the documented rule):
 
@@ -25,13 +33,11 @@ What crosses the process boundary (the documented rule):
 - Parameters whose `.value` the code reads inside the worker are not recorded as hidden
   inputs of the op (pass them as arguments to keep them in the trace).
 
-The limits stop confused code, not code written to escape: ctypes bypasses the audit hook.
-Linux only (rlimits, /proc, network namespaces).
+Linux only (rlimits, /proc, namespaces).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import os
 import pickle
@@ -39,35 +45,21 @@ import re
 import signal
 import sys
 import threading
-import time
 import types
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ..graph.execute import CodeError, code_filename, function_source, source_line
 from ..graph.node import ErrorInfo
-from .wire import Done, Global, Message, Ready, Reply, Request, Settings, SetupFailed, Started
+from .isolation import describe, readable_paths, say_once
+from .process import Died, Expired, StartFailed, WorkerProcess
+from .wire import Done, Global, Request, Settings, SetupFailed, Started
 
-_DUMP_WAIT_S = 1.0  # after a timeout, how long the worker gets to write where it was
-_BACKFEED_ROOT = str(Path(__file__).resolve().parents[2])
-_BOOT = (
-    "import sys; sys.path.insert(0, {root!r}); "
-    "from backfeed.sandbox.worker import main; main()"
-)
 # ErrorInfo.type of the failures the sandbox itself reports (the code's own exceptions keep
 # their type name: "ValueError", "SyntaxError", ...).
 ERROR_TYPES = ("Timeout", "MemoryLimit", "ForbiddenOperation", "WorkerCrash", "UnpicklableResult",
                "ResultTooLarge")
-# Environment variables a worker does not inherit: anything named like a credential.
-_SECRET_ENV = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|AUTH|CREDENTIALS?|"
-                         r"COOKIES?)($|_)", re.I)
-
-
-def worker_env() -> dict[str, str]:
-    """The caller's environment without credentials: model code cannot read them there."""
-    return {k: v for k, v in os.environ.items() if not _SECRET_ENV.search(k)}
 _DUMP_LINE = re.compile(r'File "(?P<file>[^"]*)", line (?P<line>\d+)')
 
 
@@ -85,6 +77,11 @@ class Sandbox:
     `workdir`: directory under which each call's fresh temporary directory is made (default:
     the system temp dir); the code may write only inside its own call directory.
     `workers`: most worker processes alive at once, i.e. concurrent calls (default: CPU count).
+    `strict`: refuse to run (`SandboxError`) unless every kernel protection is on.
+    `kernel`: False runs without the kernel's isolation (namespaces, Landlock, seccomp), with
+    only rlimits and the audit hook, as before; for measuring what the isolation costs.
+    `disk_mb`: what the code may write in its working directory; `open_files`: its open file
+    descriptors; `threads`: its threads (processes are refused), where the kernel counts them.
     """
 
     def __init__(
@@ -96,17 +93,29 @@ class Sandbox:
         *,
         workers: int | None = None,
         start_timeout_s: float = 60.0,
+        strict: bool = False,
+        kernel: bool = True,
+        disk_mb: int | None = 256,
+        open_files: int = 256,
+        threads: int = 64,
     ) -> None:
         if not sys.platform.startswith("linux"):
             raise SandboxError(f"bf.Sandbox needs Linux (rlimits, /proc); this is {sys.platform}")
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
             raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
-        if memory_mb is not None and (
-            isinstance(memory_mb, bool) or not isinstance(memory_mb, int) or memory_mb <= 0
-        ):
-            raise ValueError(f"memory_mb must be a positive int (MiB) or None, got {memory_mb!r}")
-        if not isinstance(network, bool):
-            raise TypeError(f"network must be True or False, got {network!r}")
+        for label, value, optional in (("memory_mb", memory_mb, True), ("disk_mb", disk_mb, True),
+                                       ("open_files", open_files, False),
+                                       ("threads", threads, False)):
+            if (value is not None or not optional) and (
+                isinstance(value, bool) or not isinstance(value, int) or value <= 0
+            ):
+                unit = " or None" if optional else ""
+                raise ValueError(f"{label} must be a positive int{unit}, got {value!r}")
+        for label, flag in (("network", network), ("strict", strict), ("kernel", kernel)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{label} must be True or False, got {flag!r}")
+        if strict and not kernel:
+            raise ValueError("strict=True needs the kernel's isolation: drop kernel=False")
         if workdir is not None:
             workdir = os.path.realpath(os.fspath(workdir))
             if not os.path.isdir(workdir):
@@ -120,6 +129,11 @@ class Sandbox:
         self.workdir = workdir
         self.workers = workers
         self.start_timeout_s = start_timeout_s
+        self.strict = strict
+        self.kernel = kernel
+        self.disk_mb = disk_mb
+        self.open_files = open_files
+        self.threads = threads
         self._lock = threading.Lock()
         self._pool: _Pool | None = None
         self._finalizer: weakref.finalize | None = None
@@ -171,12 +185,12 @@ class Sandbox:
                 f"{type(exc).__name__}: {exc} (return values of types importable by module name)",
             )) from None
 
-    def _exchange(self, worker: _Worker, request: Request) -> SetupFailed | Done:
+    def _exchange(self, worker: WorkerProcess, request: Request) -> SetupFailed | Done:
         """Send one request; return the worker's answer (a dead or late worker is an error)."""
         try:
             worker.send(request)
             reply = worker.receive(self.start_timeout_s)
-        except (_Expired, _Died) as exc:
+        except (Expired, Died) as exc:
             raise SandboxError(
                 f"the sandbox worker failed before running {request.name}: {exc}"
             ) from None
@@ -186,11 +200,11 @@ class Sandbox:
         filename = code_filename(request.name, request.source)
         try:
             done = worker.receive(self.timeout_s)
-        except _Expired:
+        except Expired:
             worker.interrupt()
             info = self._death(worker, filename, request.source, timed_out=True)
             raise CodeError(info) from None
-        except _Died:
+        except Died:
             raise CodeError(self._death(worker, filename, request.source)) from None
         assert isinstance(done, Done), done
         if done.stdout:
@@ -200,10 +214,10 @@ class Sandbox:
         return done
 
     def _death(
-        self, worker: _Worker, filename: str, source: str, timed_out: bool = False
+        self, worker: WorkerProcess, filename: str, source: str, timed_out: bool = False
     ) -> ErrorInfo:
         """Kill and reap the worker; describe why it stopped, with the code's line if known."""
-        worker.kill()
+        worker.kill(grace_s=0.0 if timed_out else 1.0)
         dump = worker.crash_dump()
         lineno = next(
             (int(m["line"]) for m in _DUMP_LINE.finditer(dump) if m["file"] == filename), None
@@ -226,14 +240,38 @@ class Sandbox:
 
     # -- the pool ---------------------------------------------------------------------------
     def _settings(self) -> Settings:
-        return Settings(list(sys.path), self.timeout_s, self.memory_mb, self.network, self.workdir)
+        return Settings(
+            [os.path.abspath(p or os.curdir) for p in sys.path],  # "" is the caller's cwd
+            self.timeout_s, self.memory_mb, self.network, self.workdir,
+            kernel=self.kernel, readable=readable_paths(self.network) if self.kernel else (),
+            disk_mb=self.disk_mb, open_files=self.open_files, threads=self.threads + 2,
+        )  # threads: the code's, plus the worker's own and the sandbox's init
+
+    def _started(self, worker: WorkerProcess) -> None:
+        """Say which kernel protections are off (once), or refuse them under strict=True."""
+        if not self.kernel:
+            return
+        line = describe(worker.protections)
+        if line is not None and self.strict:
+            raise SandboxError(line.replace("refuses to run without them",
+                                            "refused to run without them"))
+        if line is not None:
+            say_once(line)
 
     def _get_pool(self) -> _Pool:
         with self._lock:
             if self._pool is None:
-                self._pool = _Pool(self._settings, self.workers, self.start_timeout_s)
+                self._pool = _Pool(self._settings, self.workers, self.start_timeout_s,
+                                   self._started)
                 self._finalizer = weakref.finalize(self, self._pool.close)  # also runs at exit
             return self._pool
+
+    @property
+    def protections(self) -> dict[str, str] | None:
+        """The kernel protections of the last worker started ({"namespaces", "landlock",
+        "seccomp": "on" or why it is off}), or None before any worker started."""
+        pool = self._pool
+        return pool.protections if pool is not None else None
 
     @property
     def isolation(self) -> str | None:
@@ -273,9 +311,10 @@ class Sandbox:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
+        extra = ", strict=True" if self.strict else ", kernel=False" if not self.kernel else ""
         return (
             f"Sandbox(timeout_s={self.timeout_s:g}, memory_mb={self.memory_mb}, "
-            f"network={self.network}, workdir={self.workdir!r}, workers={self.workers})"
+            f"network={self.network}, workdir={self.workdir!r}, workers={self.workers}{extra})"
         )
 
 
@@ -357,140 +396,33 @@ def _dumps(value: Any, label: str, function_name: str) -> bytes:
         ) from None
 
 
-class _Expired(Exception):
-    pass
-
-
-class _Died(Exception):
-    pass
-
-
-class _Worker:
-    """The caller's handle on one worker process: two pipes and a file for crash dumps."""
-
-    def __init__(self, settings: Settings, start_timeout_s: float) -> None:
-        import subprocess  # here, not at import: `import backfeed` stays fast
-        import tempfile
-        from multiprocessing.connection import Connection
-
-        self.crash = tempfile.TemporaryFile(prefix="backfeed-sandbox-")
-        # The code's working directory, emptied by the worker after each call, removed here.
-        self.call_dir = os.path.realpath(
-            tempfile.mkdtemp(prefix="backfeed-sandbox-", dir=settings.workdir)
-        )
-        settings = dataclasses.replace(settings, call_dir=self.call_dir)
-        from_parent, to_child = os.pipe()
-        from_child, to_parent = os.pipe()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOT.format(root=_BACKFEED_ROOT),
-                 str(from_parent), str(to_parent), str(self.crash.fileno())],
-                pass_fds=(from_parent, to_parent, self.crash.fileno()),
-                stdin=subprocess.DEVNULL,
-                env=worker_env(),
-                start_new_session=True,  # Ctrl-C in a terminal reaches the caller, not workers
-            )
-        except BaseException:
-            for fd in (to_child, from_child):
-                os.close(fd)
-            self.crash.close()
-            _remove_tree(self.call_dir)
-            raise
-        finally:
-            os.close(from_parent)
-            os.close(to_parent)
-        self.outbox = Connection(to_child, readable=False)
-        self.inbox = Connection(from_child, writable=False)
-        try:
-            self.send(settings)
-            reply = self.receive(start_timeout_s)
-        except (_Expired, _Died) as exc:
-            self.kill()
-            raise SandboxError(f"a sandbox worker failed to start: {exc}") from None
-        assert isinstance(reply, Ready), reply
-        self.pid = reply.pid
-        self.isolation = reply.isolation
-
-    def send(self, message: Message) -> None:
-        try:
-            self.outbox.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-        except OSError as exc:  # BrokenPipeError: it died
-            raise _Died(f"the worker is gone ({exc})") from None
-
-    def receive(self, timeout: float) -> Reply:
-        try:
-            if not self.inbox.poll(timeout):
-                raise _Expired(f"no answer within {timeout:g} s")
-            return pickle.loads(self.inbox.recv_bytes())
-        except (EOFError, OSError, pickle.UnpicklingError) as exc:
-            raise _Died(f"the worker stopped ({type(exc).__name__})") from None
-
-    def interrupt(self) -> None:
-        """Ask a worker that overran to dump where it is (faulthandler on SIGUSR1)."""
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGUSR1)
-        deadline = time.monotonic() + _DUMP_WAIT_S
-        written = 0
-        while time.monotonic() < deadline:  # until the dump has started and stopped growing
-            time.sleep(0.01)
-            size = os.fstat(self.crash.fileno()).st_size
-            if size and size == written:
-                break
-            written = size
-
-    @property
-    def returncode(self) -> int | None:
-        return self.proc.returncode
-
-    def crash_dump(self) -> str:
-        try:
-            return os.pread(self.crash.fileno(), 1 << 16, 0).decode(errors="replace")
-        except (OSError, ValueError):  # already closed
-            return ""
-
-    def kill(self) -> None:
-        """Stop and reap the process, and close the pipes (the crash file stays readable)."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.outbox.close()
-        self.inbox.close()
-
-    def close(self) -> None:
-        self.kill()
-        self.crash.close()
-        _remove_tree(self.call_dir)
-
-
-def _remove_tree(path: str) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)  # best effort: a worker's leftover directory
-
-
 class _Pool:
     """At most `size` workers; idle ones are reused, broken ones replaced on demand."""
 
-    def __init__(self, settings: Callable[[], Settings], size: int, start_timeout_s: float) -> None:
+    def __init__(
+        self, settings: Callable[[], Settings], size: int, start_timeout_s: float,
+        started: Callable[[WorkerProcess], None],
+    ) -> None:
         self._settings = settings
         self._size = size
         self._start_timeout_s = start_timeout_s
-        self._idle: list[_Worker] = []
-        self._busy: set[_Worker] = set()
+        self._started = started  # may refuse a new worker by raising
+        self.protections: dict[str, str] | None = None
+        self._idle: list[WorkerProcess] = []
+        self._busy: set[WorkerProcess] = set()
         self._starting = 0
         self._cond = threading.Condition()
         self._closed = False
         self.isolation: str | None = None
 
-    def acquire(self) -> _Worker:
+    def acquire(self) -> WorkerProcess:
         with self._cond:
             while True:
                 if self._closed:
                     raise SandboxError("this sandbox was closed while the call waited for a worker")
                 while self._idle:
                     worker = self._idle.pop()
-                    if worker.proc.poll() is None:
+                    if worker.alive():
                         self._busy.add(worker)
                         return worker
                     worker.close()  # died while idle (e.g. killed from outside): replace it
@@ -499,23 +431,31 @@ class _Pool:
                     break
                 self._cond.wait()
         try:
-            worker = _Worker(self._settings(), self._start_timeout_s)
-        except BaseException:
+            worker = WorkerProcess(self._settings(), self._start_timeout_s)
+            try:
+                self._started(worker)
+            except BaseException:
+                worker.close()
+                raise
+        except BaseException as exc:
             with self._cond:
                 self._starting -= 1
                 self._cond.notify()
+            if isinstance(exc, StartFailed):
+                raise SandboxError(f"a sandbox worker failed to start: {exc}") from None
             raise
         with self._cond:
             self._starting -= 1
             self._busy.add(worker)
             self.isolation = worker.isolation
+            self.protections = worker.protections
             closed = self._closed
         if closed:
             worker.close()
             raise SandboxError("this sandbox was closed while a worker started")
         return worker
 
-    def release(self, worker: _Worker, reuse: bool) -> None:
+    def release(self, worker: WorkerProcess, reuse: bool) -> None:
         with self._cond:
             self._busy.discard(worker)
             keep = reuse and not self._closed

@@ -15,7 +15,12 @@ from ..graph.node import ErrorInfo
 
 @dataclass(frozen=True)
 class Settings:
-    """The limits and paths a worker is started with."""
+    """The limits and paths a worker is started with.
+
+    `kernel`: confine the worker with Landlock and seccomp (`backfeed.sandbox.confine`);
+    `readable`: the paths it may read; `uid`: the user it becomes (only when started as root,
+    inside namespaces); `threads`: its RLIMIT_NPROC (only where the count is its own).
+    """
 
     sys_path: list[str]
     timeout_s: float
@@ -23,14 +28,23 @@ class Settings:
     network: bool
     workdir: str | None
     call_dir: str = ""
+    kernel: bool = False
+    readable: tuple[str, ...] = ()
+    uid: int | None = None
+    namespaces: bool = False
+    open_files: int = 256
+    threads: int | None = None
+    disk_mb: int | None = None
 
 
 @dataclass(frozen=True)
 class Ready:
-    """The worker started: its process id and how it denies the network."""
+    """The worker started: its process id, how it denies the network, and which kernel
+    protections it could put on itself ({name: "on" or why it is off})."""
 
     pid: int
     isolation: str
+    protections: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """The sandbox worker process: runs model-written code under limits, one request at a time.
 
-Started by `backfeed.sandbox.pool` as `python -c BOOT <in_fd> <out_fd> <crash_fd>`. Messages
-are the dataclasses of `backfeed.sandbox.wire`, pickled over two pipes. Audit-hook refusals, rlimits and the timer protect against
-confused code, not against code written to escape (ctypes can do anything).
+Started by `backfeed.sandbox.pool` as `python -c BOOT <in_fd> <out_fd> <crash_fd>`, inside
+bubblewrap's namespaces where it can. Messages are the dataclasses of `backfeed.sandbox.wire`,
+pickled over two pipes. Before any code runs, the worker confines itself (`confine`: Landlock,
+seccomp, hard rlimits); those hold against ctypes too. The audit hook in front of them turns the
+common refusals into clear `ForbiddenOperation` messages with the code's line.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..graph.execute import (
     source_line,
 )
 from ..graph.node import ErrorInfo
+from .confine import confine
 from .wire import Done, Ready, Reply, Request, Settings, SetupFailed, Started
 
 _CLONE_NEWNET = 0x40000000
@@ -173,7 +176,11 @@ class Worker:
         self.call_dir = settings.call_dir
         os.environ["TMPDIR"] = tempfile.tempdir = self.call_dir  # tempfile works, inside it
         self.network = settings.network
-        self.isolation = "network namespace" if not self.network and _unshare_net() else "audit"
+        # Inside bubblewrap the network namespace is there already; else make one if we may.
+        empty_net = not self.network and (settings.namespaces or _unshare_net())
+        self.isolation = "network namespace" if empty_net else "audit"
+        self.protections = confine(settings)  # from here on, ctypes meets the kernel's limits
+        self.environ = dict(os.environ)
         self.guard = _Guard(self.network)
         sys.addaudithook(self.guard)
         self.functions: dict[str, FunctionCache] = {}  # per module, most recent sources
@@ -183,7 +190,7 @@ class Worker:
         self.outbox.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
     def serve(self) -> None:
-        self.send(Ready(os.getpid(), self.isolation))
+        self.send(Ready(os.getpid(), self.isolation, self.protections))
         while True:
             try:
                 request = pickle.loads(self.inbox.recv_bytes())
@@ -220,8 +227,10 @@ class Worker:
                     f"{MAX_RESULT_BYTES // 2**20} MiB",
                 )
                 result = None
-        # Threads the code left running, or files it left behind: this worker is done.
-        recycle = recycle or self.dirty or threading.active_count() > 1
+        # Threads the code left running, files it left behind, an environment it changed
+        # (LD_PRELOAD, PATH, ...) or memory it kept: this worker is done.
+        recycle = (recycle or self.dirty or threading.active_count() > 1
+                   or os.environ != self.environ)
         self.send(Done(result, error, recycle, out, err))
 
     def resolve_globals(self, request: Request) -> tuple[dict[str, Any], dict[str, str]]:
@@ -274,7 +283,7 @@ class Worker:
         os.chdir(self.call_dir)
         self.guard.workdir, self.guard.filename, self.guard.violations = self.call_dir, filename, []
         signal.alarm(math.ceil(self.timeout_s) + 5)  # backstop should the caller be gone
-        limits = _apply_limits(self.timeout_s, self.memory_mb)
+        limits, grown = _apply_limits(self.timeout_s, self.memory_mb)
         sys.stdout, sys.stderr = out, err
         self.guard.active = True
         failure: BaseException | None = None
@@ -290,7 +299,7 @@ class Worker:
             _restore_limits(limits)
             signal.alarm(0)
             # The next call must not see this one's files: if they stay, a new worker follows.
-            self.dirty = not _empty(self.call_dir)
+            self.dirty = not _empty(self.call_dir) or grown
         captured = _capped(out.getvalue()), _capped(err.getvalue())
         if self.guard.violations:
             message, lineno = self.guard.violations[0]
@@ -329,19 +338,27 @@ class _SetupError(Exception):
     pass
 
 
-def _apply_limits(timeout_s: float, memory_mb: int | None) -> list[tuple[int, tuple[int, int]]]:
-    """Lower the soft CPU and address-space limits for one call; return what to restore."""
+def _apply_limits(
+    timeout_s: float, memory_mb: int | None
+) -> tuple[list[tuple[int, tuple[int, int]]], bool]:
+    """Lower the soft CPU and address-space limits for one call; return what to restore, and
+    whether the worker has grown so near its hard ceiling that the call got less memory."""
     saved = []
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = int(usage.ru_utime + usage.ru_stime + timeout_s) + 2  # the wall timer fires first
     saved.append((resource.RLIMIT_CPU, resource.getrlimit(resource.RLIMIT_CPU)))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, saved[-1][1][1]))
+    grown = False
     if memory_mb is not None:
         with open("/proc/self/statm") as f:
             in_use = int(f.read().split()[0]) * resource.getpagesize()
         saved.append((resource.RLIMIT_AS, resource.getrlimit(resource.RLIMIT_AS)))
-        resource.setrlimit(resource.RLIMIT_AS, (in_use + memory_mb * 2**20, saved[-1][1][1]))
-    return saved
+        ceiling = saved[-1][1][1]
+        wanted = in_use + memory_mb * 2**20
+        grown = ceiling != resource.RLIM_INFINITY and wanted > ceiling
+        resource.setrlimit(resource.RLIMIT_AS, (min(wanted, ceiling) if grown else wanted,
+                                                ceiling))
+    return saved, grown
 
 
 def _restore_limits(saved: list[tuple[int, tuple[int, int]]]) -> None:
