@@ -36,6 +36,8 @@ _NETWORK_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/
 _UID_BASE = 1 << 30  # under root, worker k of this process runs as user _UID_BASE + ...
 _uids = itertools.count()
 _said: set[str] = set()
+_WITHOUT_NAMESPACES = (", so the code sees this system's files, processes and /proc where "
+                       "Landlock does not stop it, and its working directory has no size limit")
 
 
 class SandboxWarning(RuntimeWarning):
@@ -174,8 +176,9 @@ def _parents(paths: list[str]) -> list[str]:
 
 def describe(protections: dict[str, str]) -> str | None:
     """One line naming the protections that are off (None when all are on)."""
-    off = [f"{name} {why.removeprefix('off ')}" for name, why in protections.items()
-           if not why.startswith("on")]
+    off = [f"{name} {why.removeprefix('off ')}" + (_WITHOUT_NAMESPACES if name == "namespaces"
+                                                     else "")
+           for name, why in protections.items() if not why.startswith("on")]
     if not off:
         return None
     on = [name for name, why in protections.items() if why.startswith("on")]

@@ -20,7 +20,9 @@ What crosses the process boundary (the documented rule):
 
 - Arguments and results cross by pickle. An argument that cannot be pickled raises
   `SandboxError` naming it; a result that cannot be pickled is an error of the code
-  ("UnpicklableResult").
+  ("UnpicklableResult"). Results are unpickled as data only (`backfeed.sandbox.unpickle`):
+  builtin and standard value types, numpy arrays, enums and classes of your own modules; a
+  pickle naming anything else (`os.system`, `subprocess.Popen`, ...) is refused unrun.
 - The code runs with its function's module globals: the worker imports the module named by
   `function.__module__`, so module-level names, helpers and classes are there as in-process.
   For a function of `__main__` (a script, a notebook) or of a module the worker cannot import,
@@ -54,6 +56,7 @@ from ..graph.execute import CodeError, code_filename, function_source, source_li
 from ..graph.node import ErrorInfo
 from .isolation import describe, readable_paths, say_once
 from .process import Died, Expired, StartFailed, WorkerProcess
+from .unpickle import loads_result
 from .wire import Done, Global, Request, Settings, SetupFailed, Started
 
 # ErrorInfo.type of the failures the sandbox itself reports (the code's own exceptions keep
@@ -177,12 +180,13 @@ class Sandbox:
         if reply.error is not None:
             raise CodeError(reply.error)
         try:
-            return pickle.loads(reply.result)  # type: ignore[arg-type]
+            return loads_result(reply.result)  # type: ignore[arg-type]
         except Exception as exc:
             raise CodeError(ErrorInfo(
                 "UnpicklableResult",
                 f"the result of {request.name} cannot be unpickled outside the sandbox: "
-                f"{type(exc).__name__}: {exc} (return values of types importable by module name)",
+                f"{type(exc).__name__}: {exc} (return plain data, or instances of classes "
+                "defined in your own modules)",
             )) from None
 
     def _exchange(self, worker: WorkerProcess, request: Request) -> SetupFailed | Done:
@@ -244,8 +248,8 @@ class Sandbox:
             [os.path.abspath(p or os.curdir) for p in sys.path],  # "" is the caller's cwd
             self.timeout_s, self.memory_mb, self.network, self.workdir,
             kernel=self.kernel, readable=readable_paths(self.network) if self.kernel else (),
-            disk_mb=self.disk_mb, open_files=self.open_files, threads=self.threads + 2,
-        )  # threads: the code's, plus the worker's own and the sandbox's init
+            disk_mb=self.disk_mb, open_files=self.open_files, threads=self.threads,
+        )
 
     def _started(self, worker: WorkerProcess) -> None:
         """Say which kernel protections are off (once), or refuse them under strict=True."""

@@ -16,7 +16,9 @@ import threading
 import time
 from typing import Any
 
-from .isolation import BACKFEED_ROOT, bubblewrap, bwrap_command, worker_env, worker_uid
+from . import isolation
+from .isolation import BACKFEED_ROOT, bwrap_command, worker_env, worker_uid
+from .unpickle import loads_message
 from .wire import Message, Ready, Reply, Settings
 
 _DUMP_WAIT_S = 1.0  # after a timeout, how long the worker gets to write where it was
@@ -51,7 +53,7 @@ class WorkerProcess:
 
         self.crash = tempfile.TemporaryFile(prefix="backfeed-sandbox-")
         root = os.geteuid() == 0
-        bwrap, self.namespaces = (bubblewrap(root) if settings.kernel
+        bwrap, self.namespaces = (isolation.bubblewrap(root) if settings.kernel
                                   else (None, "off (Sandbox(kernel=False))"))
         # The code's working directory, emptied by the worker after each call, removed here.
         # Inside bubblewrap it is a size-limited tmpfs that bwrap makes, so nothing is left on
@@ -69,8 +71,10 @@ class WorkerProcess:
             self.thread_limit = "off (RLIMIT_NPROC counts a user's threads only in namespaces)"
         elif root:
             uid, self.thread_limit = worker_uid(settings)
+        # RLIMIT_NPROC counts the worker's main thread and, in a user namespace, bwrap's init.
+        threads = settings.threads + (1 if root else 2) if settings.threads else None
         settings = dataclasses.replace(
-            settings, uid=uid, threads=settings.threads if self.thread_limit == "on" else None)
+            settings, uid=uid, threads=threads if self.thread_limit == "on" else None)
         from_parent, to_child = os.pipe()
         from_child, to_parent = os.pipe()
         fds = [from_parent, to_parent, self.crash.fileno()]
@@ -124,7 +128,7 @@ class WorkerProcess:
         try:
             if not self.inbox.poll(timeout):
                 raise Expired(f"no answer within {timeout:g} s")
-            return pickle.loads(self.inbox.recv_bytes())
+            return loads_message(self.inbox.recv_bytes())  # written where the code runs
         except (EOFError, OSError, pickle.UnpicklingError) as exc:
             raise Died(f"the worker stopped ({type(exc).__name__})") from None
 
