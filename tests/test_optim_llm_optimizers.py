@@ -133,7 +133,7 @@ def test_textgrad_batches_gradients_then_updates_each_parameter():
     report = opt.step()
     assert len(llm.calls) == 3  # one gradient call for 11 ops + 2 params, then one per parameter
     assert prompt.value == "hi there" and x.value == 2.0
-    assert report.gradients["prompt"] == "fix prompt"
+    assert report.details["gradients"]["prompt"] == "fix prompt"
     update_prompt = llm.calls[1].messages[1]["content"]
     assert "#Criticism of this parameter\nfix prompt" in update_prompt
     assert "shout0: fix shout0" in update_prompt  # the node it feeds

@@ -113,9 +113,9 @@ def test_the_run_calls_the_users_optimizer_through_its_model_without_changing_it
     during: list[tuple[object, object]] = []
 
     class Watched(bf.optim.Prime):
-        def _step(self, report):
+        def _propose(self, report):
             during.append((self._llm, self.llm))  # what it holds, and what it calls
-            super()._step(report)
+            return super()._propose(report)
 
     optimizer = Watched(program.parameters(), llm=own)
     bf.train(program, DATA, metric=metric, program_llm=bf.llm.Scripted([echo] * 100),

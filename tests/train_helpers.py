@@ -84,7 +84,7 @@ class FixOptimizer(Optimizer):
         report.prompts.append(messages)
         try:
             completion = self.llm.complete(messages, max_tokens=64)
-        except bf.BudgetExceeded:
+        except bf.RunStop:  # a budget reached or a model the run cannot use: the run stops
             raise
         except Exception as e:  # an optimizer turns model failures into a report
             report.error = str(e)

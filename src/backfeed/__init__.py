@@ -1,7 +1,7 @@
 """backfeed: optimize whole AI workflows the way autograd optimizes neural networks."""
 
 from . import graph, llm, optim, sandbox, store
-from .budget import Budget, BudgetExceeded
+from .budget import Budget, BudgetExceeded, RunStop
 from .example import Example, LabelLeakError
 from .graph import (
     CodeError,
@@ -48,6 +48,7 @@ __version__ = "0.1.0"
 __all__ = [  # noqa: RUF022
     "Budget",
     "BudgetExceeded",
+    "RunStop",
     "CodeError",
     "ErrorInfo",
     "ExecutionError",

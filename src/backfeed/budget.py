@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 
-class BudgetExceeded(RuntimeError):
+class RunStop(Exception):
+    """A failure that ends the run, not the step: a budget reached, or a model that cannot be
+    used. Optimizers re-raise it (their asking helper never turns it into a step report), so
+    the trainer learns of it from the exception, not by polling the model's wrappers."""
+
+
+class BudgetExceeded(RunStop, RuntimeError):
     """Raised instead of doing work that would pass a `Budget` limit."""
 
     def __init__(self, limit: str, message: str) -> None:

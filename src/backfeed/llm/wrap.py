@@ -33,6 +33,18 @@ def answers_n(llm: Any) -> bool:
     return False
 
 
+def continues_assistant(llm: Any) -> bool:
+    """Whether a backend, under any wrappers, continues a trailing assistant message (its
+    class says `continues_assistant = True`, as the embedded model's)."""
+    for _ in range(32):
+        if llm is None:
+            return False
+        if getattr(type(llm), "continues_assistant", False):
+            return True
+        llm = getattr(llm, "llm", None)
+    return False
+
+
 DEFAULT_OUTPUT_CAP = 8192  # completion tokens asked of a model whose own limit is unknown
 
 

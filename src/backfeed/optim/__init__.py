@@ -1,15 +1,17 @@
-"""Optimizers: one contract (zero_feedback / step / state_dict), many ways to propose values."""
+"""Optimizers: one contract (zero_feedback / propose / step / state_dict), many ways to propose values."""
 
 from .apply import Rejected, apply_answer, apply_suggestion, check_suggestion, coerce
-from .base import History, Observation, Optimizer, ParamUpdate, StepReport
+from .base import Optimizer
 from .combine import Combine
 from .evolution import Evolution
 from .fewshot import FewShot
+from .history import History, Observation
 from .hybrid import Hybrid, auto
 from .numeric import Numeric
 from .opro import OPRO
 from .parse import Answer, extract_json, parse_answer, read_answer, recover_function
 from .prime import Prime
+from .records import ParamUpdate, Problem, Proposal, StepReport
 from .textgrad import TextGrad
 
 __all__ = [
@@ -25,6 +27,8 @@ __all__ = [
     "Optimizer",
     "ParamUpdate",
     "Prime",
+    "Problem",
+    "Proposal",
     "Rejected",
     "StepReport",
     "TextGrad",

@@ -20,10 +20,10 @@ from typing import Any
 from .._text import clip
 from ..graph import BoundsError, ChoiceError, Param
 from ..graph.render import cuttable
-from .base import ParamUpdate, StepReport
 from .edits import EditError, apply_edits, has_edits, read_edits
-from .parse import Answer, function_name, loads, read_answer, recover_function
+from .parse import Answer, function_name, loads, read_answer, recover_function, split_variants
 from .parse import parse_answer as parse_answer  # re-exported: older callers import it here
+from .records import PARSE, ParamUpdate, Problem, Proposal, StepReport
 
 # Rejection kinds, as recorded in `ParamUpdate.kind`.
 UNKNOWN, TYPE, BOUNDS, CONSTRAINT, SYNTAX = "unknown", "type", "bounds", "constraint", "syntax"
@@ -217,15 +217,17 @@ class Verdict:
                            f"{exc.kind}: {exc}", exc.kind)
 
 
-def edited(param: Param, proposed: Any, partial: Collection[str] = ()) -> Any:
+def edited(param: Param, proposed: Any, partial: Collection[str] = (),
+           current: Any = None) -> Any:
     """The value a proposal stands for: SEARCH/REPLACE edits (for code and text) applied to
-    the whole current value; a whole value as it is, unless the prompt showed `param` only in
-    part (`partial`), when a whole value would drop text the model never saw: `Rejected`."""
+    the whole `current` value (default: the parameter's); a whole value as it is, unless the
+    prompt showed `param` only in part (`partial`), when a whole value would drop text the
+    model never saw: `Rejected`."""
     if cuttable(param) and isinstance(proposed, str):
         try:
             edits = read_edits(proposed)
             if edits is not None:
-                return apply_edits(param._value, edits)
+                return apply_edits(param._value if current is None else current, edits)
         except EditError as exc:
             raise Rejected(EDIT, f"{param.name!r}: {exc}") from None
     if param.name in partial:
@@ -240,11 +242,13 @@ def edited(param: Param, proposed: Any, partial: Collection[str] = ()) -> Any:
 
 
 def judge(
-    params: list[Param], suggestion: dict[str, Any], partial: Collection[str] = ()
+    params: list[Param], suggestion: dict[str, Any], partial: Collection[str] = (),
+    current: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Verdict], list[ParamUpdate]]:
     """Coerce each proposal, setting nothing: ({name: verdict}, proposals for unknown names).
-    Edits are applied to the whole value; `partial` names the parameters the prompt showed in
-    part, for which a whole value is rejected (`edited`)."""
+    Edits are applied to the whole value (`current`'s, by name, else the parameter's);
+    `partial` names the parameters the prompt showed in part, for which a whole value is
+    rejected (`edited`)."""
     verdicts: dict[str, Verdict] = {}
     unknown: list[ParamUpdate] = []
     for raw_name, value in (suggestion or {}).items():
@@ -255,7 +259,8 @@ def judge(
             continue
         verdict = Verdict(target, value)
         try:
-            verdict.value = coerce(target, edited(target, value, partial))
+            verdict.value = coerce(target, edited(target, value, partial,
+                                                  (current or {}).get(target.name)))
         except Rejected as exc:
             verdict.rejected = exc
         except Exception as exc:  # a rule we did not foresee: recorded, never raised
@@ -272,6 +277,7 @@ def apply_suggestion(
     unreadable: dict[str, str] | None = None,
     only: set[str] | None = None,
     partial: Collection[str] = (),
+    into: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Coerce and set each proposed value, recording every outcome in `report` (`partial`:
     the parameters shown in part, which take edits only; see `judge`).
@@ -279,16 +285,19 @@ def apply_suggestion(
     `report.updates` gets one entry per parameter (proposed, applied, new value, reason);
     `report.rejected` gets every rejected proposal, unknown names included. With `only`,
     parameters outside that set are left to the caller: their coerced values are returned,
-    not set. Returns {name: coerced value} for every accepted proposal.
+    not set. With `into` (values by name), the accepted values are written there, never to
+    a parameter: the optimizers build their proposals so. Returns {name: coerced value} for
+    every accepted proposal.
     """
-    verdicts, unknown = judge(params, suggestion, partial)
+    current = into if into is not None else {p.name: p._value for p in params}
+    verdicts, unknown = judge(params, suggestion, partial, current)
     report.rejected.extend(unknown)
     accepted: dict[str, Any] = {}
     by_name = {u.name: u for u in report.updates}
     for p in params:
         update = by_name.get(p.name)
         if update is None:
-            update = ParamUpdate(p.name, p._value, new=p._value)
+            update = ParamUpdate(p.name, current[p.name], new=current[p.name])
             report.updates.append(update)
             by_name[p.name] = update
         verdict = verdicts.get(p.name)
@@ -305,8 +314,12 @@ def apply_suggestion(
         accepted[p.name] = verdict.value
         if only is not None and p.name not in only:
             continue
-        update.changed = verdict.value != p._value or type(verdict.value) is not type(p._value)
-        p._value = verdict.value  # already validated by coerce()
+        old = current[p.name]
+        update.changed = verdict.value != old or type(verdict.value) is not type(old)
+        if into is None:
+            p._value = verdict.value  # already validated by coerce()
+        else:
+            into[p.name] = verdict.value
         update.new, update.applied = verdict.value, True
     return accepted
 
@@ -322,24 +335,24 @@ def check_suggestion(
 
 def apply_answer(
     params: list[Param], text: str, report: StepReport, *, only: set[str] | None = None,
-    partial: Collection[str] = (), cut_short: bool = False,
+    partial: Collection[str] = (), cut_short: bool = False, into: dict[str, Any] | None = None,
 ) -> tuple[Answer, dict[str, Any]]:
     """Read one answer (blocks and/or JSON) and apply it: reasoning, stop and reading
     problems go to the report; `partial`: the parameters shown in part (edits only).
     `cut_short`: the answer reached its token limit, so a block it never closed is the start
-    of a value, not a value: rejected (kind `cut`), never kept."""
+    of a value, not a value: rejected (kind `cut`), never kept. `into`: as `apply_suggestion`."""
     answer = read_answer(text, params)
     report.reasoning = answer.reasoning
     report.stop = report.stop or answer.stop
-    report.problems.extend(answer.problems)
+    report.problems.extend(Problem(p, PARSE) for p in answer.problems)
     if has_edits(answer.reasoning):  # e.g. a second block for the same parameter
-        report.problems.append("parse: SEARCH/REPLACE edits outside a parameter's block were "
-                               "not applied (write every edit of a parameter in its one block)")
+        report.problem("parse: SEARCH/REPLACE edits outside a parameter's block were not "
+                       "applied (write every edit of a parameter in its one block)", PARSE)
     cut = {name: answer.suggestion.pop(name) for name in sorted(answer.unclosed)
            if cut_short and name in answer.suggestion}
     accepted = apply_suggestion(
         params, answer.suggestion, report, unreadable=answer.unreadable, only=only,
-        partial=partial,
+        partial=partial, into=into,
     )
     by_name = {u.name: u for u in report.updates}
     for name, proposed in cut.items():
@@ -355,6 +368,69 @@ def apply_answer(
     return answer, accepted
 
 
+# -- proposals --------------------------------------------------------------------------------
+
+def _proposal(scratch: StepReport, values: dict[str, Any], by: str, answer: str | None,
+              outside: dict[str, Any]) -> Proposal:
+    return Proposal(values, by=by, answer=answer, updates=tuple(scratch.updates),
+                    rejected=tuple(scratch.rejected), problems=tuple(scratch.problems),
+                    reasoning=scratch.reasoning, stop=scratch.stop, outside=outside)
+
+
+def answer_proposal(
+    params: list[Param], start: dict[str, Any], answers: list[tuple[str, Collection[str] | None]],
+    *, by: str, partial: Collection[str] = (), cut_short: Collection[str] = (),
+) -> Proposal:
+    """The proposal of one or more answers read in turn from the values `start` (by name),
+    each `(text, only)`: `only` the parameters it may write (None: all); what it writes for
+    the others is the proposal's `outside`. `cut_short`: the answers that reached their
+    token limit. No parameter changes."""
+    scratch = StepReport(step=-1)
+    values = dict(start)
+    outside: dict[str, Any] = {}
+    for text, only in answers:
+        names = None if only is None else set(only)
+        _, accepted = apply_answer(params, text, scratch, only=names, partial=partial,
+                                   cut_short=text in cut_short, into=values)
+        outside.update({k: v for k, v in accepted.items() if names is not None and k not in names})
+    return _proposal(scratch, values, by, answers[0][0] if len(answers) == 1 else None, outside)
+
+
+def values_proposal(params: list[Param], start: dict[str, Any], suggestion: dict[str, Any], *,
+                    by: str, partial: Collection[str] = (), reasoning: str = "") -> Proposal:
+    """The proposal of a suggestion ({name: value}, e.g. a sampler's or an evolved member's)
+    from the values `start`: each value coerced or rejected. No parameter changes."""
+    scratch = StepReport(step=-1, reasoning=reasoning)
+    values = dict(start)
+    apply_suggestion(params, suggestion, scratch, partial=partial, into=values)
+    return _proposal(scratch, values, by, None, {})
+
+
+def read_members(report: StepReport, text: str, params: list[Param], *, blocks: bool) -> list[Any]:
+    """The value sets an answer proposes (Evolution's members, Hybrid's warm start): its
+    `## Candidate N` sections of blocks, or its JSON `members` list; what could not be read
+    goes to the report's problems."""
+    if blocks:
+        members: list[Any] = []
+        for i, part in enumerate(split_variants(text)):
+            answer = read_answer(part, params)
+            report.problems.extend(Problem(f"member {i}: {p}", PARSE) for p in answer.problems)
+            if answer.suggestion:
+                members.append(answer.suggestion)
+        if not members:
+            report.problem("parse: no candidate with a readable value", PARSE)
+        return members
+    answer = parse_answer(text)
+    report.reasoning, report.stop = answer.reasoning, answer.stop
+    report.problems.extend(Problem(p, PARSE) for p in answer.problems)
+    found = (answer.data or {}).get("members")
+    if not isinstance(found, list):
+        if answer.data is not None:
+            report.problem("parse: the answer has no `members` list", PARSE)
+        return []
+    return found
+
+
 __all__ = [
     "BOUNDS",
     "CONSTRAINT",
@@ -366,12 +442,15 @@ __all__ = [
     "UNKNOWN",
     "Rejected",
     "Verdict",
+    "answer_proposal",
     "apply_answer",
     "apply_suggestion",
     "check_suggestion",
     "coerce",
     "edited",
     "judge",
+    "read_members",
     "resolve_name",
     "unknown_reason",
+    "values_proposal",
 ]

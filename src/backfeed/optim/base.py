@@ -1,20 +1,25 @@
-"""The optimizer contract (zero_feedback / step / state_dict) and the step report."""
+"""The optimizer contract: zero_feedback / propose / step / state_dict, torch.optim style."""
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 import random
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+import warnings
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from .._text import clip
-from ..budget import BudgetExceeded
 from ..graph import Param, zero_feedback
-from ..llm import LLM, Completion, Message, Usage
-from ..llm.wrap import answers_n
+from ..llm import LLM, Completion, Message
+from ..llm.wrap import continues_assistant
+from .asking import SAMPLE_TEMPERATURE, ask_many
+from .feedback import NOTHING_TO_OPTIMIZE, all_perfect, current_feedback
+from .history import History, Observation, values_key
+from .records import NOTHING, REPEAT, STOP, ParamUpdate, Problem, Proposal, StepReport
+
+_WARNED: set[type] = set()  # optimizer classes told that `_step` is the older contract
 
 # The model every optimizer calls within `Optimizer.calls_through(llm)`, whatever its own is.
 _CALLS_THROUGH: contextvars.ContextVar[LLM | None] = contextvars.ContextVar(
@@ -22,203 +27,30 @@ _CALLS_THROUGH: contextvars.ContextVar[LLM | None] = contextvars.ContextVar(
 )
 
 
-@dataclass
-class ParamUpdate:
-    """What happened to one parameter in one step."""
-
-    name: str
-    old: Any
-    proposed: Any = None  # what the model wrote for it (None: nothing proposed)
-    new: Any = None  # the value after the step
-    applied: bool = False
-    reason: str | None = None  # why a proposal was rejected (unknown name, type, bounds, ...)
-    kind: str | None = None  # the rejection kind: unknown, type, bounds, constraint, syntax
-    changed: bool = False  # applied and different from the old value
-
-
-@dataclass
-class StepReport:
-    """Everything one `step()` did: prompts, answers, proposals, applied values, rejections."""
-
-    step: int
-    updates: list[ParamUpdate] = field(default_factory=list)
-    rejected: list[ParamUpdate] = field(default_factory=list)  # proposals for unknown names too
-    stop: bool = False
-    reasoning: str = ""
-    prompts: list[list[Message]] = field(default_factory=list)
-    answers: list[str] = field(default_factory=list)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    error: str | None = None  # the LLM call failed: nothing was applied
-    problems: list[str] = field(default_factory=list)  # what was wrong with the answer's form
-    score: float | None = None  # the score the feedback gave the values stepped from
-    llm_calls: int = 0
-    gradients: dict[str, str] = field(default_factory=dict)  # TextGrad: criticism per node
-    # Every distinct value set the step proposed (all parameters, by name), best guess first;
-    # the params hold candidates[0]. Empty: the applied values are the only candidate.
-    candidates: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def applied(self) -> dict[str, Any]:
-        return {u.name: u.new for u in self.updates if u.applied}
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class Observation:
-    """Parameter values with the feedback their outputs received (one row of the history)."""
-
-    step: int
-    values: dict[str, Any]
-    score: float | None
-    feedback: str
-
-    def key(self) -> str:
-        return values_key(self.values)
-
-
-def values_key(values: dict[str, Any]) -> str:
-    """A stable text key for a set of parameter values (equal values, equal keys)."""
-    return json.dumps(values, sort_keys=True, default=repr)
-
-
-class History:
-    """The value sets observed so far with their scores, oldest first, at most `limit` rows
-    (the oldest goes first, never the best). One object can be shared by the parts of a
-    composite optimizer (Hybrid), so each sees what the others observed.
-    """
-
-    def __init__(self, limit: int = 64) -> None:
-        self.limit = limit
-        self.rows: list[Observation] = []
-
-    def __iter__(self) -> Iterator[Observation]:
-        return iter(self.rows)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> Observation:
-        return self.rows[index]
-
-    def remember(self, obs: Observation) -> None:
-        """Add a row; observing the same values again replaces their earlier row."""
-        key = obs.key()
-        self.rows = [h for h in self.rows if h.key() != key] + [obs]
-        if len(self.rows) > self.limit:
-            best = self.best()
-            oldest = next(h for h in self.rows if h is not best)
-            self.rows.remove(oldest)
-
-    def best(self) -> Observation | None:
-        """The observed values with the highest score."""
-        scored = [h for h in self.rows if h.score is not None]
-        return max(scored, key=lambda h: h.score) if scored else None  # type: ignore[arg-type, return-value]
-
-    def keys(self) -> set[str]:
-        """The keys (`values_key`) of every value set observed."""
-        return {h.key() for h in self.rows}
-
-    def load(self, rows: list[dict[str, Any]]) -> None:
-        self.rows = [Observation(**h) for h in rows]
-
-    def to_list(self) -> list[dict[str, Any]]:
-        return [asdict(h) for h in self.rows]
-
-
-SAMPLE_TEMPERATURE = 0.8  # the temperature of every candidate after the first
-
-
-def _perturb(params: list[Param], values: dict[str, Any], rng: random.Random) -> list[str]:
-    """Move bounded numbers in `values` (in place) a small random step within their bounds;
-    the names of the parameters moved."""
-    moved = []
-    for p in params:
-        if p.kind not in ("int", "float") or p.bounds is None or None in p.bounds:
-            continue
-        if p.choices is not None:
-            continue
-        lo, hi = p.bounds
-        old = values[p.name]
-        for _ in range(8):
-            step = rng.gauss(0.0, (hi - lo) * 0.1) or (hi - lo) * 0.05
-            new: Any = min(hi, max(lo, round(old + step, 6)))
-            if p.kind == "int":
-                new = round(new)
-                if new == old:
-                    new = min(hi, max(lo, old + (1 if step > 0 else -1)))
-            if new != old:
-                values[p.name] = new
-                moved.append(p.name)
-                break
-    return moved
-
-
-def current_feedback(params: list[Param], limit: int = 2000) -> tuple[float | None, str, int]:
-    """(mean score, joined feedback text, count) over the outputs the parameters influenced.
-
-    An output that raised and got only text feedback scores 0 (as inside `bf.train`)."""
-    outputs = {id(out): out for p in params for out in p.outputs}
-    scores: list[float] = []
-    texts: list[str] = []
-    count = 0
-    for out in outputs.values():
-        for fb in out._feedback or ():
-            count += 1
-            if fb.score is not None:
-                scores.append(fb.score)
-            elif out.error is not None:  # an error with text feedback only is a failure
-                scores.append(0.0)
-            if fb.text and fb.text not in texts:
-                texts.append(fb.text)
-    text = clip("; ".join(texts), limit)
-    score = sum(scores) / len(scores) if scores else None
-    return score, text, count
-
-
-def continues_assistant(llm: Any) -> bool:
-    """Whether a backend (under any wrappers) continues a trailing assistant message."""
-    for _ in range(16):
-        if llm is None:
-            return False
-        if getattr(type(llm), "continues_assistant", False):
-            return True
-        llm = getattr(llm, "llm", None)
-    return False
-
-
-NOTHING_TO_OPTIMIZE = (
-    "nothing to optimize: no output that depends on these parameters received feedback "
-    "(call .backward(feedback) on an output first); the model was not called"
-)
-
-
-def all_perfect(params: list[Param]) -> bool:
-    """True when the outputs have feedback and every feedback has the score 1 (or more)."""
-    outputs = {id(out): out for p in params for out in p.outputs}
-    scores = [fb.score for out in outputs.values() for fb in out._feedback or ()]
-    return bool(scores) and all(s is not None and s >= 1.0 for s in scores)
-
-
 class Optimizer:
-    """Base of every optimizer: like torch.optim, four calls and JSON state.
+    """Base of every optimizer: like torch.optim, a few calls and JSON state.
 
-    `split = True` (an option of Prime and Hybrid) adds, for each candidate that changes
-    several parameters, each of those changes alone as a further candidate.
+    `propose()` reads the feedback and returns a `StepReport` whose `proposals` are plain
+    `Proposal` records: no parameter changes while an optimizer proposes. `step()` proposes
+    and applies the first proposal, the one change a step makes. Subclasses implement
+    `_propose(report) -> list[Proposal]` (building proposals with `apply.answer_proposal` or
+    `apply.values_proposal`, asking the model with `_ask_many`, so that no suggestion is lost
+    silently); the template removes repeats (values in the history, or equal to an earlier
+    proposal: other proposals of the call are taken instead, and when there are none, the
+    bounded numbers of a repeat are perturbed within their bounds), records why, and fills
+    the report. `split = True` (an option of Prime and Hybrid) adds, for each proposal that
+    changes several parameters, each of those changes alone.
 
-    Subclasses implement `_step(report)`, filling the report and applying values through
-    `backfeed.optim.apply` so that no suggestion is lost silently; `_ask_many` and `_gather`
-    turn several answers into `report.candidates`. `history` may be a `History` shared with
-    another optimizer. A step with no feedback to act on records NOTHING_TO_OPTIMIZE and
-    skips `_step` (unless `needs_feedback` is False); a model's `stop` stands only when every
-    feedback score is perfect.
+    `history` may be a `History` shared with another optimizer. A step with no feedback to
+    act on records NOTHING_TO_OPTIMIZE and proposes nothing (unless `needs_feedback` is
+    False); a model's `stop` stands only when every feedback score is perfect. A `RunStop`
+    (a budget reached, a model the run cannot use) propagates; any other failure of the model
+    is recorded in `report.error`.
     """
 
     needs_feedback = True
     split = False
+    dedupe = True  # repeats of values in the history are replaced or dropped (Numeric: no)
 
     def __init__(
         self, params: list[Param] | Any, llm: LLM | None = None, *, history: History | None = None
@@ -252,6 +84,8 @@ class Optimizer:
 
     @property
     def llm(self) -> LLM:
+        """The model it calls, resolved when first asked for (`bf.llm.default()` when none
+        was given), so building an optimizer never needs a model installed."""
         through = _CALLS_THROUGH.get()
         if through is not None:
             return through
@@ -264,6 +98,16 @@ class Optimizer:
     @llm.setter
     def llm(self, value: LLM) -> None:
         self._llm = value
+
+    @property
+    def given_llm(self) -> LLM | None:
+        """The model it was given (None: the default, made when first called)."""
+        return self._llm
+
+    @property
+    def name(self) -> str:
+        """Who proposes, in a `Proposal`'s `by`."""
+        return type(self).__name__
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -282,8 +126,8 @@ class Optimizer:
     def observe(self) -> Observation | None:
         """Record the current values with the feedback their outputs got (None: no feedback).
 
-        `step()` does this first; call it yourself to show the optimizer the score of values
-        you evaluated but will not step from (e.g. a candidate that was rejected).
+        `propose()` does this first; call it yourself to show the optimizer the score of
+        values you evaluated but will not step from (e.g. a candidate that was rejected).
         Observing the same values again replaces their earlier row.
         """
         score, text, count = current_feedback(self.params)
@@ -308,25 +152,143 @@ class Optimizer:
         """The observed values with the highest score."""
         return self.history.best()
 
-    def step(self) -> StepReport:
-        """Propose and apply new values from the current feedback; never raises for bad answers.
-
-        bf.BudgetExceeded from the LLM layer propagates (the trainer stops on it); any other
-        failure of the LLM call is recorded in `report.error` and nothing is applied.
-        """
+    # -- the step -----------------------------------------------------------------------------
+    def propose(self) -> StepReport:
+        """Propose new values from the current feedback, changing no parameter: the report's
+        `proposals`, best guess first (none: no change), with everything the step asked for
+        and paid. Never raises for bad answers."""
         report = StepReport(step=self.step_count)
         obs = self.observe()
         report.score = obs.score if obs is not None else None
         if obs is None and self.needs_feedback:
-            report.problems.append(NOTHING_TO_OPTIMIZE)
+            report.problem(NOTHING_TO_OPTIMIZE, NOTHING)
+        elif type(self)._step is not Optimizer._step:
+            self._older_step(report)
         else:
-            self._step(report)
+            start = self.values()
+            self._settle(report, start, self._propose(report))
+            self._settled(report)
         if report.stop and not all_perfect(self.params):
             report.stop = False
-            report.problems.append("stop ignored: not every feedback score is perfect (1.0)")
+            report.problem("stop ignored: not every feedback score is perfect (1.0)", STOP)
         self.step_count += 1
         return report
 
+    def step(self) -> StepReport:
+        """Propose (see `propose`) and apply the first proposal to the parameters."""
+        report = self.propose()
+        if report.proposals:
+            self._load(report.proposals[0].values)
+        return report
+
+    def _propose(self, report: StepReport) -> list[Proposal]:
+        """The step's proposals from the current feedback; fills `report` with what it asked
+        and paid. Must not change a parameter."""
+        raise NotImplementedError(f"{type(self).__name__} must implement "
+                                  "_propose(report) -> list[Proposal]")
+
+    def _step(self, report: StepReport) -> None:
+        """The contract before 0.3: set the parameters (and optionally `report.candidates`).
+        Still run, through `_older_step`, for optimizers written against it."""
+        raise NotImplementedError
+
+    def _older_step(self, report: StepReport) -> None:
+        """Run an optimizer written for the contract before 0.3 (`_step` sets the parameters,
+        and `report.candidates` may list value sets) and turn what it did into the report's
+        proposals, as they are (it was never deduplicated: the trainer records repeats); the
+        parameters are set back, so `propose()` still changes nothing. Said once per class,
+        as a DeprecationWarning."""
+        if type(self) not in _WARNED:
+            _WARNED.add(type(self))
+            warnings.warn(f"{type(self).__name__}._step sets parameters: implement "
+                          "_propose(report) -> list[Proposal] instead (bf.optim.Proposal)",
+                          DeprecationWarning, stacklevel=3)
+        start = self.values()
+        try:
+            self._step(report)
+            after = self.values()
+        finally:
+            self._load(start)
+        named = report.candidates or ([after] if after != start else [])
+        report.proposals = [Proposal({**start, **values}, by=self.name) for values in named]
+
+    def _settled(self, report: StepReport) -> None:
+        """After the proposals are settled into `report` (Prime retries here)."""
+
+    def _settle(self, report: StepReport, start: dict[str, Any],
+                proposals: list[Proposal]) -> None:
+        """Keep the distinct proposals that change `start` into `report.proposals` (repeats
+        are replaced by the call's other proposals, or perturbed within their bounds, and the
+        problems say which). The first proposal's updates and reasoning are the step's; the
+        others' rejections and problems are added with a `candidate i:` prefix."""
+        evaluated = (self.history.keys() if self.dedupe else set()) | {values_key(start)}
+        notes: list[list[Problem]] = [[] for _ in proposals]
+        kept: list[Proposal] = []
+        repeats: list[int] = []
+        for i, proposal in enumerate(proposals):
+            key = values_key(proposal.values)
+            if proposal.values == start:
+                continue  # no change proposed
+            if key in evaluated:
+                repeats.append(i)
+            elif any(values_key(k.values) == key for k in kept):
+                notes[i].append(Problem("repeat: the same values as an earlier candidate; "
+                                        "dropped", REPEAT))
+            else:
+                kept.append(proposal)
+        rng = random.Random(f"{self.step_count}:{values_key(start)}")
+        for i in repeats:  # another proposal of the call if any, else a perturbation
+            values = dict(proposals[i].values)
+            moved = [] if kept else _perturb(self.params, values, rng)
+            if moved and values_key(values) not in evaluated:
+                notes[i].append(Problem(f"repeat: these values were already evaluated; "
+                                        f"perturbed {moved} within their bounds", REPEAT))
+                kept.append(proposals[i].with_values(values))
+            else:
+                notes[i].append(Problem("repeat: these values were already evaluated; dropped",
+                                        REPEAT))
+        report.proposals = kept
+        if self.split and len(self.params) > 1:
+            self._split(report, start, evaluated)
+        if proposals:
+            first = proposals[0]
+            report.updates = [replace(u) for u in first.updates]
+            report.reasoning = first.reasoning or report.reasoning
+            report.stop = report.stop or first.stop
+        for i, proposal in enumerate(proposals):
+            for update in proposal.rejected:
+                reason = f"candidate {i}: {update.reason}" if i else update.reason
+                report.rejected.append(replace(update, reason=reason))
+            report.problems.extend(Problem(p).labelled(f"candidate {i}") if i else Problem(p)
+                                   for p in (*proposal.problems, *notes[i]))
+        chosen = report.proposals[0].values if report.proposals else start
+        first_as_proposed = bool(proposals) and proposals[0].values == chosen
+        for update in report.updates:  # the step's values are proposals[0]'s
+            update.new = chosen[update.name]
+            update.changed = update.new != update.old
+            update.applied = update.changed or (update.applied and first_as_proposed)
+
+    def _split(self, report: StepReport, start: dict[str, Any], evaluated: set[str]) -> None:
+        """Add each proposal's change of one parameter alone as a further proposal, so a good
+        change is not lost next to a bad one (the trainer scores each)."""
+        keys = evaluated | {values_key(p.values) for p in report.proposals}
+        for proposal in list(report.proposals):
+            values = proposal.values
+            changed = [name for name in values if values[name] != start[name]]
+            for name in changed if len(changed) > 1 else []:
+                alone = {**start, name: values[name]}
+                if values_key(alone) not in keys:
+                    keys.add(values_key(alone))
+                    report.proposals.append(Proposal(alone, by=f"{proposal.by} ({name} alone)",
+                                                     answer=proposal.answer))
+
+    def _load(self, values: dict[str, Any]) -> None:
+        """Set the parameters to `values` (already valid: earlier values or checked proposals);
+        only `step()` and `load_state_dict` change parameters."""
+        for p in self.params:
+            p._value = values[p.name]
+
+    # -- asking the model -----------------------------------------------------------------------
     def _ask(
         self,
         report: StepReport,
@@ -351,134 +313,11 @@ class Optimizer:
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> list[Completion]:
-        """`n` answers to one prompt: the first at `temperature`, the others sampled at
-        SAMPLE_TEMPERATURE. On a backend that answers one request with several (`answers_n`:
-        litellm's `n`, where the provider bills the prompt once), the others come from one
-        request; otherwise they are asked one after another: on the embedded model that
-        processes the prompt once (the slot keeps it cached) and only generates n times;
-        parallel slots would each process the whole prompt again (benchmarks/candidates.py).
-        Every request is accounted in the report (`llm_calls` counts requests; `prompts` holds
-        the prompt once per answer, beside it). The answers that came back, in order; empty,
-        with `report.error`, when the first call failed (a later failure is one of the
-        report's problems).
-        """
-        rest = n - 1
-        requests = [(1, temperature)]
-        if rest > 1 and answers_n(self.llm):
-            requests.append((rest, SAMPLE_TEMPERATURE))
-        else:
-            requests += [(1, SAMPLE_TEMPERATURE)] * rest
-        completions: list[Completion] = []
-        for i, (count, temp) in enumerate(requests):
-            report.llm_calls += 1
-            try:
-                options: dict[str, Any] = {"n": count} if count != 1 else {}
-                completion = self.llm.complete(
-                    messages, json_schema=json_schema, max_tokens=max_tokens,
-                    temperature=temp, **options,
-                )
-            except BudgetExceeded:
-                raise
-            except Exception as exc:  # a backend failure is recorded; the step goes on without it
-                failure = f"{type(exc).__name__}: {exc}"
-                if i == 0:
-                    report.prompts.append(messages)
-                    report.error = failure
-                    return []
-                which = f"candidates {i}-{i + count - 1}" if count > 1 else f"candidate {i}"
-                report.problems.append(f"{which}: the call failed: {failure}")
-                continue
-            report.prompt_tokens += completion.usage.prompt_tokens
-            report.completion_tokens += completion.usage.completion_tokens
-            report.cost_usd += completion.cost_usd
-            texts = [completion.text, *completion.alternatives][:count]
-            for k, text in enumerate(texts):
-                report.prompts.append(messages)
-                report.answers.append(text)
-                # the request's tokens and cost are counted once, with its first answer
-                completions.append(completion if k == 0 else Completion(
-                    text, Usage(), 0.0, completion.model, completion.cached))
-        return completions
+        """`n` answers to one prompt from this optimizer's model (see `asking.ask_many`)."""
+        return ask_many(self.llm, report, messages, n, json_schema=json_schema,
+                        max_tokens=max_tokens, temperature=temperature)
 
-    def _gather(self, report: StepReport, proposals: list[Callable[[StepReport], Any]]) -> None:
-        """Turn several proposals into `report.candidates` and apply the first.
-
-        Each proposal applies one answer to the parameters (from the same start values) and
-        records what it did in the report it is given. A value set equal to one already
-        evaluated (in the history) or to an earlier candidate is never a candidate: the other
-        candidates of the call are taken instead, and when there are none, the bounded numbers
-        of a repeat are perturbed within their bounds; the report's problems say which. The first proposal's report is the step's;
-        the others' rejections and problems are added with a `candidate i:` prefix.
-        """
-        start = self.values()
-        evaluated = self.history.keys() | {values_key(start)}
-        subs: list[StepReport] = []
-        first_values: dict[str, Any] = start
-        repeats: list[tuple[int, dict[str, Any]]] = []  # proposals equal to evaluated values
-        for i, propose in enumerate(proposals):
-            self._load(start)
-            sub = StepReport(step=report.step)
-            subs.append(sub)
-            propose(sub)
-            values = self.values()
-            if i == 0:
-                first_values = dict(values)
-            key = values_key(values)
-            if values == start:
-                continue  # no change proposed
-            if key in evaluated:
-                repeats.append((i, values))
-            elif any(values_key(c) == key for c in report.candidates):
-                sub.problems.append("repeat: the same values as an earlier candidate; dropped")
-            else:
-                report.candidates.append(values)
-        rng = random.Random(f"{self.step_count}:{values_key(start)}")
-        for i, values in repeats:  # another candidate of the call if any, else a perturbation
-            moved = [] if report.candidates else _perturb(self.params, values, rng)
-            if moved and values_key(values) not in evaluated:
-                subs[i].problems.append(f"repeat: these values were already evaluated; "
-                                        f"perturbed {moved} within their bounds")
-                report.candidates.append(values)
-            else:
-                subs[i].problems.append("repeat: these values were already evaluated; dropped")
-        if self.split and len(self.params) > 1:
-            self._split(report, start, evaluated)
-        first = subs[0]
-        report.updates, report.reasoning, report.stop = first.updates, first.reasoning, first.stop
-        for i, sub in enumerate(subs):
-            if i:
-                for update in sub.rejected:
-                    update.reason = f"candidate {i}: {update.reason}"
-            report.rejected.extend(sub.rejected)
-            report.problems.extend(f"candidate {i}: {p}" if i else p for p in sub.problems)
-        chosen = report.candidates[0] if report.candidates else start
-        self._load(chosen)
-        first_as_proposed = first_values == chosen
-        for update in report.updates:  # the step's values are candidates[0]
-            update.new = chosen[update.name]
-            update.changed = update.new != update.old
-            update.applied = update.changed or (update.applied and first_as_proposed)
-
-    def _split(self, report: StepReport, start: dict[str, Any], evaluated: set[str]) -> None:
-        """Add each candidate's change of one parameter alone as a further candidate, so a good
-        change is not lost next to a bad one (the trainer scores each)."""
-        keys = evaluated | {values_key(c) for c in report.candidates}
-        for values in list(report.candidates):
-            changed = [name for name in values if values[name] != start[name]]
-            for name in changed if len(changed) > 1 else []:
-                alone = {**start, name: values[name]}
-                if values_key(alone) not in keys:
-                    keys.add(values_key(alone))
-                    report.candidates.append(alone)
-
-    def _load(self, values: dict[str, Any]) -> None:
-        """Set the parameters to `values` (already valid: earlier values or checked proposals)."""
-        for p in self.params:
-            p._value = values[p.name]
-
-    def _step(self, report: StepReport) -> None:
-        raise NotImplementedError
-
+    # -- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """JSON-ready optimizer state (parameter values included)."""
         return {
@@ -495,3 +334,46 @@ class Optimizer:
         for name, value in state.get("params", {}).items():
             self.param(name).value = value
         self.history.load(state.get("history", []))
+
+
+def _perturb(params: list[Param], values: dict[str, Any], rng: random.Random) -> list[str]:
+    """Move bounded numbers in `values` (in place) a small random step within their bounds;
+    the names of the parameters moved."""
+    moved = []
+    for p in params:
+        if p.kind not in ("int", "float") or p.bounds is None or None in p.bounds:
+            continue
+        if p.choices is not None:
+            continue
+        lo, hi = p.bounds
+        old = values[p.name]
+        for _ in range(8):
+            step = rng.gauss(0.0, (hi - lo) * 0.1) or (hi - lo) * 0.05
+            new: Any = min(hi, max(lo, round(old + step, 6)))
+            if p.kind == "int":
+                new = round(new)
+                if new == old:
+                    new = min(hi, max(lo, old + (1 if step > 0 else -1)))
+            if new != old:
+                values[p.name] = new
+                moved.append(p.name)
+                break
+    return moved
+
+
+
+__all__ = [
+    "NOTHING_TO_OPTIMIZE",
+    "SAMPLE_TEMPERATURE",
+    "History",
+    "Observation",
+    "Optimizer",
+    "ParamUpdate",
+    "Problem",
+    "Proposal",
+    "StepReport",
+    "all_perfect",
+    "continues_assistant",
+    "current_feedback",
+    "values_key",
+]

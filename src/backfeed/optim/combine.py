@@ -6,7 +6,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..llm import LLM
-from .base import Observation, Optimizer, StepReport, values_key
+from .base import Optimizer
+from .history import Observation, values_key
+from .records import CALL, Problem, Proposal, StepReport
 
 
 class Combine(Optimizer):
@@ -63,6 +65,10 @@ class Combine(Optimizer):
         for m in self.members:
             m.llm = value
 
+    @property
+    def given_llm(self) -> LLM | None:
+        return self.members[0].given_llm
+
     def observe(self) -> Observation | None:
         for m in self.members:
             m.observe()
@@ -74,41 +80,44 @@ class Combine(Optimizer):
             m.record({k: v for k, v in values.items() if k in own}, score, feedback)
         return super().record(values, score, feedback)
 
-    def _step(self, report: StepReport) -> None:
-        subs = [m.step() for m in self.members]
+    def _propose(self, report: StepReport) -> list[Proposal]:
+        """Each member proposes for its own group; the first proposal is every member's first
+        values together, then each member's other proposals with the others' first values."""
+        subs = [m.propose() for m in self.members]
         errors = []
         for i, sub in enumerate(subs):
             label = self._label(i)
+            report.absorb(sub, label)
             report.updates.extend(sub.updates)
-            report.rejected.extend(sub.rejected)
-            report.problems.extend(f"{label}: {p}" for p in sub.problems)
             if sub.reasoning:
                 report.reasoning += ("\n" if report.reasoning else "") + f"{label}: {sub.reasoning}"
-            report.prompts.extend(sub.prompts)
-            report.answers.extend(sub.answers)
-            report.prompt_tokens += sub.prompt_tokens
-            report.completion_tokens += sub.completion_tokens
-            report.cost_usd += sub.cost_usd
-            report.llm_calls += sub.llm_calls
-            report.gradients.update(sub.gradients)
             if sub.error:
                 errors.append(f"{label}: {sub.error}")
         report.stop = all(sub.stop for sub in subs)
         if errors and len(errors) == len(subs):
             report.error = "; ".join(errors)
         else:
-            report.problems.extend(errors)
-        if any(sub.candidates for sub in subs):
-            self._merge_candidates(report, subs)
-
-    def _merge_candidates(self, report: StepReport, subs: list[StepReport]) -> None:
-        """Every member's first values together, then each member's other candidates with the
-        others' first values; the parameters hold the first."""
+            report.problems.extend(Problem(e, CALL) for e in errors)
+        if not any(sub.proposals for sub in subs):
+            return []
         first = self.values()
-        merged = [first]
         for sub in subs:
-            merged += [{**first, **values} for values in sub.candidates[1:]]
-        report.candidates = list({values_key(v): v for v in merged}.values())
+            first.update(sub.proposals[0].values if sub.proposals else {})
+        merged = [Proposal(first, by=" + ".join(m.name for m in self.members),
+                           reasoning=report.reasoning)]
+        for sub in subs:
+            merged += [p.with_values({**first, **p.values}) for p in sub.proposals[1:]]
+        return merged
+
+    def _settle(self, report: StepReport, start: dict[str, Any],
+                proposals: list[Proposal]) -> None:
+        """The members settled their own proposals (repeats, perturbations): keep the merged
+        ones that differ, the members' updates as they are."""
+        report.proposals = list({values_key(p.values): p for p in proposals
+                                 if p.values != start}.values())
+        chosen = report.proposals[0].values if report.proposals else start
+        for update in report.updates:
+            update.new = chosen.get(update.name, update.new)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

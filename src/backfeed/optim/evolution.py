@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from ..graph import Param
 from ..llm import LLM, Message
 from . import prompts
-from .apply import apply_suggestion, check_suggestion
-from .base import Optimizer, StepReport, values_key
-from .parse import is_block, parse_answer, read_answer, split_variants
+from .apply import check_suggestion, read_members, values_proposal
+from .base import Optimizer
+from .history import values_key
+from .parse import is_block
+from .records import PARSE, REPEAT, Proposal, StepReport
 from .schema import (
     answer_limit,
     describe,
@@ -97,12 +98,12 @@ class Evolution(Optimizer):
         """The values the prompt shows in part: answered with edits, never whole."""
         return shown_in_part(self.params, self.value_chars)
 
-    def _step(self, report: StepReport) -> None:
+    def _propose(self, report: StepReport) -> list[Proposal]:
         if len(self.queue) < self.candidates:
             self._breed(report)
         members, self.queue = self.queue[: self.candidates], self.queue[self.candidates :]
-        if members:
-            self._gather(report, [partial(apply_suggestion, self.params, m) for m in members])
+        start = self.values()
+        return [values_proposal(self.params, start, m, by=self.name) for m in members]
 
     def _breed(self, report: StepReport) -> None:
         count = max(self.offspring, self.candidates)
@@ -118,12 +119,12 @@ class Evolution(Optimizer):
         )
         if completion is None:
             return
-        members = self._members(report, completion.text, blocks)
+        members = read_members(report, completion.text, self.params, blocks=blocks)
         seen = {h.key() for h in self.history}
         current = self.values()
         for i, member in enumerate(members):
             if not isinstance(member, dict):
-                report.problems.append(f"member {i}: not an object: {str(member)[:80]}")
+                report.problem(f"member {i}: not an object: {str(member)[:80]}", PARSE)
                 continue
             accepted, rejected = check_suggestion(self.params, member, self._cut())
             for update in rejected:
@@ -134,32 +135,10 @@ class Evolution(Optimizer):
             values = {**current, **accepted}
             key = values_key(values)
             if key in seen:
-                report.problems.append(f"member {i}: already tried; skipped")
+                report.problem(f"member {i}: already tried; skipped", REPEAT)
                 continue
             seen.add(key)
             self.queue.append(values)
-
-    def _members(self, report: StepReport, text: str, blocks: bool) -> list[Any]:
-        """The proposed members: `## Candidate N` sections of blocks, or a JSON `members` list."""
-        if blocks:
-            members: list[Any] = []
-            for i, part in enumerate(split_variants(text)):
-                answer = read_answer(part, self.params)
-                report.problems.extend(f"member {i}: {p}" for p in answer.problems)
-                if answer.suggestion:
-                    members.append(answer.suggestion)
-            if not members:
-                report.problems.append("parse: no candidate with a readable value")
-            return members
-        answer = parse_answer(text)
-        report.reasoning, report.stop = answer.reasoning, answer.stop
-        report.problems.extend(answer.problems)
-        found = (answer.data or {}).get("members")
-        if not isinstance(found, list):
-            if answer.data is not None:
-                report.problems.append("parse: the answer has no `members` list")
-            return []
-        return found
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

@@ -11,8 +11,10 @@ from typing import Any
 from ..example import Example
 from ..graph import Node, Param, minimal_subgraph
 from ..llm import LLM
-from .base import Optimizer, ParamUpdate, StepReport, values_key
+from .base import Optimizer
+from .history import values_key
 from .prime import Prime
+from .records import ParamUpdate, Proposal, StepReport
 
 Demo = dict[str, str]
 
@@ -99,33 +101,41 @@ class FewShot(Optimizer):
             del pool[: max(0, len(pool) - self.max_pool)]  # keep the newest
         return added
 
-    def _step(self, report: StepReport) -> None:
+    def _propose(self, report: StepReport) -> list[Proposal]:
+        """Up to `candidates` demo sets, each with one of Prime's proposals for the other
+        parameters (Prime's report is this step's too); no model call of its own."""
         added = self.bootstrap()
         base = self.values()
-        other: list[dict[str, Any]] = []
+        other: list[Proposal] = []
         if self.prime is not None:
-            sub = self.prime.step()
-            _merge(report, sub)
-            base.update(self.prime.values())
-            other = [dict(c) for c in sub.candidates] or [self.prime.values()]
+            sub = self.prime.propose()
+            report.absorb(sub)
+            report.updates.extend(sub.updates)
+            report.stop, report.reasoning, report.error = sub.stop, sub.reasoning, sub.error
+            base.update(sub.proposals[0].values if sub.proposals else {})
+            other = sub.proposals
         sets = self._demo_sets(base)
         if not sets:
             sizes = ", ".join(f"{name}: {len(pool)}" for name, pool in self.pool.items())
-            report.problems.append(
+            report.problem(
                 f"few-shot: no new demo set to try (pool sizes {sizes}; {added} new this step; "
                 f"demos come from outputs scoring >= {self.threshold:g})"
             )
             sets = [{p.name: p._value for p in self.demos}]
-        for p in self.demos:
-            old, new = p._value, sets[0][p.name]
-            p.value = new
-            report.updates.append(ParamUpdate(p.name, old, proposed=new, new=new, applied=True,
-                                              changed=new != old))
+        report.updates += [ParamUpdate(p.name, p._value, proposed=sets[0][p.name],
+                                       new=sets[0][p.name], applied=True,
+                                       changed=sets[0][p.name] != p._value) for p in self.demos]
         n = max(len(sets), len(other))
-        combined = [{**base, **(other[i % len(other)] if other else {}), **sets[i % len(sets)]}
-                    for i in range(n)]
-        unique = list({values_key(c): c for c in combined}.values())
-        report.candidates = unique if len(unique) > 1 else []
+        return [Proposal({**base, **(other[i % len(other)].values if other else {}),
+                          **sets[i % len(sets)]}, by="FewShot" + (" + Prime" if other else ""),
+                         updates=tuple(report.updates) if i == 0 else ())
+                for i in range(n)]
+
+    def _settle(self, report: StepReport, start: dict[str, Any],
+                proposals: list[Proposal]) -> None:
+        """Prime settled its own proposals; the demo sets are new by construction."""
+        report.proposals = list({values_key(p.values): p for p in proposals
+                                 if p.values != start}.values())
 
     def _demo_sets(self, base: dict[str, Any]) -> list[dict[str, list[Demo]]]:
         """Up to `candidates` demo sets (one list per demo parameter) not evaluated before."""
@@ -212,19 +222,3 @@ def _text(value: Any) -> str:
     if hasattr(value, "model_dump_json"):  # a pydantic object parsed by bf.chat(schema=...)
         return value.model_dump_json()
     return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def _merge(report: StepReport, sub: StepReport) -> None:
-    """Fold Prime's report for the other parameters into FewShot's."""
-    report.updates.extend(sub.updates)
-    report.rejected.extend(sub.rejected)
-    report.stop = sub.stop
-    report.reasoning = sub.reasoning
-    report.prompts.extend(sub.prompts)
-    report.answers.extend(sub.answers)
-    report.prompt_tokens += sub.prompt_tokens
-    report.completion_tokens += sub.completion_tokens
-    report.cost_usd += sub.cost_usd
-    report.error = sub.error
-    report.problems.extend(sub.problems)
-    report.llm_calls += sub.llm_calls

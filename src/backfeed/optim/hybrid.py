@@ -4,15 +4,18 @@ LLM's own numbers join as extra candidates (LLAMBO's warm start). `auto` picks i
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from typing import Any
 
 from ..graph import Param
 from ..llm import LLM
 from . import prompts
-from .apply import parse_answer
-from .base import Observation, Optimizer, StepReport
+from .apply import read_members, values_proposal
+from .base import Optimizer
+from .history import Observation
 from .numeric import Numeric, handles
 from .prime import Prime
+from .records import Proposal, StepReport
 from .schema import answer_tokens, describe, example, members_schema, names_text
 
 
@@ -64,6 +67,10 @@ class Hybrid(Optimizer):
     def llm(self, value: LLM) -> None:
         self.prime.llm = value
 
+    @property
+    def given_llm(self) -> LLM | None:
+        return self.prime.given_llm
+
     def observe(self) -> Observation | None:
         obs = super().observe()
         if obs is not None and obs.score is not None and self.numeric is not None:
@@ -76,55 +83,40 @@ class Hybrid(Optimizer):
             self.numeric.tell(values, score)
         return obs
 
-    def _step(self, report: StepReport) -> None:
+    def _propose(self, report: StepReport) -> list[Proposal]:
         if self.numeric is not None and self.warm_start and not self._warmed:
             self._warmed = True
             self._warm_start(report)
             if report.error:
-                return
+                return []
         proposals = self.prime.proposals(report)
-        if not proposals and not report.error and self.numeric is not None:
-            # Prime asked for nothing: the step's candidates are the sampler's next trials
-            trials = [self.numeric.suggest() for _ in range(max(1, self.candidates))]
-            self._gather(report, [self._numbers(t) for t in trials])
-            report.reasoning = report.reasoning or \
-                f"numbers: the sampler's next {len(trials)} trial(s); the model was not asked"
-        elif proposals:
-            self._gather(report, self._proposals(proposals))
+        if proposals or report.error or self.numeric is None:
+            return self._with_numbers(proposals)
+        # Prime asked for nothing: the step's candidates are the sampler's next trials
+        trials = [self.numeric.suggest() for _ in range(max(1, self.candidates))]
+        why = f"numbers: the sampler's next {len(trials)} trial(s); the model was not asked"
+        start = self.values()
+        return [values_proposal(self.params, start, t, by="Hybrid (sampler)", reasoning=why)
+                for t in trials]
+
+    def _settled(self, report: StepReport) -> None:
         self.prime.note_rejections(report)
 
-    def _numbers(self, trial: dict[str, Any]) -> Any:
-        def propose(report: StepReport) -> None:
-            self._load({**self.values(), **trial})
-
-        return propose
-
-    def _proposals(self, proposals: list[Any]) -> list[Any]:
-        """Each of Prime's proposals with the sampler's numbers, then with the numbers the
-        model wrote (where it wrote some that differ)."""
-        sampled = self.numeric.suggest() if self.numeric is not None else {}
-        as_written: list[dict[str, Any]] = []
-
-        def answer(prime_proposal: Any) -> Any:
-            def propose(report: StepReport) -> None:
-                accepted = prime_proposal(report)
-                numbers = {n: accepted[n] for n in sampled if n in accepted}
-                if numbers and any(numbers[n] != sampled[n] for n in numbers):
-                    as_written.append({**self.values(), **numbers})
-                self._load({**self.values(), **sampled})
-                if sampled:
-                    report.reasoning = report.reasoning or "numbers: the sampler's next trial"
-
-            return propose
-
-        def written(i: int) -> Any:
-            def propose(report: StepReport) -> None:
-                if i < len(as_written):  # filled while the answers are applied, before this runs
-                    self._load(as_written[i])
-
-            return propose
-
-        return [answer(p) for p in proposals] + [written(i) for i in range(len(proposals))]
+    def _with_numbers(self, proposals: list[Proposal]) -> list[Proposal]:
+        """Each of Prime's proposals with the sampler's next numbers, then each with the
+        numbers the model wrote (where it wrote some that differ)."""
+        if not proposals or self.numeric is None:
+            return proposals
+        sampled = self.numeric.suggest()
+        why = "numbers: the sampler's next trial"
+        with_sampled = [replace(p, values={**p.values, **sampled}, by=f"{p.by} + sampler",
+                                reasoning=p.reasoning or why) for p in proposals]
+        as_written = []
+        for p in proposals:
+            numbers = {n: p.outside[n] for n in sampled if n in p.outside}
+            if numbers and any(numbers[n] != sampled[n] for n in numbers):
+                as_written.append(replace(p, values={**p.values, **numbers}))
+        return with_sampled + as_written
 
     def _warm_start(self, report: StepReport) -> None:
         assert self.numeric is not None
@@ -146,12 +138,7 @@ class Hybrid(Optimizer):
         )
         if completion is None:
             return
-        answer = parse_answer(completion.text)
-        report.problems.extend(answer.problems)
-        members = (answer.data or {}).get("members")
-        if not isinstance(members, list):
-            report.problems.append("warm start: the answer has no `members` list")
-            return
+        members = read_members(report, completion.text, params, blocks=False)
         for i, member in enumerate(members):
             if not isinstance(member, dict):
                 continue

@@ -6,8 +6,10 @@ from typing import Any
 
 from ..graph import Param
 from ..llm import LLM
-from .apply import apply_suggestion, check_suggestion
-from .base import Observation, Optimizer, StepReport, values_key
+from .apply import check_suggestion, values_proposal
+from .base import Optimizer
+from .history import Observation, values_key
+from .records import Proposal, StepReport
 
 SAMPLERS = ("tpe", "cmaes", "random")
 
@@ -32,8 +34,12 @@ class Numeric(Optimizer):
     higher is better unless `direction="minimize"`), then asks it for the next values.
     Needs `pip install backfeed[numeric]` (optuna, imported when first used). Parameters need
     bounds (int, float), or choices, or be bool. `llm` is accepted for a uniform signature
-    and unused. The trials are the JSON state; the study is rebuilt from them on load.
+    and unused. The trials are the JSON state; the study is rebuilt from them on load. A
+    trial that repeats evaluated values is proposed as it is (the sampler asked for it; the
+    trainer reuses the stored scores).
     """
+
+    dedupe = False
 
     def __init__(
         self,
@@ -158,12 +164,14 @@ class Numeric(Optimizer):
             self.tell(values, score)
         return obs
 
-    def _step(self, report: StepReport) -> None:
+    def _propose(self, report: StepReport) -> list[Proposal]:
         if report.score is None:
-            report.problems.append(
+            report.problem(
                 "numeric: the feedback has no score; the sampler learns nothing from this step"
             )
-        self.ask(report)
+        values = self.suggest()
+        return [values_proposal(self.params, self.values(), values, by=self.name,
+                                reasoning=f"{self.sampler} trial {self._pending_number}")]
 
     def suggest(self) -> dict[str, Any]:
         """The sampler's next values, by name, without applying them."""
@@ -175,13 +183,6 @@ class Numeric(Optimizer):
         self._pending_number = trial.number
         values = {p.name: trial.params[p.name] for p in self.params}
         self.pending = values
-        return values
-
-    def ask(self, report: StepReport) -> dict[str, Any]:
-        """Ask the sampler for the next values and apply them (recorded in `report`)."""
-        values = self.suggest()
-        report.reasoning = report.reasoning or f"{self.sampler} trial {self._pending_number}"
-        apply_suggestion(self.params, values, report)
         return values
 
     def check(self, values: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from ..graph import Param
 from ..llm import LLM, Message
 from . import prompts
-from .apply import apply_answer
-from .base import Optimizer, StepReport
+from .apply import answer_proposal
+from .base import Optimizer
+from .records import Proposal, StepReport
 from .schema import (
     answer_format,
     answer_limit,
@@ -86,7 +86,7 @@ class OPRO(Optimizer):
         """The values the prompt shows in part, asked for as edits."""
         return partial_edits(self.params, self.value_chars)
 
-    def _step(self, report: StepReport) -> None:
+    def _propose(self, report: StepReport) -> list[Proposal]:
         cut = set(self._edits())
         limit = answer_limit(self.params, self.reasoning_chars, self.budget_tokens,
                              self.max_tokens, edits=cut)
@@ -98,7 +98,7 @@ class OPRO(Optimizer):
             max_tokens=limit,
             temperature=self.temperature,
         )
-        if completions:
-            self._gather(report, [partial(apply_answer, self.params, c.text, partial=cut,
-                                          cut_short=reached_limit(c, limit))
-                                  for c in completions])
+        start = self.values()
+        cut_short = {c.text for c in completions if reached_limit(c, limit)}
+        return [answer_proposal(self.params, start, [(c.text, None)], by=self.name, partial=cut,
+                                cut_short=cut_short) for c in completions]

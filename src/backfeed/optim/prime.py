@@ -3,37 +3,26 @@
 from __future__ import annotations
 
 import difflib
-import itertools
-from collections.abc import Callable
 from typing import Any
 
 from .._text import clip
 from .._tokens import estimate_tokens
 from ..graph import Param, RenderBudgetError, render
 from ..llm import LLM, Message
-from ..llm.wrap import output_cap
+from ..llm.wrap import continues_assistant, output_cap
 from . import prompts
-from .apply import apply_answer
-from .base import (
-    SAMPLE_TEMPERATURE,
-    History,
-    Observation,
-    Optimizer,
-    ParamUpdate,
-    StepReport,
-    continues_assistant,
-    values_key,
-)
+from .base import Optimizer
 from .compact import (
-    blamed,
     compact_messages,
     each_compact,
     fits_compact,
     focus_feedback,
-    retry_turn,
 )
 from .examples import failing_examples
+from .history import History, Observation, values_key
 from .parse import is_block
+from .proposers import NOT_ASKED_TEXT, EachParam, WholeTrace
+from .records import CAP, PARSE, Proposal, StepReport
 from .schema import (
     EDIT_TOKENS,
     answer_format,
@@ -47,7 +36,7 @@ from .schema import (
     value_text,
 )
 
-NOT_ASKED = "not asked: the feedback names other parameters, not it"  # `name: ` before it
+NOT_ASKED = NOT_ASKED_TEXT  # older name
 
 
 class Prime(Optimizer):
@@ -133,6 +122,8 @@ class Prime(Optimizer):
         self.examples = examples
         self.rejections: list[str] = []  # reasons from the last answer, shown in the next prompt
         self.focus: set[str] | None = None  # the parameters it writes (None: all)
+        self.whole_trace = WholeTrace(self)
+        self.each_param = EachParam(self)
 
     # -- the prompt -------------------------------------------------------------------------
     def memory_text(self, limit_tokens: int) -> str:
@@ -156,7 +147,7 @@ class Prime(Optimizer):
             return {}
         blocks = [p for p in params if is_block(p)]
         reasons = {p.name: prompts.EDIT_WHY_PARTIAL for p in blocks if p.name in partial}
-        room = self._answer_cap() - self.reasoning_chars // 3 - 48
+        room = self.answer_cap() - self.reasoning_chars // 3 - 48
         whole = sorted((p for p in blocks if p.name not in reasons), key=rewrite_tokens,
                        reverse=True)
         need = sum(map(rewrite_tokens, whole)) + EDIT_TOKENS * len(reasons)
@@ -170,7 +161,7 @@ class Prime(Optimizer):
                             if p.name not in reasons})
         return reasons
 
-    def _answer_cap(self) -> int:
+    def answer_cap(self) -> int:
         """The most tokens an answer gets: the model's cap, or `max_tokens` when lower."""
         cap = output_cap(self.llm)[0]
         return min(cap, self.max_tokens) if self.max_tokens else cap
@@ -292,15 +283,15 @@ class Prime(Optimizer):
         return prefix(params, self.edit_reasons(params, {}))  # compact prompts show it whole
 
     # -- one step -----------------------------------------------------------------------------
-    def propose(self, report: StepReport) -> list[str]:
-        """Ask the model for `candidates` answers to one prompt; their texts (empty when the
-        call failed: see `report.error`)."""
+    def ask_full(self, report: StepReport) -> list[str]:
+        """Ask the model for `candidates` answers to the full prompt; their texts (empty when
+        the call failed: see `report.error`)."""
         try:
             messages = self.messages()
         except RenderBudgetError as exc:
             report.error = f"prompt does not fit budget_tokens={self.budget_tokens}: {exc}"
             return []
-        limit = self._full_limit(report)
+        limit = self.full_limit(report)
         start = self.prefix()
         if start:
             messages = [*messages, {"role": "assistant", "content": start}]
@@ -308,12 +299,12 @@ class Prime(Optimizer):
             report, messages, self.candidates, json_schema=self.schema(), max_tokens=limit,
             temperature=self.temperature,
         )
-        texts = self._texts(start, completions, limit)
+        texts = self.texts(start, completions, limit)
         if texts:
             report.answers[-len(texts) :] = texts
         return texts
 
-    def _full_limit(self, report: StepReport) -> int:
+    def full_limit(self, report: StepReport) -> int:
         """The answer limit of the full prompt (its values shown in part asked as edits)."""
         return self.answer_limit(report, self.params, self.edit_reasons(self.params, self.partial))
 
@@ -328,10 +319,10 @@ class Prime(Optimizer):
         if needed > cap:  # said only when the answer needs more than the model gives
             note = f"max_tokens: {needed:,} capped at {cap:,} ({source})"
             if note not in report.problems:
-                report.problems.append(note)
+                report.problem(note, CAP)
         return min(wanted, cap)
 
-    def _texts(self, start: str, completions: list[Any], limit: int) -> list[str]:
+    def texts(self, start: str, completions: list[Any], limit: int) -> list[str]:
         """The whole answers; those that reached `limit` tokens are remembered as cut short
         (a block they never closed is then rejected, not kept)."""
         texts = [self._prefixed(start, c.text) for c in completions]
@@ -348,177 +339,35 @@ class Prime(Optimizer):
             text = start + text[len(start) :].lstrip(" ")
         return text
 
-    def proposals(self, report: StepReport) -> list[Callable[[StepReport], dict[str, Any]]]:
-        """Ask the model and return one proposal per answer: each applies its answer to the
-        parameters it writes, records what it did in the report it is given, and returns the
-        values as the model wrote them (numbers outside `focus` included)."""
+    def retries(self, *, long: bool = False, compact: bool = True) -> bool:
+        """The one retry rule of both proposers: ask once more in the same step when no answer
+        changed anything (`retry`; by default with the compact prompts only), never for a
+        value too long to write anew (`long`)."""
+        wanted = compact if self.retry is None else self.retry
+        return bool(wanted) and not long
+
+    def proposals(self, report: StepReport) -> list[Proposal]:
+        """Ask the model; one proposal per answer (per-parameter prompts: see `EachParam`).
+        Numbers the model wrote outside `focus` are each proposal's `outside`."""
         self.cut_short = set()
         each = self.compact_params()
         if each and all(self.compact_messages(p) is not None for p in each):
-            return self._ask_each(report, each)
-        return [self._applies(t) for t in self.propose(report)]
+            return self.each_param.propose(report, each)
+        return self.whole_trace.propose(report)
 
-    def _applies(self, text: str, names: set[str] | None = None
-                 ) -> Callable[[StepReport], dict[str, Any]]:
-        only = names if names is not None else self.focus
-        partial = set(self.partial)  # what the prompt this answers showed in part
-        cut = text in self.cut_short
+    def _propose(self, report: StepReport) -> list[Proposal]:
+        return self.proposals(report)
 
-        def apply(report: StepReport) -> dict[str, Any]:
-            return apply_answer(self.params, text, report, only=only, partial=partial,
-                                cut_short=cut)[1]
-
-        return apply
-
-    def _ask_each(self, report: StepReport, each: list[Param]
-                  ) -> list[Callable[[StepReport], dict[str, Any]]]:
-        """One compact prompt per parameter, `candidates` answers each (and, for a parameter
-        none of whose answers changed it, one more asking for it anew, without its value). A
-        parameter the feedback does not name while it names others is not asked (the report's
-        problems say so). The proposals: the distinct changes of the parameters combined
-        (first answers first, at most `candidates` times the number of parameters changed;
-        only when several changed), then each answer alone."""
-        self.partial = {}  # compact prompts show each value whole
-        retry = True if self.retry is None else self.retry
-        asked: list[tuple[Param, list[str]]] = []
-        for param in each:
-            if blamed(param, self.params) is False:
-                report.problems.append(f"{param.name}: {NOT_ASKED}")
-                continue
-            edits = self.edit_reasons([param], {})
-            limit = self.answer_limit(report, [param], edits)
-            messages = self.compact_messages(param)
-            assert messages is not None  # checked by `proposals`
-            texts = self._ask_texts(report, messages, param, self.candidates, limit)
-            # a value too long to write in one answer is never asked for anew without it
-            long = bool(edits) or rewrite_tokens(param) > self._answer_cap()
-            if retry and long and not any(self._changes(param, t) for t in texts):
-                report.problems.append(
-                    f"retry: no answer changed {param.name}; not asked for it anew, which shows "
-                    "no value: a long value changes by edits only")
-            elif retry and not any(self._changes(param, t) for t in texts):
-                rejected = [u.reason or "" for u in self._trial(param, texts[0])[1]] \
-                    if texts else []
-                fresh = self.compact_messages(param, fresh=True, rejections=rejected[:2])
-                if fresh is not None:
-                    more = self._ask_texts(report, fresh, param, 1, limit)
-                    changed = bool(more) and self._changes(param, more[0])
-                    what = "the function" if param.kind == "code" else "a value"
-                    report.problems.append(
-                        f"retry: no answer changed {param.name}; asked once more for {what} "
-                        f"anew ({'changed the values' if changed else 'changed nothing either'})")
-                    texts += more
-            asked.append((param, texts))
-        changes = [(p, self._distinct_changes(p, texts)) for p, texts in asked]
-        changes = [(p, texts) for p, texts in changes if texts]
-        proposals: list[Callable[[StepReport], dict[str, Any]]] = []
-        if len(changes) > 1:  # the changes of several parameters together, first ones first
-            combos = itertools.islice(itertools.product(*(texts for _, texts in changes)),
-                                      max(self.candidates, 1) * len(changes))
-            for combo in combos:
-                proposals.append(self._together([(p, t) for (p, _), t in zip(changes, combo)]))
-        proposals += [self._applies(t, {p.name}) for p, texts in asked for t in texts]
-        return proposals
-
-    def _distinct_changes(self, param: Param, texts: list[str]) -> list[str]:
-        """The answers that change `param` to a value not yet evaluated, one per value."""
-        found: dict[str, str] = {}
-        for text in texts:
-            after, _ = self._trial(param, text)
-            if after != self.values() and values_key(after) not in self.history.keys():
-                found.setdefault(repr(after[param.name]), text)
-        return list(found.values())
-
-    def _together(self, pairs: list[tuple[Param, str]]) -> Callable[[StepReport], dict[str, Any]]:
-        def apply(report: StepReport) -> dict[str, Any]:
-            accepted: dict[str, Any] = {}
-            for param, text in pairs:
-                accepted.update(self._applies(text, {param.name})(report))
-            return accepted
-
-        return apply
-
-    def _ask_texts(self, report: StepReport, messages: list[Message], param: Param, n: int,
-                   limit: int) -> list[str]:
-        start = self.prefix([param])
-        if start:
-            messages = [*messages, {"role": "assistant", "content": start}]
-        completions = self._ask_many(report, messages, n, max_tokens=limit,
-                                     temperature=self.temperature)
-        texts = self._texts(start, completions, limit)
-        if texts:
-            report.answers[-len(texts) :] = texts
-        return texts
-
-    def _trial(self, param: Param, text: str) -> tuple[dict[str, Any], list[ParamUpdate]]:
-        """The values after applying `text` to `param`, and its rejected updates; the
-        parameters are left as they were."""
-        before = self.values()
-        scratch = StepReport(step=self.step_count)
-        apply_answer(self.params, text, scratch, only={param.name},
-                     cut_short=text in self.cut_short)
-        after = self.values()
-        self._load(before)
-        return after, scratch.rejected
-
-    def _changes(self, param: Param, text: str) -> bool:
-        """Whether `text` sets `param` to a value never evaluated with the others as now."""
-        return bool(self._distinct_changes(param, [text]))
-
-    def _step(self, report: StepReport) -> None:
-        proposals = self.proposals(report)
-        if proposals:
-            self._gather(report, proposals)
-            if self.retry and not self.use_compact() and not report.candidates \
-                    and report.answers:
-                self._retry(report, report.answers[0])
+    def _settled(self, report: StepReport) -> None:
+        if not report.proposals and report.answers and not self.use_compact() \
+                and self.retries(compact=False):
+            self.whole_trace.retry(report, report.answers[0])
         self.note_rejections(report)
-
-    def _retry(self, report: StepReport, answer: str) -> None:
-        """Ask once more after an answer that changed nothing (`retry=True` with the full
-        prompt): the same prompt, the model's answer, and a turn naming what it did and the
-        first failing test, sampled so that the new answer can differ. Its proposal, if it
-        changes anything, is the step's."""
-        rejected = [u.reason or "" for u in report.rejected]
-        messages = list(report.prompts[0])
-        if messages[-1]["role"] == "assistant":
-            messages.pop()  # the prefill: the whole answer follows
-        messages += [{"role": "assistant", "content": answer},
-                     {"role": "user", "content": retry_turn(self.params, rejected)}]
-        start = self.prefix()
-        if start:
-            messages.append({"role": "assistant", "content": start})
-        asked = StepReport(step=report.step)
-        limit = self._full_limit(report)
-        found = self._ask_many(asked, messages, 1, json_schema=self.schema(),
-                               temperature=SAMPLE_TEMPERATURE, max_tokens=limit)
-        report.prompts += asked.prompts
-        report.llm_calls += asked.llm_calls
-        report.prompt_tokens += asked.prompt_tokens
-        report.completion_tokens += asked.completion_tokens
-        report.cost_usd += asked.cost_usd
-        if not found:
-            report.problems.append(f"retry: the call failed: {asked.error}")
-            return
-        text = self._texts(start, found, limit)[0]
-        report.answers.append(text)
-        retried = StepReport(step=report.step)
-        self._gather(retried, [self._applies(text)])
-        outcome = "changed the values" if retried.candidates else "changed nothing either"
-        report.problems.append(f"retry: the answer changed nothing; asked once more with the "
-                               f"failing test ({outcome})")
-        report.problems += [f"retry: {p}" for p in retried.problems]
-        for update in retried.rejected:
-            update.reason = f"retry: {update.reason}"
-        report.rejected += retried.rejected
-        if retried.candidates:
-            report.candidates = retried.candidates
-            report.updates, report.reasoning = retried.updates, retried.reasoning
 
     def note_rejections(self, report: StepReport) -> None:
         """Remember why proposals were rejected, to tell the model in the next prompt."""
         notes = [u.reason or "" for u in report.rejected][:5]
-        notes += [p for p in report.problems if p.startswith("parse")][:2]
+        notes += report.problems_of(PARSE)[:2]
         self.rejections = [n[:300] for n in notes if n]
 
     def state_dict(self) -> dict[str, Any]:

@@ -3,15 +3,15 @@ parameter."""
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from ..graph import Node, Param, RenderBudgetError, minimal_subgraph, render
 from ..llm import LLM, Message
 from . import prompts
-from .apply import apply_suggestion
-from .base import Optimizer, StepReport
+from .apply import values_proposal
+from .base import Optimizer
 from .parse import parse_answer, read_answer
+from .records import PARSE, Problem, Proposal, StepReport
 from .schema import (
     answer_format,
     answer_limit,
@@ -80,12 +80,12 @@ class TextGrad(Optimizer):
                     consumers[child.name].append(names[id(n)])
         return batches, consumers, rendering.text
 
-    def _step(self, report: StepReport) -> None:
+    def _propose(self, report: StepReport) -> list[Proposal]:
         try:
             batches, consumers, trace = self.batches()
         except RenderBudgetError as exc:
             report.error = f"trace does not fit budget_tokens={self.budget_tokens}: {exc}"
-            return
+            return []
         gradients: dict[str, str] = {}
         for batch in batches:
             completion = self._ask(
@@ -96,12 +96,12 @@ class TextGrad(Optimizer):
                 temperature=self.temperature,
             )
             if completion is None:
-                return
+                return []
             answer = parse_answer(completion.text)
-            report.problems.extend(answer.problems)
+            report.problems.extend(Problem(p, PARSE) for p in answer.problems)
             found = (answer.data or {}).get("gradients")
             if not isinstance(found, dict):
-                report.problems.append(f"gradients: no `gradients` object for {batch}")
+                report.problem(f"gradients: no `gradients` object for {batch}", PARSE)
                 continue
             for name in batch:
                 if name in found:
@@ -119,24 +119,26 @@ class TextGrad(Optimizer):
                 temperature=self.temperature,
             )
             if not completions:
-                return  # nothing applied: report.error says why
+                return []  # nothing proposed: report.error says why
             for i, completion in enumerate(completions):
                 answer = read_answer(completion.text, [p])
                 where = p.name if i == 0 else f"candidate {i}: {p.name}"
-                report.problems.extend(f"{where}: {problem}" for problem in answer.problems)
+                report.problems.extend(Problem(f"{where}: {problem}", PARSE)
+                                       for problem in answer.problems)
                 if p.name not in answer.suggestion and "value" in (answer.data or {}):
                     answer.suggestion[p.name] = answer.data["value"]  # type: ignore[index]
                 if p.name in answer.suggestion:
                     suggestions[i][p.name] = answer.suggestion[p.name]
                 else:
-                    report.problems.append(f"{where}: the answer has no new value")
+                    report.problem(f"{where}: the answer has no new value", PARSE)
                 if answer.reasoning and i == 0:
                     reasons.append(f"{p.name}: {answer.reasoning}")
-        report.gradients = gradients
+        report.details["gradients"] = gradients
         cut = shown_in_part(self.params, self.value_chars)
-        self._gather(report, [partial(apply_suggestion, self.params, s, partial=cut)
-                              for s in suggestions])
-        report.reasoning = "\n".join(reasons)
+        start = self.values()
+        reasoning = "\n".join(reasons)
+        return [values_proposal(self.params, start, s, by=self.name, partial=cut,
+                                reasoning=reasoning) for s in suggestions]
 
     def _gradient_messages(
         self, trace: str, batch: list[str], gradients: dict[str, str]
