@@ -119,7 +119,7 @@ def make_run(
                 report.updates.append(ParamUpdate(key, values[key], proposed, proposed, applied=True))
         cid = step + 1
         store.add_step_report(run_id, step=step, seq=0, candidate_id=cid,
-                              report={**report.to_dict(), "dot": bf.to_dot(params)})
+                              report=report, dot=bf.to_dot(params))
         child = _evaluate(store, run_id, cid, new_values, "val")
         child_score = sum(child) / len(child)
         accepted = child_score > best

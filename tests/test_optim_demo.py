@@ -90,10 +90,11 @@ def test_run_demo_trains_through_the_store_and_fixes_all_three(tmp_path):
     # the run is in the store the CLI and the dashboard read
     run = bf.store.RunStore(store).get_run(result.run_id)
     assert run.name == "demo" and run.status == "finished"
-    assert len(result.reports[0]["candidates"]) >= 2
+    first = result.reports[0].report
+    assert len(first.proposals) >= 2
     out = " ".join(console.export_text().split())
-    calls = result.reports[0]["prompt_tokens"] + result.reports[0]["completion_tokens"]
-    assert f"step 0 best 1.000 {len(result.reports[0]['candidates'])} candidates" in out
+    calls = first.prompt_tokens + first.completion_tokens
+    assert f"step 0 best 1.000 {len(first.proposals)} candidates" in out
     assert f"{calls} tokens" in out  # the step's two calls, counted once
     for text in ("seed score", "score curve (best so far)", "parameters", "tokens",
                  f"backfeed show {result.run_id}", "backfeed ui"):
@@ -127,7 +128,7 @@ def test_run_demo_asks_for_each_parameter_alone_as_on_the_embedded_model(tmp_pat
     assert result.after["clean_name"].strip().endswith("return name.strip().lower()")
     assert result.after["tax_rate"] != 0.0  # the sampler's
     assert result.best_score > 0.66 and result.curve == sorted(result.curve)
-    combined = [c for c in result.reports[0]["candidates"]
+    combined = [c for c in result.reports[0].report.candidates
                 if c["template"] != demo.INITIAL_TEMPLATE and c["clean_name"] != demo.clean_name.source]
     assert len(combined) >= 2  # both templates with the first code change, at least
     out = " ".join(console.export_text().split())

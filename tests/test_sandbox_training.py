@@ -58,6 +58,6 @@ def test_hanging_and_crashing_proposals_become_feedback(tmp_path):
     assert "Timeout" in prompts[1] and "while True" in prompts[1]
     assert "WorkerCrash" in prompts[2]
     reports = result.store.step_reports(result.run_id)
-    applied = [[u["new"] for u in r.report["updates"] if u["applied"]] for r in reports]
+    applied = [[u.new for u in r.report.updates if u.applied] for r in reports]
     assert applied == [[HANG], [CRASH], [GOOD]]
     assert SANDBOX.worker_pids()  # the pool recovered after the timeout and the crash

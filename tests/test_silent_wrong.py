@@ -243,8 +243,8 @@ def test_resume_with_on_edit_keep_records_the_edit_as_a_step_and_keeps_it(tmp_pa
     assert step.step == first.history[-1].step + 1 and step.accepted
     assert step.reason.startswith("edited by hand: pb")
     report = store.step_reports(run_id, step=step.step)[0].report
-    assert report["reasoning"] == "edited by hand: pb"
-    assert [(u["name"], u["new"], u["applied"]) for u in report["updates"]] == [
+    assert report.reasoning == "edited by hand: pb"
+    assert [(u.name, u.new, u.applied) for u in report.updates] == [
         ("pb", "right-b", True)]
     assert module.state_dict()["pb"] == "right-b"  # the best values keep it
     shown = CliRunner().invoke(app, ["show", run_id, "--store", str(tmp_path / "r.db")])

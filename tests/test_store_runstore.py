@@ -87,7 +87,7 @@ def test_read_api_round_trips_every_table(tmp_path):
     [dec] = reader.decisions(run)
     assert dec.accepted is False and dec.reason == "lost on minibatch"
     [rep] = reader.step_reports(run)
-    assert rep.report["updates"][0]["proposed"] == 2.0
+    assert rep.report.updates[0].proposed == 2.0
     [cmp] = reader.comparisons(run)
     assert cmp.winner == "a"
     with pytest.raises(PermissionError, match="read-only"):

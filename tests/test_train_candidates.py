@@ -40,7 +40,7 @@ def test_each_candidate_is_evaluated_the_best_kept_and_every_one_recorded(tmp_pa
     assert cands[1].status == "rejected" and cands[2].status == "accepted"
     assert {c.origin for c in cands.values() if c.id} == {"proposal"}
     reports = store.step_reports(run)
-    assert [(r.seq, r.candidate_id, r.report["candidate_index"]) for r in reports] == [
+    assert [(r.seq, r.candidate_id, r.candidate_index) for r in reports] == [
         (0, 1, 0), (1, 2, 1), (2, None, 2), (3, None, 3)]
     reasons = {d.candidate_id: d.reason for d in store.decisions(run)}
     assert reasons[1].startswith("candidate 2 of this step scored higher (mean 0.6667 against 0.3333)")

@@ -42,7 +42,8 @@ def _history(store: RunStore, run_id: str) -> dict:
                        for c in store.candidates(run_id)],
         "decisions": [(d.step, d.candidate_id, d.accepted, d.reason, d.parent_score,
                        d.child_score) for d in store.decisions(run_id)],
-        "reports": [(r.step, r.seq, r.candidate_id, r.report) for r in store.step_reports(run_id)],
+        "reports": [(r.step, r.seq, r.candidate_id, r.report.to_dict(), r.candidate_index, r.dot)
+                    for r in store.step_reports(run_id)],
         "llm": sorted((c.step, c.request_hash, c.occurrence, c.answer)
                       for c in store.llm_calls(run_id)),
         "evaluations": sorted((e.values_hash, e.split, e.example_index, e.score)

@@ -35,9 +35,9 @@ def test_train_returns_best_loads_it_and_records_everything(tmp_path):
     accepted = [c for c in cands if c.status == "accepted"]
     assert all(c.val_scores is not None and len(c.val_scores) == len(data) for c in accepted)
     reports = store.step_reports(result.run_id)
-    assert reports and all("updates" in r.report and "rejected" in r.report for r in reports)
-    assert any(r.report["answers"] for r in reports)
-    dots = [r.report["dot"] for r in reports if r.report.get("dot")]
+    assert reports and all(isinstance(r.report, bf.optim.StepReport) for r in reports)
+    assert any(r.report.answers for r in reports)
+    dots = [r.dot for r in reports if r.dot]
     assert dots and all(d.startswith("digraph backfeed {") for d in dots)  # the dashboard's graph
     decisions = store.decisions(result.run_id)
     assert any(d.accepted for d in decisions) and any(not d.accepted for d in decisions)

@@ -47,10 +47,11 @@ def test_the_step_graph_is_the_one_stored_with_the_step_not_parsed_from_the_prom
     store = RunStore(tmp_path / "r.db")
     run = store.create_run({})
     trace = bf.render([x]).text
-    store.add_step_report(run, step=0, seq=0, candidate_id=1,
-                          report={"prompts": [[{"role": "user", "content": trace}]], "dot": bf.to_dot([x])})
+    prompt = [[{"role": "user", "content": trace}]]
+    store.add_step_report(run, step=0, seq=0, candidate_id=1, dot=bf.to_dot([x]),
+                          report=bf.optim.StepReport(step=0, prompts=prompt))
     store.add_step_report(run, step=1, seq=0, candidate_id=2,  # the prompt alone: no graph
-                          report={"prompts": [[{"role": "user", "content": trace}]], "trace_dot": "digraph {}"})
+                          report=bf.optim.StepReport(step=1, prompts=prompt))
     store.close()
     with RunReader(tmp_path / "r.db") as r:
         assert r.step_dot(run, 0) == bf.to_dot([x])

@@ -124,8 +124,7 @@ def trial(fault: str | None, *, steps: int, workdir: Path, plan: Plan | None = N
         run = store.get_run(run_id)
         row["status"] = run.status
         row["steps_stored"] = len(store.steps(run_id))
-        row["failed_steps"] = sum(1 for r in store.step_reports(run_id)
-                                  if (r.report or {}).get("error"))
+        row["failed_steps"] = sum(1 for r in store.step_reports(run_id) if r.report.error)
         row["stored_calls"] = len(store.llm_calls(run_id))
         row["best_score"] = run.best_score
         best = max(store.candidates(run_id),

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import graph as bf_graph
-from .graph import ExecutionError, Feedback, Module, Node, op, param
+from .graph import ExecutionError, Feedback, Module, op, param
 from .llm import LLM
 from .optim import Optimizer, auto
-from .optim.prime import NOT_ASKED
-from .store import holds_step
+from .store import ParamUpdate, StepReportRecord
+from .store.records import NOT_ASKED
 
 # Each order: (raw item names as a shop's system writes them, quantities, unit prices).
 ORDERS: list[tuple[list[str], list[int], list[float]]] = [
@@ -32,8 +32,9 @@ def clean_name(name: str) -> str:
 class ReceiptWorkflow(Module):
     """A receipt writer: clean item names (code), apply tax (number), fill a template (text).
 
-    `forward` keeps the cleaned names and the total of the order it ran in `cleaned` and
-    `total`, for `metric` to score (the trainer runs one example at a time by default).
+    `forward` returns the receipt (the traced output the feedback reaches) with the cleaned
+    names and the total it used, for `metric` to score: nothing is left on the workflow, so
+    several orders may run at once.
     """
 
     def __init__(self) -> None:
@@ -46,25 +47,25 @@ class ReceiptWorkflow(Module):
                               description="tax rate added to the subtotal")
         self.clean_name = clean_name.code
         self.clean_name.value = clean_name.source  # each workflow starts from the original code
-        self.cleaned: list[str] = []
-        self.total = 0.0
 
-    def forward(self, order: tuple[list[str], list[int], list[float]]) -> Node:
+    def forward(self, order: tuple[list[str], list[int], list[float]]) -> dict[str, Any]:
+        """{"receipt": the receipt's node, "names": the cleaned names, "total": the total}."""
         names, quantities, prices = order
-        self.cleaned, self.total = [], (self.tax_rate.value + 1) * _subtotal(order)
         cleaned = [clean_name(n) for n in names]
         items = bf_graph.format(
             ", ".join(f"{{n{i}}} x{q}" for i, q in enumerate(quantities)),
             **{f"n{i}": c for i, c in enumerate(cleaned)},
         )
-        self.cleaned = [c.value for c in cleaned]
         subtotal = sum(q * p for q, p in zip(quantities, prices))
         total = bf_graph.format("{t:.2f}", t=(self.tax_rate + 1) * subtotal)  # 4.2 -> "4.20"
-        return bf_graph.format(self.template, items=items, total=total)
+        receipt = bf_graph.format(self.template, items=items, total=total)
+        return {"receipt": receipt, "names": [c.value for c in cleaned],
+                "total": (self.tax_rate.value + 1) * _subtotal(order)}
 
-    def metric(self, order: tuple[list[str], list[int], list[float]], text: str) -> Feedback:
-        """The score of the receipt `forward` just wrote for `order`."""
-        return score_receipt(order, text, self.cleaned, self.total)
+    def metric(self, order: tuple[list[str], list[int], list[float]],
+               output: dict[str, Any]) -> Feedback:
+        """The score of what `forward` wrote for `order` (its receipt as text)."""
+        return score_receipt(order, output["receipt"], output["names"], output["total"])
 
 
 def _subtotal(order: tuple[list[str], list[int], list[float]]) -> float:
@@ -126,11 +127,12 @@ def _feedback_per_order(workflow: ReceiptWorkflow) -> list[Feedback]:
     feedback = []
     for order in ORDERS:
         try:
-            text = workflow(order).value
+            out = workflow(order)
+            plain = {**out, "receipt": out["receipt"].value}
         except ExecutionError as exc:
             feedback.append(Feedback(score=0.0, text=f"the receipt raised {exc}"))
             continue
-        feedback.append(workflow.metric(order, text))
+        feedback.append(workflow.metric(order, plain))
     return feedback
 
 
@@ -158,7 +160,7 @@ class DemoResult:
     curve: list[float]
     before: dict[str, Any]
     after: dict[str, Any]
-    reports: list[dict[str, Any]] = field(default_factory=list)  # as stored: one per candidate
+    reports: list[StepReportRecord] = field(default_factory=list)  # as stored: one per candidate
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
@@ -226,30 +228,26 @@ def run_demo(
                     store=store, name="demo")
     seconds = time.perf_counter() - start
     stored = trained.store.step_reports(trained.run_id)
-    reports = [r.report for r in stored]
     result = DemoResult(
         run_id=trained.run_id, initial_score=initial,
         best_score=trained.best_score if trained.best_score is not None else initial,
         curve=[initial] + [s.best_score if s.best_score is not None else initial
                            for s in trained.history],
-        before=before, after=dict(trained.best_values), reports=reports,
+        before=before, after=dict(trained.best_values), reports=stored,
         prompt_tokens=int(trained.spend.get("prompt_tokens", 0)),
         completion_tokens=int(trained.spend.get("completion_tokens", 0)), seconds=seconds,
     )
     console.print(f"seed     score {initial:.3f}")
     for summary in trained.history:
         # an optimizer step's prompts and spend are on its first candidate's row only
-        step_reports = [r.report for r in stored
-                        if r.step == summary.step and holds_step(r.report)]
-        tokens = sum(r.get("prompt_tokens", 0) + r.get("completion_tokens", 0)
-                     for r in step_reports)
-        count = sum(max(len(r.get("candidates") or []), 1) for r in step_reports)
+        step_reports = [r.report for r in stored if r.step == summary.step and r.holds_step]
+        tokens = sum(r.prompt_tokens + r.completion_tokens for r in step_reports)
+        count = sum(len(r.proposals) for r in step_reports)
         kept = "kept" if summary.accepted else "not kept"
         score = "-" if summary.child_score is None else f"{summary.child_score:.3f}"
-        notes = [_rejection(u) for r in step_reports for u in r.get("rejected") or []]
-        notes += [r["error"] for r in step_reports if r.get("error")]
-        skipped = [p.removesuffix(f": {NOT_ASKED}") for r in step_reports
-                   for p in r.get("problems") or [] if p.endswith(f": {NOT_ASKED}")]
+        notes = [_rejection(u) for r in step_reports for u in r.rejected]
+        notes += [r.error for r in step_reports if r.error]
+        skipped = [p.param for r in step_reports for p in r.problems_of(NOT_ASKED) if p.param]
         if skipped:
             notes.append(f"model not asked for {', '.join(dict.fromkeys(skipped))}: the "
                          "feedback names only the other parameters")
@@ -276,9 +274,9 @@ def run_demo(
     return result
 
 
-def _rejection(update: dict[str, Any]) -> str:
+def _rejection(update: ParamUpdate) -> str:
     """`clean_name rejected (syntax): the code does not parse ...`, without repeated prefixes."""
-    reason, kind, name = update.get("reason") or "", update.get("kind"), update.get("name")
+    reason, kind, name = update.reason or "", update.kind, update.name
     for prefix in (f"{kind}: ", f"{name!r}: "):
         reason = reason.removeprefix(prefix)
     return f"{name} rejected ({kind}): {reason}"

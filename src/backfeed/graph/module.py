@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -87,6 +88,19 @@ class Module:
         checked = {name: params[name].validate(_copy(value)) for name, value in state.items()}
         for name, value in checked.items():  # all or nothing: a bad value leaves every param as is
             params[name]._value = value
+
+    @contextlib.contextmanager
+    def using(self, values: dict[str, Any]) -> Iterator[Module]:
+        """Within the block the parameters named in `values` have those values (checked, all
+        or nothing); the values they had come back on leaving it, also when it raises. The
+        trainer evaluates and proposes from a candidate this way; the values a candidate is
+        made of are never read back from the parameters."""
+        before = self.state_dict()
+        self.load_state_dict(values, strict=False)
+        try:
+            yield self
+        finally:
+            self.load_state_dict(before)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the state dict as JSON (never pickle)."""

@@ -1,4 +1,5 @@
-"""Backward: feedback to parameters, and the minimal subgraph between them, in linear time."""
+"""The minimal subgraph between parameters and their outputs, in linear time (backward itself
+is in node.py, beside Node)."""
 
 from __future__ import annotations
 
@@ -6,94 +7,14 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .node import Feedback, Node, Param, lost_traces
-
-
-class NoTrainableAncestor(ValueError):
-    """backward() was called on an output that no parameter influenced."""
-
-
-def trainable_ancestors(output: Node) -> list[Param]:
-    """The parameters `output` depends on (parameters are leaves, so leaves are not stacked)."""
-    params = [output] if isinstance(output, Param) else []
-    seen = {output}  # nodes hash by identity
-    stack = [output]
-    while stack:
-        for child in stack.pop().args:
-            if child not in seen:
-                seen.add(child)
-                if child.args:
-                    stack.append(child)
-                elif isinstance(child, Param):
-                    params.append(child)
-    return params
-
-
-def backward(output: Node, feedback: Feedback | str | float | int) -> list[Param]:
-    """Attach feedback to `output` and register it with every parameter it depends on."""
-    fb = Feedback.of(feedback)
-    params = trainable_ancestors(output)
-    if not params:
-        raise NoTrainableAncestor(
-            f"backward() on {output!r}: no trainable parameter influenced this output. "
-            + _trace_loss_hint(output)
-        )
-    if output._feedback is None:
-        output._feedback = []
-    output._feedback.append(fb)
-    for p in params:
-        p._outputs[id(output)] = output
-    return params
-
-
-_COMMON_CAUSES = (
-    "Common causes: an f-string, str() or .value on a parameter or a node gives plain text "
-    "and drops the trace; build text with bf.format(\"{a} {b}\", a=node, b=...) instead, and "
-    "pass parameters (or nodes computed from them) as arguments to @bf.op functions."
+from .node import (  # backward lives beside Node; re-exported here, where it always was
+    Node,
+    NoTrainableAncestor,
+    Param,
+    backward,
+    trainable_ancestors,
+    zero_feedback,
 )
-
-
-def _trace_loss_hint(output: Node) -> str:
-    """Name the parameters whose text reached `output` through an f-string, str() or .value."""
-    texts = []  # the plain values that entered the graph of `output` as constants
-    seen, stack = {output}, [output]
-    while stack:
-        n = stack.pop()
-        if n.op is None and not n.args and isinstance(n._value, str):
-            texts.append(n._value)
-        for child in n.args:
-            if child not in seen:
-                seen.add(child)
-                stack.append(child)
-    causes: dict[str, str] = {}
-    for params, how, text in reversed(lost_traces()):  # the most recent loss first
-        if len(text) >= 3 and any(text in t for t in texts):
-            for p in params:
-                causes.setdefault(p.name, how)
-    if not causes:
-        return _COMMON_CAUSES
-    lost = ", ".join(f"{name!r} (through {how})" for name, how in causes.items())
-    return (
-        f"The trace was lost: the text of parameter(s) {lost} reached this output as a plain "
-        "value, which copies the text and drops the trace. Build the text with "
-        "bf.format(\"...{p}...\", p=param) or pass the parameter into a @bf.op function, so "
-        "the trace reaches it."
-    )
-
-
-def zero_feedback(params: Iterable[Param]) -> None:
-    """Forget the feedback of `params`, releasing the graphs it kept alive.
-
-    Like torch's `zero_grad`, only these parameters forget: an output's feedback is dropped
-    once no parameter holds the output any more, so another optimizer's parameters that
-    share the output keep theirs."""
-    released: dict[int, Node] = {}
-    for p in params:
-        released.update(p._outputs)
-        p._outputs = {}
-    for key, out in released.items():
-        if not any(key in q._outputs for q in trainable_ancestors(out)):
-            out._feedback = None
 
 
 @dataclass
@@ -181,3 +102,7 @@ def minimal_subgraph(params: Iterable[Param], outputs: Iterable[Node] | None = N
             if child not in distance:
                 distance[child] = d
     return Subgraph(kept_params, kept_outputs, [n for n in ordered if n in distance], distance)
+
+
+__all__ = ["NoTrainableAncestor", "Subgraph", "backward", "minimal_subgraph",
+           "trainable_ancestors", "zero_feedback"]

@@ -2,6 +2,7 @@
 
 from .mlflow_export import export_mlflow
 from .pareto import pareto_wins
+from .records import ParamUpdate, Problem, Proposal, StepReport
 from .runstore import (
     ROLES,
     CandidateRecord,
@@ -15,7 +16,6 @@ from .runstore import (
     StepReportRecord,
     UnknownRun,
     default_store_path,
-    holds_step,
     to_json,
     values_hash,
 )
@@ -27,14 +27,17 @@ __all__ = [
     "DecisionRecord",
     "EvaluationRecord",
     "LLMCallRecord",
+    "ParamUpdate",
+    "Problem",
+    "Proposal",
     "RunRecord",
     "RunStore",
     "StepRecord",
+    "StepReport",
     "StepReportRecord",
     "UnknownRun",
     "default_store_path",
     "export_mlflow",
-    "holds_step",
     "pareto_wins",
     "to_json",
     "values_hash",

@@ -2,9 +2,11 @@
 
 from . import executors, search
 from .estimate import Estimate
-from .evaluate import EvalReport, EvalResult, EvalRow, MetricError, OutputNotTraced, evaluate
+from .evaluate import EvalResult, MetricError, OutputNotTraced
 from .executors import Async, Executor, Ray, Threads
 from .failures import ModelFailed
+from .reports import StepSummary, TrainResult, history
+from .scoring import EvalReport, EvalRow, evaluate
 from .search import (
     UCB,
     Beam,
@@ -19,7 +21,7 @@ from .search import (
     pareto_front,
 )
 from .session import EditedByHand
-from .trainer import StepSummary, Trainer, TrainResult, history, train
+from .trainer import Trainer, train
 
 __all__ = [
     "UCB",

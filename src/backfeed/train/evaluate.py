@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import inspect
@@ -11,15 +12,13 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._text import clip
 from ..example import SETUP_ERRORS, Example, InputsError, declare_inputs, in_program
 from ..graph import ExecutionError, Feedback, Node, op
-from ..llm import Metered, chosen
-from ..llm.context import DefaultModel, ProgramModel, running
 
 Forward = Callable[[Any, Any], Any]
 Metric = Callable[[Any, Any], Any]
@@ -305,54 +304,57 @@ def _finish(
     return Traced(result, node, value, fb)
 
 
+@dataclass
+class _Attempt:
+    """One run of the program on one example: its output or error, and what it printed."""
+
+    buffer: io.StringIO = field(default_factory=io.StringIO)
+    started: float = field(default_factory=time.perf_counter)
+    out: Any = None
+    error: BaseException | None = None
+
+
+@contextlib.contextmanager
+def _attempt() -> Iterator[_Attempt]:
+    """Run the block as the program's run on one example: its console output captured, and an
+    exception it raises kept as the attempt's error (a setup error propagates: how the
+    program is called is wrong, not the program, so it gets no feedback)."""
+    attempt = _Attempt()
+    token = _buffer.set(attempt.buffer)
+    try:
+        with in_program():
+            yield attempt
+    except SETUP_ERRORS:
+        raise
+    except Exception as e:
+        attempt.error = e
+    finally:
+        _buffer.reset(token)
+
+
 def run_one(module: Any, example: Any, index: int, metric: Metric | None,
             forward: Forward | None) -> Traced:
     """Evaluate in this thread; an async program is run to completion here."""
-    buffer = io.StringIO()
-    token = _buffer.set(buffer)
-    started = time.perf_counter()
-    out: Any = None
-    error: BaseException | None = None
-    try:
-        with in_program():
-            out = call_forward(module, example, forward)
-            if inspect.isawaitable(out):
-                out = asyncio.run(_await(out))
-    except SETUP_ERRORS:
-        raise  # how the program is called is wrong, not the program: no feedback
-    except Exception as e:
-        error = e
-    finally:
-        _buffer.reset(token)
-    return _finish(index, out, error, metric, example, buffer.getvalue(), started)
+    with _attempt() as a:
+        a.out = call_forward(module, example, forward)
+        if inspect.isawaitable(a.out):
+            a.out = asyncio.run(_await(a.out))
+    return _finish(index, a.out, a.error, metric, example, a.buffer.getvalue(), a.started)
 
 
 async def arun_one(module: Any, example: Any, index: int, metric: Metric | None,
                    forward: Forward | None) -> Traced:
     """Evaluate in this event loop: async programs are awaited, sync ones run in a thread."""
-    buffer = io.StringIO()
-    token = _buffer.set(buffer)
-    started = time.perf_counter()
-    out: Any = None
-    error: BaseException | None = None
-    try:
-        with in_program():
-            if _is_async(module, forward):
-                out = await call_forward(module, example, forward)
-            else:
-                out = await asyncio.to_thread(call_forward, module, example, forward)
-                if inspect.isawaitable(out):
-                    out = await out
-    except SETUP_ERRORS:
-        raise  # how the program is called is wrong, not the program: no feedback
-    except Exception as e:
-        error = e
-    finally:
-        _buffer.reset(token)
+    with _attempt() as a:
+        if _is_async(module, forward):
+            a.out = await call_forward(module, example, forward)
+        else:
+            a.out = await asyncio.to_thread(call_forward, module, example, forward)
+            if inspect.isawaitable(a.out):
+                a.out = await a.out
     if metric is not None and inspect.iscoroutinefunction(metric):
-        sync_metric = _resolved(await _metric_async(metric, example, out, error))
-        return _finish(index, out, error, sync_metric, example, buffer.getvalue(), started)
-    return _finish(index, out, error, metric, example, buffer.getvalue(), started)
+        metric = _resolved(await _metric_async(metric, example, a.out, a.error))
+    return _finish(index, a.out, a.error, metric, example, a.buffer.getvalue(), a.started)
 
 
 async def _metric_async(metric: Metric, example: Any, out: Any, error: BaseException | None) -> Any:
@@ -397,110 +399,3 @@ def evaluate_values(module: Any, values: dict[str, Any], examples: list[tuple[in
             return [f.result() for f in futures]
     finally:
         uninstall_capture()
-
-
-# -- bf.evaluate: a program scored on a dataset ----------------------------------------------
-
-
-@dataclass(frozen=True)
-class EvalRow:
-    """One example of an evaluation: what went in, what came out, and how it scored."""
-
-    input: Any
-    output: Any  # the program's plain value (a dict, a pydantic object, ...); text from Ray
-    score: float
-    feedback: str
-    error: str | None
-
-
-@dataclass
-class EvalReport:
-    """What `evaluate` returns: the mean score, one row per example, and what it cost."""
-
-    mean: float
-    rows: list[EvalRow]
-    spend: dict[str, Any]
-
-    @property
-    def scores(self) -> list[float]:
-        return [r.score for r in self.rows]
-
-    @property
-    def errors(self) -> int:
-        return sum(r.error is not None for r in self.rows)
-
-    def _summary(self) -> str:
-        s = self.spend
-        calls = s.get("llm_calls") or 0
-        paid = (f", {calls} model call{'s' if calls != 1 else ''}, {s.get('tokens', 0):,} tokens"
-                + (f", ${s['usd']:.4f}" if s.get("usd") else "")) if calls else ""
-        return (f"mean {self.mean:.3f} over {len(self.rows)} examples, {self.errors} errors"
-                f"{paid}, {s.get('seconds', 0.0):.1f}s")
-
-    def __rich__(self) -> Any:
-        from rich.table import Table
-
-        table = Table(title=self._summary(), show_lines=False)
-        for column in ("#", "input", "output", "score", "feedback / error"):
-            table.add_column(column, overflow="fold")
-        for i, r in enumerate(self.rows):
-            table.add_row(str(i), _cell(r.input), _cell(r.output), f"{r.score:g}",
-                          _cell(r.error or r.feedback))
-        return table
-
-    def __str__(self) -> str:
-        from rich.console import Console
-
-        console = Console(width=120, record=True, file=io.StringIO())
-        console.print(self)
-        return console.export_text()
-
-
-def _cell(value: Any, limit: int = 80) -> str:
-    text = "" if value is None else value if isinstance(value, str) else repr(value)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def evaluate(program: Any, dataset: Iterable[Any], metric: Metric, *, executor: Any = None,
-             forward: Forward | None = None, progress: bool = True,
-             inputs: Iterable[str] | None = None) -> EvalReport:
-    """Score `program` on every example of `dataset` with `metric`, as the trainer does.
-
-    Examples are run as in `bf.train` (`program(**example.inputs())` for a `bf.Example` with
-    declared inputs or a dict example with `inputs=[...]`, `program(example[0])` for a tuple
-    or list, else `program(example)`, or `forward(program, example)`), through the same
-    `Executor.evaluate` the trainer uses (default `Threads(1)`). Errors in the program become rows with score 0;
-    a metric that raises, or returns anything but a finite number or `bf.Feedback(score=...)`
-    (NaN and inf included), raises `MetricError` naming the example. `progress` shows a bar
-    on a terminal. A row's `output` is the program's plain value (a dict, a pydantic object);
-    `spend` counts the examples, seconds and every `bf.chat` call made (`llm_calls`, tokens,
-    `usd`), with a model given or not.
-    """
-    from .executors import Threads
-    from .progress import Bar
-
-    examples = as_examples(dataset, "dataset", inputs)
-    assert examples is not None
-    metric = as_metric(metric)
-    executor = executor or Threads(1)
-    values = program.state_dict() if hasattr(program, "state_dict") else {}
-    started = time.perf_counter()
-    # every bf.chat call, with a model given or not, is counted (as a run counts it)
-    model = Metered(ProgramModel(chosen() or DefaultModel()), role="program")
-    install_capture()
-    try:
-        with Bar(progress, len(examples), "evaluate") as bar, running(model):
-            traced = executor.evaluate(program, values, list(enumerate(examples)), metric,
-                                       forward, lambda t: bar.advance())
-    finally:
-        uninstall_capture()
-    rows = [EvalRow(examples[t.result.index], t.result.output if t.value is None else t.value,
-                    t.result.score, t.result.feedback, t.result.error) for t in traced]
-    mean = sum(r.score for r in rows) / len(rows) if rows else 0.0
-    calls = model.spend.to_dict()
-    spend = {"examples": len(rows), "metric_calls": len(rows),
-             "seconds": time.perf_counter() - started, "llm_calls": calls["calls"],
-             **{k: calls[k] for k in ("cached_calls", "prompt_tokens", "completion_tokens",
-                                      "tokens", "usd")}}
-    return EvalReport(mean, rows, spend)

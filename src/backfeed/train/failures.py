@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from ..budget import RunStop
 from ..llm import LLMError, ScriptExhausted, TransientError
 
 
-class ModelFailed(RuntimeError):
+class ModelFailed(RunStop, RuntimeError):
     """A model call failed in a way that retrying in this run cannot fix; the run is stopped and
     can be resumed once the cause is fixed. `fatal`: the request itself is wrong (credentials,
     model name, request), not a passing outage."""

@@ -12,6 +12,7 @@ from typing import Any
 from ..budget import BudgetExceeded
 from ..llm import LLM, BaseLLM, Completion, Message, Usage, Wrapper
 from ..store import RunStore, to_json
+from .failures import model_failure
 
 
 def request_hash(messages: list[Message], options: dict[str, Any]) -> str:
@@ -24,10 +25,13 @@ class Recorded(Wrapper):
 
     When a call with the same key is already stored (the run was killed after paying for it),
     the stored answer is returned and nothing is paid. A `BudgetExceeded` from the wrapped
-    (metered) model is remembered in `.exceeded`, so the trainer stops even when an optimizer
-    turns errors into a step report; any other failure of the model is remembered in `.failed`
-    for the same reason. `before_call` may raise BudgetExceeded (e.g. time is up). Calls are
-    stored under `role` ('optimizer', 'judge' or 'program').
+    (metered) model propagates; any other failure of the optimizer's or the judge's model
+    (after its own retries) is raised as `ModelFailed`, naming the model and the fix: both
+    are a `RunStop`, which optimizers re-raise, so the run stops. The program's model raises
+    its own error (the program's op turns it into an error node), and `.exceeded` and
+    `.failed` remember it so that the evaluation stops the run and blames no example.
+    `before_call` may raise BudgetExceeded (e.g. time is up). Calls are stored under `role`
+    ('optimizer', 'judge' or 'program').
     """
 
     def __init__(self, llm: LLM, store: RunStore, run_id: str,
@@ -73,7 +77,9 @@ class Recorded(Wrapper):
             raise
         except Exception as e:
             self.failed = e
-            raise
+            if self.role == "program":
+                raise
+            raise model_failure(e, model=self.model, role=self.role, run_id=self.run_id) from e
         self._store(step, key, occurrence, messages, options, completion,
                     time.perf_counter() - started)
         return completion

@@ -44,6 +44,10 @@ class Scorer(Protocol):
         """Whether the run's best got better."""
         ...
 
+    def is_perfect(self, parent: Candidate, scores: list[float], best: Candidate) -> bool:
+        """Whether nothing is left to improve from `parent` (scores: its minibatch's)."""
+        ...
+
 
 class MetricScorer:
     """Scores from the user's metric; each child's result is shown to the optimizer."""
@@ -85,6 +89,13 @@ class MetricScorer:
     def improved(self, before: Candidate, after: Candidate) -> bool:
         return after.score > before.score + 1e-12
 
+    def is_perfect(self, parent: Candidate, scores: list[float], best: Candidate) -> bool:
+        """The best values scored exactly 1 on every validation example and on this
+        minibatch."""
+        val = parent.val_scores
+        return (parent.id == best.id and bool(scores) and all(s == 1.0 for s in scores)
+                and bool(val) and all(v == 1.0 for v in val))
+
 
 class JudgeScorer:
     """No ground truth: a judge compares outputs; candidates are ranked by their comparisons.
@@ -94,13 +105,12 @@ class JudgeScorer:
     """
 
     def __init__(self, cache: EvalCache, strategy: Pairwise, session: RunSession,
-                 trainset: list[Any], judge: Any, judge_model: Any = None) -> None:
+                 trainset: list[Any], judge: Any) -> None:
         self.cache = cache
         self.strategy = strategy
         self.session = session
         self.trainset = trainset
         self.judge = judge
-        self.judge_model = judge_model
 
     def _outputs(self, cand: Candidate, batch: list[int], trace: bool = False) -> list[str | None]:
         return [r.output if r.error is None else f"(error) {r.error}"
@@ -114,8 +124,6 @@ class JudgeScorer:
                 raw = self.judge(self.trainset[i], oa, ob)
             except BudgetExceeded as e:
                 raise budget_stop(e) from None
-            if self.judge_model is not None and self.judge_model.exceeded is not None:
-                raise budget_stop(self.judge_model.exceeded)
             v = Verdict.of(raw)
             self.strategy.record(a.id, b.id, v)
             self.session.store.add_comparison(self.session.run_id, step=step, candidate_a=a.id,
@@ -160,4 +168,8 @@ class JudgeScorer:
 
     def improved(self, before: Candidate, after: Candidate) -> bool:
         return after.id != before.id
+
+    def is_perfect(self, parent: Candidate, scores: list[float], best: Candidate) -> bool:
+        """Never: a judge's scores are relative, so a better output may always exist."""
+        return False
 

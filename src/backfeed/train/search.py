@@ -16,6 +16,8 @@ from typing import Any
 
 from ..graph import Feedback
 from ..llm import LLM
+from ..store import values_hash
+from ..store.lineage import ancestors
 from ..store.pareto import pareto_wins
 
 EPS = 1e-9
@@ -65,15 +67,46 @@ def mean(scores: list[float]) -> float:
     return sum(scores) / len(scores) if scores else 0.0
 
 
+@dataclass(frozen=True)
+class Propose:
+    """A step's plan: ask the optimizer for children of `parent`."""
+
+    parent: Candidate
+
+
+@dataclass(frozen=True)
+class Merge:
+    """A step's plan: try `values`, merged from the lineages of `a` and `b`, instead."""
+
+    a: Candidate
+    b: Candidate
+    values: dict[str, Any]
+
+
 class Strategy:
     """Base strategy: improve the best candidate, keep a child that does not lose."""
 
     name = "strategy"
     proposals = 1  # children proposed from one parent per step (BestOfN: n)
     pairwise = False
+    judge_llm: LLM | None = None  # the model a Pairwise strategy's judge asks
+
+    def plan(self, pool: list[Candidate], rng: random.Random,
+             tried: Collection[str]) -> Propose | Merge:
+        """What this step does: a `Merge` when the strategy merges lineages now, else a
+        `Propose` from the parent it selects."""
+        merged = self.merge(pool, rng, tried)
+        if merged is not None:
+            return Merge(*merged)
+        return Propose(self.select(pool, rng))
 
     def select(self, pool: list[Candidate], rng: random.Random) -> Candidate:
         return best(pool)
+
+    def accept_merge(self, a_scores: list[float], b_scores: list[float],
+                     merged_scores: list[float]) -> tuple[bool, str]:
+        """Whether a merge is kept, from the minibatch scores of both parents and of it."""
+        return self.accept(max(a_scores, b_scores, key=_total), merged_scores)
 
     def accept(self, parent_scores: list[float], child_scores: list[float]) -> tuple[bool, str]:
         p, c = _total(parent_scores), _total(child_scores)
@@ -245,15 +278,14 @@ class Pareto(Strategy):
         if not self.use_merge or self._merges_due <= 0 or self._merges_done >= self.max_merges:
             return None
         self._merges_due -= 1
-        from ..store import values_hash
-
         by_id = {c.id: c for c in pool}
         front = sorted(pareto_front(pool))
         pairs = [(a, b) for k, a in enumerate(front) for b in front[k + 1 :]]
         rng.shuffle(pairs)
         for a_id, b_id in pairs:
             a, b = by_id[a_id], by_id[b_id]
-            common = (_ancestors(a, by_id) | {a.id}) & (_ancestors(b, by_id) | {b.id})
+            parents = {c.id: c.parents for c in pool}
+            common = (ancestors([a.id], parents) | {a.id}) & (ancestors([b.id], parents) | {b.id})
             if not common:
                 continue
             # Components each lineage changed since its oldest common ancestor are combined.
@@ -292,18 +324,6 @@ class Pareto(Strategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._merges_due = int(state.get("merges_due", 0))
         self._merges_done = int(state.get("merges_done", 0))
-
-
-def _ancestors(c: Candidate, by_id: dict[int, Candidate]) -> set[int]:
-    seen: set[int] = set()
-    stack = list(c.parents)
-    while stack:
-        i = stack.pop()
-        if i in seen or i not in by_id:
-            continue
-        seen.add(i)
-        stack.extend(by_id[i].parents)
-    return seen
 
 
 # -- pairwise mode --------------------------------------------------------------------------
@@ -376,6 +396,19 @@ class Pairwise(Strategy):
         self.judge = judge
         self.iterations = iterations
         self.wins: dict[str, float] = {}  # "i>j" -> wins of i over j (ties count 1/2 each)
+
+    @property
+    def judge_llm(self) -> LLM | None:
+        """The model the judge asks (an `LLMJudge`'s), which the run records; None for a
+        callable of the user's own."""
+        return self.judge.llm if isinstance(self.judge, LLMJudge) else None
+
+    def judge_through(self, llm: LLM | None) -> Judge | LLMJudge:
+        """The judge as the run calls it: an `LLMJudge` asking `llm` (the run's recorded
+        model) instead of its own; a callable of the user's own as it is."""
+        if llm is not None and isinstance(self.judge, LLMJudge):
+            return self.judge.using(llm)
+        return self.judge
 
     def record(self, a: int, b: int, verdict: Verdict) -> None:
         w = {"a": (1.0, 0.0), "b": (0.0, 1.0), "tie": (0.5, 0.5)}[verdict.winner]

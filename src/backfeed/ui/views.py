@@ -11,17 +11,18 @@ import difflib
 import json
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ..store import (
     CandidateRecord,
+    ParamUpdate,
     RunRecord,
     RunStore,
     StepRecord,
     StepReportRecord,
     UnknownRun,
-    holds_step,
     pareto_wins,
 )
 
@@ -160,6 +161,7 @@ class RunReader:
         return [_step(s) for s in self.store.steps(run_id)]
 
     def reports(self, run_id: str, step: int | None = None) -> list[dict[str, Any]]:
+        """The stored step reports as JSON for the API."""
         return [_report(r) for r in self.store.step_reports(run_id, step=step)]
 
     def decisions(self, run_id: str, step: int | None = None) -> list[dict[str, Any]]:
@@ -203,11 +205,11 @@ class RunReader:
         by_id = {c["id"]: c for c in candidates}
         best = by_id.get(run["best_candidate"])
         run["best_params"] = {k: value_text(v) for k, v in (best["values"] if best else {}).items()}
-        reports: dict[int, list[dict[str, Any]]] = {}
+        reports: dict[int, list[StepReportRecord]] = {}
         decided: dict[int, dict[Any, str]] = {}  # step -> {candidate: reason}
         if span is not None:
             for rep in self.store.step_reports(run_id, steps=span):
-                reports.setdefault(rep.step, []).append(_report(rep))
+                reports.setdefault(rep.step, []).append(rep)
             for d in self.store.decisions(run_id, steps=span):
                 decided.setdefault(d.step, {})[d.candidate_id] = d.reason
         step_rows = []
@@ -219,8 +221,8 @@ class RunReader:
             usd = (s["spend"].get("usd") or 0.0) - (last.get("usd") or 0.0)
             last = s["spend"]
             reps = reports.get(s["step"], [])
-            own = [rep for rep in reps if rep.get("candidate") == s["candidate"]] or reps
-            applied = [u["name"] for rep in own for u in rep.get("updates", []) if u.get("applied")]
+            own = [rep for rep in reps if rep.candidate_id == s["candidate"]] or reps
+            applied = [u.name for rep in own for u in rep.report.updates if u.applied]
             cand = by_id.get(s["candidate"]) if s["candidate"] is not None else None
             step_rows.append(
                 {
@@ -232,8 +234,7 @@ class RunReader:
                     "accepted": s["accepted"] if s["candidate"] is not None else None,
                     "applied": len(applied),
                     # each optimizer step's rejections once (older stores copied them to each row)
-                    "rejected": sum(len(rep.get("rejected", [])) for rep in reps
-                                    if holds_step(rep)),
+                    "rejected": sum(len(rep.report.rejected) for rep in reps if rep.holds_step),
                     "llm_calls": calls,  # this step's, not the running total
                     "usd": usd,
                     "summary": ("changed " + ", ".join(dict.fromkeys(applied))) if applied else "",
@@ -276,51 +277,52 @@ class RunReader:
         found = self.store.get_step(run_id, step)  # this step and its neighbours, not the run
         current = None if found is None else _step(found)
         prev_step, next_step, total = self.store.step_numbers(run_id, step)
-        reports = self.reports(run_id, step)
+        reports = self.store.step_reports(run_id, step=step)
         if current is None and not reports:
             raise NotFound(f"run {run_id!r} has no step {step} (steps: {self._step_span(run_id, total)})")
         updates, rejected, prompts, answers = [], [], [], []
         reasoning, errors = [], []
         tokens, usd = 0, 0.0
-        for rep in reports:
-            first = holds_step(rep)  # the optimizer step's own row
-            if not first and "shared_with" not in rep:
+        for rec in reports:
+            first, rep = rec.holds_step, rec.report  # first: the optimizer step's own row
+            if not first and rec.shared_with is None:
                 continue  # a store written before 0.3 copied the whole report to each candidate
-            for u in rep.get("updates", []):
-                target = u.get("new") if u.get("applied") else u.get("proposed")
+            for u in rep.updates:
+                target = u.new if u.applied else u.proposed
                 updates.append(
                     {
-                        **u,
+                        **asdict(u),
                         **_texts(u),
-                        "candidate": rep["candidate"],
+                        "candidate": rec.candidate_id,
                         "diff": text_diff(
-                            u.get("old"),
+                            u.old,
                             target,
-                            old_label=f"{u['name']} before",
-                            new_label=f"{u['name']} {'applied' if u.get('applied') else 'proposed'}",
+                            old_label=f"{u.name} before",
+                            new_label=f"{u.name} {'applied' if u.applied else 'proposed'}",
                         )
-                        if (u.get("applied") or u.get("proposed") is not None)
+                        if (u.applied or u.proposed is not None)
                         else [],
                     }
                 )
             if not first:
                 continue  # its prompts, answers and spend are the first row's
-            rejected += [{**r, **_texts(r), "candidate": rep["candidate"]} for r in rep.get("rejected", [])]
-            prompts += rep.get("prompts", [])
-            answers += rep.get("answers", [])
-            if rep.get("reasoning"):
-                reasoning.append(rep["reasoning"])
-            if rep.get("error"):
-                errors.append(rep["error"])
-            tokens += (rep.get("prompt_tokens") or 0) + (rep.get("completion_tokens") or 0)
-            usd += rep.get("cost_usd") or 0.0
+            rejected += [{**asdict(r), **_texts(r), "candidate": rec.candidate_id}
+                         for r in rep.rejected]
+            prompts += rep.prompts
+            answers += rep.answers
+            if rep.reasoning:
+                reasoning.append(rep.reasoning)
+            if rep.error:
+                errors.append(rep.error)
+            tokens += rep.prompt_tokens + rep.completion_tokens
+            usd += rep.cost_usd
         if not prompts:  # no report kept the prompt: show the LLM calls recorded in this step
             for call in self.store.llm_calls(run_id, step=step):
                 prompts.append(call.messages)
                 answers.append(call.answer)
                 tokens += call.prompt_tokens + call.completion_tokens
                 usd += call.cost_usd
-        candidate = current["candidate"] if current else (reports[0]["candidate"] if reports else None)
+        candidate = current["candidate"] if current else (reports[0].candidate_id if reports else None)
         parents = current["parents"] if current else []
         scored = self.store.candidates(run_id, ids=[] if candidate is None else [candidate])
         decisions = self.decisions(run_id, step)
@@ -349,25 +351,25 @@ class RunReader:
             "next_step": next_step,
         }
 
-    def _proposed(self, run_id: str, reports: list[dict[str, Any]],
+    def _proposed(self, run_id: str, reports: list[StepReportRecord],
                   decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each candidate the step proposed, once: its id, what it changed, its validation
         score and the decision on it."""
-        ids = [rep["candidate"] for rep in reports if rep.get("candidate") is not None]
+        ids = [rep.candidate_id for rep in reports if rep.candidate_id is not None]
         records = {c.id: c for c in self.store.candidates(run_id, ids=ids)}
         parents = {c.id: c for c in self.store.candidates(
             run_id, ids=[p for c in records.values() for p in c.parents[:1]])}
         verdicts = {d["candidate"]: d for d in decisions}
         out = []
         for cid in dict.fromkeys(ids):
-            rep = next(r for r in reports if r.get("candidate") == cid)
+            rep = next(r for r in reports if r.candidate_id == cid)
             record, verdict = records.get(cid), verdicts.get(cid, {})
             parent = parents.get(record.parents[0]) if record and record.parents else None
             # what it changed, from its stored values (the same for stores of any age)
             changed = [k for k, v in record.values.items() if parent.values.get(k) != v] \
                 if record and parent else \
-                [u["name"] for u in rep.get("updates", []) if u.get("changed")]
-            out.append({"candidate": cid, "index": rep.get("candidate_index"), "changed": changed,
+                [u.name for u in rep.report.updates if u.changed]
+            out.append({"candidate": cid, "index": rep.candidate_index, "changed": changed,
                         "score": record.val_score if record else None,
                         "accepted": verdict.get("accepted"), "reason": verdict.get("reason")})
         return out
@@ -407,7 +409,7 @@ class RunReader:
         """DOT text of the step's trace graph, as the trainer recorded it with the step."""
         run_id = self.resolve(ref)
         _storable(step, run_id)
-        dot = _dot(self.reports(run_id, step))
+        dot = _dot(self.store.step_reports(run_id, step=step))
         if dot is None:
             raise NotFound(f"step {step} of run {run_id!r} has no trace graph")
         return dot
@@ -484,7 +486,9 @@ def _step(s: StepRecord) -> dict[str, Any]:
 
 
 def _report(r: StepReportRecord) -> dict[str, Any]:
-    return {"step": r.step, "seq": r.seq, "candidate": r.candidate_id, **r.report}
+    return {"step": r.step, "seq": r.seq, "candidate": r.candidate_id,
+            "candidate_index": r.candidate_index, "shared_with": r.shared_with, "dot": r.dot,
+            **r.report.to_dict()}
 
 
 def _step_reason(reasons: dict[int, str], candidate: int | None) -> str | None:
@@ -495,18 +499,15 @@ def _step_reason(reasons: dict[int, str], candidate: int | None) -> str | None:
     return next(iter(reasons.values()), None)
 
 
-def _dot(reports: list[dict[str, Any]]) -> str | None:
+def _dot(reports: list[StepReportRecord]) -> str | None:
     """The trace graph the trainer stored with the step (`bf.to_dot` of its minimal subgraph)."""
-    for rep in reports:
-        if isinstance(rep.get("dot"), str) and rep["dot"].strip():
-            return rep["dot"]
-    return None
+    return next((rep.dot for rep in reports if rep.dot and rep.dot.strip()), None)
 
 
-def _texts(update: dict[str, Any]) -> dict[str, str | None]:
+def _texts(update: ParamUpdate) -> dict[str, str | None]:
     """Display text of an update's values, written the same way as its diff."""
     return {
-        f"{key}_text": None if update.get(key) is None else value_text(update[key])
+        f"{key}_text": None if getattr(update, key) is None else value_text(getattr(update, key))
         for key in ("old", "proposed", "new")
     }
 
