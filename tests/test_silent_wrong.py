@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 import backfeed as bf
 import train_helpers as h
 from backfeed.cli import app
+from backfeed.cli import runs as commands
 from backfeed.store import RunStore
-from backfeed.ui import commands
 
 
 def _train(module, optimizer, tmp_path, **options):

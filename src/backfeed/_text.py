@@ -18,3 +18,9 @@ def clip(text: str, limit: int | None, *, tail: bool = False, ends: bool = False
         head = keep * 2 // 3
         return text[:head] + marker + text[len(text) - (keep - head) :]
     return marker + text[len(text) - keep :] if tail else text[:keep] + marker
+
+
+def short(value: object, limit: int = 80) -> str:
+    """A value as short text for a message: its repr (a string in quotes), clipped to `limit`
+    characters (`clip`)."""
+    return clip(repr(value), limit)

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from .._text import short
+
 # Creation order doubles as a topological order: a node's inputs always exist before it.
 _next_id = itertools.count().__next__
 _tracing: contextvars.ContextVar[bool] = contextvars.ContextVar("backfeed_tracing", default=True)
@@ -286,7 +288,7 @@ class Node:
         label = self.name or (self.op.name if self.op else "node")
         if self.error is not None:
             return f"<Node {label} error={self.error}>"
-        return f"<Node {label}={_short(self._value)}>"
+        return f"<Node {label}={short(self._value, 60)}>"
 
     # Identity, not value, decides membership in sets and dicts (== is a traced op).
     __hash__ = object.__hash__
@@ -466,7 +468,7 @@ class Param(Node):
         expected = str if kind == "code" else next(t for t, k in _KINDS.items() if k == kind)
         if type(value) is not expected:
             raise TypeError(
-                f"parameter {self.name!r} is {kind}; got {type(value).__name__} {_short(value)}"
+                f"parameter {self.name!r} is {kind}; got {type(value).__name__} {short(value, 60)}"
             )
         if kind == "float" and not math.isfinite(value):
             raise ValueError(f"parameter {self.name!r} must be finite, got {value}")
@@ -478,7 +480,7 @@ class Param(Node):
                 )
         if self.choices is not None and value not in self.choices:
             raise ChoiceError(
-                f"parameter {self.name!r} must be one of {self.choices}, got {_short(value)}"
+                f"parameter {self.name!r} must be one of {self.choices}, got {short(value, 60)}"
             )
         return value
 
@@ -508,7 +510,7 @@ class Param(Node):
         self._outputs = {}
 
     def __repr__(self) -> str:
-        return f"<Param {self.name}: {self.kind} = {_short(self._value)}>"
+        return f"<Param {self.name}: {self.kind} = {short(self._value, 60)}>"
 
 
 def infer_kind(value: Any) -> str:
@@ -561,11 +563,6 @@ def constant(value: Any) -> Node:
     if type(value) is int and -5 <= value <= 256:
         return _SMALL_INTS[value + 5]
     return Node(value)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # -- backward: feedback to every parameter an output depends on --------------------------

@@ -17,7 +17,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from .._text import clip
+from .._text import short
 from ..graph import BoundsError, ChoiceError, Param
 from ..graph.render import cuttable
 from .edits import EditError, apply_edits, has_edits, read_edits
@@ -61,17 +61,13 @@ def _number(param: Param, value: Any) -> float | int:
                 value = float(text)
             except ValueError:
                 raise Rejected(
-                    TYPE, f"{param.name!r} is {param.kind}; the text {_short(value)} is not a number"
+                    TYPE, f"{param.name!r} is {param.kind}; the text {short(value)} is not a number"
                 ) from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Rejected(
-            TYPE, f"{param.name!r} is {param.kind}; got {type(value).__name__} {_short(value)}"
+            TYPE, f"{param.name!r} is {param.kind}; got {type(value).__name__} {short(value)}"
         )
     return value
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    return clip(repr(value), limit)
 
 
 def coerce(param: Param, value: Any) -> Any:
@@ -95,7 +91,7 @@ def coerce(param: Param, value: Any) -> Any:
         elif isinstance(value, int | float) and not isinstance(value, bool) and value in (0, 1):
             value = bool(value)
         if not isinstance(value, bool):
-            raise Rejected(TYPE, f"{param.name!r} is bool; got {type(value).__name__} {_short(value)}")
+            raise Rejected(TYPE, f"{param.name!r} is bool; got {type(value).__name__} {short(value)}")
     elif kind == "int":
         value = _number(param, value)
         if isinstance(value, float):
@@ -112,7 +108,7 @@ def coerce(param: Param, value: Any) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
             value = json.dumps(value)
         if not isinstance(value, str):
-            raise Rejected(TYPE, f"{param.name!r} is text; got {type(value).__name__} {_short(value)}")
+            raise Rejected(TYPE, f"{param.name!r} is text; got {type(value).__name__} {short(value)}")
     elif kind in ("list", "dict"):
         expected = list if kind == "list" else dict
         if isinstance(value, str):
@@ -120,10 +116,10 @@ def coerce(param: Param, value: Any) -> Any:
                 value = loads(value.strip())
             except ValueError:
                 raise Rejected(
-                    TYPE, f"{param.name!r} is {kind}; the text {_short(value)} is not JSON"
+                    TYPE, f"{param.name!r} is {kind}; the text {short(value)} is not JSON"
                 ) from None
         if not isinstance(value, expected):
-            raise Rejected(TYPE, f"{param.name!r} is {kind}; got {type(value).__name__} {_short(value)}")
+            raise Rejected(TYPE, f"{param.name!r} is {kind}; got {type(value).__name__} {short(value)}")
     elif kind == "code":
         value = _code(param, value)
     return _check_limits(param, value)
@@ -131,7 +127,7 @@ def coerce(param: Param, value: Any) -> Any:
 
 def _code(param: Param, value: Any) -> str:
     if not isinstance(value, str):
-        raise Rejected(TYPE, f"{param.name!r} is code; got {type(value).__name__} {_short(value)}")
+        raise Rejected(TYPE, f"{param.name!r} is code; got {type(value).__name__} {short(value)}")
     source = textwrap.dedent(_strip_fence(value)).rstrip() + "\n"  # one final newline
     if not source.strip():
         raise Rejected(SYNTAX, f"{param.name!r} is code; the proposal is empty")
@@ -201,8 +197,8 @@ def unknown_reason(name: str, params: list[Param]) -> str:
 
 
 @dataclass
-class Verdict:
-    """One proposal for a known parameter: its coerced value, or why it was rejected."""
+class Checked:
+    """One proposal for a known parameter, checked: its coerced value, or why it was rejected."""
 
     param: Param
     proposed: Any
@@ -244,12 +240,12 @@ def edited(param: Param, proposed: Any, partial: Collection[str] = (),
 def judge(
     params: list[Param], suggestion: dict[str, Any], partial: Collection[str] = (),
     current: dict[str, Any] | None = None,
-) -> tuple[dict[str, Verdict], list[ParamUpdate]]:
+) -> tuple[dict[str, Checked], list[ParamUpdate]]:
     """Coerce each proposal, setting nothing: ({name: verdict}, proposals for unknown names).
     Edits are applied to the whole value (`current`'s, by name, else the parameter's);
     `partial` names the parameters the prompt showed in part, for which a whole value is
     rejected (`edited`)."""
-    verdicts: dict[str, Verdict] = {}
+    verdicts: dict[str, Checked] = {}
     unknown: list[ParamUpdate] = []
     for raw_name, value in (suggestion or {}).items():
         target = resolve_name(str(raw_name), params)
@@ -257,7 +253,7 @@ def judge(
             unknown.append(ParamUpdate(str(raw_name), None, value, None, False,
                                        unknown_reason(str(raw_name), params), UNKNOWN))
             continue
-        verdict = Verdict(target, value)
+        verdict = Checked(target, value)
         try:
             verdict.value = coerce(target, edited(target, value, partial,
                                                   (current or {}).get(target.name)))
@@ -440,8 +436,8 @@ __all__ = [
     "SYNTAX",
     "TYPE",
     "UNKNOWN",
+    "Checked",
     "Rejected",
-    "Verdict",
     "answer_proposal",
     "apply_answer",
     "apply_suggestion",

@@ -9,7 +9,7 @@ from .._text import clip
 from ..graph import Node, Param
 from ..llm import Message
 from . import prompts
-from .examples import call_text, result_text
+from .examples import call_text, result_text, worst_failures
 from .schema import code_head, function_name
 
 
@@ -160,19 +160,14 @@ def failing_outputs(param: Param, limit: int = 4, *, among: list[Param] | None =
 
 def _failing(params: list[Param], among: list[Param] | None
              ) -> list[tuple[Node, float, str, bool]]:
-    """(output, score, feedback text meant for params[0], whether it names it) for every
-    imperfect feedback on the parameters' outputs."""
-    outputs = {id(out): out for p in params for out in p.outputs}
+    """(output, rank, feedback text meant for params[0], whether it names it) for every
+    imperfect feedback on the parameters' outputs, worst first (`worst_failures`)."""
     found = []
-    for out in outputs.values():
-        for fb in out._feedback or ():
-            score = fb.score if fb.score is not None else (0.0 if out.error else 0.5)
-            if score >= 1.0:
-                continue
-            text, named = fb.text or "", False
-            if among is not None:
-                text, named = focus_feedback(text, params[0], among)
-            found.append((out, score, text, named))
+    for f in worst_failures(params):
+        text, named = f.text, False
+        if among is not None:
+            text, named = focus_feedback(text, params[0], among)
+        found.append((f.out, f.rank, text, named))
     return found
 
 

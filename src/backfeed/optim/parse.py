@@ -15,7 +15,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._text import clip
+from .._text import short
 from ..graph import Param
 
 # Top-level keys of an answer that are not parameter values.
@@ -478,7 +478,7 @@ def parse_answer(text: str, names: list[str] | None = None) -> Answer:
                 suggestion = loads(suggestion.strip())
             except ValueError:
                 answer.problems.append(
-                    f"parse: `suggestion` is text, not an object: {_short(suggestion)}"
+                    f"parse: `suggestion` is text, not an object: {short(suggestion)}"
                 )
                 suggestion = {}
         suggestion = _pairs_to_dict(suggestion)
@@ -589,10 +589,6 @@ def _explicit_true(value: Any) -> bool:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=repr)
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    return clip(repr(value), limit)
 
 
 __all__ = [

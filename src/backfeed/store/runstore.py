@@ -8,6 +8,7 @@ records the reads return in `records.py`.
 
 from __future__ import annotations
 
+from ..llm.meter import ROLES  # who made a model call: one list for the meter and the store
 from .lineage import LineageQueries
 from .queries import DashboardQueries
 from .reads import StoreReads
@@ -22,7 +23,7 @@ from .records import (
     StepReportRecord,
     UnknownRun,
 )
-from .schema import ROLES, SCHEMA_VERSION, default_store_path, to_json, values_hash
+from .schema import SCHEMA_VERSION, default_store_path, to_json, values_hash
 from .writes import StoreWrites
 
 

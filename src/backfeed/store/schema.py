@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 SCHEMA_VERSION = 3
-ROLES = ("optimizer", "judge", "program")
 _R = TypeVar("_R")
 
 _SCHEMA = """

@@ -8,10 +8,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ..llm.meter import ROLES
 from ..optim.records import StepReport
 from .connection import StoreBase
 from .records import UnknownRun
-from .schema import ROLES, _encode, _insert, _load, values_hash
+from .schema import _encode, _insert, _load, values_hash
 
 
 class StoreWrites(StoreBase):

@@ -261,15 +261,15 @@ def _example_text(example: Any) -> str:
         return f"<{type(example).__name__}: repr raised {type(exc).__name__}>"
 
 
-def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
+def _kept_text(value: Any) -> str:
+    """The output as stored: its text (a repr for other values), clipped to MAX_TEXT."""
+    return clip(value if isinstance(value, str) else repr(value), MAX_TEXT)
 
 
 def _with_console(fb: Feedback, stdout: str) -> Feedback:
     if not stdout.strip():
         return fb
-    text = (fb.text + "\n" if fb.text else "") + "Console output:\n" + _short(stdout)
+    text = (fb.text + "\n" if fb.text else "") + "Console output:\n" + _kept_text(stdout)
     return Feedback(score=fb.score, text=text, details=fb.details)
 
 
@@ -299,7 +299,7 @@ def _finish(
         if inspect.isawaitable(raw):
             raise MetricError("metric returned an awaitable; use the Async executor for async metrics")
         fb = _with_console(as_feedback(raw, index, example), stdout)
-    result = EvalResult(index, float(fb.score or 0.0), fb.text, _short(value), fb.details, None,
+    result = EvalResult(index, float(fb.score or 0.0), fb.text, _kept_text(value), fb.details, None,
                         stdout, time.perf_counter() - started)
     return Traced(result, node, value, fb)
 

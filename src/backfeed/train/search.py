@@ -18,9 +18,7 @@ from ..graph import Feedback
 from ..llm import LLM
 from ..store import values_hash
 from ..store.lineage import ancestors
-from ..store.pareto import pareto_wins
-
-EPS = 1e-9
+from ..store.pareto import EPS, pareto_wins
 
 
 @dataclass

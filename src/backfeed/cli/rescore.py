@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .train.executors import Threads
-from .train.scoring import EvalReport, evaluate
+from ..train.executors import Threads
+from ..train.scoring import EvalReport, evaluate
 
 _files: dict[Path, dict[str, Any]] = {}
 

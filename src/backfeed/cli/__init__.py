@@ -1,4 +1,5 @@
-"""The `backfeed` command."""
+"""The `backfeed` command: every subcommand (demo, serve-model, cache, eval here; runs, show,
+diff, export, ui, run in `runs.py`)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,9 @@ def demo(
 
     Example: backfeed demo --steps 10
     """
-    from .demo import run_demo
-    from .llm import LLMError
-    from .train import ModelFailed
+    from ..demo import run_demo
+    from ..llm import LLMError
+    from ..train import ModelFailed
 
     try:
         run_demo(steps=steps, seed=seed, candidates=candidates)
@@ -72,7 +73,7 @@ def cache(
 
     Example: backfeed cache --evict-to-mb 100
     """
-    from .llm.cache import ResponseCache, default_cache_path
+    from ..llm.cache import ResponseCache, default_cache_path
 
     store = ResponseCache(path or default_cache_path())
     if clear:
@@ -114,7 +115,7 @@ def eval_(
 
     from rich.console import Console
 
-    from . import llm as llms
+    from .. import llm as llms
     from .rescore import exported_score, load_data, load_object, load_program, rescore
 
     console = Console(highlight=False)
@@ -147,7 +148,7 @@ def eval_(
 def _eval_model(spec: str) -> Any:
     """The backend `--model` names: local, local-1.5b, FILE.py:NAME (an object with
     .complete, or a function or class making one), or a litellm model name."""
-    from . import llm as llms
+    from .. import llm as llms
     from .rescore import load_object
 
     if not spec:
@@ -167,7 +168,7 @@ def _eval_model(spec: str) -> Any:
     return llms.LiteLLM(spec)
 
 
-from .ui.commands import register as _register_run_commands  # noqa: E402
+from .runs import register as _register_run_commands  # noqa: E402
 
 _register_run_commands(app)  # run, runs, show, diff, export, ui
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .example import find_example, leak_error
-from .graph import ErrorInfo, ExecutionError, Node, OpInfo, is_tracing
-from .llm import LLM
-from .llm.context import for_chat
+from ..example import find_example, leak_error
+from ..graph import ErrorInfo, ExecutionError, Node, OpInfo, is_tracing
+from ..llm import LLM
+from ..llm.context import for_chat
 
 CHAT = OpInfo(
     "chat",

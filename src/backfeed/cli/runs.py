@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..store import default_store_path
-from .server import DashboardError
-from .views import NotFound, RunReader, value_text
+from ..store import RunStore, default_store_path, export_mlflow
+from ..ui.server import DashboardError
+from ..ui.views import NotFound, RunReader, value_text
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -301,7 +301,7 @@ def diff(
 
     Example: backfeed diff latest seed best   (or: backfeed diff latest 0 5)
     """
-    from .views import text_diff
+    from ..ui.views import text_diff
 
     with errors(debug), RunReader(_store(store)) as reader:
         ca, a = reader.values_at(run, _step_ref(step_a))
@@ -362,7 +362,6 @@ def export(
             return
         with RunReader(_store(store)) as reader:
             data = reader.export(run)
-            detail = reader.run_detail(data["run"]["id"])
         if to == "json":
             text = json.dumps(data, indent=2, ensure_ascii=False, default=repr)
             if output is None:
@@ -371,12 +370,16 @@ def export(
                 output.write_text(text + "\n", encoding="utf-8")
                 err.print(Text(f"wrote {output} ({len(text):,} characters)"))
             return
-        mlflow_id = export_mlflow(data, detail, tracking_uri=tracking_uri, experiment=experiment)
+        try:
+            mlflow_id = export_mlflow(RunStore(_store(store), readonly=True), data["run"]["id"],
+                                      tracking_uri=tracking_uri, experiment=experiment,
+                                      document=data)
+        except ImportError as exc:
+            raise CommandError(str(exc)) from None
         out.print(Text(f"exported run {data['run']['id']} to MLflow run {mlflow_id} (experiment {experiment!r})"))
 
 
 def _export_files(run: str, output: Path | None, store_path: Path) -> None:
-    from ..store import RunStore
     from ..store.files_export import export_files
 
     if output is None:
@@ -393,28 +396,6 @@ def _export_files(run: str, output: Path | None, store_path: Path) -> None:
                    f"score {_fmt_score(manifest['score'])}); load with Module.load({str(output)!r})"))
 
 
-def export_mlflow(data: dict[str, Any], detail: dict[str, Any], *, tracking_uri: str | None, experiment: str) -> str:
-    """Log a run to MLflow: best parameters as params, per-step metrics, the JSON as an artifact."""
-    try:
-        import mlflow
-    except ImportError:
-        raise CommandError("exporting to MLflow needs mlflow: pip install 'backfeed[mlflow]'") from None
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment)
-    run = detail["run"]
-    with mlflow.start_run(run_name=run["name"] or run["id"]) as active:
-        mlflow.set_tags({"backfeed.run_id": run["id"], "backfeed.status": run["status"],
-                         "backfeed.strategy": run["strategy"] or ""})
-        mlflow.log_params({f"param.{k}": value_text(v)[:500] for k, v in run["best_params"].items()})
-        for s in detail["steps"]:
-            metrics = {"best_score": s["best_score"], "candidate_score": s["score"],
-                       "llm_calls": s["llm_calls"], "usd": s["usd"]}
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, step=s["step"])
-        mlflow.log_dict(data, "backfeed_run.json")
-        return str(active.info.run_id)
-
-
 # -- backfeed ui -------------------------------------------------------------------------------
 
 
@@ -429,7 +410,7 @@ def ui(
 
     Example: backfeed ui --port 8765   (then open http://127.0.0.1:8765/)
     """
-    from .server import check_bind
+    from ..ui.server import check_bind
 
     with errors(debug):
         check_bind(host, token)
@@ -438,7 +419,7 @@ def ui(
             import uvicorn  # noqa: F401
         except ImportError:
             raise CommandError("the dashboard needs starlette and uvicorn: pip install 'backfeed[ui]'") from None
-        from .server import serve
+        from ..ui.server import serve
 
         path = _store(store)
         shown = f"[{host}]" if ":" in host else host
