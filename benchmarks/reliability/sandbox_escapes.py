@@ -111,7 +111,7 @@ ATTACKS: dict[str, str] = {
         "    class Limit(ctypes.Structure):\n"
         "        _fields_ = [('cur', ctypes.c_ulong), ('max', ctypes.c_ulong)]\n"
         "    libc.setrlimit(9, ctypes.byref(Limit(2**64 - 1, 2**64 - 1)))\n"  # RLIMIT_AS
-        "    return len(bytearray(3 * 1024 ** 3))\n", libc=True),
+        "    return len(bytearray(3 * 2**29))\n", libc=True),  # 1.5 GiB
     # -- links and /proc
     "symlink to /etc/passwd": _src("    import os\n    os.symlink('/etc/passwd', 'passwd')\n"
                                    "    return open('passwd').read()[:40]\n"),
@@ -151,11 +151,11 @@ ATTACKS: dict[str, str] = {
         "        f'open({p!r} + \".import\", \"w\").write(\"x\")\\n')\n"
         "    sys.path.insert(0, '.')\n    import evil_module\n    return 'imported'\n"),
     "read another worker's workdir": _src(
-        "    import glob, os\n    found = []\n"
-        "    for pattern in ('../backfeed-sandbox-*/*', '/tmp/backfeed-sandbox-*/*',\n"
-        "                    '/proc/*/cwd/*'):\n"
+        "    import glob\n    found = []\n"
+        "    for pattern in ('../backfeed-sandbox-*/secret.txt', '/proc/[0-9]*/cwd/secret.txt',\n"
+        "                    '/tmp/backfeed-sandbox-*/secret.txt'):\n"
         "        for path in glob.glob(pattern):\n"
-        "            try:\n                found.append(open(path, 'rb').read(100))\n"
+        "            try:\n                found.append(open(path).read(100))\n"
         "            except OSError:\n                pass\n    return found\n"),
     # -- the way back to the caller
     "a result whose pickle runs a command": _src(

@@ -47,10 +47,10 @@ def confine(settings: Settings) -> dict[str, str]:
         os.setgroups([])
         os.setresgid(settings.uid, settings.uid, settings.uid)
         os.setresuid(settings.uid, settings.uid, settings.uid)
-    set_hard_limits(settings)
     report: dict[str, str] = {}
-    if not settings.kernel:
+    if not settings.kernel:  # the sandbox of before: soft limits per call only
         return report
+    set_hard_limits(settings)
     try:
         version = landlock.restrict(
             [*settings.readable, f"/proc/{os.getpid()}"], [settings.call_dir, os.devnull],
