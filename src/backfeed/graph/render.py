@@ -546,6 +546,12 @@ def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
+def _dot_escape(text: str) -> str:
+    """Text inside a DOT double-quoted string: backslashes and quotes escaped, line breaks as
+    DOT's `\\n` (Graphviz reads it back as the same text)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def to_dot(target: Subgraph | Param | Iterable[Param]) -> str:
     """Graphviz DOT text of a subgraph: parameters as boxes, errors in red."""
     if isinstance(target, Param):
@@ -563,7 +569,7 @@ def to_dot(target: Subgraph | Param | Iterable[Param]) -> str:
     def label(n: Node) -> str:
         name = names.get(id(n)) or value_text(n._value, 30)
         body = f"error: {n.error.type}" if n.error else value_text(n._value, 30)
-        return f"{name}\\n{body}".replace('"', '\\"') if name != body else body.replace('"', '\\"')
+        return "\\n".join(map(_dot_escape, [name, body] if name != body else [body]))
 
     def attributes(n: Node) -> str:
         attrs = [f'label="{label(n)}"']

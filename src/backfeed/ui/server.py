@@ -60,7 +60,7 @@ def create_app(store: str | Path, *, host: str = "127.0.0.1", token: str | None 
     from starlette.staticfiles import StaticFiles
 
     from . import views
-    from .graphsvg import dot_to_svg
+    from .graphsvg import GraphvizMissing, dot_to_svg, notice_svg
 
     check_bind(host, token)
     store_path = Path(store)
@@ -101,7 +101,16 @@ def create_app(store: str | Path, *, host: str = "127.0.0.1", token: str | None 
     def api_graph(request: Request) -> Response:
         with reader() as r:
             dot = r.step_dot(request.path_params["run_id"], request.path_params["step"])
-        return Response(dot_to_svg(dot), media_type="image/svg+xml")
+        try:
+            return Response(dot_to_svg(dot), media_type="image/svg+xml")
+        except GraphvizMissing as exc:  # said where the graph would be; the DOT text is there
+            return Response(notice_svg(f"{exc} (the DOT text: graph.dot)"),
+                            media_type="image/svg+xml")
+
+    def api_graph_dot(request: Request) -> Response:
+        with reader() as r:
+            dot = r.step_dot(request.path_params["run_id"], request.path_params["step"])
+        return Response(dot, media_type="text/vnd.graphviz")
 
     routes = [
         Route("/", page),
@@ -113,6 +122,7 @@ def create_app(store: str | Path, *, host: str = "127.0.0.1", token: str | None 
         Route("/api/runs/{run_id}", api_run),
         Route("/api/runs/{run_id}/steps/{step:int}", api_step),
         Route("/api/runs/{run_id}/steps/{step:int}/graph.svg", api_graph),
+        Route("/api/runs/{run_id}/steps/{step:int}/graph.dot", api_graph_dot),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(
