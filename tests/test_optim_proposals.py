@@ -222,3 +222,17 @@ def test_the_trainer_asks_the_strategy_and_the_scorer_instead_of_checking_their_
              and getattr(n.func, "id", "") == "isinstance"]
     checked = {ast.unparse(c.args[1]) for c in calls if len(c.args) == 2}
     assert not any(name in text for text in checked for name in names), checked
+
+
+def test_a_proposal_carries_the_cost_of_the_answer_it_was_read_from():
+    prompt = bf.param("Answer.", name="prompt")
+    _give_feedback([prompt])
+
+    def paid(messages, options):
+        return bf.llm.Completion(BLOCKS, bf.llm.Usage(100, 12), 0.002, "m")
+
+    report = Prime([prompt], bf.llm.Scripted([paid])).propose()
+    [proposal] = report.proposals
+    assert (proposal.prompt_tokens, proposal.completion_tokens, proposal.cost_usd) == (100, 12, 0.002)
+    assert proposal.answer == BLOCKS and proposal.by == "Prime"
+    assert report.prompt_tokens == 100 and prompt.value == "Answer."  # proposed, not applied

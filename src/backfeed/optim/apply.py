@@ -13,7 +13,7 @@ import json
 import math
 import re
 import textwrap
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -367,20 +367,27 @@ def apply_answer(
 # -- proposals --------------------------------------------------------------------------------
 
 def _proposal(scratch: StepReport, values: dict[str, Any], by: str, answer: str | None,
-              outside: dict[str, Any]) -> Proposal:
+              outside: dict[str, Any], cost: Any = None) -> Proposal:
+    usage = getattr(cost, "usage", None)
     return Proposal(values, by=by, answer=answer, updates=tuple(scratch.updates),
                     rejected=tuple(scratch.rejected), problems=tuple(scratch.problems),
-                    reasoning=scratch.reasoning, stop=scratch.stop, outside=outside)
+                    reasoning=scratch.reasoning, stop=scratch.stop, outside=outside,
+                    prompt_tokens=usage.prompt_tokens if usage else 0,
+                    completion_tokens=usage.completion_tokens if usage else 0,
+                    cost_usd=getattr(cost, "cost_usd", 0.0) if cost is not None else 0.0)
 
 
 def answer_proposal(
     params: list[Param], start: dict[str, Any], answers: list[tuple[str, Collection[str] | None]],
     *, by: str, partial: Collection[str] = (), cut_short: Collection[str] = (),
+    completions: Mapping[str, Any] | None = None,
 ) -> Proposal:
     """The proposal of one or more answers read in turn from the values `start` (by name),
     each `(text, only)`: `only` the parameters it may write (None: all); what it writes for
     the others is the proposal's `outside`. `cut_short`: the answers that reached their
-    token limit. No parameter changes."""
+    token limit. `completions` ({answer: Completion}) gives a one-answer proposal the cost of
+    its answer (a request's cost is on its first answer; a combination of answers costs 0
+    here, its answers are counted in their own proposals). No parameter changes."""
     scratch = StepReport(step=-1)
     values = dict(start)
     outside: dict[str, Any] = {}
@@ -389,7 +396,9 @@ def answer_proposal(
         _, accepted = apply_answer(params, text, scratch, only=names, partial=partial,
                                    cut_short=text in cut_short, into=values)
         outside.update({k: v for k, v in accepted.items() if names is not None and k not in names})
-    return _proposal(scratch, values, by, answers[0][0] if len(answers) == 1 else None, outside)
+    answer = answers[0][0] if len(answers) == 1 else None
+    cost = (completions or {}).get(answer) if answer is not None else None
+    return _proposal(scratch, values, by, answer, outside, cost)
 
 
 def values_proposal(params: list[Param], start: dict[str, Any], suggestion: dict[str, Any], *,

@@ -100,5 +100,6 @@ class OPRO(Optimizer):
         )
         start = self.values()
         cut_short = {c.text for c in completions if reached_limit(c, limit)}
+        paid = {c.text: c for c in completions}
         return [answer_proposal(self.params, start, [(c.text, None)], by=self.name, partial=cut,
-                                cut_short=cut_short) for c in completions]
+                                cut_short=cut_short, completions=paid) for c in completions]

@@ -113,6 +113,7 @@ class Prime(Optimizer):
         self.edits = edits
         self.partial: dict[str, tuple[int, int]] = {}  # shown in part by the last prompt
         self.cut_short: set[str] = set()  # this step's answers that reached their token limit
+        self.completions: dict[str, Any] = {}  # this step's answers, with what each cost
         self.budget_tokens = budget_tokens
         self.memory = memory
         self.reasoning_chars = reasoning_chars
@@ -327,6 +328,7 @@ class Prime(Optimizer):
         (a block they never closed is then rejected, not kept)."""
         texts = [self._prefixed(start, c.text) for c in completions]
         self.cut_short.update(t for t, c in zip(texts, completions) if reached_limit(c, limit))
+        self.completions.update(zip(texts, completions))
         return texts
 
     @staticmethod
@@ -349,7 +351,7 @@ class Prime(Optimizer):
     def proposals(self, report: StepReport) -> list[Proposal]:
         """Ask the model; one proposal per answer (per-parameter prompts: see `EachParam`).
         Numbers the model wrote outside `focus` are each proposal's `outside`."""
-        self.cut_short = set()
+        self.cut_short, self.completions = set(), {}
         each = self.compact_params()
         if each and all(self.compact_messages(p) is not None for p in each):
             return self.each_param.propose(report, each)

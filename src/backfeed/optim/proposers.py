@@ -42,7 +42,8 @@ class WholeTrace:
     def read(self, text: str) -> Proposal:
         p = self.prime
         return answer_proposal(p.params, p.values(), [(text, p.focus)], by=self.by,
-                               partial=set(p.partial), cut_short=p.cut_short)
+                               partial=set(p.partial), cut_short=p.cut_short,
+                               completions=p.completions)
 
     def retry(self, report: StepReport, answer: str) -> None:
         """Ask once more after an answer that changed nothing: the same prompt, the model's
@@ -143,7 +144,8 @@ class EachParam:
 
     def read(self, answers: list[tuple[str, set[str]]]) -> Proposal:
         p = self.prime
-        return answer_proposal(p.params, p.values(), answers, by=self.by, cut_short=p.cut_short)
+        return answer_proposal(p.params, p.values(), answers, by=self.by, cut_short=p.cut_short,
+                               completions=p.completions)
 
     def ask(self, report: StepReport, messages: list[Message], param: Param, n: int,
             limit: int) -> list[str]:
