@@ -165,3 +165,18 @@ def test_labelled_examples_seed_the_demo_pool_before_any_output_scored(tmp_path)
         {"input": "great film", "output": "positive"}
     with pytest.raises(ValueError, match=r"labelled\[0\].*to_demo="):
         bf.optim.FewShot(DemosOnly().parameters(), llm=bf.llm.Scripted([]), labelled=[42])
+
+
+def test_fewshot_trains_on_a_machine_without_any_model_it_never_calls(monkeypatch, tmp_path):
+    """No optimizer model is made before it is called: FewShot on demos alone calls none, so
+    a machine with no embedded model and no BACKFEED_MODEL trains it."""
+    import backfeed.llm
+    import backfeed.llm.defaults
+
+    def no_model():
+        raise bf.llm.LLMError("no model configured (this test's machine has none)")
+
+    monkeypatch.setattr(backfeed.llm.defaults, "default", no_model)
+    monkeypatch.setattr(backfeed.llm, "default", no_model)
+    test_training_with_fewshot_keeps_the_demo_set_that_validates()
+    test_the_trainer_evaluates_every_demo_set_a_step_proposes(tmp_path)
