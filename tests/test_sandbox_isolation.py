@@ -50,6 +50,15 @@ def no_bwrap(monkeypatch):
     monkeypatch.setattr(isolation, "_said", set())
 
 
+@pytest.fixture
+def open_sys_path(monkeypatch):
+    """sys.path without directories only root may enter (other tests leave tmp_path dirs on
+    it): under root, one such directory keeps the worker root, without its thread limit."""
+    paths = isolation.readable_paths(False)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if not p or isolation._others_reach(
+        os.path.abspath(p), paths)])
+
+
 def double(x: int) -> int:
     return 2 * x
 
@@ -99,14 +108,14 @@ def test_the_line_names_each_protection_that_is_off_and_none_when_all_are_on():
 
 
 @needs_all
-def test_strict_runs_where_every_protection_is_on():
+def test_strict_runs_where_every_protection_is_on(open_sys_path):
     with bf.Sandbox(timeout_s=5, workers=1, strict=True) as sb:
         assert sb.call(double, (21,), {}) == 42
         assert set(sb.protections.values()) == {"on"}, sb.protections
 
 
 @needs_all
-def test_the_five_escapes_of_the_first_catalogue_are_refused_or_get_nothing():
+def test_the_five_escapes_of_the_first_catalogue_are_refused_or_get_nothing(open_sys_path):
     rows = {r["attempt"]: r["outcome"] for r in esc.catalogue(names=THE_FIVE)}
     for name in THE_FIVE:
         assert not rows[name].startswith("escaped"), (name, rows[name])
@@ -115,7 +124,7 @@ def test_the_five_escapes_of_the_first_catalogue_are_refused_or_get_nothing():
 
 @needs_all
 @pytest.mark.slow
-def test_no_attempt_of_the_catalogue_escapes():
+def test_no_attempt_of_the_catalogue_escapes(open_sys_path):
     rows = esc.catalogue()
     assert len(rows) >= 41  # 48 attempts and the protections they met
     escaped = [r for r in rows if r["outcome"].startswith("escaped")]
@@ -182,7 +191,7 @@ def test_an_environment_the_code_changed_does_not_reach_the_next_call():
 
 
 @needs_bwrap
-def test_threads_stop_at_the_limit_and_the_workdir_at_its_size():
+def test_threads_stop_at_the_limit_and_the_workdir_at_its_size(open_sys_path):
     def spawn() -> int:
         import time
 

@@ -55,16 +55,21 @@ def worker_env(call_dir: str) -> dict[str, str]:
 def readable_paths(network: bool) -> tuple[str, ...]:
     """What a worker may read: system libraries, Python, every directory on `sys.path` and of
     an imported module (editable installs live outside sys.path), and nothing beneath them
-    twice."""
+    twice. Under root, a module's directory that only root may enter is left out: the worker
+    runs as a user of its own, who could not read it (one on sys.path stays, see worker_uid)."""
     paths = {d for d in _SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)}
     paths.update(_SYSTEM_FILES + (_NETWORK_FILES if network else ()))
     paths.update({sys.prefix, sys.base_prefix, sys.exec_prefix, BACKFEED_ROOT,
                   os.path.dirname(os.path.realpath(sys.executable))})
     paths.update(os.path.abspath(p or os.curdir) for p in sys.path)
+    modules = set()
     for module in list(sys.modules.values()):
         file = getattr(module, "__file__", None)
         if isinstance(file, str) and os.path.isabs(file):
-            paths.add(os.path.dirname(file))
+            modules.add(os.path.dirname(file))
+    if os.geteuid() == 0:
+        modules = {m for m in modules - paths if _inside(m, paths) or _others_reach(m, (m,))}
+    paths |= modules
     kept: list[str] = []
     for path in sorted(p for p in paths if os.path.exists(p)):
         if not _inside(path, kept):
@@ -86,7 +91,7 @@ def bubblewrap(root: bool) -> tuple[str | None, str]:
         return None, f"off (bwrap did not run: {exc})"
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        return None, f"off (the kernel refused bwrap its namespaces: {why})"
+        return None, f"off (bwrap could not make its namespaces here: {why})"
     return path, "on"
 
 
