@@ -52,4 +52,5 @@ def test_the_catalogue_records_what_each_attempt_yields():
     for refused in ("write outside the workdir", "socket to the internet", "os.fork loop",
                     "signal to the parent"):
         assert rows[refused] == "refused: ForbiddenOperation", rows
-    assert rows["ctypes libc write"] == "escaped"  # documented in README: ctypes gets past
+    # the kernel's layers (Landlock, seccomp) refuse it even through ctypes, where available
+    assert not rows["ctypes libc write"].startswith("escaped"), rows

@@ -290,3 +290,17 @@ def test_a_dict_outputs_parts_are_named_by_their_keys_in_the_optimizers_trace(tm
     prompt = llm.calls[0].messages[-1]["content"]
     assert "parts['label']=" in prompt and "parts['reply']=" in prompt
     assert "parts[0]" not in prompt
+
+
+def test_a_missing_package_is_named_as_such_not_as_an_unknown_model():
+    from backfeed.train.failures import model_failure
+
+    try:
+        try:
+            raise ModuleNotFoundError("No module named 'litellm'")
+        except ImportError as exc:
+            raise bf.llm.LLMError("bf.llm.LiteLLM needs litellm: pip install 'backfeed[litellm]'") from exc
+    except bf.llm.LLMError as error:
+        failed = model_failure(error, model="openai/x", role="optimizer", run_id="r")
+    assert "a package is missing" in str(failed) and "unknown to the provider" not in str(failed)
+    assert failed.fatal

@@ -19,6 +19,12 @@ ORDERS: list[tuple[list[str], list[int], list[float]]] = [
     (["  Apple ", "BREAD"], [3, 1], [0.5, 2.0]),
     (["Milk  ", " Goat cheese"], [2, 1], [1.25, 4.0]),  # an inner space stays: "goat cheese"
 ]
+# Orders the search never sees: the seed and the best are scored on them at the end.
+TEST_ORDERS: list[tuple[list[str], list[int], list[float]]] = [
+    ([" EGGS", "Rice  "], [12, 1], [0.25, 1.8]),
+    (["Sparkling water "], [6], [0.6]),
+    (["  Olive Oil", "SALT", " Basil "], [1, 2, 1], [7.5, 0.4, 1.2]),
+]
 TAX_RATE = 0.2  # the correct rate, unknown to the optimizer: only the feedback's score knows it
 INITIAL_TEMPLATE = "Items: {items}"
 
@@ -164,6 +170,7 @@ class DemoResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    verdict: str = ""  # the seed and the best on orders the search never saw
 
 
 def _default_llm() -> LLM:
@@ -224,6 +231,7 @@ def run_demo(
     start = time.perf_counter()
     trained = train(workflow, ORDERS, metric=workflow.metric, optimizer=optimizer, steps=steps,
                     minibatch_size=len(ORDERS), budget=Budget(target=1.0), seed=seed,
+                    testset=TEST_ORDERS,
                     forward=lambda module, order: module(order),  # an order is one argument
                     store=store, name="demo")
     seconds = time.perf_counter() - start
@@ -259,6 +267,9 @@ def run_demo(
             + (f"  [dim]{escape(note)}[/dim]" if note else "")
         )
     _print_summary(console, result)
+    if trained.verdict is not None:
+        result.verdict = trained.verdict.line()
+        console.print(escape(result.verdict), style="bold" if trained.verdict.significant else "")
     if result.best_score < 0.999:
         left = what_is_left(workflow)  # the best values are loaded
         console.print(f"[bold]Not perfect yet[/bold] (best {result.best_score:.3f}); what the "

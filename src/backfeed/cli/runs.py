@@ -146,6 +146,7 @@ def runs(
             "steps": lambda r: _fmt_int(r["steps"]),
             "calls": lambda r: _calls(r["llm_calls"], r["cached_calls"]),
             "tokens": lambda r: _fmt_int(r["tokens"]), "spend": lambda r: _fmt_usd(r["usd"]),
+            "held-out": lambda r: _fmt_gain(r["verdict"]),
             "age": lambda r: _fmt_age(r["started_at"]),
             "duration": lambda r: _fmt_duration(r["duration_s"]),
         }
@@ -167,7 +168,17 @@ def runs(
             out.print(_roles_table(rows))
 
 
-_DROP_ORDER = ("duration", "age", "tokens", "steps", "spend", "name")  # first left out
+_DROP_ORDER = ("duration", "age", "tokens", "steps", "held-out", "spend", "name")  # first left out
+
+
+def _fmt_gain(verdict: dict[str, Any] | None) -> Text:
+    """The held-out improvement, `+0.300*` when its interval lies above 0 (`?`: it includes 0;
+    `~`: measured on the examples the best was chosen on)."""
+    if not verdict or not verdict["measured"] or verdict["improvement"] is None:
+        return Text("–")
+    mark = "*" if verdict["significant"] else "?"
+    return Text(f"{verdict['improvement']:+.3f}{mark}" + ("" if verdict["split"] == "test" else "~"),
+                style="green" if verdict["significant"] else "")
 
 
 def _fitting(cells: dict[str, Any], rows: list[dict[str, Any]], width: int) -> list[str]:
@@ -259,6 +270,9 @@ def show(
         ]:
             head.add_row(key, value)
         out.print(head)
+        if r["verdict"]:
+            out.print(Text(r["verdict"]["line"], style="bold" if r["verdict"]["significant"] else ""),
+                      soft_wrap=True)
         out.print()
         out.print(Text("best score after each step", style="bold"))
         for line in score_chart([s["best_score"] for s in d["steps"]],

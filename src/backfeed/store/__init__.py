@@ -2,7 +2,7 @@
 
 from .mlflow_export import export_mlflow
 from .pareto import pareto_wins
-from .records import ParamUpdate, Problem, Proposal, StepReport
+from .records import HeldOut, ParamUpdate, Problem, Proposal, StepReport
 from .runstore import (
     ROLES,
     CandidateRecord,
@@ -26,6 +26,7 @@ __all__ = [
     "ComparisonRecord",
     "DecisionRecord",
     "EvaluationRecord",
+    "HeldOut",
     "LLMCallRecord",
     "ParamUpdate",
     "Problem",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from ..optim.records import StepReport
@@ -13,6 +14,7 @@ from .records import (
     ComparisonRecord,
     DecisionRecord,
     EvaluationRecord,
+    HeldOut,
     LLMCallRecord,
     RunRecord,
     StepRecord,
@@ -37,14 +39,14 @@ class StoreReads(StoreBase):
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        return [_record(RunRecord, r) for r in self._db().execute(sql, args).fetchall()]
+        return [_run_record(r) for r in self._db().execute(sql, args).fetchall()]
 
     def get_run(self, run_id: str) -> RunRecord:
         """One run; `UnknownRun` (a KeyError) names the id when it is not stored."""
         row = self._db().execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise UnknownRun(f"no run {run_id!r} in {self.path}")
-        return _record(RunRecord, row)
+        return _run_record(row)
 
     def steps(
         self, run_id: str, *, before: int | None = None, limit: int | None = None
@@ -165,6 +167,12 @@ class StoreReads(StoreBase):
             (run_id, step, request_hash, occurrence),
         ).fetchone()
         return None if row is None else _record(LLMCallRecord, row)
+
+
+def _run_record(row: sqlite3.Row) -> RunRecord:
+    """A run record with its verdict typed (stores before schema 4 have none)."""
+    record = _record(RunRecord, row)
+    return replace(record, verdict=HeldOut.from_dict(record.verdict))  # type: ignore[arg-type]
 
 
 def _step_report(row: sqlite3.Row) -> StepReportRecord:

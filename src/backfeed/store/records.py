@@ -7,10 +7,69 @@ CLI) import records from the store only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..optim.records import NOT_ASKED, ParamUpdate, Problem, Proposal, StepReport
+
+LEVEL = 0.95  # the held-out verdict's interval
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The seed and the winner scored on one split, the improvement and its interval.
+
+    `split` is "test" (a split the search never saw), or "val"/"train" when there was no
+    test split: then the winner was chosen on these very examples, and the interval is
+    optimistic; `line()` says so. `measured` is False (with `why`) when it could not be
+    computed (no metric, a budget reached, a failure)."""
+
+    split: str
+    n: int = 0
+    seed_score: float | None = None
+    best_score: float | None = None
+    improvement: float | None = None
+    low: float | None = None
+    high: float | None = None
+    level: float = LEVEL
+    seed_candidate: int | None = None
+    best_candidate: int | None = None
+    measured: bool = True
+    why: str = ""
+
+    @property
+    def significant(self) -> bool:
+        """Whether the interval lies above 0 (the gain is unlikely to be noise)."""
+        return self.measured and self.low is not None and self.low > 0
+
+    def line(self) -> str:
+        """The verdict in one line, as `show`, the demo and the dashboard print it."""
+        where = {"test": "on the test split",
+                 "val": "on validation, where the winner was chosen (no test split: optimistic)",
+                 "train": "on the trainset, where the winner was chosen (no valset or test "
+                          "split: optimistic)"}.get(self.split, f"on {self.split}")
+        if not self.measured:
+            return f"held-out verdict: not measured ({self.why})"
+        assert None not in (self.seed_score, self.best_score, self.improvement, self.low,
+                            self.high)
+        text = (f"held-out verdict {where}, {self.n} examples: seed {self.seed_score:.3f} -> "
+                f"best {self.best_score:.3f}, {self.improvement:+.3f} "
+                f"({self.level:.0%} interval {self.low:+.3f} to {self.high:+.3f})")
+        if self.best_candidate == self.seed_candidate:
+            return text + "; the seed is still the best"
+        if not self.significant:
+            return text + "; the interval includes 0: the gain may be noise"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> HeldOut | None:
+        if not data:
+            return None
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -26,6 +85,7 @@ class RunRecord:
     best_candidate: int | None
     spend: dict[str, Any]
     stop_reason: str | None
+    verdict: HeldOut | None = None  # the seed and the best on held-out data
 
 
 @dataclass(frozen=True)
@@ -154,6 +214,7 @@ __all__ = [
     "ComparisonRecord",
     "DecisionRecord",
     "EvaluationRecord",
+    "HeldOut",
     "LLMCallRecord",
     "ParamUpdate",
     "Problem",

@@ -5,7 +5,9 @@ Schema (every JSON column holds text written by `json.dumps`; times are Unix sec
     runs         id TEXT PK, name, status ('running' | 'finished' | 'stopped' | 'failed'),
                  config JSON, created_at, updated_at, step (last finished step, -1 before the
                  first), best_score, best_candidate, spend JSON ({calls, tokens, usd, ...}),
-                 stop_reason, state JSON (the trainer checkpoint used by resume)
+                 stop_reason, state JSON (the trainer checkpoint used by resume), verdict JSON
+                 (the seed and the best scored on a held-out split, with the interval of the
+                 improvement; schema 4)
     steps        (run_id, step) PK, parents JSON [candidate ids], candidate (child id or NULL),
                  accepted 0/1, best_score, spend JSON, started_at, finished_at
     candidates   (run_id, id) PK, step, "values" JSON {param path: value}, values_hash,
@@ -48,7 +50,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _R = TypeVar("_R")
 
 _SCHEMA = """
@@ -57,7 +59,7 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT, status TEXT NOT NULL, config TEXT NOT NULL,
     created_at REAL NOT NULL, updated_at REAL NOT NULL, step INTEGER NOT NULL DEFAULT -1,
     best_score REAL, best_candidate INTEGER, spend TEXT NOT NULL DEFAULT '{}',
-    stop_reason TEXT, state TEXT
+    stop_reason TEXT, state TEXT, verdict TEXT
 );
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL, step INTEGER NOT NULL, parents TEXT NOT NULL, candidate INTEGER,
@@ -107,9 +109,10 @@ _ADDED_COLUMNS = {("llm_calls", "role"): "TEXT NOT NULL DEFAULT 'optimizer'",
                   ("llm_calls", "alternatives"): "TEXT NOT NULL DEFAULT '[]'",
                   ("step_reports", "candidate_index"): "INTEGER NOT NULL DEFAULT 0",
                   ("step_reports", "shared_with"): "INTEGER",
-                  ("step_reports", "dot"): "TEXT"}
+                  ("step_reports", "dot"): "TEXT",
+                  ("runs", "verdict"): "TEXT"}
 # Columns stored as JSON text, and columns stored as 0/1, in every table.
-_JSON_COLUMNS = frozenset({"config", "spend", "state", "parents", "values", "val_scores",
+_JSON_COLUMNS = frozenset({"config", "spend", "state", "verdict", "parents", "values", "val_scores",
                            "details", "messages", "options", "report", "alternatives"})
 _BOOL_COLUMNS = frozenset({"accepted", "cached"})
 

@@ -31,7 +31,7 @@ class StoreWrites(StoreBase):
 
     _RUN_FIELDS = frozenset(
         {"name", "status", "config", "step", "best_score", "best_candidate", "spend",
-         "stop_reason", "state"}
+         "stop_reason", "state", "verdict"}
     )
 
     def update_run(self, run_id: str, **fields: Any) -> None:

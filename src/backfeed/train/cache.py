@@ -38,8 +38,10 @@ class EvalCache:
         self.traced: dict[int, Traced] = {}
 
     def results(self, cand: Candidate, split: str, indexes: list[int], trace: bool = False,
-                backward: bool = True) -> list[EvalResult]:
-        """Scores of `cand` on examples `indexes` of `split`, in that order."""
+                backward: bool = True, limited: bool = True) -> list[EvalResult]:
+        """Scores of `cand` on examples `indexes` of `split`, in that order. `limited=False`
+        (the held-out verdict after the search) is held to neither the time, the stop file
+        nor the metric-call limit; the model budgets still hold."""
         session, store, run_id = self.session, self.session.store, self.session.run_id
         data = self.splits[split]
         h = values_hash(cand.values)
@@ -52,8 +54,9 @@ class EvalCache:
             else:
                 found[i] = EvalResult(i, rec.score, rec.feedback, rec.output, rec.details,
                                       rec.error, rec.stdout, rec.seconds, stored=True)
-        session.check_stop()
-        limit = session.budget.metric_calls
+        if limited:
+            session.check_stop()
+        limit = session.budget.metric_calls if limited else None
         short = False
         if limit is not None and session.metric_calls + len(missing) > limit:
             missing = missing[: max(0, limit - session.metric_calls)]

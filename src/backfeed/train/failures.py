@@ -35,6 +35,10 @@ def model_failure(exc: Exception, *, model: str, role: str, run_id: str) -> Mode
     text = text.splitlines()[0] if text.strip() else type(exc).__name__
     who = f"the {role}'s model {model!r}" if model else f"the {role}'s model"
     resume = f"; then resume with bf.train(..., resume={run_id!r})"
+    missing = next((e for e in (exc, exc.__cause__) if isinstance(e, ImportError)), None)
+    if missing is not None:  # e.g. LiteLLM without litellm installed: not the model's name
+        return ModelFailed(f"{who} cannot be made: a package is missing ({text}): install it"
+                           f"{resume}", fatal=True)
     if isinstance(exc, ScriptExhausted):
         return ModelFailed(f"{who} ran out of answers ({text}): queue more responses in "
                            f"bf.llm.Scripted{resume}", fatal=True)

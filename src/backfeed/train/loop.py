@@ -15,12 +15,12 @@ import random
 import time
 from typing import Any
 
-from ..budget import BudgetExceeded
+from ..budget import BudgetExceeded, RunStop
 from ..graph import zero_feedback
 from ..llm.context import running
 from ..optim import Optimizer, ParamUpdate, Proposal, StepReport
 from ..optim.feedback import current_feedback
-from ..store import values_hash
+from ..store import HeldOut, values_hash
 from .cache import EvalCache
 from .evaluate import install_capture, uninstall_capture
 from .failures import ModelFailed, model_failure
@@ -29,6 +29,7 @@ from .reports import TrainResult, candidate_report, history, trace_dot, unchange
 from .scorer import JudgeScorer, MetricScorer, Scorer
 from .search import Candidate, Merge, mean
 from .session import EDITED_BY_HAND, RunModels, RunSession, StopRun, budget_stop
+from .verdict import verdict_of
 
 PERFECT = ("perfect: the best values scored 1 on every validation example and on this "
            "minibatch; no model call can improve them")
@@ -56,6 +57,8 @@ class Run:
         self.strategy = trainer.strategy
         self.module = trainer.module
         splits = {"train": trainer.trainset, "val": trainer.val_examples}
+        if trainer.testset is not None:
+            splits["test"] = trainer.testset
         self.cache = EvalCache(session, trainer.module, splits, trainer.metric, trainer.forward,
                                trainer.executor, on_progress=self._show,
                                program_model=models.program)
@@ -79,6 +82,7 @@ class Run:
         self.last_step = -1
         self.note: str | None = None  # what the last step did, for the progress line
         self.params_by_name = {p.name: p for _, p in self.module.named_parameters()}
+        self.accept = trainer.accept or self.strategy.accept  # accept=, else the strategy's
 
     # -- state and checkpoints ------------------------------------------------------------
     def _restore(self) -> int:
@@ -274,6 +278,9 @@ class Run:
         return best_cand
 
     def _finish(self, status: str, reason: str) -> TrainResult:
+        verdict = self._verdict()
+        if verdict is not None:
+            self.store.update_run(self.run_id, verdict=verdict.to_dict())
         best_cand = self._load_best()
         self.session.close(status, reason)
         return TrainResult(
@@ -282,8 +289,34 @@ class Run:
             best_values=dict(best_cand.values) if best_cand else {},
             best_score=_finite(best_cand.score) if best_cand else None,
             history=history(self.store, self.run_id), spend=self.session.spend.to_dict(),
-            metric_calls=self.session.metric_calls, candidates=self.next_id,
+            metric_calls=self.session.metric_calls, candidates=self.next_id, verdict=verdict,
         )
+
+    def _verdict(self) -> HeldOut | None:
+        """The seed and the best scored on the test split (else on validation, where the best
+        was chosen), with the interval of the improvement; never used to choose."""
+        seed = next((c for c in self.pool if c.origin == "seed"), None)
+        if seed is None:
+            return None
+        best = self._best()
+        split = "test" if self.t.testset is not None else self.t.val_split
+        if self.t.metric is None:
+            return HeldOut(split, measured=False, why="no metric: a judge's comparisons give "
+                           "no score on held-out examples")
+        try:
+            if split == "test":
+                every = list(range(len(self.t.testset)))
+                seed_scores, best_scores = (
+                    [r.score for r in self.cache.results(c, "test", every, limited=False)]
+                    for c in (seed, best))
+            else:
+                seed_scores, best_scores = seed.val_scores or [], best.val_scores or []
+        except (StopRun, RunStop) as e:  # a budget reached, a model that failed
+            return HeldOut(split, measured=False, why=f"{type(e).__name__}: {e}")
+        if not seed_scores or len(seed_scores) != len(best_scores):
+            return HeldOut(split, measured=False, why="the seed or the best has no scores")
+        return verdict_of(split, seed_scores, best_scores, seed_candidate=seed.id,
+                          best_candidate=best.id)
 
     # -- one step -------------------------------------------------------------------------
     def _minibatch(self) -> list[int]:
@@ -322,7 +355,7 @@ class Run:
         # equal scores: the child that changes the fewest parameters, then the first proposed
         chosen, p_scores, c_scores = max(
             scored, key=lambda s: (sum(s[2]), -_changed(parent, s[0]), -s[0].id))
-        ok, why = self.strategy.accept(p_scores, c_scores)
+        ok, why = self.accept(p_scores, c_scores)
         for child, p, c in scored:
             accepted = ok and child is chosen
             if child is chosen:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..graph import Param, minimal_subgraph, to_dot
 from ..optim import ParamUpdate, StepReport
-from ..store import RunStore
+from ..store import HeldOut, RunStore
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class TrainResult:
     spend: dict[str, Any]
     metric_calls: int
     candidates: int
+    verdict: HeldOut | None = None  # the seed and the best on held-out data (see `HeldOut`)
 
 
 def unchanged_reason(report: StepReport) -> str:

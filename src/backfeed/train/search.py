@@ -19,6 +19,7 @@ from ..llm import LLM
 from ..store import values_hash
 from ..store.lineage import ancestors
 from ..store.pareto import EPS, pareto_wins
+from .acceptance import no_worse
 
 
 @dataclass
@@ -107,11 +108,8 @@ class Strategy:
         return self.accept(max(a_scores, b_scores, key=_total), merged_scores)
 
     def accept(self, parent_scores: list[float], child_scores: list[float]) -> tuple[bool, str]:
-        p, c = _total(parent_scores), _total(child_scores)
-        pm, cm = mean(parent_scores), mean(child_scores)
-        if c + EPS >= p:
-            return True, f"does not lose on the minibatch (mean {cm:.4g} >= {pm:.4g})"
-        return False, f"loses on the minibatch (mean {cm:.4g} < {pm:.4g})"
+        """"no worse" (`acceptance.no_worse`): not worse on the minibatch, and not a tie at 0."""
+        return no_worse(parent_scores, child_scores)
 
     def observe(self, candidate: Candidate, scores: list[float]) -> None:
         """Minibatch scores of a parent (used by bandits)."""

@@ -22,6 +22,7 @@ from ..llm import LLM, chosen
 from ..llm.context import DefaultModel, ProgramModel
 from ..optim import Combine, Optimizer
 from ..store import RunStore
+from .acceptance import as_acceptance, rule_name
 from .estimate import Estimate, estimate
 from .evaluate import Forward, Metric, as_examples, as_metric
 from .executors import Executor, Threads
@@ -59,6 +60,8 @@ class Trainer:
         progress: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
         program_llm: LLM | None = None,
+        testset: Iterable[Any] | None = None,
+        accept: str | Callable[..., Any] | None = None,
     ) -> None:
         if not isinstance(module, Module) and not (
             hasattr(module, "state_dict") and hasattr(module, "load_state_dict")
@@ -71,11 +74,16 @@ class Trainer:
         _check_optimizer_params(module, optimizer)
         trainset = as_examples(trainset, "trainset", inputs)
         valset = as_examples(valset, "valset", inputs)
+        testset = as_examples(testset, "testset", inputs)
         assert trainset is not None
         if len(trainset) == 0:
             raise ValueError("trainset is empty")
         if valset is not None and len(valset) == 0:
             raise ValueError("valset is empty (pass None to validate on the trainset)")
+        if testset is not None and len(testset) == 0:
+            raise ValueError("testset is empty (pass None for the verdict on validation)")
+        self.accept = as_acceptance(accept)  # checks the name now, before any model call
+        self.accept_name = rule_name(accept)
         strategy = strategy or Greedy()
         if metric is None and not strategy.pairwise:
             raise ValueError("train() needs metric=(example, output) -> score, or a Pairwise strategy")
@@ -99,6 +107,7 @@ class Trainer:
         self.module = module
         self.trainset = trainset
         self.valset = valset
+        self.testset = testset
         self.metric = as_metric(metric) if metric is not None else None
         self.optimizer = optimizer
         self.strategy = strategy
@@ -137,6 +146,8 @@ class Trainer:
             "minibatch_size": self.minibatch_size,
             "trainset": len(self.trainset),
             "valset": None if self.valset is None else len(self.valset),
+            "testset": None if self.testset is None else len(self.testset),
+            "accept": self.accept_name,
             "params": sorted(self.module.state_dict()),
             "param_kinds": {name: p.kind for name, p in self.module.named_parameters()},
         }
@@ -201,6 +212,8 @@ def train(
     stop_file: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
     program_llm: LLM | None = None,
+    testset: Iterable[Any] | None = None,
+    accept: str | Callable[..., Any] | None = None,
 ) -> TrainResult:
     """Optimize `module`'s parameters on `trainset`, keep what validates on `valset`.
 
@@ -231,6 +244,14 @@ def train(
     it); the best values are loaded into `module` (also when the run raises). A model that
     cannot be used (bad key, unknown model, bad request, or failing after its retries) stops
     the run with `bf.ModelFailed`, naming the model and the fix; the run stays resumable.
+    `accept` is the rule that keeps a child from its minibatch scores: "no worse" (Greedy's,
+    the default: not worse, and a tie where every score is 0 is refused), "improves",
+    "significant" (a paired sign-flip test at 0.05; `bf.train.acceptance.Significant(level)`
+    for another level) or a callable `(parent_scores, child_scores) -> bool | (bool, why)`;
+    None keeps the strategy's own (Pareto: "improves"). At the end, the seed and the best
+    values are scored on `testset`, never used to choose, with a paired bootstrap 95% interval
+    of the improvement (without it, on validation, said to be optimistic):
+    `result.verdict`, stored with the run and shown by `backfeed show` and the dashboard.
     `bf.chat` calls inside the program use `program_llm` (else the model of an enclosing
     `bf.llm.using` block, else `bf.llm.default()`): they are stored as "program" spend and
     count against the budget.
@@ -240,5 +261,6 @@ def train(
         budget=budget, executor=executor, seed=seed, steps=steps, minibatch_size=minibatch_size,
         forward=forward, inputs=inputs, store=store, run_dir=run_dir, resume=resume,
         on_edit=on_edit, name=name,
-        stop_file=stop_file, progress=progress, program_llm=program_llm,
+        stop_file=stop_file, progress=progress, program_llm=program_llm, testset=testset,
+        accept=accept,
     ).fit()

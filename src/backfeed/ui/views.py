@@ -142,6 +142,11 @@ class RunReader:
             "updated_at": r.updated_at,
             "duration_s": end - r.created_at,
             "stop_reason": r.stop_reason,
+            "verdict": None if r.verdict is None else {
+                "line": r.verdict.line(), "split": r.verdict.split,
+                "significant": r.verdict.significant, "measured": r.verdict.measured,
+                "improvement": r.verdict.improvement, "low": r.verdict.low,
+                "high": r.verdict.high},
         }
 
     def runs(self) -> list[dict[str, Any]]:

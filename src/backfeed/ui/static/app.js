@@ -259,6 +259,7 @@ async function renderRun(id, before) {
       ...Object.entries(run.by_role || {}).map(([role, s]) =>
         card(role + " spend", fmt.int(s.calls) + " calls · " + fmt.usd(s.usd)))),
     run.error ? el("p", { class: "error" }, run.error) : null,
+    run.verdict ? el("p", { id: "verdict", class: run.verdict.significant ? "verdict" : "verdict muted" }, run.verdict.line) : null,
     el("h2", {}, "Score"),
     el("div", { class: "charts" },
       scoreChart("score vs LLM calls", points.map((p) => ({ ...p, x: p.llm })), "LLM calls", (v) => String(+v.toPrecision(6))),

@@ -1,0 +1,37 @@
+"""The held-out verdict: the seed and the winner on data the search never chose on, with a
+paired bootstrap interval of the improvement."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from ..store.records import LEVEL, HeldOut
+
+RESAMPLES = 2000  # bootstrap resamples; enough for a stable 95% interval on a few hundred examples
+
+
+def paired_bootstrap(seed: Sequence[float], best: Sequence[float], *, resamples: int = RESAMPLES,
+                     level: float = LEVEL, rng_seed: int = 0) -> tuple[float, float, float]:
+    """(mean improvement, low, high): the mean of `best[i] - seed[i]` and its percentile
+    bootstrap interval at `level`, resampling the examples (pairs) with replacement."""
+    if len(seed) != len(best) or not seed:
+        raise ValueError(f"a paired interval needs two equally long, non-empty score lists "
+                         f"(got {len(seed)} and {len(best)})")
+    diffs = [b - s for s, b in zip(seed, best)]
+    n = len(diffs)
+    rng = random.Random(rng_seed)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    tail = (1.0 - level) / 2
+    low = means[int(tail * (resamples - 1))]
+    high = means[round((1.0 - tail) * (resamples - 1))]
+    return sum(diffs) / n, low, high
+
+
+def verdict_of(split: str, seed_scores: Sequence[float], best_scores: Sequence[float], *,
+               seed_candidate: int, best_candidate: int) -> HeldOut:
+    """The verdict from both candidates' per-example scores on `split`."""
+    improvement, low, high = paired_bootstrap(seed_scores, best_scores)
+    n = len(seed_scores)
+    return HeldOut(split, n, sum(seed_scores) / n, sum(best_scores) / n, improvement, low, high,
+                   seed_candidate=seed_candidate, best_candidate=best_candidate)

@@ -1,0 +1,132 @@
+"""Trust the winner: the held-out verdict with its bootstrap interval, and acceptance rules."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+import backfeed as bf
+import train_helpers as h
+from backfeed.cli import app
+from backfeed.train.acceptance import Significant, as_acceptance, improves, no_worse
+from backfeed.train.verdict import paired_bootstrap
+
+
+def _train(tmp_path, **options):
+    module = h.Router()
+    data = h.dataset()
+    result = bf.train(module, data, data, metric=h.metric,
+                      optimizer=h.FixOptimizer(module.parameters(), llm=h.scripted()),
+                      strategy=bf.search.Pareto(), steps=12, store=tmp_path / "r.db",
+                      minibatch_size=2, progress=False, **options)
+    return module, result
+
+
+# -- the interval ---------------------------------------------------------------------------
+
+def test_the_paired_bootstrap_interval_on_known_cases():
+    same = paired_bootstrap([0.0] * 20, [0.5] * 20)
+    assert same == (0.5, 0.5, 0.5)  # every example gained 0.5: no spread at all
+    half = [0.0] * 100
+    mixed = [1.0, 0.0] * 50  # half the examples gained 1: mean 0.5, standard error 0.05
+    mean, low, high = paired_bootstrap(half, mixed)
+    assert mean == 0.5 and 0.39 < low < 0.42 and 0.58 < high < 0.61  # about 0.5 +- 1.96 * 0.05
+    assert paired_bootstrap(half, mixed) == (mean, low, high)  # seeded: the same every time
+    with pytest.raises(ValueError, match="equally long"):
+        paired_bootstrap([1.0], [1.0, 0.0])
+
+
+def test_an_interval_that_includes_zero_says_the_gain_may_be_noise():
+    verdict = bf.store.HeldOut("test", 4, 0.5, 0.75, 0.25, -0.25, 0.75, seed_candidate=0,
+                               best_candidate=3)
+    assert not verdict.significant
+    assert verdict.line().endswith("the interval includes 0: the gain may be noise")
+    assert "on the test split, 4 examples: seed 0.500 -> best 0.750, +0.250" in verdict.line()
+
+
+# -- the verdict of a run -------------------------------------------------------------------
+
+def test_the_winner_is_chosen_on_validation_and_reported_on_the_test_split(tmp_path):
+    _, plain = _train(tmp_path / "a")
+    test = h.dataset(3)  # 9 examples the search never sees
+    _, result = _train(tmp_path / "b", testset=test)
+    assert result.best_values == plain.best_values  # the test split chose nothing
+    verdict = result.verdict
+    assert verdict.split == "test" and verdict.n == len(test) and verdict.significant
+    assert (verdict.seed_score, verdict.best_score) == (0.0, 1.0)
+    assert verdict.low > 0 and verdict.best_candidate == result.best_candidate
+    store = result.store
+    assert store.get_run(result.run_id).verdict == verdict  # stored, typed
+    tested = {(e.candidate_id, e.example_index) for e in store.evaluations(result.run_id)
+              if e.split == "test"}
+    assert tested == {(c, i) for c in (0, result.best_candidate) for i in range(len(test))}
+    assert store.get_run(result.run_id).config["testset"] == len(test)
+    shown = CliRunner().invoke(app, ["show", result.run_id, "--store", str(tmp_path / "b/r.db")])
+    assert shown.exit_code == 0 and verdict.line() in " ".join(shown.output.split())
+    listed = CliRunner().invoke(app, ["runs", "--store", str(tmp_path / "b/r.db"), "--json"])
+    assert '"significant": true' in listed.output
+
+
+def test_without_a_test_split_the_verdict_is_on_validation_and_says_it_is_optimistic(tmp_path):
+    _, result = _train(tmp_path)
+    assert result.verdict.split == "val" and result.verdict.n == len(h.dataset())
+    assert "no test split: optimistic" in result.verdict.line()
+
+
+def test_a_run_whose_seed_stays_best_says_so(tmp_path):
+    module = h.Router()
+    data = h.dataset(1)
+    result = bf.train(module, data, metric=h.metric, steps=1, store=tmp_path / "r.db",
+                      optimizer=h.FixOptimizer(module.parameters(),
+                                               llm=bf.llm.Scripted(['{"suggestion": {}}'])),
+                      progress=False, testset=data)
+    assert result.verdict.improvement == 0 and result.verdict.line().endswith(
+        "the seed is still the best")
+
+
+# -- acceptance -----------------------------------------------------------------------------
+
+def test_acceptance_rules():
+    assert improves([0.5], [0.5])[0] is False and improves([0.5], [0.6])[0] is True
+    assert no_worse([0.5, 0.5], [0.5, 0.5])[0] is True
+    ok, why = no_worse([0.0, 0.0], [0.0, 0.0])
+    assert ok is False and why.startswith("ties at 0")
+    significant = Significant(level=0.05)
+    assert significant([0.0] * 6, [1.0] * 6)[0] is True  # p = 1/64
+    assert significant([0.0] * 3, [1.0] * 3)[0] is False  # p = 1/8: too few examples
+    assert significant.p_value([0.0] * 6, [1.0] * 6) == pytest.approx(1 / 64)
+    assert as_acceptance("no_worse") is no_worse and as_acceptance(None) is None
+    custom = as_acceptance(lambda p, c: sum(c) >= 2 * sum(p))
+    assert custom([1.0], [2.0])[0] is True and custom([1.0], [1.5])[0] is False
+    with pytest.raises(ValueError, match="accept='better'"):
+        as_acceptance("better")
+
+
+def test_greedy_refuses_a_tie_at_zero_that_it_used_to_keep(tmp_path):
+    module = h.Router()
+    data = [("a", 0), ("b", 0)]
+    # the proposal changes pc only, which neither example reads: 0 against 0
+    llm = bf.llm.Scripted(['{"suggestion": {"pc": "right-c"}}'] * 3)
+    result = bf.train(module, data, metric=h.metric, steps=1, store=tmp_path / "r.db",
+                      optimizer=h.FixOptimizer(module.parameters(), llm=llm), progress=False)
+    assert result.history[0].accepted is False
+    assert result.history[0].reason.startswith("ties at 0 on the minibatch")
+
+
+def test_accept_improves_rejects_what_no_worse_keeps(tmp_path):
+    def run(accept, where):
+        module = h.Router()
+        data = [("a", 0), ("b", 0)]
+        llm = bf.llm.Scripted(['{"suggestion": {"pa": "right-a", "pb": "start"}}',
+                               '{"suggestion": {"pa": "right-a", "pb": "wrong"}}'])
+        return bf.train(module, data, metric=h.metric, steps=2, store=tmp_path / where,
+                        optimizer=h.FixOptimizer(module.parameters(), llm=llm),
+                        progress=False, accept=accept)
+
+    kept = run(None, "a.db")
+    strict = run("improves", "b.db")
+    assert [s.accepted for s in kept.history] == [True, True]  # the second ties at 0.5
+    assert [s.accepted for s in strict.history] == [True, False]
+    assert strict.history[1].reason.startswith("does not improve on the minibatch")
+    assert strict.store.get_run(strict.run_id).config["accept"] == "improves"
+
