@@ -3,7 +3,7 @@ diff, export, ui, run in `runs.py`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -166,6 +166,73 @@ def _eval_model(spec: str) -> Any:
                             "a function or class making one")
         return obj
     return llms.LiteLLM(spec)
+
+
+@app.command()
+def ingest(
+    files: Annotated[list[str], typer.Argument(
+        help="OTLP/JSON span files (one document, or JSON lines of them, as `backfeed collect` "
+             "writes).")],
+    out: str = typer.Option(..., "--out", "-o", help="The dataset to write (JSON lines, one "
+                                                     "record per model call)."),
+    feedback: str = typer.Option("", "--feedback", help="A feedback file from bf.feedback "
+                                                        "(default: its default file, if any)."),
+) -> None:
+    """Read a deployed app's OpenTelemetry GenAI spans into a dataset: one record per model
+    call (trace and span ids, model, system prompt, messages, output, tokens) with the
+    feedback given on its trace. Malformed input is counted in the summary line, not fatal.
+
+    Example: backfeed ingest traces.jsonl --out calls.jsonl
+    """
+    from pathlib import Path
+
+    from ..otel import default_feedback_path
+    from ..otel import ingest as read
+
+    given = Path(feedback) if feedback else default_feedback_path()
+    if feedback and not given.exists():
+        typer.echo(f"error: no feedback file {given}", err=True)
+        raise typer.Exit(1)
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:
+        typer.echo(f"error: no such file: {', '.join(missing)}", err=True)
+        raise typer.Exit(1)
+    _, report = read(files, out, feedback=given if given.exists() else None)
+    typer.echo(report.summary())
+    typer.echo(f"wrote {report.model_calls} records to {out}")
+
+
+@app.command()
+def collect(
+    out: str = typer.Option(..., "--out", "-o", help="The file each trace export is appended "
+                                                     "to (JSON lines, read by backfeed ingest)."),
+    port: int = typer.Option(4318, help="The port (4318 is OTLP/HTTP's)."),
+    host: str = typer.Option("127.0.0.1", help="The address to listen on; another than "
+                                               "127.0.0.1 lets others on the network send."),
+) -> None:
+    """Receive OTLP/HTTP trace exports (POST /v1/traces, JSON, or protobuf with
+    opentelemetry-proto installed) and append them to a file for `backfeed ingest`.
+
+    Example: backfeed collect --port 4318 --out traces.jsonl, then point the app's exporter at
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318
+    """
+    from ..otel.collect import Receiver
+
+    try:
+        receiver = Receiver(out, host=host, port=port)
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: listening on {host}: anyone who reaches it can append to {out}",
+                   err=True)
+    typer.echo(f"listening on {receiver.url}, appending to {out} (Ctrl-C stops)")
+    try:
+        receiver.serve_forever()
+    except KeyboardInterrupt:
+        typer.echo(f"stopped: {receiver.requests} exports written to {out}")
+    finally:
+        receiver.server.server_close()
 
 
 from .runs import register as _register_run_commands  # noqa: E402
