@@ -45,6 +45,7 @@ class Recorded(Wrapper):
         self.exceeded: BudgetExceeded | None = None
         self.failed: Exception | None = None
         self.replayed = 0
+        self.telemetry: Any = None  # a backfeed.otel.export.Telemetry: a span per paid call
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -104,6 +105,10 @@ class Recorded(Wrapper):
             cached=completion.cached, seconds=seconds, role=self.role,
             alternatives=completion.alternatives,
         )
+        if self.telemetry is not None:
+            self.telemetry.model_call(role=self.role, model=self.model, messages=messages,
+                                      options=options, completion=completion, seconds=seconds,
+                                      run_id=self.run_id, step=step)
 
     async def acall(self, messages: list[Message], options: dict[str, Any]) -> Completion:
         return await asyncio.to_thread(self.call, messages, options)  # recorded like complete()
