@@ -58,7 +58,8 @@ def _run(db: Path, env: dict[str, str], *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("hang", ["HANG_LLM_AT=5", "HANG_METRIC_AT=27", "HANG_METRIC_AT=3", "HANG_LLM_AT=7"])
+# the uninterrupted run makes 5 model calls (an all-correct minibatch is replaced, not stepped)
+@pytest.mark.parametrize("hang", ["HANG_LLM_AT=2", "HANG_METRIC_AT=27", "HANG_METRIC_AT=3", "HANG_LLM_AT=4"])
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, hang):
     ref_env = _env(tmp_path, "ref")
     ref = _run(tmp_path / "ref.db", ref_env)
@@ -126,7 +127,9 @@ def test_stop_file_stops_after_writing_state_and_resume_finishes(tmp_path):
     again = bf.train(fresh, data, metric=metric, optimizer=h.FixOptimizer(
         fresh.parameters(), llm=h.scripted()), strategy=bf.search.Pareto(), steps=10,
         store=db, resume=result.run_id, minibatch_size=2, progress=False)
-    assert again.status == "finished" and len(again.history) == 10
+    assert again.status == "finished" and [s.step for s in again.history] == list(
+        range(len(again.history)))  # 10 steps, or fewer when nothing is left to learn
+    assert len(again.history) == 10 or again.stop_reason.startswith(("perfect", "nothing left"))
 
 
 def test_sigint_stops_cleanly(tmp_path):

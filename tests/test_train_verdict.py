@@ -1,6 +1,9 @@
-"""Trust the winner: the held-out verdict with its bootstrap interval, and acceptance rules."""
+"""Trust the winner: the held-out verdict with its bootstrap interval, acceptance rules, the
+copy guard and no idle steps."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from typer.testing import CliRunner
@@ -9,6 +12,7 @@ import backfeed as bf
 import train_helpers as h
 from backfeed.cli import app
 from backfeed.train.acceptance import Significant, as_acceptance, improves, no_worse
+from backfeed.train.guards import CopyGuard
 from backfeed.train.verdict import paired_bootstrap
 
 
@@ -130,3 +134,75 @@ def test_accept_improves_rejects_what_no_worse_keeps(tmp_path):
     assert strict.history[1].reason.startswith("does not improve on the minibatch")
     assert strict.store.get_run(strict.run_id).config["accept"] == "improves"
 
+
+
+# -- overfitting guards -----------------------------------------------------------------------
+
+class Support(bf.Module):
+    def __init__(self):
+        self.instruction = bf.param("Answer the ticket.", name="instruction")
+
+    def forward(self, ticket):
+        return bf.format("{i} {t}", i=self.instruction, t=ticket)
+
+
+TICKETS = [("Order 1234 arrived broken, I paid 69 EUR and want my money back", "69 EUR"),
+           ("The parcel never came; it cost 25 EUR", "25 EUR")]
+
+
+def _support(tmp_path, answer, **options):
+    module = Support()
+    llm = bf.llm.Scripted([json.dumps({"suggestion": {"instruction": answer}})] * 3)
+    return bf.train(module, TICKETS, metric=lambda ex, out: float(out.startswith(ex[1])), steps=1,
+                    optimizer=h.FixOptimizer(module.parameters(), llm=llm),
+                    store=tmp_path / "r.db", progress=False, **options)
+
+
+def test_a_proposal_that_copies_a_training_answer_is_refused_and_counted(tmp_path):
+    result = _support(tmp_path, "The refund amount is 69 EUR.")
+    [decision] = result.store.decisions(result.run_id)
+    assert decision.reason.startswith(
+        "copied training data: 'instruction' now holds '69 eur', from training example 0")
+    assert result.spend["guards"] == 1 and result.candidates == 1  # never evaluated
+    assert result.store.get_run(result.run_id).spend["guards"] == 1
+    shown = CliRunner().invoke(app, ["show", result.run_id, "--store", str(tmp_path / "r.db")])
+    assert "guards fired" in shown.output and "1 (proposals that copied" in shown.output
+    allowed = _support(tmp_path / "off", "The refund amount is 69 EUR.", copy_guard=False)
+    assert allowed.candidates == 2 and allowed.spend["guards"] == 0
+
+
+def test_an_instruction_that_copies_nothing_passes_the_guard(tmp_path):
+    result = _support(tmp_path, "State the amount the customer paid, with its currency.")
+    assert result.candidates == 2 and result.spend["guards"] == 0
+
+
+def test_the_copy_rule_is_a_run_of_five_words_or_a_whole_short_field():
+    guard = CopyGuard(TICKETS)
+    assert guard.copied("", "say: I paid 69 EUR and want") == ("i paid 69 eur and", 0)
+    assert guard.copied("", "answer in EUR only") is None  # one word of a field is no copy
+    assert guard.copied("Quote it: 25 EUR", "Quote it: 25 EUR, please") is None  # had it
+    assert guard.copied("", "cost 25 eur") == ("25 eur", 1)
+
+
+# -- no idle steps ----------------------------------------------------------------------------
+
+def test_an_all_correct_minibatch_is_replaced_by_examples_the_best_fails(tmp_path):
+    module = h.Router()
+    module.pa.value = "right-a"  # ("a", 0) is right; ("b", 0) is not
+    llm = h.scripted()
+    bf.train(module, [("a", 0), ("b", 0)], metric=h.metric, steps=1, minibatch_size=1,
+             seed=1, optimizer=h.FixOptimizer(module.parameters(), llm=llm),  # seed 1: "a"
+             store=tmp_path / "r.db", progress=False)
+    assert len(llm.calls) == 1 and "needs pb=right-b" in llm.calls[0].messages[0]["content"]
+
+
+def test_a_run_with_nothing_left_to_learn_on_the_trainset_says_so_and_asks_no_model(tmp_path):
+    module = h.Router()
+    module.pa.value = "right-a"
+    llm = h.scripted()
+    result = bf.train(module, [("a", 0)], [("b", 0)], metric=h.metric, steps=3,
+                      optimizer=h.FixOptimizer(module.parameters(), llm=llm),
+                      store=tmp_path / "r.db", progress=False)
+    assert not llm.calls and result.status == "finished"
+    assert result.stop_reason.startswith("nothing left to learn: the best values score 1 on "
+                                         "every training example (validation mean 0")

@@ -266,6 +266,8 @@ def show(
             ("tokens", _fmt_int(r["tokens"])),
             ("spend", _fmt_usd(r["usd"])), ("duration", _fmt_duration(r["duration_s"])),
             ("stopped because", Text(r["stop_reason"] or "–")),
+            ("guards fired", Text(f"{r['guards']} (proposals that copied training data)"
+                                  if r["guards"] else "0")),
             *((f"  {role} spend", Text(_role_spend(s))) for role, s in r["by_role"].items()),
         ]:
             head.add_row(key, value)

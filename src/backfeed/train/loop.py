@@ -15,24 +15,26 @@ import random
 import time
 from typing import Any
 
-from ..budget import BudgetExceeded, RunStop
+from ..budget import BudgetExceeded
 from ..graph import zero_feedback
 from ..llm.context import running
 from ..optim import Optimizer, ParamUpdate, Proposal, StepReport
 from ..optim.feedback import current_feedback
-from ..store import HeldOut, values_hash
+from ..store import values_hash
 from .cache import EvalCache
 from .evaluate import install_capture, uninstall_capture
 from .failures import ModelFailed, model_failure
+from .guards import CopyGuard
 from .progress import Progress
 from .reports import TrainResult, candidate_report, history, trace_dot, unchanged_reason
 from .scorer import JudgeScorer, MetricScorer, Scorer
 from .search import Candidate, Merge, mean
 from .session import EDITED_BY_HAND, RunModels, RunSession, StopRun, budget_stop
-from .verdict import verdict_of
+from .verdict import measure
 
 PERFECT = ("perfect: the best values scored 1 on every validation example and on this "
            "minibatch; no model call can improve them")
+NOTHING_LEFT = "nothing left to learn: the best values score 1 on every training example"
 
 
 def _rng_state(rng: random.Random) -> list[Any]:
@@ -79,10 +81,13 @@ class Run:
         self.best_id: int | None = None
         self.no_improve = 0
         self.perfect = False  # the best values scored 1 on validation and on a minibatch
+        self.done: str | None = None  # the run has nothing left to learn from (why)
         self.last_step = -1
         self.note: str | None = None  # what the last step did, for the progress line
         self.params_by_name = {p.name: p for _, p in self.module.named_parameters()}
         self.accept = trainer.accept or self.strategy.accept  # accept=, else the strategy's
+        self.guard = CopyGuard(trainer.trainset) if trainer.copy_guard else None
+        self.kinds = {name: p.kind for name, p in self.params_by_name.items()}
 
     # -- state and checkpoints ------------------------------------------------------------
     def _restore(self) -> int:
@@ -96,6 +101,7 @@ class Run:
         self.next_id = state["next_id"]
         self.best_id = state["best_id"]
         self.no_improve = state["no_improve"]
+        self.session.guards = state.get("guards", 0)
         self.strategy.load_state_dict(state["strategy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.last_step = state["step"]
@@ -112,6 +118,7 @@ class Run:
             "next_id": self.next_id,
             "best_id": self.best_id,
             "no_improve": self.no_improve,
+            "guards": self.session.guards,
             "strategy": self.strategy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
         }
@@ -122,7 +129,7 @@ class Run:
         self.store.checkpoint(
             self.run_id, step=step, parents=parents, candidate=child, accepted=accepted,
             best_score=_finite(best_cand.score), best_candidate=best_cand.id,
-            spend=self.session.spend.to_dict(), state=self._state(step), started_at=started,
+            spend=self.session.spend_record(), state=self._state(step), started_at=started,
         )
         self.last_step = step
 
@@ -215,7 +222,7 @@ class Run:
         while True:
             reason = self._limit_reached(step)
             if reason:
-                finished = reason.startswith(("steps", "target", "perfect"))
+                finished = reason.startswith(("steps", "target", "perfect", NOTHING_LEFT))
                 return ("finished" if finished else "stopped"), reason
             self.session.check_stop()
             started = time.time()
@@ -268,6 +275,8 @@ class Run:
             return f"patience: no improvement in {self.no_improve} steps"
         if self.perfect:
             return PERFECT
+        if self.done:
+            return self.done
         return ""
 
     def _load_best(self) -> Candidate | None:
@@ -278,7 +287,8 @@ class Run:
         return best_cand
 
     def _finish(self, status: str, reason: str) -> TrainResult:
-        verdict = self._verdict()
+        verdict = measure(self.pool, self._best() if self.pool else None, self.cache,
+                          metric=self.t.metric, testset=self.t.testset, split=self.t.val_split)
         if verdict is not None:
             self.store.update_run(self.run_id, verdict=verdict.to_dict())
         best_cand = self._load_best()
@@ -288,35 +298,9 @@ class Run:
             best_candidate=best_cand.id if best_cand else -1,
             best_values=dict(best_cand.values) if best_cand else {},
             best_score=_finite(best_cand.score) if best_cand else None,
-            history=history(self.store, self.run_id), spend=self.session.spend.to_dict(),
+            history=history(self.store, self.run_id), spend=self.session.spend_record(),
             metric_calls=self.session.metric_calls, candidates=self.next_id, verdict=verdict,
         )
-
-    def _verdict(self) -> HeldOut | None:
-        """The seed and the best scored on the test split (else on validation, where the best
-        was chosen), with the interval of the improvement; never used to choose."""
-        seed = next((c for c in self.pool if c.origin == "seed"), None)
-        if seed is None:
-            return None
-        best = self._best()
-        split = "test" if self.t.testset is not None else self.t.val_split
-        if self.t.metric is None:
-            return HeldOut(split, measured=False, why="no metric: a judge's comparisons give "
-                           "no score on held-out examples")
-        try:
-            if split == "test":
-                every = list(range(len(self.t.testset)))
-                seed_scores, best_scores = (
-                    [r.score for r in self.cache.results(c, "test", every, limited=False)]
-                    for c in (seed, best))
-            else:
-                seed_scores, best_scores = seed.val_scores or [], best.val_scores or []
-        except (StopRun, RunStop) as e:  # a budget reached, a model that failed
-            return HeldOut(split, measured=False, why=f"{type(e).__name__}: {e}")
-        if not seed_scores or len(seed_scores) != len(best_scores):
-            return HeldOut(split, measured=False, why="the seed or the best has no scores")
-        return verdict_of(split, seed_scores, best_scores, seed_candidate=seed.id,
-                          best_candidate=best.id)
 
     # -- one step -------------------------------------------------------------------------
     def _minibatch(self) -> list[int]:
@@ -336,6 +320,17 @@ class Run:
                                     reason=PERFECT)
             self.note, self.perfect = PERFECT, True
             return [parent.id], None, False
+        if self.scorer.all_correct(parent_scores):  # nothing to learn from: failing ones instead
+            batch = self._failing(parent, batch)
+            if not batch:
+                self.done = (f"{NOTHING_LEFT} (validation mean {mean(parent.val_scores or []):.4g}"
+                             "; give more training examples like the failing validation ones)")
+                self.store.add_decision(self.run_id, step=step, candidate_id=-1,
+                                        accepted=False, reason=self.done)
+                self.note = self.done
+                return [parent.id], None, False
+            self._zero_feedback()
+            parent_scores = self.scorer.feedback(step, parent, batch, self.pool)
         if current_feedback(self.optimizer.params)[2] == 0:
             why = ("nothing to optimize: no feedback reached the optimizer's parameters (the "
                    "outputs on this minibatch do not depend on them, or the program raised "
@@ -376,6 +371,20 @@ class Run:
             self._admit(chosen)
         return [parent.id], chosen.id, ok
 
+    def _failing(self, parent: Candidate, correct: list[int]) -> list[int]:
+        """Up to a minibatch of training examples `parent` fails, found by scoring it on the
+        others a minibatch at a time (stored scores are reused); [] when it fails none."""
+        others = [i for i in range(len(self.t.trainset)) if i not in set(correct)]
+        self.rng.shuffle(others)
+        size, failing = self.t.minibatch_size, []
+        for start in range(0, len(others), size):
+            chunk = others[start : start + size]
+            results = self.cache.results(parent, "train", chunk)
+            failing += [r.index for r in results if r.score < 1.0]
+            if len(failing) >= size:
+                break
+        return failing[:size]
+
     def _zero_feedback(self) -> None:
         """The optimizer's feedback, then the rest of the module's: a parameter outside the
         optimizer would otherwise keep every earlier step's outputs alive."""
@@ -400,6 +409,10 @@ class Run:
             first_seq = seq
             for k, proposal in enumerate(proposals):
                 values, invalid = self._values(parent, proposal)
+                copied = None if invalid is not None or self.guard is None else \
+                    self.guard.reason(parent.values, values, self.kinds)
+                self.session.guards += copied is not None
+                invalid = invalid if copied is None else ""
                 h = values_hash(values) if invalid is None else ""
                 cand_id: int | None = None
                 twin = self._twin(values, h, this_step)
@@ -414,7 +427,8 @@ class Run:
                     candidate_index=k, shared_with=first_seq if k else None,
                     dot=dot if k == 0 else None)
                 if cand_id is None:
-                    why = (f"invalid candidate {k}: {invalid}" if invalid is not None
+                    why = (copied if copied is not None
+                           else f"invalid candidate {k}: {invalid}" if invalid is not None
                            else f"no change proposed: {unchanged_reason(report)}"
                            if values == parent.values
                            else f"duplicate: same values as candidate {twin}, already "

@@ -48,6 +48,10 @@ class Scorer(Protocol):
         """Whether nothing is left to improve from `parent` (scores: its minibatch's)."""
         ...
 
+    def all_correct(self, scores: list[float]) -> bool:
+        """Whether a minibatch gives the optimizer nothing to learn from (every score 1)."""
+        ...
+
 
 class MetricScorer:
     """Scores from the user's metric; each child's result is shown to the optimizer."""
@@ -88,6 +92,9 @@ class MetricScorer:
 
     def improved(self, before: Candidate, after: Candidate) -> bool:
         return after.score > before.score + 1e-12
+
+    def all_correct(self, scores: list[float]) -> bool:
+        return bool(scores) and all(s >= 1.0 for s in scores)
 
     def is_perfect(self, parent: Candidate, scores: list[float], best: Candidate) -> bool:
         """The best values scored exactly 1 on every validation example and on this
@@ -171,5 +178,9 @@ class JudgeScorer:
 
     def is_perfect(self, parent: Candidate, scores: list[float], best: Candidate) -> bool:
         """Never: a judge's scores are relative, so a better output may always exist."""
+        return False
+
+    def all_correct(self, scores: list[float]) -> bool:
+        """Never: a comparison always has something to learn from."""
         return False
 

@@ -88,6 +88,7 @@ class RunSession:
         self.stop_file = (Path(stop_file) if stop_file is not None
                           else self.store.path.parent / f"{self.run_id}.stop")
         self.spend = Spend.from_calls(self.store.llm_calls(self.run_id))
+        self.guards = 0  # proposals an overfitting guard refused (restored with the state)
         self.metric_calls = len(self.store.evaluations(self.run_id))
         self.interrupted = False
         self.ctrl_c_twice = False  # a KeyboardInterrupt otherwise came from code, not Ctrl-C
@@ -140,9 +141,14 @@ class RunSession:
         finally:
             signal.signal(signal.SIGINT, previous)
 
+    def spend_record(self) -> dict[str, Any]:
+        """What the run has spent, as stored with each step and the run, with the number of
+        times an overfitting guard refused a proposal (`guards`)."""
+        return {**self.spend.to_dict(), "guards": self.guards}
+
     def close(self, status: str, reason: str) -> None:
         self.store.update_run(self.run_id, status=status, stop_reason=reason,
-                              spend=self.spend.to_dict())
+                              spend=self.spend_record())
 
 
 def _check_config(run_id: str, stored: dict[str, Any], now: dict[str, Any]) -> None:

@@ -62,6 +62,7 @@ class Trainer:
         program_llm: LLM | None = None,
         testset: Iterable[Any] | None = None,
         accept: str | Callable[..., Any] | None = None,
+        copy_guard: bool = True,
     ) -> None:
         if not isinstance(module, Module) and not (
             hasattr(module, "state_dict") and hasattr(module, "load_state_dict")
@@ -108,6 +109,7 @@ class Trainer:
         self.trainset = trainset
         self.valset = valset
         self.testset = testset
+        self.copy_guard = copy_guard
         self.metric = as_metric(metric) if metric is not None else None
         self.optimizer = optimizer
         self.strategy = strategy
@@ -214,6 +216,7 @@ def train(
     program_llm: LLM | None = None,
     testset: Iterable[Any] | None = None,
     accept: str | Callable[..., Any] | None = None,
+    copy_guard: bool = True,
 ) -> TrainResult:
     """Optimize `module`'s parameters on `trainset`, keep what validates on `valset`.
 
@@ -252,6 +255,10 @@ def train(
     values are scored on `testset`, never used to choose, with a paired bootstrap 95% interval
     of the improvement (without it, on validation, said to be optimistic):
     `result.verdict`, stored with the run and shown by `backfeed show` and the dashboard.
+    `copy_guard` (on by default) refuses, before evaluating it, a proposal whose text
+    parameter copies training data: a run of 5 words, or a whole field of 2-4 words, of a
+    training example that the parent did not have (`backfeed.train.guards`); the run's spend
+    counts the refusals as `guards`.
     `bf.chat` calls inside the program use `program_llm` (else the model of an enclosing
     `bf.llm.using` block, else `bf.llm.default()`): they are stored as "program" spend and
     count against the budget.
@@ -262,5 +269,5 @@ def train(
         forward=forward, inputs=inputs, store=store, run_dir=run_dir, resume=resume,
         on_edit=on_edit, name=name,
         stop_file=stop_file, progress=progress, program_llm=program_llm, testset=testset,
-        accept=accept,
+        accept=accept, copy_guard=copy_guard,
     ).fit()

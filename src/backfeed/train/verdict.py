@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import Any
 
+from ..budget import RunStop
 from ..store.records import LEVEL, HeldOut
+from .cache import EvalCache
+from .search import Candidate
+from .session import StopRun
 
 RESAMPLES = 2000  # bootstrap resamples; enough for a stable 95% interval on a few hundred examples
 
@@ -35,3 +40,31 @@ def verdict_of(split: str, seed_scores: Sequence[float], best_scores: Sequence[f
     n = len(seed_scores)
     return HeldOut(split, n, sum(seed_scores) / n, sum(best_scores) / n, improvement, low, high,
                    seed_candidate=seed_candidate, best_candidate=best_candidate)
+
+
+def measure(pool: list[Candidate], best: Candidate | None, cache: EvalCache, *,
+            metric: Any, testset: list[Any] | None, split: str) -> HeldOut | None:
+    """The run's verdict: the seed and the best scored on the test split (else on validation,
+    `split`, where the best was chosen), never used to choose; not measured (with why) when
+    there is no metric or a budget or a model stopped it."""
+    seed = next((c for c in pool if c.origin == "seed"), None)
+    if seed is None or best is None:
+        return None
+    where = "test" if testset is not None else split
+    if metric is None:
+        return HeldOut(where, measured=False, why="no metric: a judge's comparisons give no "
+                       "score on held-out examples")
+    try:
+        if testset is not None:
+            every = list(range(len(testset)))
+            seed_scores, best_scores = (
+                [r.score for r in cache.results(c, "test", every, limited=False)]
+                for c in (seed, best))
+        else:
+            seed_scores, best_scores = seed.val_scores or [], best.val_scores or []
+    except (StopRun, RunStop) as e:  # a budget reached, a model that failed
+        return HeldOut(where, measured=False, why=f"{type(e).__name__}: {e}")
+    if not seed_scores or len(seed_scores) != len(best_scores):
+        return HeldOut(where, measured=False, why="the seed or the best has no scores")
+    return verdict_of(where, seed_scores, best_scores, seed_candidate=seed.id,
+                      best_candidate=best.id)

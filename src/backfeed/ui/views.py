@@ -138,6 +138,7 @@ class RunReader:
             "tokens": spend.get("tokens"),
             "usd": spend.get("usd"),
             "by_role": spend.get("by_role") or {},
+            "guards": spend.get("guards") or 0,  # proposals refused for copying training data
             "started_at": r.created_at,
             "updated_at": r.updated_at,
             "duration_s": end - r.created_at,
