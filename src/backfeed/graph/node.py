@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._text import short
+from .._tokens import estimate_tokens
 
 # Creation order doubles as a topological order: a node's inputs always exist before it.
 _next_id = itertools.count().__next__
@@ -118,6 +119,14 @@ class BoundsError(ValueError):
 
 class ChoiceError(ValueError):
     """A value that is not one of a parameter's choices."""
+
+
+class KeptError(ValueError):
+    """A text that drops a span its parameter must keep verbatim."""
+
+
+class LengthError(ValueError):
+    """A text longer than its parameter's `max_tokens`."""
 
 
 @dataclass(frozen=True)
@@ -425,7 +434,8 @@ _auto_names = itertools.count()
 class Param(Node):
     """A trainable node: its value may change, within its type, bounds and choices."""
 
-    __slots__ = ("_outputs", "bounds", "choices", "constraint", "description", "given_name", "kind")
+    __slots__ = ("_outputs", "bounds", "choices", "constraint", "description", "given_name", "keep",
+                 "kind", "max_tokens")
 
     def __init__(
         self,
@@ -437,12 +447,19 @@ class Param(Node):
         bounds: tuple[float | None, float | None] | None = None,
         choices: list[Any] | None = None,
         kind: str | None = None,
+        keep: Iterable[str] = (),
+        max_tokens: int | None = None,
     ) -> None:
         self.kind = kind or infer_kind(value)
         if self.kind not in PARAM_KINDS:
             raise ValueError(f"unknown parameter kind {self.kind!r}; expected one of {PARAM_KINDS}")
         if bounds is not None and self.kind not in ("int", "float"):
             raise ValueError(f"bounds apply to int and float parameters, not {self.kind}")
+        if (keep or max_tokens is not None) and self.kind not in ("str", "code"):
+            raise ValueError(f"keep= and max_tokens= apply to text and code parameters, not "
+                             f"{self.kind}")
+        self.keep = tuple(keep)  # spans every value must hold verbatim (a mandatory format)
+        self.max_tokens = max_tokens  # the most tokens a value may have (estimated)
         self.bounds = tuple(bounds) if bounds is not None else None
         self.choices = list(choices) if choices is not None else None
         self.description = description
@@ -482,7 +499,19 @@ class Param(Node):
             raise ChoiceError(
                 f"parameter {self.name!r} must be one of {self.choices}, got {short(value, 60)}"
             )
+        dropped = [span for span in self.keep if span not in value]
+        if dropped:
+            raise KeptError(f"parameter {self.name!r} must keep {short(dropped[0], 80)} "
+                            "verbatim; the value drops it")
+        if self.max_tokens is not None and estimate_tokens(value) > self.max_tokens:
+            raise LengthError(f"parameter {self.name!r} may have at most {self.max_tokens} "
+                              f"tokens; the value has about {estimate_tokens(value)}")
         return value
+
+    def rules(self) -> list[str]:
+        """What every value must satisfy beyond its type, as a prompt states it."""
+        return [f"keep verbatim: {span!r}" for span in self.keep] + (
+            [f"at most {self.max_tokens} tokens"] if self.max_tokens is not None else [])
 
     @property
     def feedback(self) -> list[tuple[Node, Feedback]]:
@@ -533,8 +562,14 @@ def param(
     bounds: tuple[float | None, float | None] | None = None,
     choices: list[Any] | None = None,
     kind: str | None = None,
+    keep: Iterable[str] = (),
+    max_tokens: int | None = None,
 ) -> Param:
-    """Create a trainable parameter. Its type is fixed now and checked on every update."""
+    """Create a trainable parameter. Its type is fixed now and checked on every update.
+
+    For text and code, `keep` lists spans every value must hold verbatim (a mandatory output
+    format, a required field) and `max_tokens` caps its length; a proposal that breaks either
+    is rejected with the reason, and the optimizers' prompts state both."""
     return Param(
         value,
         name=name,
@@ -543,6 +578,8 @@ def param(
         bounds=bounds,
         choices=choices,
         kind=kind,
+        keep=keep,
+        max_tokens=max_tokens,
     )
 
 

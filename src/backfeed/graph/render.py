@@ -170,7 +170,8 @@ def param_lines(p: Param, choices_chars: int, text_chars: int | None = None,
     head = f"{p.name} ({', '.join(facts)})"
     if p.description:
         head += f": {cut(p.description)}"
-    return [head, f"  constraint: {cut(p.constraint)}"] if p.constraint else [head]
+    lines = [head, f"  constraint: {cut(p.constraint)}"] if p.constraint else [head]
+    return lines + [f"  rule: {rule}" for rule in p.rules()]
 
 
 def shown_lines(value: Any) -> bool:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._text import short
-from ..graph import BoundsError, ChoiceError, Param
+from ..graph import BoundsError, ChoiceError, KeptError, LengthError, Param
 from ..graph.render import cuttable
 from .edits import EditError, apply_edits, has_edits, read_edits
 from .parse import Answer, function_name, loads, read_answer, recover_function, split_variants
@@ -30,6 +30,8 @@ UNKNOWN, TYPE, BOUNDS, CONSTRAINT, SYNTAX = "unknown", "type", "bounds", "constr
 EDIT = "edit"  # an edit that does not apply
 PARTIAL = "partial"  # a whole value for one the prompt showed in part
 CUT = "cut"  # a value whose block the answer's token limit cut off
+KEPT = "kept"  # a text that drops a span its parameter must keep verbatim
+LENGTH = "length"  # a text over its parameter's max_tokens
 
 
 class Rejected(ValueError):
@@ -173,6 +175,10 @@ def _check_limits(param: Param, value: Any) -> Any:
         raise Rejected(BOUNDS, str(exc)) from None
     except ChoiceError as exc:
         raise Rejected(CONSTRAINT, str(exc)) from None
+    except KeptError as exc:
+        raise Rejected(KEPT, str(exc)) from None
+    except LengthError as exc:
+        raise Rejected(LENGTH, str(exc)) from None
     except (TypeError, ValueError) as exc:
         raise Rejected(TYPE if isinstance(exc, TypeError) else CONSTRAINT, str(exc)) from None
 

@@ -206,6 +206,9 @@ def compact_messages(params: list[Param], *, answer_format: str, rejections: lis
         listed = fields(param)
         field_text = ("#Fields (write them in braces; the program fills them in)\n"
                       + "\n".join(f"- {{{f}}}" for f in listed) + "\n") if listed else ""
+        if param.rules():  # a value that breaks one is rejected: say them
+            field_text += "#Rules (a value that breaks one is rejected)\n" + "".join(
+                f"- {rule}\n" for rule in param.rules())
         text = dict(name=param.name, description=param.description or "(no description)",
                     fields=field_text, feedback=failing or "(none)", extra=extra,
                     answer_format=answer_format)
