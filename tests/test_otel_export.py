@@ -135,3 +135,23 @@ def test_importing_backfeed_and_its_otel_modules_imports_no_opentelemetry_packag
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_training_run_sends_its_run_its_steps_and_every_model_call_as_nested_spans(tmp_path):
+    import train_helpers as h
+
+    exporter = InMemorySpanExporter()
+    module = h.Router()
+    result = bf.train(module, h.dataset(1), metric=h.metric, steps=2, store=tmp_path / "r.db",
+                      optimizer=h.FixOptimizer(module.parameters(), llm=h.scripted()),
+                      progress=False, name="traced", telemetry=Telemetry(exporter=exporter))
+    spans = exporter.get_finished_spans()
+    [run] = [s for s in spans if s.name == "backfeed.run traced"]
+    steps = [s for s in spans if s.name.startswith("backfeed.step ")]
+    chats = [s for s in spans if s.kind == SpanKind.CLIENT]
+    assert run.attributes["backfeed.run_id"] == result.run_id
+    assert [s.name for s in steps] == ["backfeed.step 0", "backfeed.step 1"]
+    assert all(s.parent.span_id == run.context.span_id for s in steps)
+    assert len(chats) == result.spend["calls"] > 0
+    assert {c.parent.span_id for c in chats} <= {s.context.span_id for s in steps}
+    assert all(c.attributes["backfeed.role"] == "optimizer" for c in chats)

@@ -27,6 +27,7 @@ from .graph import (
     zero_feedback,
 )
 from .graph import length as len
+from .otel import feedback  # bf.feedback(trace_id, score=, text=): feedback on a deployed app
 from .program import achat, chat
 from .sandbox import Sandbox, SandboxError
 from .train import (
@@ -93,6 +94,7 @@ __all__ = [  # noqa: RUF022
     # model calls inside programs
     "achat",
     "chat",
+    "feedback",
     # datasets
     "Example",
     "LabelLeakError",

@@ -56,10 +56,14 @@ class Telemetry:
             provider.add_span_processor(BatchSpanProcessor(exporter))
         else:
             provider.add_span_processor(SimpleSpanProcessor(exporter))
-        from .. import __version__
+        from importlib.metadata import PackageNotFoundError, version
 
+        try:
+            own = version("backfeed")
+        except PackageNotFoundError:  # a source checkout that was never installed
+            own = "0"
         self._provider = provider
-        self._tracer = provider.get_tracer("backfeed", __version__)
+        self._tracer = provider.get_tracer("backfeed", own)
 
     @property
     def enabled(self) -> bool:

@@ -228,7 +228,8 @@ class Run:
             started = time.time()
             self.models.begin_step(step)
             before = self._best()
-            parents, child, accepted = self._step(step)
+            with self.t.telemetry.step(step):
+                parents, child, accepted = self._step(step)
             after = self._best()
             self.best_id = after.id
             self.no_improve = 0 if self.scorer.improved(before, after) else self.no_improve + 1

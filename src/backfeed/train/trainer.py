@@ -21,6 +21,7 @@ from ..graph import Module
 from ..llm import LLM, chosen
 from ..llm.context import DefaultModel, ProgramModel
 from ..optim import Combine, Optimizer
+from ..otel.export import Telemetry
 from ..store import RunStore
 from .acceptance import as_acceptance, rule_name
 from .estimate import Estimate, estimate
@@ -63,6 +64,7 @@ class Trainer:
         testset: Iterable[Any] | None = None,
         accept: str | Callable[..., Any] | None = None,
         copy_guard: bool = True,
+        telemetry: Telemetry | str | None = None,
     ) -> None:
         if not isinstance(module, Module) and not (
             hasattr(module, "state_dict") and hasattr(module, "load_state_dict")
@@ -110,6 +112,9 @@ class Trainer:
         self.valset = valset
         self.testset = testset
         self.copy_guard = copy_guard
+        # spans of the run, its steps and every model call, to an OTLP endpoint: a Telemetry,
+        # an endpoint, else $BACKFEED_OTLP_ENDPOINT; off (nothing imported) without one
+        self.telemetry = telemetry if isinstance(telemetry, Telemetry) else Telemetry(telemetry)
         self.metric = as_metric(metric) if metric is not None else None
         self.optimizer = optimizer
         self.strategy = strategy
@@ -175,7 +180,13 @@ class Trainer:
             program=session.wrap(ProgramModel(self.program_llm or chosen() or DefaultModel()),
                                  "program"),
         )
-        return Run(self, session, models).fit()
+        for model in models.all():
+            model.telemetry = self.telemetry if self.telemetry.enabled else None
+        try:
+            with self.telemetry.run(session.run_id, self.name or ""):
+                return Run(self, session, models).fit()
+        finally:
+            self.telemetry.flush()
 
 
 def _check_optimizer_params(module: Module, optimizer: Optimizer) -> None:
@@ -217,6 +228,7 @@ def train(
     testset: Iterable[Any] | None = None,
     accept: str | Callable[..., Any] | None = None,
     copy_guard: bool = True,
+    telemetry: Telemetry | str | None = None,
 ) -> TrainResult:
     """Optimize `module`'s parameters on `trainset`, keep what validates on `valset`.
 
@@ -259,6 +271,9 @@ def train(
     parameter copies training data: a run of 5 words, or a whole field of 2-4 words, of a
     training example that the parent did not have (`backfeed.train.guards`); the run's spend
     counts the refusals as `guards`.
+    `telemetry` (a `backfeed.otel.export.Telemetry`, or an OTLP/HTTP endpoint; default
+    $BACKFEED_OTLP_ENDPOINT, off when unset) sends a span for the run, each step and every
+    model call (GenAI client spans; message content only with `Telemetry(content=True)`).
     `bf.chat` calls inside the program use `program_llm` (else the model of an enclosing
     `bf.llm.using` block, else `bf.llm.default()`): they are stored as "program" spend and
     count against the budget.
@@ -269,5 +284,5 @@ def train(
         forward=forward, inputs=inputs, store=store, run_dir=run_dir, resume=resume,
         on_edit=on_edit, name=name,
         stop_file=stop_file, progress=progress, program_llm=program_llm, testset=testset,
-        accept=accept, copy_guard=copy_guard,
+        accept=accept, copy_guard=copy_guard, telemetry=telemetry,
     ).fit()
