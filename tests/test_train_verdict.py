@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 import backfeed as bf
 import train_helpers as h
 from backfeed.cli import app
+from backfeed.train import ModelFailed
 from backfeed.train.acceptance import Significant, as_acceptance, improves, no_worse
 from backfeed.train.guards import CopyGuard
 from backfeed.train.verdict import paired_bootstrap
@@ -64,7 +65,7 @@ def test_the_winner_is_chosen_on_validation_and_reported_on_the_test_split(tmp_p
     tested = {(e.candidate_id, e.example_index) for e in store.evaluations(result.run_id)
               if e.split == "test"}
     assert tested == {(c, i) for c in (0, result.best_candidate) for i in range(len(test))}
-    assert store.get_run(result.run_id).config["testset"] == len(test)
+    assert store.get_run(result.run_id).config["testset"]["examples"] == len(test)
     shown = CliRunner().invoke(app, ["show", result.run_id, "--store", str(tmp_path / "b/r.db")])
     assert shown.exit_code == 0 and verdict.line() in " ".join(shown.output.split())
     listed = CliRunner().invoke(app, ["runs", "--store", str(tmp_path / "b/r.db"), "--json"])
@@ -206,3 +207,74 @@ def test_a_run_with_nothing_left_to_learn_on_the_trainset_says_so_and_asks_no_mo
     assert not llm.calls and result.status == "finished"
     assert result.stop_reason.startswith("nothing left to learn: the best values score 1 on "
                                          "every training example (validation mean 0")
+
+
+# -- what the review of this work found -------------------------------------------------------
+
+class _Catching(bf.optim.Optimizer):
+    """An optimizer on the pre-0.3 contract that catches every exception of its model."""
+
+    def _step(self, report):
+        try:
+            self.llm.complete([{"role": "user", "content": "x"}], max_tokens=8)
+        except Exception as exc:
+            report.error = str(exc)
+
+
+def test_a_run_stops_when_an_optimizer_swallows_its_models_failure_or_budget(tmp_path):
+    module = h.Router()
+    broken = bf.llm.Scripted([])  # every call raises: the script is empty
+    with pytest.warns(DeprecationWarning), pytest.raises(ModelFailed, match="ran out of answers"):
+        bf.train(module, h.dataset(1), metric=h.metric, steps=5, store=tmp_path / "a.db",
+                 optimizer=_Catching(module.parameters(), llm=broken), progress=False)
+    module = h.Router()
+    result = bf.train(module, h.dataset(1), metric=h.metric, budget=bf.Budget(llm_calls=2),
+                      store=tmp_path / "b.db", progress=False,  # no step limit: it must end
+                      optimizer=_Catching(module.parameters(), llm=h.scripted()))
+    assert result.stop_reason.startswith("llm_calls") and result.spend["calls"] == 2
+
+
+def test_a_failing_verdict_loses_nothing_the_run_found(tmp_path):
+    def metric(example, output):
+        if example[1] == 99:
+            raise ValueError("metric bug on a test example")
+        return h.metric(example, output)
+
+    module = h.Router()
+    data = h.dataset()
+    result = bf.train(module, data, data, metric=metric, strategy=bf.search.Pareto(),
+                      optimizer=h.FixOptimizer(module.parameters(), llm=h.scripted()),
+                      steps=12, store=tmp_path / "r.db", minibatch_size=2, progress=False,
+                      testset=[("a", 99), *h.dataset(1)])
+    assert result.status == "finished" and module.state_dict() == result.best_values
+    assert not result.verdict.measured and "metric bug" in result.verdict.why
+    assert result.store.get_run(result.run_id).status == "finished"
+
+
+def test_significant_refuses_a_minibatch_too_small_to_ever_pass(tmp_path):
+    module = h.Router()
+    with pytest.raises(ValueError, match="can never accept on a minibatch of 4"):
+        bf.train(module, h.dataset(), metric=h.metric, steps=1, accept="significant",
+                 optimizer=h.FixOptimizer(module.parameters(), llm=h.scripted()),
+                 store=tmp_path / "r.db", progress=False)
+    assert Significant().p_value([0.0] * 20, [1.0] * 20) > 0  # sampled: never exactly 0
+
+
+def test_resuming_with_another_acceptance_rule_is_refused(tmp_path):
+    module = h.Router()
+    first = bf.train(module, h.dataset(), metric=h.metric, steps=1, store=tmp_path / "r.db",
+                     optimizer=h.FixOptimizer(module.parameters(), llm=h.scripted()),
+                     progress=False)
+    again = h.Router()
+    with pytest.raises(ValueError, match="accept: stored None, given 'improves'"):
+        bf.train(again, h.dataset(), metric=h.metric, steps=2, store=tmp_path / "r.db",
+                 optimizer=h.FixOptimizer(again.parameters(), llm=h.scripted()),
+                 progress=False, resume=first.run_id, accept="improves")
+
+
+def test_shared_wording_and_numbers_are_no_copy():
+    guard = CopyGuard([("Summarize the following article in one sentence: rain fell", "rain"),
+                       ("Summarize the following article in one sentence: sun rose", "sun"),
+                       ("x", 0.5)])
+    assert guard.copied("", "Summarize the following article in one sentence.") is None
+    assert guard.copied("", "Give a score between 0.5 and 1.") is None

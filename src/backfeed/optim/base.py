@@ -177,8 +177,10 @@ class Optimizer:
     def step(self) -> StepReport:
         """Propose (see `propose`) and apply the first proposal to the parameters."""
         report = self.propose()
-        if report.proposals:
-            self._load(report.proposals[0].values)
+        if report.proposals:  # checked by each parameter (a custom _propose may be wrong)
+            chosen = report.proposals[0].values
+            checked = {p.name: p.validate(chosen[p.name]) for p in self.params}
+            self._load(checked)
         return report
 
     def _propose(self, report: StepReport) -> list[Proposal]:

@@ -114,8 +114,9 @@ class Hybrid(Optimizer):
         as_written = []
         for p in proposals:
             numbers = {n: p.outside[n] for n in sampled if n in p.outside}
-            if numbers and any(numbers[n] != sampled[n] for n in numbers):
-                as_written.append(replace(p, values={**p.values, **numbers}))
+            if numbers and any(numbers[n] != sampled[n] for n in numbers):  # its report is p's
+                as_written.append(Proposal({**p.values, **numbers}, by=f"{p.by} (numbers as "
+                                           "written)", answer=p.answer, reasoning=p.reasoning))
         return with_sampled + as_written
 
     def _warm_start(self, report: StepReport) -> None:

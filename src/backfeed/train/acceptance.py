@@ -66,7 +66,18 @@ class Significant:
             total = self.samples
         at_least = sum(sum(s * d for s, d in zip(signs, diffs)) >= observed - EPS
                        for signs in patterns)
+        if len(diffs) > 16:  # sampled: never 0 (the observed pattern is one of them)
+            return (at_least + 1) / (total + 1)
         return at_least / total
+
+    def check(self, examples: int) -> None:
+        """Refuse a minibatch too small to ever pass: its smallest p-value is 2**-n."""
+        if 2.0 ** -examples > self.level:
+            need = next(n for n in range(1, 64) if 2.0 ** -n <= self.level)
+            raise ValueError(f"accept='significant' at level {self.level:g} can never accept on "
+                             f"a minibatch of {examples} (its smallest p-value is "
+                             f"{2.0 ** -examples:g}): use minibatch_size >= {need}, or "
+                             "Significant(level=...) with a higher level")
 
     def __call__(self, parent: Sequence[float], child: Sequence[float]) -> tuple[bool, str]:
         pm, cm = _means(parent, child)

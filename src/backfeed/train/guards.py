@@ -3,7 +3,9 @@
 The rule, stated once: a proposed text copies the trainset when it contains a run of
 `COPY_WORDS` (5) words of one training example (any field: an input or an answer), or a whole
 field of 2 to 4 words, that the parent's value did not contain. Words are runs of letters and
-digits, compared lower-cased. The trainer rejects such a proposal before evaluating it (the
+digits, compared lower-cased. What several examples share (a label most answers have, the
+wording every input starts with) is not a copy of one, and a field of numbers alone is no
+field here (a "0.5" would forbid "a score between 0.5 and 1"). The trainer rejects such a proposal before evaluating it (the
 reason names the text and the example) and counts each firing in the run's summary; code
 parameters are not checked (code may need the literals its tests use).
 """
@@ -53,15 +55,18 @@ class CopyGuard:
 
     def __init__(self, examples: Iterable[Any], n: int = COPY_WORDS) -> None:
         self.n = n
-        self.runs: dict[tuple[str, ...], int] = {}  # a run of n words -> the first example
-        self.short: dict[tuple[str, ...], int] = {}  # a whole field of 2..n-1 words
+        runs: dict[tuple[str, ...], set[int]] = {}  # a run of n words -> the examples with it
+        short: dict[tuple[str, ...], set[int]] = {}  # a whole field of 2..n-1 words
         for index, example in enumerate(examples):
             for text in fields(example):
                 tokens = words(text)
-                if 2 <= len(tokens) < n:
-                    self.short.setdefault(tuple(tokens), index)
+                if 2 <= len(tokens) < n and not all(t.isdigit() for t in tokens):
+                    short.setdefault(tuple(tokens), set()).add(index)
                 for gram in _grams(tokens, n):
-                    self.runs.setdefault(gram, index)
+                    runs.setdefault(gram, set()).add(index)
+        # only what one example has: shared wording and common labels are no copy
+        self.runs = {g: next(iter(ids)) for g, ids in runs.items() if len(ids) == 1}
+        self.short = {g: next(iter(ids)) for g, ids in short.items() if len(ids) == 1}
 
     def copied(self, old: str, new: str) -> tuple[str, int] | None:
         """(the copied words, the example's index) when `new` copies the trainset where `old`

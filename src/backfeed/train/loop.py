@@ -20,7 +20,7 @@ from ..graph import zero_feedback
 from ..llm.context import running
 from ..optim import Optimizer, ParamUpdate, Proposal, StepReport
 from ..optim.feedback import current_feedback
-from ..store import values_hash
+from ..store import HeldOut, values_hash
 from .cache import EvalCache
 from .evaluate import install_capture, uninstall_capture
 from .failures import ModelFailed, model_failure
@@ -67,7 +67,7 @@ class Run:
         self.scorer: Scorer
         if self.strategy.pairwise:  # chosen once: the step never asks again
             self.scorer = JudgeScorer(self.cache, self.strategy, session, trainer.trainset,
-                                      self.strategy.judge_through(models.judge))
+                                      self.strategy.judge_through(models.judge), models.judge)
         else:
             self.scorer = MetricScorer(self.cache, self.optimizer, self.module, trainer.val_split)
         total = trainer.steps
@@ -288,8 +288,13 @@ class Run:
         return best_cand
 
     def _finish(self, status: str, reason: str) -> TrainResult:
-        verdict = measure(self.pool, self._best() if self.pool else None, self.cache,
-                          metric=self.t.metric, testset=self.t.testset, split=self.t.val_split)
+        try:  # after the search: a failure here loses nothing the run found
+            verdict = measure(self.pool, self._best() if self.pool else None, self.cache,
+                              metric=self.t.metric, testset=self.t.testset,
+                              split=self.t.val_split)
+        except (Exception, KeyboardInterrupt) as e:
+            verdict = HeldOut("test" if self.t.testset is not None else self.t.val_split,
+                              measured=False, why=f"{type(e).__name__}: {e}")
         if verdict is not None:
             self.store.update_run(self.run_id, verdict=verdict.to_dict())
         best_cand = self._load_best()
@@ -322,13 +327,19 @@ class Run:
             self.note, self.perfect = PERFECT, True
             return [parent.id], None, False
         if self.scorer.all_correct(parent_scores):  # nothing to learn from: failing ones instead
-            batch = self._failing(parent, batch)
+            batch = failing(self.cache, parent, batch, len(self.t.trainset),
+                            self.t.minibatch_size, self.rng)
             if not batch:
-                self.done = (f"{NOTHING_LEFT} (validation mean {mean(parent.val_scores or []):.4g}"
-                             "; give more training examples like the failing validation ones)")
+                why = (f"{NOTHING_LEFT} (validation mean {mean(parent.val_scores or []):.4g}"
+                       "; give more training examples like the failing validation ones)")
+                if parent.id != self._best().id:  # another parent may still have failures
+                    why = (f"nothing to learn from candidate {parent.id}: it scores 1 on every "
+                           "training example; the step is skipped")
+                else:
+                    self.done = why
                 self.store.add_decision(self.run_id, step=step, candidate_id=-1,
-                                        accepted=False, reason=self.done)
-                self.note = self.done
+                                        accepted=False, reason=why)
+                self.note = why
                 return [parent.id], None, False
             self._zero_feedback()
             parent_scores = self.scorer.feedback(step, parent, batch, self.pool)
@@ -372,20 +383,6 @@ class Run:
             self._admit(chosen)
         return [parent.id], chosen.id, ok
 
-    def _failing(self, parent: Candidate, correct: list[int]) -> list[int]:
-        """Up to a minibatch of training examples `parent` fails, found by scoring it on the
-        others a minibatch at a time (stored scores are reused); [] when it fails none."""
-        others = [i for i in range(len(self.t.trainset)) if i not in set(correct)]
-        self.rng.shuffle(others)
-        size, failing = self.t.minibatch_size, []
-        for start in range(0, len(others), size):
-            chunk = others[start : start + size]
-            results = self.cache.results(parent, "train", chunk)
-            failing += [r.index for r in results if r.score < 1.0]
-            if len(failing) >= size:
-                break
-        return failing[:size]
-
     def _zero_feedback(self) -> None:
         """The optimizer's feedback, then the rest of the module's: a parameter outside the
         optimizer would otherwise keep every earlier step's outputs alive."""
@@ -412,7 +409,10 @@ class Run:
                 values, invalid = self._values(parent, proposal)
                 copied = None if invalid is not None or self.guard is None else \
                     self.guard.reason(parent.values, values, self.kinds)
-                self.session.guards += copied is not None
+                if copied is not None:  # counted, and told to the optimizer for its next prompt
+                    self.session.guards += 1
+                    self.optimizer.record({p.name: values[p.name] for p in self.optimizer.params
+                                           if p.name in values}, None, copied)
                 invalid = invalid if copied is None else ""
                 h = values_hash(values) if invalid is None else ""
                 cand_id: int | None = None
@@ -443,9 +443,12 @@ class Run:
         return children
 
     def _ask_optimizer(self) -> StepReport:
-        """One `propose()` of the optimizer; a budget reached ends the run."""
+        """One `propose()` of the optimizer; a budget reached ends the run, also when the
+        optimizer caught it (one written before 0.3 may catch every exception)."""
         try:
-            return self.optimizer.propose()
+            report = self.optimizer.propose()
+            self.models.optimizer.raise_swallowed()
+            return report
         except BudgetExceeded as e:
             raise budget_stop(e) from None
 
@@ -495,6 +498,22 @@ class Run:
 
 def _score_text(score: float | None) -> str:
     return "no score" if score is None else f"{score:.4g}"
+
+
+def failing(cache: EvalCache, parent: Candidate, correct: list[int], examples: int, size: int,
+            rng: random.Random) -> list[int]:
+    """Up to `size` training examples `parent` fails, found by scoring it on the others
+    (`examples` in all, `correct` left out) a minibatch at a time, stored scores reused; []
+    when it fails none."""
+    others = [i for i in range(examples) if i not in set(correct)]
+    rng.shuffle(others)
+    found: list[int] = []
+    for start in range(0, len(others), size):
+        results = cache.results(parent, "train", others[start : start + size])
+        found += [r.index for r in results if r.score < 1.0]
+        if len(found) >= size:
+            break
+    return found[:size]
 
 
 def _changed(parent: Candidate, child: Candidate) -> int:

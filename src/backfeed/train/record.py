@@ -49,6 +49,16 @@ class Recorded(Wrapper):
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
 
+    def raise_swallowed(self) -> None:
+        """Raise the run-ending failure this model had and the caller swallowed (an optimizer
+        or a judge that catches every exception): a budget reached, or a model that failed
+        after its retries. Nothing when there was none."""
+        if self.exceeded is not None:
+            raise self.exceeded
+        if self.failed is not None and self.role != "program":
+            raise model_failure(self.failed, model=self.model, role=self.role,
+                                run_id=self.run_id) from self.failed
+
     def begin_step(self, step: int) -> None:
         with self._lock:
             self.step = step

@@ -112,12 +112,13 @@ class JudgeScorer:
     """
 
     def __init__(self, cache: EvalCache, strategy: Pairwise, session: RunSession,
-                 trainset: list[Any], judge: Any) -> None:
+                 trainset: list[Any], judge: Any, judge_model: Any = None) -> None:
         self.cache = cache
         self.strategy = strategy
         self.session = session
         self.trainset = trainset
         self.judge = judge
+        self.judge_model = judge_model  # the run's recorded judge model, if an LLM judges
 
     def _outputs(self, cand: Candidate, batch: list[int], trace: bool = False) -> list[str | None]:
         return [r.output if r.error is None else f"(error) {r.error}"
@@ -129,6 +130,8 @@ class JudgeScorer:
         for i, oa, ob in zip(batch, outs_a, outs_b):
             try:
                 raw = self.judge(self.trainset[i], oa, ob)
+                if self.judge_model is not None:  # a judge that caught the failure itself
+                    self.judge_model.raise_swallowed()
             except BudgetExceeded as e:
                 raise budget_stop(e) from None
             v = Verdict.of(raw)

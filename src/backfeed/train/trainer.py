@@ -22,8 +22,8 @@ from ..llm import LLM, chosen
 from ..llm.context import DefaultModel, ProgramModel
 from ..optim import Combine, Optimizer
 from ..otel.export import Telemetry
-from ..store import RunStore
-from .acceptance import as_acceptance, rule_name
+from ..store import RunStore, values_hash
+from .acceptance import Significant, as_acceptance, rule_name
 from .estimate import Estimate, estimate
 from .evaluate import Forward, Metric, as_examples, as_metric
 from .executors import Executor, Threads
@@ -87,6 +87,11 @@ class Trainer:
             raise ValueError("testset is empty (pass None for the verdict on validation)")
         self.accept = as_acceptance(accept)  # checks the name now, before any model call
         self.accept_name = rule_name(accept)
+        if accept is not None and strategy is not None and strategy.pairwise:
+            raise ValueError("accept= decides on metric scores; a Pairwise strategy decides by "
+                             "its judge's comparisons: leave accept= out")
+        if isinstance(self.accept, Significant):
+            self.accept.check(min(minibatch_size, len(trainset)))
         strategy = strategy or Greedy()
         if metric is None and not strategy.pairwise:
             raise ValueError("train() needs metric=(example, output) -> score, or a Pairwise strategy")
@@ -153,8 +158,11 @@ class Trainer:
             "minibatch_size": self.minibatch_size,
             "trainset": len(self.trainset),
             "valset": None if self.valset is None else len(self.valset),
-            "testset": None if self.testset is None else len(self.testset),
+            # the test split's examples themselves: a resumed run reuses their stored scores
+            "testset": None if self.testset is None else {
+                "examples": len(self.testset), "hash": values_hash({"testset": self.testset})},
             "accept": self.accept_name,
+            "copy_guard": self.copy_guard,
             "params": sorted(self.module.state_dict()),
             "param_kinds": {name: p.kind for name, p in self.module.named_parameters()},
         }

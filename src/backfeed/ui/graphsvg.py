@@ -25,8 +25,11 @@ def dot_to_svg(dot: str) -> str:
     exe = shutil.which("dot")
     if exe is None:
         raise GraphvizMissing(f"Graphviz is not installed: {INSTALL}")
-    done = subprocess.run([exe, "-Tsvg"], input=dot, capture_output=True, text=True,
-                          timeout=20, check=False)
+    try:
+        done = subprocess.run([exe, "-Tsvg"], input=dot, capture_output=True, text=True,
+                              timeout=20, check=False)
+    except subprocess.TimeoutExpired:
+        raise GraphvizMissing("Graphviz took over 20 s to draw the graph") from None
     if done.returncode != 0 or "<svg" not in done.stdout:
         first = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[0]
         raise GraphvizMissing(f"Graphviz could not draw the graph: {first}")
