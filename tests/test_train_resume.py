@@ -158,3 +158,16 @@ def test_resume_refuses_a_changed_setup(tmp_path):
         h.run(str(db), steps=4, seed=5, resume=first.run_id)
     with pytest.raises(KeyError, match="nope"):
         h.run(str(db), steps=4, resume="nope")
+
+
+def test_a_run_killed_after_its_perfect_step_ends_on_resume_without_another_step(tmp_path):
+    """Killed between the checkpoint of the step that found the best perfect and the end of
+    the run (the verdict, closing the run): resume must not take one more step."""
+    db = tmp_path / "r.db"
+    first = h.run(str(db))
+    assert first.stop_reason.startswith("perfect")
+    store = RunStore(db)
+    store.update_run(first.run_id, status="running")  # as a SIGKILL at that moment leaves it
+    again = h.run(str(db), resume=first.run_id)
+    assert again.status == "finished" and again.stop_reason.startswith("perfect")
+    assert [s.step for s in again.history] == [s.step for s in first.history]

@@ -102,6 +102,8 @@ class Run:
         self.best_id = state["best_id"]
         self.no_improve = state["no_improve"]
         self.session.guards = state.get("guards", 0)
+        self.perfect = state.get("perfect", False)
+        self.done = state.get("done")
         self.strategy.load_state_dict(state["strategy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.last_step = state["step"]
@@ -119,6 +121,9 @@ class Run:
             "best_id": self.best_id,
             "no_improve": self.no_improve,
             "guards": self.session.guards,
+            # a run killed after the step that found nothing left to do ends on resume too
+            "perfect": self.perfect,
+            "done": self.done,
             "strategy": self.strategy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
         }
