@@ -14,6 +14,7 @@ from backfeed.cli import app
 from backfeed.train import ModelFailed
 from backfeed.train.acceptance import Significant, as_acceptance, improves, no_worse
 from backfeed.train.guards import CopyGuard
+from backfeed.train.search import objective_front
 from backfeed.train.verdict import paired_bootstrap
 
 
@@ -278,3 +279,54 @@ def test_shared_wording_and_numbers_are_no_copy():
                        ("x", 0.5)])
     assert guard.copied("", "Summarize the following article in one sentence.") is None
     assert guard.copied("", "Give a score between 0.5 and 1.") is None
+
+
+# -- objectives beyond score ------------------------------------------------------------------
+
+def test_a_candidate_better_on_every_objective_enters_the_front_and_domination_is_strict():
+    from backfeed.store.pareto import nondominated
+
+    front = nondominated({1: (0.5, -100.0), 2: (0.7, -300.0), 3: (0.9, -50.0)})
+    assert front == {3}  # better on the score and cheaper than both: the only one left
+    assert nondominated({1: (0.5, -100.0), 2: (0.7, -300.0)}) == {1, 2}  # a trade-off
+    assert nondominated({1: (0.5, -100.0), 2: (0.5, -100.0)}) == {1, 2}  # equals: no domination
+    pool = [bf.search.Candidate(1, {}, val_scores=[0.5], objectives={"prompt_tokens": 100}),
+            bf.search.Candidate(2, {}, val_scores=[0.7], objectives={"prompt_tokens": 300})]
+    assert objective_front(pool) == {1, 2}
+
+
+class Verbose(bf.Module):
+    def __init__(self):
+        self.instruction = bf.param("Say it.", name="instruction")
+
+    def forward(self, word):
+        return bf.format("{i} {w}", i=self.instruction, w=word)
+
+
+def test_objectives_are_measured_per_candidate_and_pick_chooses_within_a_limit(tmp_path):
+    long = "Say the word back, and nothing else: " + "be exact. " * 40
+    data = ["apple", "pear"]
+
+    def run(**options):
+        module = Verbose()
+        llm = bf.llm.Scripted([json.dumps({"suggestion": {"instruction": long}})] * 3)
+        return bf.train(module, data, metric=lambda ex, out: 1.0 if "nothing else" in out
+                        else 0.5, steps=1, optimizer=h.FixOptimizer(module.parameters(), llm=llm),
+                        store=tmp_path / f"{len(options)}.db", progress=False,
+                        objectives=["prompt_tokens", "latency"], **options)
+
+    plain = run()
+    cands = {c.id: c for c in plain.store.candidates(plain.run_id)}
+    assert cands[0].objectives["prompt_tokens"] < 10 < cands[1].objectives["prompt_tokens"]
+    assert set(cands[1].objectives) == {"prompt_tokens", "latency"}
+    assert plain.best_values["instruction"] == long  # the best score
+    short = run(pick={"prompt_tokens": 50})
+    assert short.best_values["instruction"] == "Say it."  # the best within 50 tokens
+    module = Verbose()
+    optimizer = h.FixOptimizer(module.parameters(), llm=h.scripted())
+    with pytest.raises(ValueError, match="which objectives= does not measure"):
+        bf.train(module, data, metric=lambda ex, out: 1.0, steps=1, pick={"usd": 0.01},
+                 optimizer=optimizer)
+    with pytest.raises(ValueError, match="unknown objective"):
+        bf.train(module, data, metric=lambda ex, out: 1.0, steps=1, objectives=["speed"],
+                 optimizer=optimizer)

@@ -7,6 +7,20 @@ from collections.abc import Mapping, Sequence
 EPS = 1e-9  # scores closer than this are ties
 
 
+def nondominated(points: Mapping[int, Sequence[float]], eps: float = EPS) -> set[int]:
+    """The ids whose vectors no other vector dominates (higher is better on every
+    coordinate: negate a cost): one is dominated when another is no worse everywhere and
+    better somewhere. A candidate better on every objective is always on the front."""
+    vectors = {cid: tuple(v) for cid, v in points.items()}
+
+    def beaten(a: tuple[float, ...]) -> bool:
+        return any(all(b[i] >= a[i] - eps for i in range(len(a)))
+                   and any(b[i] > a[i] + eps for i in range(len(a)))
+                   for b in vectors.values() if b != a)
+
+    return {cid for cid, v in vectors.items() if not beaten(v)}
+
+
 def pareto_wins(
     scores: Mapping[int, Sequence[float] | None], eps: float = EPS
 ) -> dict[int, list[int]]:

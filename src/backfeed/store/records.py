@@ -114,6 +114,7 @@ class CandidateRecord:
     val_score: float | None
     val_scores: list[float] | None
     created_at: float
+    objectives: dict[str, float] | None = None  # costs measured on validation (objectives=)
 
 
 @dataclass(frozen=True)

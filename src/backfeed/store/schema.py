@@ -14,7 +14,9 @@ Schema (every JSON column holds text written by `json.dumps`; times are Unix sec
                  parents JSON [ids] (lineage), origin ('seed' | 'proposal' | 'merge' | 'edit':
                  values edited by hand, kept on resume),
                  status ('proposed' | 'accepted' | 'rejected'), val_score, val_scores JSON
-                 [per validation example], created_at
+                 [per validation example], created_at, objectives JSON (costs measured on
+                 validation when the run has objectives=: prompt_tokens, program_tokens,
+                 latency, usd; schema 5)
     evaluations  id PK, run_id, candidate_id, values_hash, split ('train' | 'val'),
                  example_index, example (short text), output, score, feedback, details JSON,
                  error, stdout, seconds, created_at; UNIQUE (run_id, values_hash, split,
@@ -50,7 +52,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _R = TypeVar("_R")
 
 _SCHEMA = """
@@ -69,7 +71,8 @@ CREATE TABLE IF NOT EXISTS steps (
 CREATE TABLE IF NOT EXISTS candidates (
     run_id TEXT NOT NULL, id INTEGER NOT NULL, step INTEGER NOT NULL, "values" TEXT NOT NULL,
     values_hash TEXT NOT NULL, parents TEXT NOT NULL, origin TEXT NOT NULL, status TEXT NOT NULL,
-    val_score REAL, val_scores TEXT, created_at REAL NOT NULL, PRIMARY KEY (run_id, id)
+    val_score REAL, val_scores TEXT, created_at REAL NOT NULL, objectives TEXT,
+    PRIMARY KEY (run_id, id)
 );
 CREATE TABLE IF NOT EXISTS evaluations (
     id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, candidate_id INTEGER,
@@ -110,9 +113,11 @@ _ADDED_COLUMNS = {("llm_calls", "role"): "TEXT NOT NULL DEFAULT 'optimizer'",
                   ("step_reports", "candidate_index"): "INTEGER NOT NULL DEFAULT 0",
                   ("step_reports", "shared_with"): "INTEGER",
                   ("step_reports", "dot"): "TEXT",
-                  ("runs", "verdict"): "TEXT"}
+                  ("runs", "verdict"): "TEXT",
+                  ("candidates", "objectives"): "TEXT"}
 # Columns stored as JSON text, and columns stored as 0/1, in every table.
-_JSON_COLUMNS = frozenset({"config", "spend", "state", "verdict", "parents", "values", "val_scores",
+_JSON_COLUMNS = frozenset({"config", "spend", "state", "verdict", "objectives", "parents", "values",
+                           "val_scores",
                            "details", "messages", "options", "report", "alternatives"})
 _BOOL_COLUMNS = frozenset({"accepted", "cached"})
 

@@ -123,8 +123,11 @@ class StoreWrites(StoreBase):
         status: str | None = None,
         val_score: float | None = None,
         val_scores: list[float] | None = None,
+        objectives: dict[str, float] | None = None,
     ) -> None:
         fields: dict[str, Any] = {}
+        if objectives is not None:
+            fields["objectives"] = objectives
         if status is not None:
             fields["status"] = status
         if val_score is not None:

@@ -25,6 +25,7 @@ from .cache import EvalCache
 from .evaluate import install_capture, uninstall_capture
 from .failures import ModelFailed, model_failure
 from .guards import CopyGuard
+from .objectives import Meter, picked
 from .progress import Progress
 from .reports import TrainResult, candidate_report, history, trace_dot, unchanged_reason
 from .scorer import JudgeScorer, MetricScorer, Scorer
@@ -87,6 +88,8 @@ class Run:
         self.params_by_name = {p.name: p for _, p in self.module.named_parameters()}
         self.accept = trainer.accept or self.strategy.accept  # accept=, else the strategy's
         self.guard = CopyGuard(trainer.trainset) if trainer.copy_guard else None
+        self.meter = Meter(trainer.objectives, {n: p.kind for n, p in self.params_by_name.items()},
+                           session, trainer.val_split) if trainer.objectives else None
         self.kinds = {name: p.kind for name, p in self.params_by_name.items()}
 
     # -- state and checkpoints ------------------------------------------------------------
@@ -158,11 +161,16 @@ class Run:
         return cand
 
     def _admit(self, cand: Candidate) -> None:
-        """Validate `cand` (a judge: no validation) and add it to the pool."""
+        """Validate `cand` (a judge: no validation), measure its objectives, and add it to
+        the pool."""
+        before = self.meter.program_spend() if self.meter is not None else (0.0, 0.0)
         self.scorer.validate(cand)
+        if self.meter is not None and cand.val_scores:
+            cand.objectives = self.meter.measure(cand, before)
         self.pool.append(cand)
         self.store.update_candidate(self.run_id, cand.id, status="accepted",
-                                    val_score=_finite(cand.score), val_scores=cand.val_scores)
+                                    val_score=_finite(cand.score), val_scores=cand.val_scores,
+                                    objectives=cand.objectives)
         self.strategy.admitted(self.pool, cand)
 
     # -- the run --------------------------------------------------------------------------
@@ -293,8 +301,11 @@ class Run:
         return best_cand
 
     def _finish(self, status: str, reason: str) -> TrainResult:
+        best_cand = self._load_best()
+        if best_cand is not None:  # pick=: another point of the front
+            best_cand = picked(self.pool, self.t.pick, best_cand)
         try:  # after the search: a failure here loses nothing the run found
-            verdict = measure(self.pool, self._best() if self.pool else None, self.cache,
+            verdict = measure(self.pool, best_cand, self.cache,
                               metric=self.t.metric, testset=self.t.testset,
                               split=self.t.val_split)
         except (Exception, KeyboardInterrupt) as e:
@@ -302,7 +313,8 @@ class Run:
                               measured=False, why=f"{type(e).__name__}: {e}")
         if verdict is not None:
             self.store.update_run(self.run_id, verdict=verdict.to_dict())
-        best_cand = self._load_best()
+        if best_cand is not None:
+            self.module.load_state_dict(best_cand.values)  # the verdict ran others too
         self.session.close(status, reason)
         return TrainResult(
             run_id=self.run_id, store=self.store, status=status, stop_reason=reason,
@@ -411,7 +423,7 @@ class Run:
             proposals: list[Proposal | None] = list(report.proposals) or [None]
             first_seq = seq
             for k, proposal in enumerate(proposals):
-                values, invalid = self._values(parent, proposal)
+                values, invalid = child_values(self.params_by_name, parent, proposal)
                 copied = None if invalid is not None or self.guard is None else \
                     self.guard.reason(parent.values, values, self.kinds)
                 if copied is not None:  # counted, and told to the optimizer for its next prompt
@@ -421,7 +433,7 @@ class Run:
                 invalid = invalid if copied is None else ""
                 h = values_hash(values) if invalid is None else ""
                 cand_id: int | None = None
-                twin = self._twin(values, h, this_step)
+                twin = twin_of(self.pool, values, h, this_step)
                 if invalid is None and values != parent.values and twin is None:
                     cand = self._new_candidate(values, [parent.id], "proposal", step)
                     children.append(cand)
@@ -456,30 +468,6 @@ class Run:
             return report
         except BudgetExceeded as e:
             raise budget_stop(e) from None
-
-    def _twin(self, values: dict[str, Any], h: str, this_step: dict[str, int]) -> int | None:
-        """The candidate already evaluated with these values on this search path: one in the
-        pool, or one proposed earlier in this step (a rejected set from an earlier step may
-        be tried again from another parent, on another minibatch; its stored evaluations are
-        reused)."""
-        in_pool = next((c.id for c in self.pool if c.values == values), None)
-        if in_pool is not None:
-            return in_pool
-        return this_step.get(h)
-
-    def _values(self, parent: Candidate, proposal: Proposal | None
-                ) -> tuple[dict[str, Any], str | None]:
-        """The module's values for one proposal: the parent's, with the proposal's (by name,
-        each checked by its parameter); None is no change."""
-        if proposal is None:
-            return parent.values, None
-        values = dict(parent.values)
-        try:
-            for name, value in proposal.values.items():
-                values[name] = self.params_by_name[name].validate(value)
-        except (KeyError, TypeError, ValueError) as e:
-            return parent.values, f"{type(e).__name__}: {e}"
-        return values, None
 
     def _merge_step(self, step: int, plan: Merge) -> tuple[list[int], int | None, bool]:
         a, b = plan.a, plan.b
@@ -519,6 +507,31 @@ def failing(cache: EvalCache, parent: Candidate, correct: list[int], examples: i
         if len(found) >= size:
             break
     return found[:size]
+
+
+def twin_of(pool: list[Candidate], values: dict[str, Any], h: str,
+            this_step: dict[str, int]) -> int | None:
+    """The candidate already evaluated with these values on this search path: one in the
+    pool, or one proposed earlier in this step (a rejected set from an earlier step may be
+    tried again from another parent, on another minibatch; its stored evaluations are
+    reused)."""
+    in_pool = next((c.id for c in pool if c.values == values), None)
+    return in_pool if in_pool is not None else this_step.get(h)
+
+
+def child_values(params: dict[str, Any], parent: Candidate, proposal: Proposal | None
+                 ) -> tuple[dict[str, Any], str | None]:
+    """The module's values for one proposal: the parent's, with the proposal's (by name,
+    each checked by its parameter in `params`); None is no change."""
+    if proposal is None:
+        return parent.values, None
+    values = dict(parent.values)
+    try:
+        for name, value in proposal.values.items():
+            values[name] = params[name].validate(value)
+    except (KeyError, TypeError, ValueError) as e:
+        return parent.values, f"{type(e).__name__}: {e}"
+    return values, None
 
 
 def _changed(parent: Candidate, child: Candidate) -> int:

@@ -18,7 +18,7 @@ from ..graph import Feedback
 from ..llm import LLM
 from ..store import values_hash
 from ..store.lineage import ancestors
-from ..store.pareto import EPS, pareto_wins
+from ..store.pareto import EPS, nondominated, pareto_wins
 from .acceptance import no_worse
 
 
@@ -32,6 +32,7 @@ class Candidate:
     origin: str = "proposal"  # 'seed' | 'proposal' | 'merge'
     step: int = -1
     val_scores: list[float] | None = None
+    objectives: dict[str, float] | None = None  # costs measured on validation (lower is better)
 
     @property
     def score(self) -> float:
@@ -42,12 +43,13 @@ class Candidate:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "values": self.values, "parents": self.parents,
-                "origin": self.origin, "step": self.step, "val_scores": self.val_scores}
+                "origin": self.origin, "step": self.step, "val_scores": self.val_scores,
+                "objectives": self.objectives}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Candidate:
         return cls(d["id"], d["values"], list(d["parents"]), d["origin"], d["step"],
-                   d["val_scores"])
+                   d["val_scores"], d.get("objectives"))
 
 
 def best(pool: list[Candidate]) -> Candidate:
@@ -234,6 +236,17 @@ def pareto_front(pool: list[Candidate]) -> dict[int, int]:
     return {i: len(won) for i, won in pareto_wins({c.id: c.val_scores for c in pool}).items()}
 
 
+def objective_front(pool: list[Candidate]) -> set[int]:
+    """The candidates no other dominates on the mean validation score and every measured
+    cost (`objectives=`; empty without them): a candidate better on every one is always in."""
+    measured = [c for c in pool if c.objectives and c.val_scores]
+    if not measured:
+        return set()
+    names = sorted(set.intersection(*(set(c.objectives or ()) for c in measured)))
+    return nondominated({c.id: (c.score, *(-(c.objectives or {})[n] for n in names))
+                         for c in measured})
+
+
 class Pareto(Strategy):
     """GEPA-style search: sample parents from the per-example Pareto front over the validation
     set (weighted by examples won), accept a child only if it improves its parent on the
@@ -252,6 +265,8 @@ class Pareto(Strategy):
 
     def select(self, pool: list[Candidate], rng: random.Random) -> Candidate:
         wins = pareto_front(pool)
+        for cid in objective_front(pool):  # with objectives=: the front over score and costs
+            wins[cid] = max(wins.get(cid, 0), 1)
         if not wins:
             return best(pool)
         ids = sorted(wins)

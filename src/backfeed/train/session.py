@@ -154,8 +154,9 @@ class RunSession:
 def _check_config(run_id: str, stored: dict[str, Any], now: dict[str, Any]) -> None:
     """Resume needs the same search; budget, steps and executor may change."""
     keys = ("strategy", "optimizer", "seed", "minibatch_size", "trainset", "valset", "params",
-            "accept", "copy_guard", "testset")
-    before_03 = {"accept": None, "copy_guard": True, "testset": None}  # runs that predate them
+            "accept", "copy_guard", "testset", "objectives")
+    before_03 = {"accept": None, "copy_guard": True, "testset": None,
+                 "objectives": []}  # runs that predate them
     changed = [k for k in keys if stored.get(k, before_03.get(k)) != now[k]
                and not (k == "testset" and now[k] is None)]  # leaving the test split out is fine
     if changed:

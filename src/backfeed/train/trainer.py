@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..budget import Budget
@@ -28,6 +28,7 @@ from .estimate import Estimate, estimate
 from .evaluate import Forward, Metric, as_examples, as_metric
 from .executors import Executor, Threads
 from .loop import Run
+from .objectives import Pick, check_objectives
 from .reports import TrainResult
 from .search import Greedy, Strategy
 from .session import ON_EDIT, RunModels, RunSession
@@ -65,6 +66,8 @@ class Trainer:
         accept: str | Callable[..., Any] | None = None,
         copy_guard: bool = True,
         telemetry: Telemetry | str | None = None,
+        objectives: Iterable[str] | None = None,
+        pick: Pick | None = None,
     ) -> None:
         if not isinstance(module, Module) and not (
             hasattr(module, "state_dict") and hasattr(module, "load_state_dict")
@@ -117,6 +120,12 @@ class Trainer:
         self.valset = valset
         self.testset = testset
         self.copy_guard = copy_guard
+        self.objectives = check_objectives(objectives)
+        unmeasured = sorted(set(pick) - set(self.objectives)) if isinstance(pick, Mapping) else []
+        if unmeasured:
+            raise ValueError(f"pick= limits {unmeasured}, which objectives= does not measure: "
+                             f"add them, e.g. objectives={sorted(set(self.objectives) | set(unmeasured))}")
+        self.pick = pick
         # spans of the run, its steps and every model call, to an OTLP endpoint: a Telemetry,
         # an endpoint, else $BACKFEED_OTLP_ENDPOINT; off (nothing imported) without one
         self.telemetry = telemetry if isinstance(telemetry, Telemetry) else Telemetry(telemetry)
@@ -163,6 +172,7 @@ class Trainer:
                 "examples": len(self.testset), "hash": values_hash({"testset": self.testset})},
             "accept": self.accept_name,
             "copy_guard": self.copy_guard,
+            "objectives": list(self.objectives),
             "params": sorted(self.module.state_dict()),
             "param_kinds": {name: p.kind for name, p in self.module.named_parameters()},
         }
@@ -237,6 +247,8 @@ def train(
     accept: str | Callable[..., Any] | None = None,
     copy_guard: bool = True,
     telemetry: Telemetry | str | None = None,
+    objectives: Iterable[str] | None = None,
+    pick: Pick | None = None,
 ) -> TrainResult:
     """Optimize `module`'s parameters on `trainset`, keep what validates on `valset`.
 
@@ -279,6 +291,11 @@ def train(
     parameter copies training data: a run of 5 words, or a whole field of 2-4 words, of a
     training example that the parent did not have (`backfeed.train.guards`); the run's spend
     counts the refusals as `guards`.
+    `objectives` (names of `backfeed.train.objectives.OBJECTIVES`: "prompt_tokens",
+    "program_tokens", "latency", "usd", all costs) are measured for each candidate on
+    validation and stored with it; Pareto then keeps the non-dominated front over the mean
+    score and those costs, and `pick={"prompt_tokens": 500}` (or a callable over the
+    validated candidates) chooses the result: the best score within the limits.
     `telemetry` (a `backfeed.otel.export.Telemetry`, or an OTLP/HTTP endpoint; default
     $BACKFEED_OTLP_ENDPOINT, off when unset) sends a span for the run, each step and every
     model call (GenAI client spans; message content only with `Telemetry(content=True)`).
@@ -292,5 +309,6 @@ def train(
         forward=forward, inputs=inputs, store=store, run_dir=run_dir, resume=resume,
         on_edit=on_edit, name=name,
         stop_file=stop_file, progress=progress, program_llm=program_llm, testset=testset,
-        accept=accept, copy_guard=copy_guard, telemetry=telemetry,
+        accept=accept, copy_guard=copy_guard, telemetry=telemetry, objectives=objectives,
+        pick=pick,
     ).fit()

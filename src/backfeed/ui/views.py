@@ -475,6 +475,7 @@ def _candidate(c: CandidateRecord) -> dict[str, Any]:
         "status": c.status,
         "score": c.val_score,
         "scores": c.val_scores,
+        "objectives": c.objectives,  # its costs, with objectives=
     }
 
 
