@@ -246,3 +246,24 @@ def test_a_step_with_several_candidates_counts_its_tokens_prompts_and_cards_once
             assert f"Hello, take {i}" in page.locator(
                 f"#updates .update[data-param='greeting'][data-candidate='{i + 1}']").inner_text()
         assert problems == []
+
+
+def test_a_run_with_objectives_draws_each_cost_against_the_score_and_its_verdict(browser, tmp_path):
+    import backfeed as bf
+    import train_helpers as h
+
+    store = tmp_path / "runs.db"
+    module = h.Router()
+    result = bf.train(module, h.dataset(1), metric=h.metric, steps=2, store=store,
+                      optimizer=h.FixOptimizer(module.parameters(), llm=h.scripted()),
+                      progress=False, objectives=["prompt_tokens", "latency"],
+                      testset=h.dataset(1))
+    with _served(store) as url:
+        page, problems = _page(browser)
+        page.goto(f"{url}/runs/{result.run_id}")
+        page.locator("svg.score-chart[data-x='prompt_tokens']").wait_for()
+        assert page.locator("svg.score-chart[data-x='latency']").count() == 1
+        assert "score vs prompt_tokens (the line: the front)" in page.inner_text("body")
+        assert result.verdict.line() in page.inner_text("#verdict")
+        assert problems == []
+        page.close()

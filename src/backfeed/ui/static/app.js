@@ -263,7 +263,14 @@ async function renderRun(id, before) {
     el("h2", {}, "Score"),
     el("div", { class: "charts" },
       scoreChart("score vs LLM calls", points.map((p) => ({ ...p, x: p.llm })), "LLM calls", (v) => String(+v.toPrecision(6))),
-      scoreChart("score vs dollars", points.map((p) => ({ ...p, x: p.usd })), "dollars", (v) => "$" + +v.toPrecision(4))),
+      scoreChart("score vs dollars", points.map((p) => ({ ...p, x: p.usd })), "dollars", (v) => "$" + +v.toPrecision(4)),
+      // objectives=: each measured cost against the score; the step line is the front (the
+      // best score at that cost or less)
+      ...[...new Set((data.candidates || []).flatMap((c) => Object.keys(c.objectives || {})))].map((name) =>
+        scoreChart("score vs " + name + " (the line: the front)",
+          data.candidates.filter((c) => c.objectives && c.objectives[name] !== undefined)
+            .map((c) => ({ label: "candidate " + c.id, score: c.score, x: c.objectives[name] })),
+          name, (v) => String(+v.toPrecision(4))))),
     el("h2", {}, "Steps"),
     data.steps.length
       ? el("table", { id: "steps" }, el("thead", {}, el("tr", {},
