@@ -330,3 +330,27 @@ def test_objectives_are_measured_per_candidate_and_pick_chooses_within_a_limit(t
     with pytest.raises(ValueError, match="unknown objective"):
         bf.train(module, data, metric=lambda ex, out: 1.0, steps=1, objectives=["speed"],
                  optimizer=optimizer)
+
+
+# -- k-fold cross-validation ------------------------------------------------------------------
+
+def test_cross_validation_trains_once_per_fold_and_chooses_on_the_held_out_fold(tmp_path):
+    module = h.Router()
+    data = h.dataset(2)  # 6 examples, 2 of each kind
+    cv = bf.cross_validate(module, data, k=3, metric=h.metric, steps=6, minibatch_size=2,
+                           optimizer=lambda m: h.FixOptimizer(m.parameters(), llm=h.scripted()),
+                           store=tmp_path / "r.db", progress=False, name="cv")
+    assert len(cv.results) == 3 and sorted(i for f in cv.folds for i in f) == list(range(6))
+    assert all(len(f) == 2 for f in cv.folds)
+    for result, fold in zip(cv.results, cv.folds):
+        config = result.store.get_run(result.run_id).config
+        assert (config["trainset"], config["valset"]) == (4, 2)  # chosen on its own fold
+        validated = {e.example for e in result.store.evaluations(result.run_id, split="val")}
+        assert validated == {str(data[j]) for j in fold}
+    assert cv.scores == [r.best_score for r in cv.results] and 0 <= cv.mean <= 1
+    assert module.state_dict() == h.Router().state_dict()  # the module itself is untouched
+    assert cv.line().startswith("3-fold cross-validation: held-out ")
+    assert [r.store.get_run(r.run_id).name for r in cv.results] == [
+        "cv: fold 1 of 3", "cv: fold 2 of 3", "cv: fold 3 of 3"]
+    with pytest.raises(ValueError, match="k must be between 2 and the number of examples"):
+        bf.cross_validate(module, data, k=7, metric=h.metric, optimizer=lambda m: None)

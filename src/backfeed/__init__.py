@@ -38,6 +38,7 @@ from .train import (
     ModelFailed,
     OutputNotTraced,
     Trainer,
+    cross_validate,
     evaluate,
     executors,
     search,
@@ -94,6 +95,7 @@ __all__ = [  # noqa: RUF022
     # model calls inside programs
     "achat",
     "chat",
+    "cross_validate",
     "feedback",
     # datasets
     "Example",

@@ -5,6 +5,7 @@ from .estimate import Estimate
 from .evaluate import EvalResult, MetricError, OutputNotTraced
 from .executors import Async, Executor, Ray, Threads
 from .failures import ModelFailed
+from .folds import CrossValidation, cross_validate
 from .reports import StepSummary, TrainResult, history
 from .scoring import EvalReport, EvalRow, evaluate
 from .search import (
@@ -29,6 +30,7 @@ __all__ = [
     "Beam",
     "BestOfN",
     "Candidate",
+    "CrossValidation",
     "EditedByHand",
     "Estimate",
     "EvalReport",
@@ -49,6 +51,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "Verdict",
+    "cross_validate",
     "evaluate",
     "executors",
     "history",
