@@ -304,13 +304,17 @@ class Run:
         best_cand = self._load_best()
         if best_cand is not None:  # pick=: another point of the front
             best_cand = picked(self.pool, self.t.pick, best_cand)
-        try:  # after the search: a failure here loses nothing the run found
-            verdict = measure(self.pool, best_cand, self.cache,
-                              metric=self.t.metric, testset=self.t.testset,
-                              split=self.t.val_split)
+        install_capture()
+        try:  # after the search, with the run's program model: a failure loses nothing found
+            with running(self.models.program):
+                verdict = measure(self.pool, best_cand, self.cache,
+                                  metric=self.t.metric, testset=self.t.testset,
+                                  split=self.t.val_split)
         except (Exception, KeyboardInterrupt) as e:
             verdict = HeldOut("test" if self.t.testset is not None else self.t.val_split,
                               measured=False, why=f"{type(e).__name__}: {e}")
+        finally:
+            uninstall_capture()
         if verdict is not None:
             self.store.update_run(self.run_id, verdict=verdict.to_dict())
         if best_cand is not None:
