@@ -73,7 +73,12 @@ class BackfeedAdapter:
                     valset=ctx.task.valset,
                     metric=ctx.metric,
                     optimizer=optimizer,
-                    budget=bf.Budget(llm_calls=ctx.call_limit),
+                    # The call limit is the harness's: ctx.llm (the optimizer's model) refuses
+                    # calls past it. bf.Budget(llm_calls=) would count the program's own model
+                    # calls too (prompt tasks), leaving the optimizer a few, and a run whose
+                    # program is refused loops without end (seen on bbh/word_sorting, 2026-12-03).
+                    # The step cap only guards against such a loop.
+                    steps=8 * ctx.call_limit + 8,
                     seed=ctx.seed,
                     minibatch_size=MINIBATCH,
                     run_dir=run_dir,
