@@ -121,3 +121,28 @@ def test_estimate_without_price_says_unknown(tmp_path):
     est = trainer.estimate()
     assert est.usd is None and "unknown price" in str(est)
     assert est.steps == 4 and est.llm_calls == (2, 8)
+
+
+class _Asks(bf.Module):
+    """A program whose every example is one model call."""
+
+    def __init__(self):
+        self.prompt = bf.param("Say it.", name="prompt")
+
+    def forward(self, q):
+        return bf.chat([{"role": "system", "content": self.prompt}, {"role": "user", "content": q}])
+
+
+@pytest.mark.parametrize("limit", [{"llm_calls": 2}, {"tokens": 40}])
+def test_a_budget_the_programs_calls_spend_ends_the_run_it_never_loops(tmp_path, limit):
+    """The seed's validation spends the budget; the next step rebuilds the stored outputs'
+    graphs, whose model calls are refused. That run used to step without end, each step
+    'nothing to optimize' (a million steps in 12 minutes)."""
+    module = _Asks()
+    optimizer = bf.optim.Prime(module.parameters(), llm=bf.llm.Scripted(
+        ["### prompt\n```text\nSay it louder.\n```"] * 50))
+    result = bf.train(module, ["a", "b"], metric=lambda e, o: 0.0, optimizer=optimizer,
+                      budget=bf.Budget(**limit), minibatch_size=2, store=tmp_path / "r.db",
+                      program_llm=bf.llm.Scripted([lambda m, o: "x"] * 500), progress=False)
+    assert result.status == "stopped" and result.stop_reason.startswith(next(iter(limit)))
+    assert len(result.history) <= 1

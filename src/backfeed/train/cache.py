@@ -86,11 +86,7 @@ class EvalCache:
             executor.evaluate(self.module, cand.values, [(i, data[i]) for i in missing],
                               self.metric, self.forward, store_result)
             self.on_progress()
-            program = self.program_model
-            if program is not None and program.exceeded is not None:
-                raise budget_stop(program.exceeded)
-            if program is not None and program.failed is not None:
-                raise program.failed  # the run turns it into ModelFailed, naming the model
+            self._stop_if_the_program_model_stopped()
         if short:
             raise StopRun(f"metric_calls: budget of {limit} metric calls reached")
         if trace:
@@ -101,12 +97,22 @@ class EvalCache:
                 r = found[i]
                 if t is None:  # stored earlier: rebuild the graph, reuse the stored feedback
                     t = run_one(self.module, data[i], i, None, self.forward)
+                    self._stop_if_the_program_model_stopped()  # a graph of refused calls
                 self.traced[i] = t
                 if t.node is None and t.result.error is None:
                     raise no_trace_error(t.value)
                 if backward and t.node is not None:
                     t.node.backward(Feedback(score=r.score, text=r.feedback, details=r.details))
         return [found[i] for i in indexes]
+
+    def _stop_if_the_program_model_stopped(self) -> None:
+        """The program's op turned a refused or failed model call into an error node; the
+        run stops instead (a budget reached, or the model's own failure, named by the run)."""
+        program = self.program_model
+        if program is not None and program.exceeded is not None:
+            raise budget_stop(program.exceeded)
+        if program is not None and program.failed is not None:
+            raise program.failed  # the run turns it into ModelFailed, naming the model
 
     def _program_model_failed(self) -> bool:
         program = self.program_model

@@ -285,6 +285,9 @@ class Run:
             return f"steps: {steps} steps done"
         if b.target is not None and self.pool and self._best().score >= b.target:
             return f"target: score {self._best().score:g} >= {b.target:g}"
+        spent = self.session.spend
+        if b.llm_calls is not None and spent.calls >= b.llm_calls:  # no model call can be made
+            return f"llm_calls: LLM call budget reached: {spent.calls} of {b.llm_calls} calls used"
         if b.patience is not None and self.no_improve >= b.patience:
             return f"patience: no improvement in {self.no_improve} steps"
         if self.perfect:
