@@ -233,10 +233,9 @@ class Run:
         self.progress.start()
         self._show()
         while True:
-            reason = self._limit_reached(step)
+            status, reason = self._limit_reached(step)
             if reason:
-                finished = reason.startswith(("steps", "target", "perfect", NOTHING_LEFT))
-                return ("finished" if finished else "stopped"), reason
+                return status, reason
             self.session.check_stop()
             started = time.time()
             self.models.begin_step(step)
@@ -279,22 +278,26 @@ class Run:
         self._checkpoint(step, [best.id], cand.id, True, started)
         return step + 1
 
-    def _limit_reached(self, step: int) -> str:
+    def _limit_reached(self, step: int) -> tuple[str, str]:
+        """(status, reason) when the run ends before `step`: "finished" when it did what it
+        was asked (its steps, its target, nothing left), "stopped" on a limit; ("", "")
+        otherwise."""
         b, steps = self.t.budget, self.t.steps
         if steps is not None and step >= steps:
-            return f"steps: {steps} steps done"
+            return "finished", f"steps: {steps} steps done"
         if b.target is not None and self.pool and self._best().score >= b.target:
-            return f"target: score {self._best().score:g} >= {b.target:g}"
+            return "finished", f"target: score {self._best().score:g} >= {b.target:g}"
         spent = self.session.spend
         if b.llm_calls is not None and spent.calls >= b.llm_calls:  # no model call can be made
-            return f"llm_calls: LLM call budget reached: {spent.calls} of {b.llm_calls} calls used"
+            return "stopped", (f"llm_calls: LLM call budget reached: {spent.calls} of "
+                               f"{b.llm_calls} calls used")
         if b.patience is not None and self.no_improve >= b.patience:
-            return f"patience: no improvement in {self.no_improve} steps"
+            return "stopped", f"patience: no improvement in {self.no_improve} steps"
         if self.perfect:
-            return PERFECT
+            return "finished", PERFECT
         if self.done:
-            return self.done
-        return ""
+            return "finished", self.done
+        return "", ""
 
     def _load_best(self) -> Candidate | None:
         """Load the best values of the last checkpoint into the module (None: no pool yet)."""
