@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-EPS = 1e-9
+from ..store.pareto import EPS  # scores closer than this are ties: one tolerance
 
 Accept = Callable[[Sequence[float], Sequence[float]], tuple[bool, str]]
 

@@ -20,7 +20,7 @@ from ..graph import zero_feedback
 from ..llm.context import running
 from ..optim import Optimizer, ParamUpdate, Proposal, StepReport
 from ..optim.feedback import current_feedback
-from ..store import HeldOut, values_hash
+from ..store import values_hash
 from .cache import EvalCache
 from .evaluate import install_capture, uninstall_capture
 from .failures import ModelFailed, model_failure
@@ -311,14 +311,11 @@ class Run:
         if best_cand is not None:  # pick=: another point of the front
             best_cand = picked(self.pool, self.t.pick, best_cand)
         install_capture()
-        try:  # after the search, with the run's program model: a failure loses nothing found
+        try:  # after the search, with the run's program model (`measure` catches failures)
             with running(self.models.program):
                 verdict = measure(self.pool, best_cand, self.cache,
                                   metric=self.t.metric, testset=self.t.testset,
                                   split=self.t.val_split)
-        except (Exception, KeyboardInterrupt) as e:
-            verdict = HeldOut("test" if self.t.testset is not None else self.t.val_split,
-                              measured=False, why=f"{type(e).__name__}: {e}")
         finally:
             uninstall_capture()
         if verdict is not None:

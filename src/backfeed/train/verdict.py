@@ -7,11 +7,9 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from ..budget import RunStop
 from ..store.records import LEVEL, HeldOut
 from .cache import EvalCache
 from .search import Candidate
-from .session import StopRun
 
 RESAMPLES = 2000  # bootstrap resamples; enough for a stable 95% interval on a few hundred examples
 
@@ -46,7 +44,7 @@ def measure(pool: list[Candidate], best: Candidate | None, cache: EvalCache, *,
             metric: Any, testset: list[Any] | None, split: str) -> HeldOut | None:
     """The run's verdict: the seed and the best scored on the test split (else on validation,
     `split`, where the best was chosen), never used to choose; not measured (with why) when
-    there is no metric or a budget or a model stopped it."""
+    there is no metric, or anything stopped it (a budget, a model, the metric, Ctrl-C)."""
     seed = next((c for c in pool if c.origin == "seed"), None)
     if seed is None or best is None:
         return None
@@ -62,7 +60,8 @@ def measure(pool: list[Candidate], best: Candidate | None, cache: EvalCache, *,
                 for c in (seed, best))
         else:
             seed_scores, best_scores = seed.val_scores or [], best.val_scores or []
-    except (StopRun, RunStop) as e:  # a budget reached, a model that failed
+    except (Exception, KeyboardInterrupt) as e:  # after the search: a budget (StopRun), a
+        # model that failed (RunStop), a metric that raised or Ctrl-C lose nothing it found
         return HeldOut(where, measured=False, why=f"{type(e).__name__}: {e}")
     if not seed_scores or len(seed_scores) != len(best_scores):
         return HeldOut(where, measured=False, why="the seed or the best has no scores")

@@ -11,7 +11,6 @@ import difflib
 import json
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -297,7 +296,7 @@ class RunReader:
                 target = u.new if u.applied else u.proposed
                 updates.append(
                     {
-                        **asdict(u),
+                        **dataclasses.asdict(u),
                         **_texts(u),
                         "candidate": rec.candidate_id,
                         "diff": text_diff(
@@ -312,7 +311,7 @@ class RunReader:
                 )
             if not first:
                 continue  # its prompts, answers and spend are the first row's
-            rejected += [{**asdict(r), **_texts(r), "candidate": rec.candidate_id}
+            rejected += [{**dataclasses.asdict(r), **_texts(r), "candidate": rec.candidate_id}
                          for r in rep.rejected]
             prompts += rep.prompts
             answers += rep.answers
