@@ -28,7 +28,7 @@ from .graph import (
 )
 from .graph import length as len
 from .otel import feedback  # bf.feedback(trace_id, score=, text=): feedback on a deployed app
-from .program import achat, chat
+from .program import Prompt, SignatureError, achat, chat
 from .sandbox import Sandbox, SandboxError
 from .train import (
     EditedByHand,
@@ -95,6 +95,8 @@ __all__ = [  # noqa: RUF022
     # model calls inside programs
     "achat",
     "chat",
+    "Prompt",
+    "SignatureError",
     "cross_validate",
     "feedback",
     # datasets

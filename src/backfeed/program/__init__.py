@@ -1,6 +1,7 @@
-"""Traced model calls inside user programs: `bf.chat` and `bf.achat` (uses graph and llm;
-graph imports neither, so bf.chat is not in graph/)."""
+"""Traced model calls inside user programs: `bf.chat`, `bf.achat` and `bf.Prompt` (uses graph
+and llm; graph imports neither, so bf.chat is not in graph/)."""
 
 from .chat import achat, chat
+from .prompt import Prompt, SignatureError
 
-__all__ = ["achat", "chat"]
+__all__ = ["Prompt", "SignatureError", "achat", "chat"]
