@@ -14,12 +14,13 @@ import math
 import re
 import textwrap
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._text import short
 from ..graph import BoundsError, ChoiceError, KeptError, LengthError, Param
 from ..graph.render import cuttable
+from .clean import META, clean_text
 from .edits import EditError, apply_edits, has_edits, read_edits
 from .parse import Answer, function_name, loads, read_answer, recover_function, split_variants
 from .parse import parse_answer as parse_answer  # re-exported: older callers import it here
@@ -210,6 +211,7 @@ class Checked:
     proposed: Any
     value: Any = None
     rejected: Rejected | None = None
+    cleaned: list[str] = field(default_factory=list)  # the answer format's text taken out
 
     def update(self) -> ParamUpdate:
         """The rejection as a step-report entry (the parameter keeps its value)."""
@@ -243,6 +245,16 @@ def edited(param: Param, proposed: Any, partial: Collection[str] = (),
     return proposed
 
 
+def _cleaned(param: Param, value: str, old: Any, verdict: Checked) -> str:
+    """A text value without the answer format's text (`clean_text`); nothing else: `Rejected`."""
+    found = clean_text(value, old if isinstance(old, str) else "", param.name)
+    verdict.cleaned = found.removed
+    if found.removed and not found.value.strip():
+        raise Rejected(META, f"{param.name!r}: the value holds only the answer format's text "
+                             f"({'; '.join(found.removed)[:200]}), no value of its own")
+    return found.value
+
+
 def judge(
     params: list[Param], suggestion: dict[str, Any], partial: Collection[str] = (),
     current: dict[str, Any] | None = None,
@@ -261,8 +273,11 @@ def judge(
             continue
         verdict = Checked(target, value)
         try:
-            verdict.value = coerce(target, edited(target, value, partial,
-                                                  (current or {}).get(target.name)))
+            old = (current or {}).get(target.name, target._value)
+            whole = edited(target, value, partial, old)
+            if target.kind == "str" and isinstance(whole, str):
+                whole = _cleaned(target, whole, old, verdict)
+            verdict.value = coerce(target, whole)
         except Rejected as exc:
             verdict.rejected = exc
         except Exception as exc:  # a rule we did not foresee: recorded, never raised
@@ -314,6 +329,9 @@ def apply_suggestion(
             report.rejected.append(update)
             continue
         accepted[p.name] = verdict.value
+        if verdict.cleaned:
+            report.problem(f"{p.name}: took out {'; '.join(verdict.cleaned)[:240]} (the answer "
+                           "format's, not the value's)", META, p.name)
         if only is not None and p.name not in only:
             continue
         old = current[p.name]
@@ -447,6 +465,7 @@ __all__ = [
     "CONSTRAINT",
     "CUT",
     "EDIT",
+    "META",
     "PARTIAL",
     "SYNTAX",
     "TYPE",

@@ -15,6 +15,7 @@ from ..graph import Param, zero_feedback
 from ..llm import LLM, Completion, Message
 from ..llm.wrap import continues_assistant
 from .asking import SAMPLE_TEMPERATURE, ask_many
+from .clean import norm_text
 from .feedback import NOTHING_TO_OPTIMIZE, all_perfect, current_feedback
 from .history import History, Observation, values_key
 from .records import NOTHING, REPEAT, STOP, ParamUpdate, Problem, Proposal, StepReport
@@ -223,17 +224,18 @@ class Optimizer:
         are replaced by the call's other proposals, or perturbed within their bounds, and the
         problems say which). The first proposal's updates and reasoning are the step's; the
         others' rejections and problems are added with a `candidate i:` prefix."""
-        evaluated = (self.history.keys() if self.dedupe else set()) | {values_key(start)}
+        evaluated = ({self._seen(h.values) for h in self.history} if self.dedupe else set()
+                     ) | {self._seen(start)}
         notes: list[list[Problem]] = [[] for _ in proposals]
         kept: list[Proposal] = []
         repeats: list[int] = []
         for i, proposal in enumerate(proposals):
-            key = values_key(proposal.values)
+            key = self._seen(proposal.values)
             if proposal.values == start:
                 continue  # no change proposed
             if key in evaluated:
                 repeats.append(i)
-            elif any(values_key(k.values) == key for k in kept):
+            elif any(self._seen(k.values) == key for k in kept):
                 notes[i].append(Problem("repeat: the same values as an earlier candidate; "
                                         "dropped", REPEAT))
             else:
@@ -242,7 +244,7 @@ class Optimizer:
         for i in repeats:  # another proposal of the call if any, else a perturbation
             values = dict(proposals[i].values)
             moved = [] if kept else _perturb(self.params, values, rng)
-            if moved and values_key(values) not in evaluated:
+            if moved and self._seen(values) not in evaluated:
                 notes[i].append(Problem(f"repeat: these values were already evaluated; "
                                         f"perturbed {moved} within their bounds", REPEAT))
                 kept.append(proposals[i].with_values(values))
@@ -270,17 +272,25 @@ class Optimizer:
             update.changed = update.new != update.old
             update.applied = update.changed or (update.applied and first_as_proposed)
 
+    def _seen(self, values: dict[str, Any]) -> str:
+        """The key a value set is known by when looking for repeats: text values count as
+        equal once whitespace runs and quotes around the whole are set aside (`norm_text`;
+        code and other kinds as written)."""
+        texts = {p.name for p in self.params if p.kind == "str"}
+        return values_key({k: norm_text(v) if k in texts and isinstance(v, str) else v
+                           for k, v in values.items()})
+
     def _split(self, report: StepReport, start: dict[str, Any], evaluated: set[str]) -> None:
         """Add each proposal's change of one parameter alone as a further proposal, so a good
         change is not lost next to a bad one (the trainer scores each)."""
-        keys = evaluated | {values_key(p.values) for p in report.proposals}
+        keys = evaluated | {self._seen(p.values) for p in report.proposals}
         for proposal in list(report.proposals):
             values = proposal.values
             changed = [name for name in values if values[name] != start[name]]
             for name in changed if len(changed) > 1 else []:
                 alone = {**start, name: values[name]}
-                if values_key(alone) not in keys:
-                    keys.add(values_key(alone))
+                if self._seen(alone) not in keys:
+                    keys.add(self._seen(alone))
                     report.proposals.append(Proposal(alone, by=f"{proposal.by} ({name} alone)",
                                                      answer=proposal.answer))
 

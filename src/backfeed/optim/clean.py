@@ -1,0 +1,145 @@
+"""A proposed text value cleaned of the optimizer's own answer format: headings, fences, rules
+and quotes that belong to our prompt, not to the value."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+
+from . import prompts
+
+META = "meta"  # the rejection kind: a value that was only the answer format's text
+
+_QUOTES = (('"', '"'), ("'", "'"), ("\u201c", "\u201d"), ("\u2018", "\u2019"), ("`", "`"))
+_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*[\w+-]*[ \t]*$")
+_HEADING = re.compile(r"^[ \t]*#{1,6}[ \t]*(.*?)[ \t:]*$")
+_GENERIC_HEADINGS = re.compile(
+    r"^`?(?:new |updated |improved |changed |revised )?(?:value|instruction|prompt|answer|"
+    r"parameter(?: `?[\w.]+`?)?|candidate \d+|text|system prompt)`?$", re.I)
+_WORD = re.compile(r"[a-z0-9']+")
+_NGRAM = 4
+_SHARE = 0.6  # a line is the format's when this share of its word 4-grams come from our prompts
+
+
+@dataclass
+class Cleaned:
+    """A text value after cleaning, and what was taken out of it (one phrase each)."""
+
+    value: str
+    removed: list[str] = field(default_factory=list)
+
+
+def clean_text(value: str, old: str, name: str) -> Cleaned:
+    """`value` without what our answer format put around or into it, where `old` (the value
+    stepped from) does not have it too: quotes around the whole value, a heading naming the
+    parameter (or "instruction", "new value", one of our prompt's headings), a stray fence
+    line, and lines that are our prompts' own rules ("In the blocks, plain text: no JSON
+    quoting, ..."). Everything else is kept exactly as written."""
+    out = Cleaned(value)
+    text = value
+    for _ in range(2):  # "'...'" inside "...": two layers at most
+        unwrapped = _unquoted(text, old)
+        if unwrapped is None:
+            break
+        text = unwrapped
+        out.removed.append("quotes around the whole value")
+    old_lines = {line.strip() for line in old.splitlines()}
+    kept: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and stripped not in old_lines:
+            what = _meta_line(stripped, name)
+            if what:
+                out.removed.append(what)
+                continue
+        kept.append(line)
+    if len(kept) != len(text.splitlines()):
+        text = "\n".join(kept).strip("\n")
+        if value.endswith("\n") and text:
+            text += "\n"
+    out.value = text
+    return out
+
+
+def _unquoted(text: str, old: str) -> str | None:
+    body = text.strip()
+    old_body = old.strip()
+    for left, right in _QUOTES:
+        if (len(body) >= 2 and body.startswith(left) and body.endswith(right)
+                and not (old_body.startswith(left) and old_body.endswith(right))):
+            inner = body[len(left):-len(right)]
+            if left not in inner and right not in inner:  # "a" and "b" is not one quoted value
+                return inner
+    return None
+
+
+def _meta_line(line: str, name: str) -> str | None:
+    """What our format `line` is (a phrase), or None when it is the value's own."""
+    if _FENCE.match(line):
+        return "a fence line"
+    heading = _HEADING.match(line)
+    if heading:
+        title = heading.group(1).strip()
+        short = name.rsplit(".", 1)[-1]
+        if (title.strip("`").lower() in {name.lower(), short.lower()}
+                or _GENERIC_HEADINGS.match(title) or title.lower() in _prompt_headings()):
+            return f"the heading {line!r}"
+        return None
+    bare = line
+    for named in {name, name.rsplit(".", 1)[-1]}:  # our templates hold {name} there
+        bare = bare.replace(f"`{named}`", " ").replace(named, " ")
+    grams = _ngrams(bare)
+    if grams and sum(g in _prompt_ngrams() for g in grams) >= _SHARE * len(grams):
+        return f"the answer format's line {line!r}"
+    return None
+
+
+def _ngrams(text: str) -> list[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return [tuple(words[i:i + _NGRAM]) for i in range(len(words) - _NGRAM + 1)]
+
+
+# Our prompts' phrases that a user's own instruction may rightly hold too
+_USERS_TOO = ("Answer with one JSON object and nothing else",)
+
+
+def _template_texts() -> list[str]:
+    texts = []
+    for value in vars(prompts).values():
+        body = getattr(value, "text", value)
+        if isinstance(body, str) and len(body) > 20:
+            for phrase in _USERS_TOO:
+                body = body.replace(phrase, "\n")
+            texts.append(re.sub(r"\{[^{}]*\}", " ", body))
+    return texts
+
+
+@functools.cache
+def _prompt_ngrams() -> frozenset[tuple[str, ...]]:
+    return frozenset(g for text in _template_texts() for g in _ngrams(text))
+
+
+@functools.cache
+def _prompt_headings() -> frozenset[str]:
+    found = set()
+    for text in _template_texts():
+        for line in text.splitlines():
+            match = _HEADING.match(line)
+            if match and match.group(1).strip():
+                found.add(match.group(1).strip().strip("`").lower())
+    return frozenset(found)
+
+
+def same_text(a: object, b: object) -> bool:
+    """Equal once whitespace runs and quotes around the whole are set aside: a candidate that
+    only re-spaces or re-quotes a value is that value."""
+    return isinstance(a, str) and isinstance(b, str) and norm_text(a) == norm_text(b)
+
+
+def norm_text(text: str) -> str:
+    body = " ".join(text.split())
+    for left, right in _QUOTES:
+        while len(body) >= 2 and body.startswith(left) and body.endswith(right):
+            body = body[len(left):-len(right)].strip()
+    return body

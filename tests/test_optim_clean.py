@@ -1,0 +1,84 @@
+"""The optimizer's own format never becomes a value: headings, fences, rules and quotes are
+taken out (or the value refused), and a value that only re-spaces or re-quotes one already
+evaluated is not evaluated again."""
+
+from __future__ import annotations
+
+import pytest
+
+import backfeed as bf
+from backfeed.optim import Prime
+from backfeed.optim.apply import answer_proposal
+from backfeed.optim.clean import META, clean_text, same_text
+
+SEED = "Classify the support ticket."
+
+# The raw proposals quoted in issue 19, as the 0.5B model wrote them for an instruction
+ISSUE_19 = [
+    ("Classify the support ticket into one label.\n"
+     "In the blocks, plain text: no JSON quoting, no example calls, no tests.",
+     "Classify the support ticket into one label."),
+    ("### instruction\n```text\nAnswer with one label: REFUND, LOCKOUT, LATE or BROKEN.\n```",
+     "Answer with one label: REFUND, LOCKOUT, LATE or BROKEN."),
+    ('"Classify the support ticket."', SEED),
+    ("Write the new value of `instruction`, changed to fix the feedback.\n"
+     "Use the labels REFUND and LATE.", "Use the labels REFUND and LATE."),
+    ("#Current value\nAnswer in one word.", "Answer in one word."),
+]
+
+
+@pytest.mark.parametrize("raw, kept", ISSUE_19)
+def test_the_answer_formats_text_is_taken_out_of_a_value(raw, kept):
+    cleaned = clean_text(raw, SEED, "instruction")
+    assert cleaned.value == kept
+    assert cleaned.removed
+
+
+def test_what_the_old_value_already_had_and_the_users_own_text_stay():
+    old = "### instruction\nAnswer with one JSON object and nothing else: {\"a\": 1}"
+    assert clean_text(old + "\nBe brief.", old, "instruction").value == old + "\nBe brief."
+    own = "# Rules\n- Refunds are REFUND.\n- Say \"LATE\" for parcels that did not arrive."
+    assert clean_text(own, SEED, "instruction").removed == []
+    two = '"REFUND" or "LATE"'  # two quoted words, not one quoted value
+    assert clean_text(two, SEED, "instruction").value == two
+
+
+def _prime_answer(answer: str, value: str = SEED):
+    p = bf.param(value, name="instruction")
+    return p, answer_proposal([p], {"instruction": value}, [(answer, None)], by="test")
+
+
+def test_a_proposal_says_what_was_taken_out_and_the_parameter_keeps_its_value():
+    p, proposal = _prime_answer('```json\n{"suggestion": {"instruction": "\\"Answer REFUND.\\""}}'
+                                '\n```')
+    assert proposal.values["instruction"] == "Answer REFUND."
+    (note,) = [q for q in proposal.problems if q.kind == META]
+    assert note.param == "instruction" and "quotes" in note
+    assert p.value == SEED  # making a proposal changes no parameter
+
+
+def test_a_value_that_is_only_format_text_is_rejected_with_the_reason():
+    _, proposal = _prime_answer(
+        '{"suggestion": {"instruction": "In the blocks, plain text: no JSON quoting, no example '
+        'calls, no tests."}}')
+    assert proposal.values["instruction"] == SEED
+    (rejected,) = proposal.rejected
+    assert rejected.kind == META and "only the answer format's text" in rejected.reason
+
+
+def test_re_spaced_or_re_quoted_seeds_are_not_evaluated_again():
+    assert same_text('  "Classify  the support\nticket."', SEED)
+    p = bf.param(SEED, name="instruction")
+    answers = [f'{{"suggestion": {{"instruction": "{v}"}}}}' for v in
+               ("Classify   the support ticket.", "'Classify the support ticket.'")]
+    opt = Prime([p], llm=bf.llm.Scripted(answers), candidates=2)
+    bf.format("{i}", i=p).backward(bf.Feedback(score=0.0, text="wrong label"))
+    report = opt.propose()
+    assert report.proposals == []  # both are the seed once spaces and quotes are set aside
+    assert any(q.kind == "repeat" for q in report.problems)
+
+
+def test_code_is_compared_as_written():
+    code = bf.param("def f(x):\n    return x\n", kind="code", name="f")
+    opt = Prime([code], llm=bf.llm.Scripted([]))
+    assert opt._seen({"f": "def f(x):\n  return x\n"}) != opt._seen({"f": code.value})
