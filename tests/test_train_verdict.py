@@ -12,7 +12,7 @@ import backfeed as bf
 import train_helpers as h
 from backfeed.cli import app
 from backfeed.train import ModelFailed
-from backfeed.train.acceptance import Significant, as_acceptance, improves, no_worse
+from backfeed.train.acceptance import Significant, TieAtZero, as_acceptance, improves, no_worse
 from backfeed.train.guards import CopyGuard
 from backfeed.train.search import objective_front
 from backfeed.train.verdict import paired_bootstrap
@@ -117,6 +117,20 @@ def test_greedy_refuses_a_tie_at_zero_that_it_used_to_keep(tmp_path):
                       optimizer=h.FixOptimizer(module.parameters(), llm=llm), progress=False)
     assert result.history[0].accepted is False
     assert result.history[0].reason.startswith("ties at 0 on the minibatch")
+
+
+def test_a_tie_at_zero_is_decided_on_validation(tmp_path):
+    # the minibatch (kinds a, b) cannot show the change to pc; validation (kind c) can
+    module = h.Router()
+    llm = bf.llm.Scripted(['{"suggestion": {"pc": "right-c"}}'] * 3)
+    result = bf.train(module, [("a", 0), ("b", 0)], [("c", 0), ("c", 1)], metric=h.metric,
+                      steps=1, store=tmp_path / "r.db", progress=False,
+                      optimizer=h.FixOptimizer(module.parameters(), llm=llm))
+    (step,) = result.history
+    assert step.accepted is True and module.pc.value == "right-c"
+    assert step.reason == "ties at 0 on the minibatch; on validation 1 > the parent's 0"
+    assert result.best_score == 1.0
+    assert isinstance(no_worse([0.0], [0.0])[1], TieAtZero)
 
 
 def test_accept_improves_rejects_what_no_worse_keeps(tmp_path):

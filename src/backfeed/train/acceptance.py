@@ -30,6 +30,21 @@ def improves(parent: Sequence[float], child: Sequence[float]) -> tuple[bool, str
     return False, f"does not improve on the minibatch (mean {cm:.4g} <= {pm:.4g})"
 
 
+class TieAtZero(str):
+    """The reason "no worse" refuses a tie where every minibatch score is 0: the trainer then
+    lets validation decide (a child that beats its parent there is kept)."""
+
+
+def on_validation(scorer: Any, parent: Any, child: Any) -> tuple[bool, str]:
+    """After a tie at 0 on the minibatch (`TieAtZero`): validate `child` with `scorer` and
+    keep it only if it beats its parent there (issue 19: a tie at 0 is no evidence)."""
+    scorer.validate(child)
+    better = child.score > parent.score + EPS
+    return better, (f"ties at 0 on the minibatch; on validation {child.score:.4g} "
+                    f"{'>' if better else '<='} the parent's {parent.score:.4g}"
+                    + ("" if better else " (not kept)"))
+
+
 def no_worse(parent: Sequence[float], child: Sequence[float]) -> tuple[bool, str]:
     """Not worse on the minibatch; a tie where every score is 0 is refused (it is no evidence
     that the change does anything)."""
@@ -37,8 +52,8 @@ def no_worse(parent: Sequence[float], child: Sequence[float]) -> tuple[bool, str
     if sum(child) + EPS < sum(parent):
         return False, f"loses on the minibatch (mean {cm:.4g} < {pm:.4g})"
     if all(abs(s) <= EPS for s in (*parent, *child)):
-        return False, ("ties at 0 on the minibatch: no evidence that the change helps "
-                       "(not kept)")
+        return False, TieAtZero("ties at 0 on the minibatch: no evidence that the change helps "
+                                "(not kept)")
     return True, f"does not lose on the minibatch (mean {cm:.4g} >= {pm:.4g})"
 
 

@@ -21,6 +21,7 @@ from ..llm.context import running
 from ..optim import Optimizer, ParamUpdate, Proposal, StepReport
 from ..optim.feedback import current_feedback
 from ..store import values_hash
+from .acceptance import TieAtZero, on_validation
 from .cache import EvalCache
 from .evaluate import install_capture, uninstall_capture
 from .failures import ModelFailed, model_failure
@@ -160,10 +161,11 @@ class Run:
                                  origin=origin)
         return cand
 
-    def _admit(self, cand: Candidate) -> None:
-        """Validate `cand` (a judge: no validation), measure its objectives, and add it to
-        the pool."""
-        before = self.meter.program_spend() if self.meter is not None else (0.0, 0.0)
+    def _admit(self, cand: Candidate, before: Any = None) -> None:
+        """Validate `cand` (a judge: no validation), measure its objectives (the program's
+        spend since `before`, if it was validated already), and add it to the pool."""
+        if before is None:
+            before = self.meter.program_spend() if self.meter is not None else (0.0, 0.0)
         self.scorer.validate(cand)
         if self.meter is not None and cand.val_scores:
             cand.objectives = self.meter.measure(cand, before)
@@ -387,6 +389,9 @@ class Run:
         chosen, p_scores, c_scores = max(
             scored, key=lambda s: (sum(s[2]), -_changed(parent, s[0]), -s[0].id))
         ok, why = self.accept(p_scores, c_scores)
+        before = self.meter.program_spend() if self.meter is not None else None
+        if not ok and isinstance(why, TieAtZero) and parent.val_scores is not None:
+            ok, why = on_validation(self.scorer, parent, chosen)
         for child, p, c in scored:
             accepted = ok and child is chosen
             if child is chosen:
@@ -404,7 +409,7 @@ class Run:
                 self.store.update_candidate(self.run_id, child.id, status="rejected")
         self.note = f"candidate {chosen.id}: {'accepted' if ok else 'rejected'}, {why}"
         if ok:
-            self._admit(chosen)
+            self._admit(chosen, before)
         return [parent.id], chosen.id, ok
 
     def _zero_feedback(self) -> None:
