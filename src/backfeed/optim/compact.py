@@ -212,8 +212,8 @@ def compact_messages(params: list[Param], *, answer_format: str, rejections: lis
         text = dict(name=param.name, description=param.description or "(no description)",
                     fields=field_text, feedback=failing or "(none)", extra=extra,
                     answer_format=answer_format)
-        task = (prompts.COMPACT_TASK_TEXT_EDITS if edits else
-                 prompts.COMPACT_TASK_TEXT).format(name=param.name)
+        task = (prompts.COMPACT_TASK_TEXT_EDITS if edits else prompts.COMPACT_TASK_TEXT
+                if listed else prompts.COMPACT_TASK_RULES).format(name=param.name)
         user = prompts.COMPACT_TEXT_FRESH_USER.render(**text) if fresh else \
             prompts.COMPACT_TEXT_USER.render(value=str(param._value), task=task, **text)
         return [{"role": "system", "content": prompts.COMPACT_TEXT_SYSTEM.render()},
