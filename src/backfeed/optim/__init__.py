@@ -7,6 +7,7 @@ from .evolution import Evolution
 from .fewshot import FewShot
 from .history import History, Observation
 from .hybrid import Hybrid, auto
+from .local import Around
 from .numeric import Numeric
 from .opro import OPRO
 from .parse import Answer, extract_json, parse_answer, read_answer, recover_function
@@ -17,6 +18,7 @@ from .textgrad import TextGrad
 __all__ = [
     "OPRO",
     "Answer",
+    "Around",
     "Combine",
     "Evolution",
     "FewShot",

@@ -13,6 +13,7 @@ from . import prompts
 from .apply import read_members, values_proposal
 from .base import Optimizer
 from .history import Observation
+from .local import Around
 from .numeric import Numeric, handles
 from .prime import Prime
 from .records import Proposal, StepReport
@@ -171,16 +172,22 @@ class Hybrid(Optimizer):
 
 def auto(params: list[Param] | Any, llm: LLM | None = None, *, numeric: bool = True,
          **options: Any) -> Optimizer:
-    """The default optimizer for `params`: `Hybrid` when some are bounded ints or floats, others
-    are not, and optuna is installed (`pip install 'backfeed[numeric]'`); else `Prime`.
+    """The default optimizer for `params`: `Around` (compass search, the LLM's numbers as
+    extra candidates) when every one is an int or a float without choices, bounded or not;
+    `Hybrid` when some are bounded ints or floats, others are not, and optuna is installed
+    (`pip install 'backfeed[numeric]'`); else `Prime`.
 
-    Numbers then go to numeric search and the LLM's numbers join as extra candidates.
     `numeric=False` keeps `Prime` alone. Options go to the chosen optimizer (Hybrid takes
-    Prime's options plus `sampler`, `seed` and `warm_start`).
+    Prime's options plus `sampler`, `seed` and `warm_start`; Around Prime's plus `ask` and
+    `steps`).
     """
     if hasattr(params, "parameters") and callable(params.parameters):
         params = params.parameters()
     params = list(params)
+    if numeric and params and all(p.kind in ("int", "float") and p.choices is None
+                                  for p in params):
+        return Around(params, llm, **{k: v for k, v in options.items()
+                                      if k not in ("sampler", "seed", "warm_start")})
     numbers = [p for p in params if handles(p) and p.kind in ("int", "float")]
     mixed = numbers and any(not handles(p) for p in params)
     if numeric and mixed and importlib.util.find_spec("optuna") is not None:
