@@ -24,11 +24,17 @@ LOCAL_TIMEOUT_S = 1800.0  # a slow local call is waited for, not retried (a retr
 
 @dataclass
 class ModelHandle:
-    """A model for the optimizers and one for the task programs (the same model)."""
+    """The optimizers' model, and the task programs' (`program`, else the same model)."""
 
     name: str
     llm: LLM
     api_base: str | None = None
+    program: LLM | None = None  # --program-model: a cheaper model for the task programs
+    program_name: str | None = None
+
+    @property
+    def program_llm(self) -> LLM:
+        return self.program if self.program is not None else self.llm
 
 
 def litellm_llm(model: str, api_base: str | None = None) -> LLM:

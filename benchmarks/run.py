@@ -13,6 +13,8 @@ and score_vs_calls.png under --out.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import platform
 import shlex
@@ -32,7 +34,7 @@ from .adapters import ADAPTERS, RunContext, get_adapter, split_framework, values
 from .models import ModelHandle, open_model
 from .tasks import SUITE_SIZES, SUITES, make_task
 
-DEFAULT_CALLS = {"quick": 3, "full": 20, "families": 12, "code_repair": 12}
+DEFAULT_CALLS = {"quick": 3, "full": 20, "families": 12, "code_repair": 12, "prompts": 12}
 VERBOSE = False  # --verbose: print every optimizer call
 
 
@@ -78,7 +80,7 @@ def run_one(task_name: str, framework: str, seed: int, model: ModelHandle, *, si
     if reason:
         record.status, record.reason = "n/a", reason
         return record
-    program_llm = Metered(model.llm)
+    program_llm = Metered(model.program_llm)
     capped = Capped(model.llm, max_tokens, program=program_llm)
     optimizer_llm = Metered(capped, bf.Budget(llm_calls=calls))
     program = task.program(program_llm if task.uses_llm else None)
@@ -143,12 +145,22 @@ class Capped(BaseLLM):
 def start_score(task_name: str, seed: int, model: ModelHandle, size: str) -> float:
     """The test score of the program before any optimization."""
     task = make_task(task_name, seed, size)
-    return task.evaluate(task.program(model.llm if task.uses_llm else None), "test").score
+    return task.evaluate(task.program(model.program_llm if task.uses_llm else None),
+                         "test").score
 
 
-def reference_record(task_name: str, seed: int, size: str, calls: int) -> RunRecord | None:
-    """Classical baselines, for reference: Adam on finite differences for the numeric task."""
+def reference_record(task_name: str, seed: int, size: str, calls: int,
+                     model: ModelHandle | None = None) -> RunRecord | None:
+    """Baselines, for reference: Adam on finite differences for the numeric task; the
+    hand-written reference instruction of a prompt task, on the program's model."""
     task = make_task(task_name, seed, size)
+    if "reference_instruction" in task.info and model is not None:
+        program = task.program(model.program_llm)
+        (instruction,) = program.parameters()
+        instruction.value = task.info["reference_instruction"]
+        return RunRecord(task_name, "reference instruction", seed, "ok",
+                         test_score=task.evaluate(program, "test").score,
+                         reason="the hand-written instruction, not optimized")
     baseline = task.info.get("baseline")
     if baseline is None:
         return None
@@ -176,7 +188,7 @@ def run_suite(tasks: list[str], frameworks: list[str], seeds: list[int], model: 
                     print(f"[{task_name} seed={seed}] {framework}: {record.status} test={score} "
                           f"start={start:.3f} calls={record.optimizer_calls} "
                           f"wall={record.wall_s:.1f}s {record.reason[:120]}", flush=True)
-            reference = reference_record(task_name, seed, size, calls)
+            reference = reference_record(task_name, seed, size, calls, model)
             if reference is not None:
                 records.append(reference)
     return records
@@ -364,7 +376,10 @@ def write_results(records: list[RunRecord], out: Path, meta: dict[str, Any]) -> 
     payload = {"meta": meta, "summary": rows, "families": families, "reach": reached,
                "runs": [r.__dict__ for r in records]}
     (out / "results.json").write_text(json.dumps(payload, indent=2, default=str))
-    header = (f"Command: `{meta['command']}`  \nModel: {meta['model']}; call limit "
+    program = meta.get("program_model") or meta["model"]
+    model = meta["model"] if program == meta["model"] else (
+        f"{meta['model']} (optimizer), {program} (program)")
+    header = (f"Command: `{meta['command']}`  \nModel: {model}; call limit "
               f"{meta['calls']} optimizer calls per run; seeds {meta['seeds']}; "
               f"size {meta['size']}  \nMachine: {meta['machine']}; date {meta['date']}\n\n")
     (out / "results.md").write_text(header + table + "\n")
@@ -400,6 +415,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--suite", choices=sorted(SUITES), default="quick")
     parser.add_argument("--model", default="local-0.5b",
                         help="local-0.5b, local-1.5b or any litellm model name")
+    parser.add_argument("--program-model", default=None,
+                        help="the task programs' model, when not --model's (a teacher "
+                             "optimizing a student: --model local-1.5b --program-model "
+                             "local-0.5b)")
     parser.add_argument("--frameworks", default="backfeed,trace",
                         help=f"comma-separated, from {','.join(ADAPTERS)}; options after a "
                              "colon, e.g. backfeed:candidates=4")
@@ -443,12 +462,17 @@ def main(argv: list[str] | None = None) -> None:
     meta = {
         "command": "python -m benchmarks.run " + shlex.join(argv if argv is not None else
                                                             sys.argv[1:]),
-        "model": args.model, "calls": calls, "max_tokens": max_tokens, "seeds": seeds, "size": size, "tasks": tasks,
+        "model": args.model, "program_model": args.program_model or args.model,
+        "calls": calls, "max_tokens": max_tokens, "seeds": seeds, "size": size, "tasks": tasks,
         "frameworks": frameworks, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": args.machine or f"{platform.machine()}, {__import__('os').cpu_count()} cores",
     }
     started = time.perf_counter()
-    with open_model(args.model, threads=args.threads) as model:
+    with contextlib.ExitStack() as stack:
+        model = stack.enter_context(open_model(args.model, threads=args.threads))
+        if args.program_model and args.program_model != args.model:
+            student = stack.enter_context(open_model(args.program_model, threads=args.threads))
+            model = dataclasses.replace(model, program=student.llm, program_name=student.name)
         records = run_suite(tasks, frameworks, seeds, model, size=size, calls=calls,
                             max_tokens=max_tokens,
                             on_record=lambda partial: write_results(partial, out, meta))

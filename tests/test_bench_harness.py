@@ -230,7 +230,7 @@ def test_backfeed_candidates_option_asks_prime_for_several_answers_per_step(monk
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(bf.optim, "Prime", Recording)
+    monkeypatch.setattr(bf.optim.hybrid, "Prime", Recording)  # the adapter uses bf.optim.auto
     model = harness.scripted_model(bf.llm.Scripted([repair_responder] * 20))
     (record,) = harness.run_suite(["code_repair/sum_to"], ["backfeed:candidates=2"], [0], model,
                                   size="quick", calls=2, progress=False)
@@ -238,3 +238,26 @@ def test_backfeed_candidates_option_asks_prime_for_several_answers_per_step(monk
     assert record.framework == "backfeed:candidates=2" and record.test_score == 1.0
     assert [opt.candidates for opt in made] == [2]
     assert record.optimizer_calls == 2 and len(record.call_tokens) == 2
+
+
+def test_a_separate_program_model_answers_the_programs_and_the_reference_is_scored():
+    from benchmarks.tasks.conventions import FAMILIES
+
+    task = make_task("convention/labels", 0)
+    truth = dict(task.trainset + task.valset + task.testset)
+
+    def student(messages, options):  # right only when the instruction names the labels
+        knows = "LOCKOUT" in messages[0]["content"]
+        return truth[messages[-1]["content"]] if knows else "billing"
+
+    reference = FAMILIES["labels"]["reference"]
+    teacher = bf.llm.Scripted([json.dumps({"suggestion": {"instruction": reference}})] * 12)
+    model = harness.dataclasses.replace(harness.scripted_model(teacher),
+                                        program=bf.llm.Scripted([student] * 400))
+    run, ref = harness.run_suite(["convention/labels"], ["backfeed"], [0], model, size="quick",
+                                 calls=2, progress=False)
+    assert run.status == "ok", run.reason
+    assert run.start_score == 0.0 and run.test_score == 1.0
+    assert run.optimizer_calls >= 1 and run.program_calls > 0
+    assert len(teacher.calls) == run.optimizer_calls  # the teacher only optimized
+    assert ref.framework == "reference instruction" and ref.test_score == 1.0

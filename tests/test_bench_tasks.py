@@ -349,3 +349,17 @@ def test_code_repair_runs_through_bf_train_with_a_scripted_optimizer(tmp_path):
                       budget=bf.Budget(llm_calls=1), progress=False, run_dir=tmp_path)
     assert result is not None
     assert task.evaluate(program, "test").score == 1
+
+
+@pytest.mark.parametrize("family", ["labels", "dates", "refund", "order_json"])
+def test_a_convention_family_has_the_sizes_a_reference_and_feedback_that_reveals_it(family):
+    task = make_task(f"convention/{family}", 1, "quick")
+    assert (len(task.trainset), len(task.valset), len(task.testset)) == (8, 6, 12)
+    texts = [q for q, _ in task.trainset + task.valset + task.testset]
+    assert len(set(texts)) == len(texts)  # distinct examples
+    assert task.info["reference_instruction"] and task.uses_llm
+    example = task.testset[0]
+    wrong = task.metric(example, "I am not sure.")
+    assert wrong.score == 0.0 and repr(example[1]) in wrong.text  # the convention is shown
+    assert task.metric(example, example[1]).score == 1.0
+    assert make_task(f"convention/{family}", 1).testset == task.testset  # seeded

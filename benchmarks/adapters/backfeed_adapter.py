@@ -1,4 +1,5 @@
-"""backfeed through its public API: `bf.train` with `bf.optim.Prime` under a call budget.
+"""backfeed through its public API: `bf.train` with `bf.optim.auto` (what a user gets by
+default: Prime for text and code, Around for numbers) under a call budget.
 
 Options (several are joined by colons: `backfeed:compact=1:accept=improves`):
 `candidates=N` asks Prime for N candidates per step (default: Prime's own);
@@ -63,7 +64,7 @@ class BackfeedAdapter:
             train_options["accept"] = ctx.options["accept"]  # bf.train checks the name
         if "copy_guard" in ctx.options:
             train_options["copy_guard"] = _flag("copy_guard", ctx.options["copy_guard"])
-        optimizer = bf.optim.Prime(program.parameters(), llm=ctx.llm, **options)
+        optimizer = bf.optim.auto(program.parameters(), llm=ctx.llm, **options)  # the default
         with tempfile.TemporaryDirectory(prefix="bf-bench-") as run_dir:
             try:
                 # bf.train loads the best values it validated into the program

@@ -156,11 +156,15 @@ SUITES: dict[str, list[str]] = {
         "median", "count_vowels", "running_max", "sum_to", "is_sorted", "word_counts",
         "max_depth", "sort_by_length", "round_to_multiple", "chunks", "flatten", "title_case",
         "merge_counts", "second_largest", "binary_search", "digit_sum")],
+    # issue 19's prompt suite: conventions only the feedback reveals, and word sorting
+    "prompts": ["convention/labels", "convention/dates", "convention/refund",
+                "convention/order_json", "bbh/word_sorting"],
 }
-SUITE_SIZES = {"quick": "quick", "full": "full", "families": "quick", "code_repair": "quick"}
+SUITE_SIZES = {"quick": "quick", "full": "full", "families": "quick", "code_repair": "quick",
+               "prompts": "quick"}
 
 
-FAMILY_MODULES = ("numeric", "bbh", "battleship", "sklearn_tune", "vml", "control",
+FAMILY_MODULES = ("numeric", "bbh", "conventions", "battleship", "sklearn_tune", "vml", "control",
                   "code_repair")
 
 
