@@ -96,8 +96,8 @@ ITEMS = ["headphones", "a blender", "a jacket", "a board game", "running shoes",
 
 
 def refund_example(rng: random.Random) -> tuple[str, str]:
-    days = rng.randint(1, REFUND_DAYS) if rng.random() < 0.6 else rng.randint(REFUND_DAYS + 1, 45)
-    sealed = rng.random() < 0.65
+    days = rng.randint(1, REFUND_DAYS) if rng.random() < 0.7 else rng.randint(REFUND_DAYS + 1, 45)
+    sealed = rng.random() < 0.75  # about half the answers are yes
     question = (f"A customer bought {rng.choice(ITEMS)} {days} days ago; it is "
                 f"{'still sealed' if sealed else 'opened and used'}. Is a refund due?")
     return question, "yes" if days <= REFUND_DAYS and sealed else "no"
