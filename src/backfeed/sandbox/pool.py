@@ -71,6 +71,10 @@ class SandboxError(Exception):
     a worker that could not start or import the function's module."""
 
 
+class _NotStarted(SandboxError):
+    """The worker failed before the code started: nothing ran."""
+
+
 class Sandbox:
     """Run trainable code in pooled worker processes under time, memory and access limits.
 
@@ -168,13 +172,20 @@ class Sandbox:
 
     def _run(self, request: Request) -> Any:
         pool = self._get_pool()
-        worker = pool.acquire()
-        reuse = False
-        try:
-            reply = self._exchange(worker, request)
-            reuse = isinstance(reply, SetupFailed) or not reply.recycle
-        finally:
-            pool.release(worker, reuse)
+        for attempt in (1, 2):
+            worker = pool.acquire()
+            reuse = False
+            try:
+                reply = self._exchange(worker, request)
+                reuse = isinstance(reply, SetupFailed) or not reply.recycle
+                break
+            except _NotStarted:
+                # a worker killed while idle can look alive for a moment (bwrap outlives
+                # it): nothing ran, so a fresh worker takes the request, once
+                if attempt == 2:
+                    raise
+            finally:
+                pool.release(worker, reuse)
         if isinstance(reply, SetupFailed):
             raise SandboxError(reply.message)
         if reply.error is not None:
@@ -195,7 +206,7 @@ class Sandbox:
             worker.send(request)
             reply = worker.receive(self.start_timeout_s)
         except (Expired, Died) as exc:
-            raise SandboxError(
+            raise _NotStarted(
                 f"the sandbox worker failed before running {request.name}: {exc}"
             ) from None
         if isinstance(reply, SetupFailed):
