@@ -52,7 +52,7 @@ def test_posted_json_exports_are_appended_and_ingested_as_the_file_was(receiver,
 def test_a_body_that_is_not_json_is_refused_and_nothing_is_written(receiver):
     code, body = post(receiver.url, b"{not json")
     assert code == 400 and b"not JSON" in body
-    assert post(receiver.url.replace("/v1/traces", "/v1/logs"), b"{}")[0] == 404
+    assert post(receiver.url.replace("/v1/traces", "/v1/metrics"), b"{}")[0] == 404
     code, body = post(receiver.url, b"x", kind="text/plain")
     assert code == 415 and b"application/json" in body
     assert not receiver.out.exists() or receiver.out.read_text() == ""
@@ -78,6 +78,31 @@ def test_a_protobuf_export_is_decoded_with_opentelemetry_proto(receiver):
     records, report = otel.ingest(receiver.out)
     expected, _ = otel.ingest(FIXTURE)
     assert report.model_calls == 3 and records == expected
+
+
+def test_a_protobuf_logs_export_is_received_and_its_events_join_their_spans(receiver):
+    pytest.importorskip("opentelemetry.proto")
+    from google.protobuf.json_format import ParseDict
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    real = Path(__file__).parent / "fixtures" / "otel" / "openai_v2_app.jsonl"
+    documents = [json.loads(line) for line in real.read_text().splitlines()]
+    spans = [d for d in documents if "resourceSpans" in d]
+    logs = [d for d in documents if "resourceLogs" in d]
+    import base64
+    for document in logs:  # protobuf's JSON mapping has base64 ids
+        for rl in document["resourceLogs"]:
+            for record in rl["scopeLogs"][0]["logRecords"]:
+                for key in ("traceId", "spanId"):
+                    record[key] = base64.b64encode(bytes.fromhex(record[key])).decode()
+        body = ParseDict(document, ExportLogsServiceRequest()).SerializeToString()
+        assert post(receiver.url.replace("/v1/traces", "/v1/logs"), body,
+                    kind="application/x-protobuf")[0] == 200
+    assert post(receiver.url, json.dumps(spans[0]).encode())[0] == 200
+    records, _ = otel.ingest(receiver.out)
+    expected, _ = otel.ingest(real)
+    assert [r["input"] for r in records] == [r["input"] for r in expected][:len(records)]
+    assert records and all(r["system"] == "What date does the text mention?" for r in records)
 
 
 def test_without_opentelemetry_proto_a_protobuf_body_is_answered_415_naming_the_json_protocol(

@@ -233,3 +233,36 @@ def test_the_ingest_command_names_a_missing_file(tmp_path):
     done = CliRunner().invoke(app, ["ingest", str(tmp_path / "nope.json"), "--out",
                                     str(tmp_path / "o.jsonl")])
     assert done.exit_code == 1 and "nope.json" in done.output
+
+
+def test_the_official_openai_instrumentations_spans_and_log_events_are_joined():
+    """A real app (examples/otel_app.py: the openai client under
+    opentelemetry-instrumentation-openai-v2 2.3b0) sent these to `backfeed collect`: the
+    spans carry no content; the messages are log events of each span, on /v1/logs."""
+    records, report = otel.ingest(FIXTURES / "openai_v2_app.jsonl",
+                                  feedback=FIXTURES / "openai_v2_app_feedback.jsonl")
+    assert (report.model_calls, dict(report.skipped)) == (4, {})
+    first = records[0]
+    assert first["system"] == "What date does the text mention?"
+    assert first["input"] == "The invoice is due 28 February 2015."
+    assert first["output"] and first["model"] == "qwen2.5-coder-0.5b"
+    assert first["input_tokens"] > 0 and first["provider"] == "openai"
+    assert all(r["score"] == 0.0 and "booking system" in r["feedback"] for r in records)
+
+
+def test_a_log_record_that_is_no_spans_event_is_counted(tmp_path):
+    logs = {"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        {"eventName": "gen_ai.user.message", "body": {"kvlistValue": {"values": [
+            {"key": "content", "value": {"stringValue": "hi there"}}]}}},  # no span id
+        {"spanId": SPAN, "traceId": TRACE, "eventName": "gen_ai.user.message",
+         "body": {"kvlistValue": {"values": [
+             {"key": "content", "value": {"stringValue": "hi there"}}]}}},
+        {"spanId": SPAN, "traceId": TRACE, "attributes": attrs(event__name="gen_ai.choice"),
+         "body": {"kvlistValue": {"values": [{"key": "message", "value": {"kvlistValue": {
+             "values": [{"key": "content", "value": {"stringValue": "hello back"}}]}}}]}}},
+    ]}]}]}
+    span = chat_span(**{"gen_ai.input.messages": None, "gen_ai.output.messages": None})
+    records, report = read(tmp_path, json.dumps(logs) + "\n" + json.dumps(doc(span)))
+    (record,) = records
+    assert (record["input"], record["output"]) == ("hi there", "hello back")
+    assert report.problems["log records that are no span's event"] == 1

@@ -1,5 +1,6 @@
-"""A small OTLP/HTTP receiver: POST /v1/traces appends each request's document to a file
-(JSON lines) that `backfeed ingest` reads."""
+"""A small OTLP/HTTP receiver: POST /v1/traces (and /v1/logs, where instrumentations put
+message content as log events) appends each request's document to a file (JSON lines) that
+`backfeed ingest` reads."""
 
 from __future__ import annotations
 
@@ -69,8 +70,10 @@ class Receiver:
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            if self.path.split("?")[0].rstrip("/") != "/v1/traces":
-                return self._answer(404, "only POST /v1/traces is received here")
+            path = self.path.split("?")[0].rstrip("/")
+            if path not in ("/v1/traces", "/v1/logs"):
+                return self._answer(404, "only POST /v1/traces and /v1/logs are received here")
+            logs = path == "/v1/logs"
             size = int(self.headers.get("Content-Length") or 0)
             if size > MAX_BODY:
                 return self._answer(413, f"a request over {MAX_BODY} bytes")
@@ -90,9 +93,10 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                     return self._answer(400, "the body is not an OTLP/JSON object")
             elif kind == "application/x-protobuf" and receiver._decode_protobuf is not None:
                 try:
-                    document = receiver._decode_protobuf(body)
+                    document = receiver._decode_protobuf(body, logs)
                 except ValueError:
-                    return self._answer(400, "the body is not an OTLP/protobuf trace export")
+                    return self._answer(400, "the body is not an OTLP/protobuf "
+                                             f"{'logs' if logs else 'trace'} export")
             elif kind == "application/x-protobuf":
                 return self._answer(415, "protobuf bodies need opentelemetry-proto (pip install "
                                          "backfeed[otel]); or set the exporter to the JSON "

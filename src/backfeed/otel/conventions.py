@@ -26,12 +26,34 @@ def is_model_call(attrs: dict[str, Any]) -> bool:
     return any(k in attrs for k in ("gen_ai.request.model", "gen_ai.system", "llm.model_name"))
 
 
+# one event per message (the official instrumentations' content, on the span or as logs)
+MESSAGE_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
+                  "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool"}
+CHOICE_EVENT = "gen_ai.choice"
+
+
 def content_attributes(span: Span) -> dict[str, Any]:
-    """The span's attributes, with those of a content-carrying event added."""
+    """The span's attributes, with those of a content-carrying event added, and messages
+    written one event each (`gen_ai.user.message`, ..., `gen_ai.choice`) as
+    `gen_ai.input.messages` / `gen_ai.output.messages` where the span has none."""
     attrs = dict(span.attributes)
+    inputs, outputs = [], []
     for event in span.events:
         if event.name == DETAILS_EVENT or event.name.startswith("gen_ai.content."):
             attrs.update({k: v for k, v in event.attributes.items() if k not in attrs})
+        body = event.attributes.get("body")
+        body = body if isinstance(body, dict) else event.attributes
+        if event.name in MESSAGE_EVENTS:
+            inputs.append({"role": str(body.get("role") or MESSAGE_EVENTS[event.name]),
+                           "content": body.get("content")})
+        elif event.name == CHOICE_EVENT:
+            message = body.get("message") if isinstance(body.get("message"), dict) else body
+            outputs.append({"role": str(message.get("role") or "assistant"),
+                            "content": message.get("content")})
+    if inputs and "gen_ai.input.messages" not in attrs:
+        attrs["gen_ai.input.messages"] = inputs
+    if outputs and "gen_ai.output.messages" not in attrs:
+        attrs["gen_ai.output.messages"] = outputs
     return attrs
 
 

@@ -1,5 +1,7 @@
 """Read OTLP/JSON trace documents (one document, or JSON lines of them) into flat spans,
-counting what could not be read instead of failing on it."""
+counting what could not be read instead of failing on it. Log documents are read too: a log
+record that is an event of a span (the message events of the official OpenTelemetry
+instrumentations, `gen_ai.user.message`, `gen_ai.choice`, ...) joins that span's events."""
 
 from __future__ import annotations
 
@@ -37,6 +39,12 @@ class Spans:
 
     spans: list[Span] = field(default_factory=list)
     problems: Counter[str] = field(default_factory=Counter)
+    pending: dict[str, list[Event]] = field(default_factory=dict)  # log events by span id
+
+    def attach(self) -> None:
+        """Move the log events read so far onto their spans (a span may come later)."""
+        for span in self.spans:
+            span.events.extend(self.pending.pop(span.span_id, ()))
 
 
 class BadValue(ValueError):
@@ -158,6 +166,9 @@ def read_documents(documents: Iterable[Any], found: Spans) -> Spans:
         if not isinstance(document, dict):
             found.problems["documents that are not JSON objects"] += 1
             continue
+        if document.get("resourceLogs"):
+            _logs(document["resourceLogs"], found)
+            continue
         resource_spans = document.get("resourceSpans")
         if not resource_spans:
             found.problems["documents with no spans"] += 1
@@ -167,7 +178,30 @@ def read_documents(documents: Iterable[Any], found: Spans) -> Spans:
             for scope in _list(rs.get("scopeSpans", []), found.problems, "scopeSpans"):
                 for raw in _list(scope.get("spans", []), found.problems, "spans"):
                     found.spans.append(_span(raw, resource, found.problems))
+    found.attach()
     return found
+
+
+def _logs(resource_logs: Any, found: Spans) -> None:
+    """The log records of an OTLP logs document that belong to a span, as its events (the
+    record's event name, from `eventName` or the `event.name` attribute; its attributes, and
+    its body under "body")."""
+    for rl in _list(resource_logs, found.problems, "resourceLogs"):
+        for scope in _list(rl.get("scopeLogs", []), found.problems, "scopeLogs"):
+            for raw in _list(scope.get("logRecords", []), found.problems, "logRecords"):
+                attrs = attributes(raw.get("attributes"), found.problems)
+                name = raw.get("eventName") or attrs.get("event.name")
+                span_id = hex_id(raw.get("spanId"), 8)
+                if not isinstance(name, str) or not span_id:
+                    found.problems["log records that are no span's event"] += 1
+                    continue
+                try:
+                    body = any_value(raw["body"]) if "body" in raw else None
+                except BadValue:
+                    found.problems["log record bodies that are not AnyValues"] += 1
+                    body = None
+                found.pending.setdefault(span_id, []).append(
+                    Event(name, {**attrs, "body": body}))
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -211,30 +245,38 @@ def _nanos(raw: Any) -> int:
         return 0
 
 
-def protobuf_to_json(body: bytes) -> dict[str, Any]:
-    """An OTLP/protobuf ExportTraceServiceRequest as its OTLP/JSON document (ids as hex).
-    Needs opentelemetry-proto (pip install backfeed[otel])."""
+def protobuf_to_json(body: bytes, logs: bool = False) -> dict[str, Any]:
+    """An OTLP/protobuf ExportTraceServiceRequest (or, with `logs`, ExportLogsServiceRequest)
+    as its OTLP/JSON document (ids as hex). Needs opentelemetry-proto (backfeed[otel])."""
     from google.protobuf.json_format import MessageToDict
     from google.protobuf.message import DecodeError
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
 
-    request = ExportTraceServiceRequest()
+    if logs:
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+            ExportLogsServiceRequest as Request,
+        )
+    else:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest as Request,
+        )
+    request = Request()
     try:
         request.ParseFromString(body)
     except DecodeError as e:
-        raise ValueError(f"not an OTLP/protobuf trace export: {e}") from None
+        raise ValueError(f"not an OTLP/protobuf {'logs' if logs else 'trace'} export: {e}"
+                         ) from None
     return ids_as_hex(MessageToDict(request))
 
 
 def ids_as_hex(document: dict[str, Any]) -> dict[str, Any]:
     """`document` with the base64 ids of protobuf's JSON mapping as OTLP/JSON's hex ids."""
-    for rs in document.get("resourceSpans", []):
-        for scope in rs.get("scopeSpans", []):
-            for span in scope.get("spans", []):
-                for item in [span, *span.get("links", [])]:
-                    for key, size in (("traceId", 16), ("spanId", 8), ("parentSpanId", 8)):
-                        if item.get(key):
-                            item[key] = base64.b64decode(item[key]).hex().rjust(2 * size, "0")
+    items = [item for rs in document.get("resourceSpans", [])
+             for scope in rs.get("scopeSpans", []) for span in scope.get("spans", [])
+             for item in [span, *span.get("links", [])]]
+    items += [record for rl in document.get("resourceLogs", [])
+              for scope in rl.get("scopeLogs", []) for record in scope.get("logRecords", [])]
+    for item in items:
+        for key, size in (("traceId", 16), ("spanId", 8), ("parentSpanId", 8)):
+            if item.get(key):
+                item[key] = base64.b64decode(item[key]).hex().rjust(2 * size, "0")
     return document
