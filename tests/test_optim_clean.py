@@ -4,12 +4,16 @@ evaluated is not evaluated again."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 import backfeed as bf
 from backfeed.optim import Prime
 from backfeed.optim.apply import answer_proposal
 from backfeed.optim.clean import META, clean_text, same_text
+from backfeed.train.guards import CopyGuard
 
 SEED = "Classify the support ticket."
 
@@ -82,3 +86,28 @@ def test_code_is_compared_as_written():
     code = bf.param("def f(x):\n    return x\n", kind="code", name="f")
     opt = Prime([code], llm=bf.llm.Scripted([]))
     assert opt._seen({"f": "def f(x):\n  return x\n"}) != opt._seen({"f": code.value})
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "instruction_answers"
+ROWS = [json.loads(line) for path in sorted(FIXTURES.glob("*.jsonl"))
+        for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_there_are_real_answers_of_both_embedded_models():
+    assert {r["model"] for r in ROWS} >= {"qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"}
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[f"{r['model']}: {r['source'][-24:]}" for r in ROWS])
+def test_real_answers_leave_no_format_text_and_their_copies_are_caught(row):
+    """Raw answers of the embedded models asked to improve an instruction
+    (benchmarks/instruction_answers.py), read again by today's code."""
+    name, seed = row["name"], row["seed"]
+    p = bf.param(seed, name=name)
+    guard = CopyGuard(row["trainset"])
+    for answer in row["answers"]:
+        value = answer_proposal([p], {name: seed}, [(answer, None)], by="fixture").values[name]
+        assert clean_text(value, seed, name).removed == []  # nothing of our format is left
+        assert not value.lstrip().startswith(("#", "```", '"')), value
+        copies = [q for q, _ in row["trainset"] if q in value]
+        if copies:  # a training input pasted whole is refused before it is evaluated
+            assert guard.reason({name: seed}, {name: value}, {name: "str"}) is not None
