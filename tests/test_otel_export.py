@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
@@ -155,3 +156,16 @@ def test_a_training_run_sends_its_run_its_steps_and_every_model_call_as_nested_s
     assert len(chats) == result.spend["calls"] > 0
     assert {c.parent.span_id for c in chats} <= {s.context.span_id for s in steps}
     assert all(c.attributes["backfeed.role"] == "optimizer" for c in chats)
+    # each evaluation (a candidate on the examples of a split it had not scored) is a span
+    evaluations = [s for s in spans if s.name.startswith("backfeed.evaluate ")]
+    stored = result.store.evaluations(result.run_id)
+    assert sum(s.attributes["backfeed.examples"] for s in evaluations) == len(stored)
+    assert {s.attributes["backfeed.split"] for s in evaluations} <= {"train", "val"}
+    inside = {run.context.span_id} | {s.context.span_id for s in steps}
+    assert all(s.parent.span_id in inside for s in evaluations)
+    first = evaluations[0]
+    scores = [e.score for e in stored if e.candidate_id == first.attributes["backfeed.candidate"]
+              and e.split == first.attributes["backfeed.split"]]
+    assert first.attributes["backfeed.score"] == pytest.approx(
+        sum(scores[:first.attributes["backfeed.examples"]])
+        / first.attributes["backfeed.examples"])

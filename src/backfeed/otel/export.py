@@ -17,7 +17,9 @@ ENDPOINT_VARIABLE = "BACKFEED_OTLP_ENDPOINT"
 
 
 class Telemetry:
-    """Emits a `chat {model}` CLIENT span for every model call a run makes, with the GenAI
+    """Emits a span for the run, each step and each evaluation (one candidate on the examples
+    of one split it had not scored yet, with their mean score), and a `chat {model}` CLIENT
+    span for every model call a run makes, with the GenAI
     attributes (model, tokens, options) and `backfeed.role` (optimizer, judge or program);
     message content only with `content=True`, with credentials redacted. API keys are never
     attributes: only the known options are read.
@@ -88,6 +90,19 @@ class Telemetry:
             return
         with self._tracer.start_as_current_span(f"backfeed.step {step}",
                                                 attributes={"backfeed.step": step}) as span:
+            yield span
+
+    @contextlib.contextmanager
+    def evaluation(self, candidate: int, split: str, examples: int) -> Iterator[Any]:
+        """A span around one candidate's evaluation on `examples` examples of `split`; the
+        caller sets `backfeed.score` (their mean) when it is known."""
+        if self._tracer is None:
+            yield None
+            return
+        with self._tracer.start_as_current_span(
+                f"backfeed.evaluate {split}",
+                attributes={"backfeed.candidate": candidate, "backfeed.split": split,
+                            "backfeed.examples": examples}) as span:
             yield span
 
     def model_call(self, *, role: str, model: str, messages: list[Message],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -26,8 +27,9 @@ class EvalCache:
     def __init__(self, session: RunSession, module: Any, splits: dict[str, list[Any]],
                  metric: Metric | None, forward: Forward | None, executor: Executor,
                  on_progress: Callable[[], None] = lambda: None,
-                 program_model: Recorded | None = None) -> None:
+                 program_model: Recorded | None = None, telemetry: Any = None) -> None:
         self.session = session
+        self.telemetry = telemetry  # an enabled otel.export.Telemetry, or None
         self.program_model = program_model  # bf.chat's model: its failure is not the example's
         self.module = module
         self.splits = splits
@@ -83,8 +85,12 @@ class EvalCache:
             if trace or self.executor.in_process:
                 self.module.load_state_dict(cand.values)
             executor = self.executor if (self.executor.in_process or not trace) else Threads(1)
-            executor.evaluate(self.module, cand.values, [(i, data[i]) for i in missing],
-                              self.metric, self.forward, store_result)
+            with _span(self.telemetry, cand.id, split, len(missing)) as span:
+                executor.evaluate(self.module, cand.values, [(i, data[i]) for i in missing],
+                                  self.metric, self.forward, store_result)
+                scores = [found[i].score for i in missing if i in found]
+                if span is not None and scores:
+                    span.set_attribute("backfeed.score", sum(scores) / len(scores))
             self.on_progress()
             self._stop_if_the_program_model_stopped()
         if short:
@@ -118,6 +124,13 @@ class EvalCache:
         program = self.program_model
         return program is not None and (program.exceeded is not None or
                                         program.failed is not None)
+
+
+def _span(telemetry: Any, candidate: int, split: str, examples: int) -> Any:
+    """The evaluation's span when telemetry is on, else nothing at all."""
+    if telemetry is None:
+        return contextlib.nullcontext()
+    return telemetry.evaluation(candidate, split, examples)
 
 
 def _example_text(example: Any) -> str:
