@@ -21,7 +21,8 @@ class Around(Optimizer):
     Each step probes one parameter (in turn) at `value + s` and `value - s`, clipped to its
     bounds, with `s` its step size: a step that moved the values (the trainer kept a probe)
     doubles the step size of the parameter it probed, one that did not halves it and moves to
-    the next parameter. A parameter starts at a quarter of its bounds' width, or
+    the next parameter. When both probes scored lower and not far below, the point where lines
+    through their scores meet is tried as well. A parameter starts at a quarter of its bounds' width, or
     `max(1, |value|)` without bounds, unless `steps={name: size}` says. This is compass search
     with expansion: it needs no bounds and no gradient, and a score that only says "closer"
     is enough.
@@ -124,8 +125,9 @@ class Around(Optimizer):
         return values if values_key(values) not in seen else None
 
     def _adapt(self, center: dict[str, Any]) -> None:
-        """Double the last probed step size if the values moved since, else halve it and
-        probe the next parameter."""
+        """After a step: a kept probe doubles its parameter's step size; another kept
+        candidate (the peak guess, the model's) sets it to how far the values moved; nothing
+        kept halves it and turns to the next parameter."""
         if self.last is None:
             return
         name = self.params[self.turn].name
