@@ -169,3 +169,28 @@ def test_a_training_run_sends_its_run_its_steps_and_every_model_call_as_nested_s
     assert first.attributes["backfeed.score"] == pytest.approx(
         sum(scores[:first.attributes["backfeed.examples"]])
         / first.attributes["backfeed.examples"])
+
+
+def test_with_ops_on_each_op_call_is_a_span_inside_its_evaluation(tmp_path):
+    import train_helpers as h
+
+    exporter = InMemorySpanExporter()
+    module = h.Router()
+    result = bf.train(module, h.dataset(1), metric=h.metric, steps=1, store=tmp_path / "r.db",
+                      optimizer=h.FixOptimizer(module.parameters(), llm=h.scripted()),
+                      progress=False, telemetry=Telemetry(exporter=exporter, ops=True))
+    spans = exporter.get_finished_spans()
+    ops = [s for s in spans if s.name == "backfeed.op route"]
+    evaluations = {s.context.span_id for s in spans if s.name.startswith("backfeed.evaluate")}
+    steps = {s.context.span_id for s in spans if s.name.startswith("backfeed.step")}
+    assert len(ops) >= len(result.store.evaluations(result.run_id)) > 0
+    # inside an evaluation, or a step's rebuild of stored outputs' graphs for the optimizer
+    assert all(s.parent.span_id in evaluations | steps for s in ops)
+    assert any(s.parent.span_id in evaluations for s in ops)
+    assert ops[0].attributes["backfeed.op"] == "route"
+    quiet = InMemorySpanExporter()  # ops off (the default): no op spans
+    other = h.Router()
+    bf.train(other, h.dataset(1), metric=h.metric, steps=1, store=tmp_path / "q.db",
+             optimizer=h.FixOptimizer(other.parameters(), llm=h.scripted()),
+             progress=False, telemetry=Telemetry(exporter=quiet))
+    assert not [s for s in quiet.get_finished_spans() if s.name.startswith("backfeed.op")]

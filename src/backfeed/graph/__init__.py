@@ -19,7 +19,7 @@ from .node import (
     node,
     param,
 )
-from .op import BoundOp, Op, format, op
+from .op import BoundOp, Op, format, op, watching_ops
 from .render import RenderBudgetError, Rendering, render, to_dot
 from .subgraph import NoTrainableAncestor, Subgraph, backward, minimal_subgraph, zero_feedback
 
@@ -56,5 +56,6 @@ __all__ = [
     "render",
     "set_default_sandbox",
     "to_dot",
+    "watching_ops",
     "zero_feedback",
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .execute import (
@@ -30,6 +32,23 @@ from .node import (
 
 # -- the shared recording step ---------------------------------------------------------
 
+# A watcher of user ops (`watching_ops`): called with an op's name and its code parameter's
+# name (or None) around each call; None (the default) costs one lookup per op.
+_watch: contextvars.ContextVar[Callable[[str, str | None], Any] | None] = \
+    contextvars.ContextVar("backfeed_op_watch", default=None)
+
+
+@contextlib.contextmanager
+def watching_ops(watch: Callable[[str, str | None], Any]) -> Iterator[None]:
+    """While inside, each `@bf.op` call runs within `watch(op_name, code_param_name)`, a
+    context manager (telemetry's op span); threads and tasks copied from this context too."""
+    token = _watch.set(watch)
+    try:
+        yield
+    finally:
+        _watch.reset(token)
+
+
 def _record(
     info: OpInfo,
     call: Callable[[], Any],
@@ -39,6 +58,15 @@ def _record(
     location: dict[str, Any] | None = None,
 ) -> Node:
     """Run `call` with read-tracking on, then return its output node (or raise ExecutionError)."""
+    watch = _watch.get()
+    if watch is not None:
+        with watch(info.name, code.name if code is not None else None):
+            return _record_now(info, call, inputs, code, location)
+    return _record_now(info, call, inputs, code, location)
+
+
+def _record_now(info: OpInfo, call: Callable[[], Any], inputs: list[tuple[str, Node]],
+                code: Param | None, location: dict[str, Any] | None) -> Node:
     token = _reads.set([])
     try:
         result, failure = call(), None

@@ -27,13 +27,16 @@ class Telemetry:
     `endpoint`: an OTLP/HTTP endpoint (http://host:4318, /v1/traces added when it has no path),
     else $BACKFEED_OTLP_ENDPOINT; `exporter`: any SDK SpanExporter instead (tests pass an
     InMemorySpanExporter). With neither, it is off: every method returns at once.
+    `ops=True` adds a span for each `@bf.op` call the program makes in the run's process
+    (`backfeed.op {name}`; many per example, so off by default; not from Ray workers).
     """
 
     def __init__(self, endpoint: str | None = None, *, content: bool = False,
                  service_name: str = "backfeed", headers: dict[str, str] | None = None,
-                 exporter: Any = None) -> None:
+                 exporter: Any = None, ops: bool = False) -> None:
         self.endpoint = endpoint or os.environ.get(ENDPOINT_VARIABLE) or None
         self.content = content
+        self.ops = ops
         self._tracer: Any = None
         self._provider: Any = None
         if self.endpoint is None and exporter is None:
@@ -103,6 +106,19 @@ class Telemetry:
                 f"backfeed.evaluate {split}",
                 attributes={"backfeed.candidate": candidate, "backfeed.split": split,
                             "backfeed.examples": examples}) as span:
+            yield span
+
+    @contextlib.contextmanager
+    def op(self, name: str, code: str | None) -> Iterator[Any]:
+        """A span around one op call (`ops=True`); `code` names its code parameter, if any."""
+        if self._tracer is None:
+            yield None
+            return
+        attributes = {"backfeed.op": name}
+        if code is not None:
+            attributes["backfeed.code_param"] = code
+        with self._tracer.start_as_current_span(f"backfeed.op {name}",
+                                                attributes=attributes) as span:
             yield span
 
     def model_call(self, *, role: str, model: str, messages: list[Message],

@@ -11,13 +11,14 @@ user's models wrapped once), `EvalCache` (evaluations), `Scorer` (metric or judg
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..budget import Budget
-from ..graph import Module
+from ..graph import Module, watching_ops
 from ..llm import LLM, chosen
 from ..llm.context import DefaultModel, ProgramModel
 from ..optim import Combine, Optimizer
@@ -200,8 +201,10 @@ class Trainer:
         )
         for model in models.all():
             model.telemetry = self.telemetry if self.telemetry.enabled else None
+        ops = watching_ops(self.telemetry.op) if self.telemetry.enabled and self.telemetry.ops \
+            else contextlib.nullcontext()
         try:
-            with self.telemetry.run(session.run_id, self.name or ""):
+            with self.telemetry.run(session.run_id, self.name or ""), ops:
                 return Run(self, session, models).fit()
         finally:
             self.telemetry.flush()
