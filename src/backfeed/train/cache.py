@@ -29,7 +29,7 @@ class EvalCache:
                  on_progress: Callable[[], None] = lambda: None,
                  program_model: Recorded | None = None, telemetry: Any = None) -> None:
         self.session = session
-        self.telemetry = telemetry  # an enabled otel.export.Telemetry, or None
+        self.telemetry = telemetry  # an otel.export.Telemetry (evaluation spans when on)
         self.program_model = program_model  # bf.chat's model: its failure is not the example's
         self.module = module
         self.splits = splits
@@ -128,7 +128,7 @@ class EvalCache:
 
 def _span(telemetry: Any, candidate: int, split: str, examples: int) -> Any:
     """The evaluation's span when telemetry is on, else nothing at all."""
-    if telemetry is None:
+    if telemetry is None or not telemetry.enabled:
         return contextlib.nullcontext()
     return telemetry.evaluation(candidate, split, examples)
 

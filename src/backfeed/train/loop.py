@@ -65,8 +65,7 @@ class Run:
             splits["test"] = trainer.testset
         self.cache = EvalCache(session, trainer.module, splits, trainer.metric, trainer.forward,
                                trainer.executor, on_progress=self._show,
-                               program_model=models.program,
-                               telemetry=trainer.telemetry if trainer.telemetry.enabled else None)
+                               program_model=models.program, telemetry=trainer.telemetry)
         self.scorer: Scorer
         if self.strategy.pairwise:  # chosen once: the step never asks again
             self.scorer = JudgeScorer(self.cache, self.strategy, session, trainer.trainset,
