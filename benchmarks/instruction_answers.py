@@ -66,10 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--tag", default="", help="added to the file name (a later code's run)")
     args = parser.parse_args(argv)
     rows = answers(args.model, args.seeds)
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{args.model}.jsonl"
+    path = OUT / f"{args.model}{'-' + args.tag if args.tag else ''}.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     print(f"wrote {len(rows)} rows to {path}")
     return 0

@@ -111,3 +111,33 @@ def test_real_answers_leave_no_format_text_and_their_copies_are_caught(row):
         copies = [q for q, _ in row["trainset"] if q in value]
         if copies:  # a training input pasted whole is refused before it is evaluated
             assert guard.reason({name: seed}, {name: value}, {name: "str"}) is not None
+
+
+def test_a_prose_text_that_was_repeated_is_asked_for_one_rule_added_as_a_line():
+    p = bf.param("What date does the text mention?", name="instruction",
+                 description="instructions given to the model before every question")
+    out = bf.format("{i}", i=p)
+    out.backward(bf.Feedback(score=0.0, text="wrong: expected '2015-02-28', got 'Feb 28'"))
+    repeat = "### instruction\n```text\nWhat date does the text mention?\n```"
+    rule = "### instruction\n```text\nAnswer with the date as YYYY-MM-DD only.\n```"
+    llm = bf.llm.Scripted([repeat, rule])
+    report = Prime([p], llm=llm, compact=True).propose()
+    (proposal,) = report.proposals
+    assert proposal.values["instruction"] == ("What date does the text mention?\n"
+                                              "Answer with the date as YYYY-MM-DD only.")
+    asked = llm.calls[1].messages[-1]["content"]
+    assert "What date does the text mention?" in asked  # the value is shown, not hidden
+    assert "Write only one new line to add to it" in asked
+    assert any("one rule to add (changed the values)" in q for q in report.problems)
+    assert p.value == "What date does the text mention?"  # proposing changes nothing
+
+
+def test_a_rule_answer_adds_one_new_line_and_a_repeat_adds_nothing():
+    from backfeed.optim.proposers import with_rule
+
+    p = bf.param("Answer the question.", name="instruction")
+    block = "### instruction\n```text\n{}\n```"
+    prefilled = block.format("Answer the question.\nAnswer yes or no.\nAnswer yes or no.")
+    assert with_rule(p, prefilled) == block.format("Answer the question.\nAnswer yes or no.")
+    assert with_rule(p, block.format("Answer the question.")) is None
+    assert with_rule(p, "no block at all") is None

@@ -26,6 +26,11 @@ def each_compact(params: list[Param]) -> bool:
 _FIELD = re.compile(r"(?<!\{)\{([A-Za-z_]\w*)\}(?!\})")
 
 
+def is_prose(param: Param) -> bool:
+    """A text parameter with no `{fields}`: an instruction, not a template."""
+    return param.kind == "str" and not fields(param)
+
+
 def fields(param: Param) -> list[str]:
     """The `{name}` format fields a text parameter's description or value mentions, in order.
     Told to end a template with ` Total: {total} EUR`, a 0.5B model wrote `Total: 100 EUR`;
@@ -185,13 +190,15 @@ def _input_text(out: Node) -> str:
 
 def compact_messages(params: list[Param], *, answer_format: str, rejections: list[str],
                      memory: str, limit: int, fresh: bool = False,
-                     among: list[Param] | None = None, edits: bool = False) -> list[Message]:
+                     among: list[Param] | None = None, edits: bool = False,
+                     rule: bool = False) -> list[Message]:
     """The short prompt for one parameter. For code: spec, current function, failing tests
     side by side, what the last answer had rejected and earlier attempts (each only when there
     is one), the format; `fresh`: the function's signature instead of its code, asking for it
     anew (a 0.5B model shown the code tends to copy it unchanged). For text: its description,
     its format fields, its value (not with `fresh`) and the feedback meant for it. `among`:
-    the optimizer's parameters, to narrow each feedback to the part that names this one."""
+    the optimizer's parameters, to narrow each feedback to the part that names this one.
+    `rule`: a prose text's value shown, one new rule asked for (`EachParam.rule_retry`)."""
     (param,) = params
     rows = failing_tests(params, limit, among=among) if param.kind == "code" else \
         failing_outputs(param, limit, among=among)
@@ -212,8 +219,9 @@ def compact_messages(params: list[Param], *, answer_format: str, rejections: lis
         text = dict(name=param.name, description=param.description or "(no description)",
                     fields=field_text, feedback=failing or "(none)", extra=extra,
                     answer_format=answer_format)
-        task = (prompts.COMPACT_TASK_TEXT_EDITS if edits else prompts.COMPACT_TASK_TEXT
-                if listed else prompts.COMPACT_TASK_RULES).format(name=param.name)
+        task = (prompts.COMPACT_TASK_ONE_RULE if rule else prompts.COMPACT_TASK_TEXT_EDITS
+                if edits else prompts.COMPACT_TASK_TEXT if listed
+                else prompts.COMPACT_TASK_RULES).format(name=param.name)
         user = prompts.COMPACT_TEXT_FRESH_USER.render(**text) if fresh else \
             prompts.COMPACT_TEXT_USER.render(value=str(param._value), task=task, **text)
         return [{"role": "system", "content": prompts.COMPACT_TEXT_SYSTEM.render()},

@@ -223,7 +223,8 @@ class Prime(Optimizer):
         return bool(self.compact_params())
 
     def compact_messages(self, param: Param | None = None, *, fresh: bool = False,
-                         rejections: list[str] | None = None) -> list[Message] | None:
+                         rejections: list[str] | None = None,
+                         rule: bool = False) -> list[Message] | None:
         """The short prompt for `param` (default: the only compact one); None when there is
         none or it does not fit `budget_tokens`."""
         if param is None:
@@ -239,7 +240,7 @@ class Prime(Optimizer):
             [param], answer_format=answer_format([param], self.reasoning_chars, edits),
             edits=bool(edits),
             rejections=rejections, memory=self.param_memory(param, self.budget_tokens // 4),
-            limit=self.examples, fresh=fresh,
+            limit=self.examples, fresh=fresh, rule=rule,
             among=self.params if len(self.params) > 1 else None,
         )
         used = sum(estimate_tokens(m["content"]) for m in messages)

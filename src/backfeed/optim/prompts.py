@@ -123,6 +123,10 @@ COMPACT_TASK_CODE = "Write the corrected function: change what makes the tests f
 COMPACT_TASK_CODE_EDITS = ("Write edits that correct the function: change only the lines that "
                            "make the tests fail.")
 COMPACT_TASK_TEXT = "Write the new value of `{name}`, changed to fix the feedback."
+# the retry of a prose text whose answers repeated it: one rule, added to the value as a line
+COMPACT_TASK_ONE_RULE = ("Your answer repeated the current value of `{name}`. Write only one "
+                         "new line to add to it: a short, general rule for what the expected "
+                         "outputs have in common that the outputs above miss.")
 # a prose text (no fields): lessons as rules, kept across steps (issue 19)
 COMPACT_TASK_RULES = ("Write the new value of `{name}`: keep every rule it already has that the "
                       "feedback does not contradict, and add one short, general rule for what "

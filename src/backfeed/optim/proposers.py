@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from ..llm import Message
 from .apply import answer_proposal
 from .asking import SAMPLE_TEMPERATURE
-from .compact import blamed, retry_turn
+from .compact import blamed, is_prose, retry_turn
 from .history import values_key
+from .parse import read_answer
 from .records import NOT_ASKED, RETRY, ParamUpdate, Proposal, StepReport
 from .schema import rewrite_tokens
 
@@ -81,6 +82,9 @@ class WholeTrace:
             report.updates, report.reasoning = retried.updates, retried.reasoning
 
 
+RULE_START = "Answer"  # how a prefilled rule begins
+
+
 class EachParam:
     """One compact prompt per parameter (no trace), `candidates` answers each; a parameter
     none of whose answers changed it is asked once more for it anew, without its value (not
@@ -132,6 +136,8 @@ class EachParam:
                                "which shows no value: a long value changes by edits only", RETRY)
             return []
         rejected = [u.reason or "" for u in self.trial(param, texts[0])[1]] if texts else []
+        if is_prose(param):
+            return self.rule_retry(report, param, rejected, limit)
         fresh = p.compact_messages(param, fresh=True, rejections=rejected[:2])
         if fresh is None:
             return []
@@ -142,15 +148,37 @@ class EachParam:
                        f"({'changed the values' if changed else 'changed nothing either'})", RETRY)
         return more
 
+    def rule_retry(self, report: StepReport, param: Param, rejected: list[str], limit: int
+                   ) -> list[str]:
+        """A prose text none of whose answers changed it: ask for one new rule, with its
+        value shown (asked anew without it, a small model pastes a training input), and add
+        the rule to the value as a line; the answer so made, as if written whole."""
+        messages = self.prime.compact_messages(param, rule=True, rejections=rejected[:2])
+        # prefilled, the rule starts as a rule would: a small model given an empty line closes
+        # the block at once (measured on the 0.5B, benchmarks/instruction_answers.py)
+        current = str(param._value).rstrip("\n") + "\n" + RULE_START
+        more = self.ask(report, messages, param, 1, limit, then=current) \
+            if messages is not None else []
+        made = [with_rule(param, text) for text in more]
+        made = [text for text in made if text is not None]
+        changed = bool(made) and self.changes(param, made[0])
+        report.problem(f"retry: no answer changed {param.name}; asked once more for one rule to "
+                       f"add ({'changed the values' if changed else 'changed nothing either'})",
+                       RETRY)
+        return made
+
     def read(self, answers: list[tuple[str, set[str]]]) -> Proposal:
         p = self.prime
         return answer_proposal(p.params, p.values(), answers, by=self.by, cut_short=p.cut_short,
                                completions=p.completions)
 
     def ask(self, report: StepReport, messages: list[Message], param: Param, n: int,
-            limit: int) -> list[str]:
+            limit: int, then: str = "") -> list[str]:
+        """`n` answers for `param`; with a prefill, the answer starts with its frame and then
+        `then` (the rule retry's current value, so the model can only add to it)."""
         p = self.prime
         start = p.prefix([param])
+        start = start + then if start else ""
         if start:
             messages = [*messages, {"role": "assistant", "content": start}]
         completions = p._ask_many(report, messages, n, max_tokens=limit,
@@ -179,3 +207,22 @@ class EachParam:
     def changes(self, param: Param, text: str) -> bool:
         """Whether `text` sets `param` to a value never evaluated with the others as now."""
         return bool(self.distinct_changes(param, [text]))
+
+
+def with_rule(param: Param, text: str) -> str | None:
+    """An answer holding `param`'s value with the first new line `text` wrote for it (after
+    the current value, when it wrote that too) added as its last line; None when the answer
+    holds no line the value does not already have."""
+    found = read_answer(text, [param]).suggestion.get(param.name)
+    if not isinstance(found, str) or not found.strip():
+        return None
+    current = str(param._value).rstrip("\n")
+    written = found.strip()
+    if written.startswith(current.strip()):  # the value, then what was added (a prefill)
+        written = written[len(current.strip()):]
+    lines = {line.strip() for line in current.splitlines()}
+    new = [line.strip() for line in written.splitlines()
+           if line.strip() and line.strip() not in lines]
+    if not new:
+        return None
+    return f"### {param.name}\n```text\n{current}\n{new[0]}\n```"  # one rule a step
