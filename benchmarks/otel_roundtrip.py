@@ -4,7 +4,7 @@
         --optimizer qwen2.5-coder-1.5b
 
 1. `backfeed serve-model` serves the 0.5B model; `backfeed collect` receives OTLP/HTTP.
-2. `examples/otel_app.py` (the official `openai` client and OpenTelemetry OpenAI
+2. `examples/apps/otel_app.py` (the official `openai` client and OpenTelemetry OpenAI
    instrumentation, in its own process) answers `--requests` date-reading requests with its
    system prompt; its downstream check rates each answer with `bf.feedback` by trace id.
 3. `backfeed ingest` turns the received spans and the feedback into a dataset;
@@ -40,7 +40,7 @@ from backfeed import otel
 from .tasks.conventions import generate
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "examples" / "otel_app.py"
+APP = ROOT / "examples" / "apps" / "otel_app.py"
 SEED_PROMPT = "What date does the text mention?"
 CLI = [sys.executable, "-c", "from backfeed.cli import main; main()"]
 

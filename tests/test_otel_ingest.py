@@ -236,7 +236,7 @@ def test_the_ingest_command_names_a_missing_file(tmp_path):
 
 
 def test_the_official_openai_instrumentations_spans_and_log_events_are_joined():
-    """A real app (examples/otel_app.py: the openai client under
+    """A real app (examples/apps/otel_app.py: the openai client under
     opentelemetry-instrumentation-openai-v2 2.3b0) sent these to `backfeed collect`: the
     spans carry no content; the messages are log events of each span, on /v1/logs."""
     records, report = otel.ingest(FIXTURES / "openai_v2_app.jsonl",

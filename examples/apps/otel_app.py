@@ -2,7 +2,7 @@
 instrumented with the official OpenTelemetry OpenAI instrumentation, sending its spans over
 OTLP/HTTP; a downstream check rates each answer with `bf.feedback` by trace id.
 
-    python examples/otel_app.py --model-url http://127.0.0.1:8080/v1 \
+    python examples/apps/otel_app.py --model-url http://127.0.0.1:8080/v1 \
         --otlp http://127.0.0.1:4318 --system system_prompt.txt --requests requests.jsonl \
         --out answers.jsonl
 
