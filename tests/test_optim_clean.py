@@ -141,3 +141,13 @@ def test_a_rule_answer_adds_one_new_line_and_a_repeat_adds_nothing():
     assert with_rule(p, prefilled) == block.format("Answer the question.\nAnswer yes or no.")
     assert with_rule(p, block.format("Answer the question.")) is None
     assert with_rule(p, "no block at all") is None
+
+
+def test_a_fenced_example_and_headings_inside_the_value_are_its_own():
+    own = ("Answer in JSON.\n## Example\n```json\n{\"label\": \"REFUND\"}\n```\n"
+           "## Instruction\nBe brief.")
+    assert clean_text(own, SEED, "instruction") .value == own
+    wrapped = "```\nAnswer in JSON.\n```"
+    assert clean_text(wrapped, SEED, "instruction").value == "Answer in JSON."
+    odd = "Answer in JSON.\n```\nBe brief."
+    assert clean_text(odd, SEED, "instruction").value == "Answer in JSON.\nBe brief."

@@ -33,9 +33,10 @@ class Cleaned:
 def clean_text(value: str, old: str, name: str) -> Cleaned:
     """`value` without what our answer format put around or into it, where `old` (the value
     stepped from) does not have it too: quotes around the whole value, a heading naming the
-    parameter (or "instruction", "new value", one of our prompt's headings), a stray fence
-    line, and lines that are our prompts' own rules ("In the blocks, plain text: no JSON
-    quoting, ..."). Everything else is kept exactly as written."""
+    parameter (or "instruction", "new value", one of our prompt's headings) as its first
+    line, a fence line that wraps the value or has no partner, and lines that are our
+    prompts' own rules ("In the blocks, plain text: no JSON quoting, ..."). Everything else is
+    kept exactly as written: a fenced example or a heading inside the value is its own."""
     out = Cleaned(value)
     text = value
     for _ in range(2):  # "'...'" inside "...": two layers at most
@@ -45,11 +46,21 @@ def clean_text(value: str, old: str, name: str) -> Cleaned:
         text = unwrapped
         out.removed.append("quotes around the whole value")
     old_lines = {line.strip() for line in old.splitlines()}
+    lines = text.splitlines()
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    body = filled[1:] if filled and lines[filled[0]].strip() not in old_lines and _HEADING.match(
+        lines[filled[0]]) and _meta_line(lines[filled[0]].strip(), name, first=True) else filled
+    edges = {body[0], body[-1]} if body else set()
+    fences = [i for i in filled if _FENCE.match(lines[i]) and lines[i].strip() not in old_lines]
+    # a fence is ours when it wraps the value or has no partner; a fenced example the value
+    # holds (an opening and a closing line inside it) is the value's own
+    stray = set(fences) if len(fences) % 2 else {i for i in fences if i in edges}
     kept: list[str] = []
-    for line in text.splitlines():
+    for i, line in enumerate(lines):
         stripped = line.strip()
         if stripped and stripped not in old_lines:
-            what = _meta_line(stripped, name)
+            what = "a fence line" if i in stray else None if i in fences else \
+                _meta_line(stripped, name, first=bool(filled) and i == filled[0])
             if what:
                 out.removed.append(what)
                 continue
@@ -74,16 +85,15 @@ def _unquoted(text: str, old: str) -> str | None:
     return None
 
 
-def _meta_line(line: str, name: str) -> str | None:
-    """What our format `line` is (a phrase), or None when it is the value's own."""
-    if _FENCE.match(line):
-        return "a fence line"
+def _meta_line(line: str, name: str, *, first: bool) -> str | None:
+    """What our format `line` is (a phrase), or None when it is the value's own. A heading
+    is ours only as the value's `first` line (a value may have headings of its own)."""
     heading = _HEADING.match(line)
     if heading:
         title = heading.group(1).strip()
         short = name.rsplit(".", 1)[-1]
-        if (title.strip("`").lower() in {name.lower(), short.lower()}
-                or _GENERIC_HEADINGS.match(title) or title.lower() in _prompt_headings()):
+        if first and (title.strip("`").lower() in {name.lower(), short.lower()}
+                      or _GENERIC_HEADINGS.match(title) or title.lower() in _prompt_headings()):
             return f"the heading {line!r}"
         return None
     bare = line
