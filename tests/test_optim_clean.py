@@ -151,3 +151,11 @@ def test_a_fenced_example_and_headings_inside_the_value_are_its_own():
     assert clean_text(wrapped, SEED, "instruction").value == "Answer in JSON."
     odd = "Answer in JSON.\n```\nBe brief."
     assert clean_text(odd, SEED, "instruction").value == "Answer in JSON.\nBe brief."
+
+
+def test_an_unfenced_one_line_value_stops_at_the_blank_line_before_the_why():
+    p = bf.param("What date does the text mention?", name="instruction")
+    answer = ("### instruction\nGive me the date of the text in a YYYY-MM-DD format.\n\n"
+              "This new instruction ensures that the output is always a date string.")
+    _, proposal = _prime_answer(answer, p.value)
+    assert proposal.values["instruction"] == "Give me the date of the text in a YYYY-MM-DD format."

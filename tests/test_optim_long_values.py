@@ -292,7 +292,7 @@ def test_a_long_text_is_never_asked_for_anew_without_its_value():
         assert len(llm.calls) == 1 and policy.value == text
         assert any("not asked for it anew" in p for p in report.problems)
         tasks.append(llm.calls[0].messages[1]["content"])
-    assert "Write edits to `policy`" in tasks[0] and "Write the new value of `policy`" in tasks[1]
+    assert "Write edits to `policy`" in tasks[0] and "Write a new `policy`" in tasks[1]
 
 
 def test_a_prefilled_answer_for_a_long_value_starts_with_the_first_search_line():

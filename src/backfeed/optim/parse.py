@@ -152,10 +152,13 @@ def match_blocks(blocks: list[Block], params: list[Param]) -> dict[str, Block]:
 _UNFENCED = "(unfenced)"
 
 
-def unfenced_section(text: str, name: str, blocks: list[Block]) -> Block | None:
+def unfenced_section(text: str, name: str, blocks: list[Block], *,
+                     one_paragraph: bool = False) -> Block | None:
     """A text parameter's section written without a fence (seen from the 0.5B model with no
     prefill: `### instruction`, the value, then `### feedback` and a copy of the prompt): the
-    lines after a `#`-heading that is the parameter's name, up to the next heading or fence.
+    lines after a `#`-heading that is the parameter's name, up to the next heading or fence,
+    or with `one_paragraph` (the value has no blank line) up to the first blank line: the
+    1.5B writes the value, a blank line, then why ("This new instruction ensures ...").
     None when there is no such heading, it is inside a fenced block, or nothing follows it."""
     heading = re.compile(rf"^[ \t]*#{{1,4}}[ \t]*`?{re.escape(name)}`?[ \t:]*$", re.M | re.I)
     for match in heading.finditer(text):
@@ -165,6 +168,10 @@ def unfenced_section(text: str, name: str, blocks: list[Block]) -> Block | None:
         end = re.search(r"^[ \t]*(#{1,4}[ \t]|`{3,}|~{3,})", text[start:], re.M)
         stop = start + end.start() if end else len(text)
         body = text[start:stop].strip("\n")
+        if one_paragraph and re.search(r"\n[ \t]*\n", body):
+            cut = re.search(r"\n[ \t]*\n", body)
+            assert cut is not None
+            body, stop = body[: cut.start()], start + cut.start()
         if body.strip():
             return Block(match.group(0).strip(), _UNFENCED, body, match.start(), stop, True)
     return None
@@ -508,9 +515,11 @@ def read_answer(text: str, params: list[Param]) -> Answer:
     text = text or ""
     blocks = fenced_blocks(text)
     matched = match_blocks(blocks, params)
-    unfenced = [p.name for p in params if p.kind == "str" and p.name not in matched]
-    for name in unfenced:
-        section = unfenced_section(text, name, blocks)
+    unfenced = [p for p in params if p.kind == "str" and p.name not in matched]
+    for param in unfenced:
+        name = param.name
+        section = unfenced_section(text, name, blocks,
+                                   one_paragraph=not re.search(r"\n[ \t]*\n", str(param._value)))
         if section is not None:
             matched[name] = section
     rest = text

@@ -128,9 +128,10 @@ COMPACT_TASK_ONE_RULE = ("Your answer repeated the current value of `{name}`. Wr
                          "new line to add to it: a short, general rule for what the expected "
                          "outputs have in common that the outputs above miss.")
 # a prose text (no fields): lessons as rules, kept across steps (issue 19)
-COMPACT_TASK_RULES = ("Write the new value of `{name}`: keep every rule it already has that the "
-                      "feedback does not contradict, and add one short, general rule for what "
-                      "the expected outputs have in common that the outputs above miss.")
+COMPACT_TASK_RULES = ("The outputs above do not match the expected ones. Write a new "
+                      "`{name}` for the model that makes them match: tell it exactly what form "
+                      "and content the expected outputs have. Keep every rule the current value "
+                      "has that the feedback does not contradict.")
 COMPACT_TASK_TEXT_EDITS = ("Write edits to `{name}` that fix the feedback: change only the lines "
                            "that need it.")
 
