@@ -234,5 +234,5 @@ def test_a_proposal_carries_the_cost_of_the_answer_it_was_read_from():
     report = Prime([prompt], bf.llm.Scripted([paid])).propose()
     [proposal] = report.proposals
     assert (proposal.prompt_tokens, proposal.completion_tokens, proposal.cost_usd) == (100, 12, 0.002)
-    assert proposal.answer == BLOCKS and proposal.by == "Prime"
+    assert proposal.answer == BLOCKS and proposal.by == "Prime (per parameter)"  # one prose text
     assert report.prompt_tokens == 100 and prompt.value == "Answer."  # proposed, not applied

@@ -14,6 +14,7 @@ from benchmarks.otel_roundtrip import SEED_PROMPT, run
 pytestmark = pytest.mark.local
 
 
+@pytest.mark.timeout(900)  # two model servers and 30 requests on a busy 2-core machine
 def test_a_deployed_app_is_optimized_from_its_own_traces_and_runs_with_the_export(tmp_path):
     pytest.importorskip("opentelemetry.instrumentation.openai_v2")
     row = run(tmp_path, requests=20, held_out=4, steps=1, optimizer="qwen2.5-coder-0.5b")

@@ -14,8 +14,10 @@ from .schema import code_head, function_name
 
 
 def fits_compact(params: list[Param]) -> bool:
-    """Whether the compact prompt applies: the parameters are one function's code."""
-    return len(params) == 1 and params[0].kind == "code"
+    """Whether the compact prompt is the default on any model: the parameters are one
+    function's code, or one prose text (an instruction: over HTTP the 1.5B took the dates
+    convention from 0.000 to 0.917 with it, and stayed at 0.000 with the whole trace)."""
+    return len(params) == 1 and (params[0].kind == "code" or is_prose(params[0]))
 
 
 def each_compact(params: list[Param]) -> bool:

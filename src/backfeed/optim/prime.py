@@ -214,7 +214,10 @@ class Prime(Optimizer):
         written = self.written()
         if self.compact is False or not each_compact(written):
             return []
-        if self.compact or fits_compact(written) or continues_assistant(self.llm):
+        # one prose text is compact by default only when it is all there is (Hybrid's
+        # whole-trace prompt also asks the model for its numbers)
+        alone = fits_compact(written) and (written[0].kind == "code" or len(self.params) == 1)
+        if self.compact or alone or continues_assistant(self.llm):
             return written
         return []
 
