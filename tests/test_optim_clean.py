@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 import backfeed as bf
 from backfeed.optim import Prime
@@ -159,3 +160,23 @@ def test_an_unfenced_one_line_value_stops_at_the_blank_line_before_the_why():
               "This new instruction ensures that the output is always a date string.")
     _, proposal = _prime_answer(answer, p.value)
     assert proposal.values["instruction"] == "Give me the date of the text in a YYYY-MM-DD format."
+
+
+def test_review_cases_of_the_cleaner_keep_the_users_text():
+    example = 'Reply in JSON like:\n```json\n{"label": "A"}\n```'
+    assert clean_text(example, SEED, "instruction").value == example  # its own closing fence
+    assert clean_text("# Task\nClassify the ticket.", SEED, "instruction").removed == []
+    assert clean_text("Leave out the others.", SEED, "instruction").removed == []  # one 4-gram
+
+
+def test_review_cases_of_prompt_outputs_and_demos():
+    class Label(BaseModel):
+        label: str
+
+    ask = bf.Prompt("text -> result", output=Label, demos=[{"text": "hi", "result": Label(
+        label="A")}], llm=bf.llm.Scripted(['{"label": "B"}']))
+    assert ask.demos.value[0]["output"] == '{"label": "A"}'  # the object itself, as JSON
+    from backfeed.program.prompt import Field, read_field
+    assert read_field("12345678901234567890", Field("n", "int")) == 12345678901234567890
+    assert read_field("3,5", Field("x", "float")) == 3.0 and read_field(
+        "1,234 items", Field("n", "int")) == 1234

@@ -266,3 +266,16 @@ def test_a_log_record_that_is_no_spans_event_is_counted(tmp_path):
     (record,) = records
     assert (record["input"], record["output"]) == ("hi there", "hello back")
     assert report.problems["log records that are no span's event"] == 1
+
+
+def test_spans_and_their_log_events_in_separate_files_are_joined(tmp_path):
+    documents = [json.loads(line) for line in
+                 (FIXTURES / "openai_v2_app.jsonl").read_text().splitlines()]
+    spans, logs = tmp_path / "spans.jsonl", tmp_path / "logs.jsonl"
+    spans.write_text("".join(json.dumps(d) + "\n" for d in documents if "resourceSpans" in d))
+    logs.write_text("".join(json.dumps(d) + "\n" for d in documents if "resourceLogs" in d))
+    apart, _ = otel.ingest([logs, spans])
+    together, _ = otel.ingest(FIXTURES / "openai_v2_app.jsonl")
+    assert apart == together and len(apart) == 4
+    _, report = otel.ingest([logs])  # events whose spans never came are counted
+    assert report.problems["log events whose span is not in the input"] > 0

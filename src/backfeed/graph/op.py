@@ -264,6 +264,12 @@ class Op:
         )
 
     async def _acall(self, code, call_args, call_kwargs, inputs, location) -> Node:
+        watch = _watch.get()
+        with watch(self.info.name, code.name if code is not None else None) \
+                if watch is not None else contextlib.nullcontext():
+            return await self._acall_now(code, call_args, call_kwargs, inputs, location)
+
+    async def _acall_now(self, code, call_args, call_kwargs, inputs, location) -> Node:
         token = _reads.set([])
         try:
             result, failure = await self._invoke(code, call_args, call_kwargs), None

@@ -16,6 +16,7 @@ from ..llm import LLM, Completion, Message
 from ..llm.wrap import continues_assistant
 from .asking import SAMPLE_TEMPERATURE, ask_many
 from .clean import norm_text
+from .compact import is_prose
 from .feedback import NOTHING_TO_OPTIMIZE, all_perfect, current_feedback
 from .history import History, Observation, values_key
 from .records import NOTHING, REPEAT, STOP, ParamUpdate, Problem, Proposal, StepReport
@@ -273,10 +274,10 @@ class Optimizer:
             update.applied = update.changed or (update.applied and first_as_proposed)
 
     def _seen(self, values: dict[str, Any]) -> str:
-        """The key a value set is known by when looking for repeats: text values count as
+        """The key a value set is known by when looking for repeats: prose texts count as
         equal once whitespace runs and quotes around the whole are set aside (`norm_text`;
-        code and other kinds as written)."""
-        texts = {p.name for p in self.params if p.kind == "str"}
+        templates with `{fields}`, code and other kinds as written)."""
+        texts = {p.name for p in self.params if is_prose(p)}  # a template's spaces matter
         return values_key({k: norm_text(v) if k in texts and isinstance(v, str) else v
                            for k, v in values.items()})
 

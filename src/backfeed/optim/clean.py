@@ -17,6 +17,8 @@ _HEADING = re.compile(r"^[ \t]*#{1,6}[ \t]*(.*?)[ \t:]*$")
 _GENERIC_HEADINGS = re.compile(
     r"^`?(?:new |updated |improved |changed |revised )?(?:value|instruction|prompt|answer|"
     r"parameter(?: `?[\w.]+`?)?|candidate \d+|text|system prompt)`?$", re.I)
+# headings a structured prompt of the user's own starts with (never taken for ours)
+_USERS_HEADINGS = {"task", "instruction", "instructions", "prompt", "answer", "text"}
 _WORD = re.compile(r"[a-z0-9']+")
 _NGRAM = 4
 _SHARE = 0.6  # a line is the format's when this share of its word 4-grams come from our prompts
@@ -50,11 +52,16 @@ def clean_text(value: str, old: str, name: str) -> Cleaned:
     filled = [i for i, line in enumerate(lines) if line.strip()]
     body = filled[1:] if filled and lines[filled[0]].strip() not in old_lines and _HEADING.match(
         lines[filled[0]]) and _meta_line(lines[filled[0]].strip(), name, first=True) else filled
-    edges = {body[0], body[-1]} if body else set()
-    fences = [i for i in filled if _FENCE.match(lines[i]) and lines[i].strip() not in old_lines]
-    # a fence is ours when it wraps the value or has no partner; a fenced example the value
-    # holds (an opening and a closing line inside it) is the value's own
-    stray = set(fences) if len(fences) % 2 else {i for i in fences if i in edges}
+    every = [i for i in filled if _FENCE.match(lines[i])]
+    fences = [i for i in every if lines[i].strip() not in old_lines]
+    # a fence is ours when two of them wrap the value, or one at its edge has no partner; a
+    # fenced example the value holds (opening and closing lines) is the value's own
+    wrap = len(body) > 1 and body[0] in fences and body[-1] in fences and \
+        not re.search(r"\w", lines[body[-1]])
+    stray: set[int] = {body[0], body[-1]} if wrap else set()
+    if not wrap and len(every) % 2:  # one fence too many: the new one at an edge, or the
+        stray = {i for i in fences if i in (body[0], body[-1])} or (  # only new one
+            set(fences) if len(fences) == 1 else set())
     kept: list[str] = []
     for i, line in enumerate(lines):
         stripped = line.strip()
@@ -92,15 +99,19 @@ def _meta_line(line: str, name: str, *, first: bool) -> str | None:
     if heading:
         title = heading.group(1).strip()
         short = name.rsplit(".", 1)[-1]
-        if first and (title.strip("`").lower() in {name.lower(), short.lower()}
-                      or _GENERIC_HEADINGS.match(title) or title.lower() in _prompt_headings()):
+        bare_title = title.strip("`").lower()
+        if bare_title in {name.lower(), short.lower()}:
+            return f"the heading {line!r}" if first else None
+        if first and bare_title not in _USERS_HEADINGS and (
+                _GENERIC_HEADINGS.match(title) or bare_title in _prompt_headings()):
             return f"the heading {line!r}"
         return None
     bare = line
     for named in {name, name.rsplit(".", 1)[-1]}:  # our templates hold {name} there
         bare = bare.replace(f"`{named}`", " ").replace(named, " ")
     grams = _ngrams(bare)
-    if grams and sum(g in _prompt_ngrams() for g in grams) >= _SHARE * len(grams):
+    ours = sum(g in _prompt_ngrams() for g in grams)
+    if ours >= 2 and ours >= _SHARE * len(grams):  # one shared 4-gram is no proof
         return f"the answer format's line {line!r}"
     return None
 

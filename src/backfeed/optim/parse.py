@@ -167,11 +167,12 @@ def unfenced_section(text: str, name: str, blocks: list[Block], *,
         start = match.end() + 1
         end = re.search(r"^[ \t]*(#{1,4}[ \t]|`{3,}|~{3,})", text[start:], re.M)
         stop = start + end.start() if end else len(text)
+        raw = text[start:stop]
+        lead = len(raw) - len(raw.lstrip("\n \t"))  # blank lines right after the heading
+        cut = re.search(r"\n[ \t]*\n", raw[lead:]) if one_paragraph else None
+        if cut is not None:
+            stop = start + lead + cut.start()
         body = text[start:stop].strip("\n")
-        if one_paragraph and re.search(r"\n[ \t]*\n", body):
-            cut = re.search(r"\n[ \t]*\n", body)
-            assert cut is not None
-            body, stop = body[: cut.start()], start + cut.start()
         if body.strip():
             return Block(match.group(0).strip(), _UNFENCED, body, match.start(), stop, True)
     return None

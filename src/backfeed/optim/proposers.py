@@ -222,7 +222,8 @@ def with_rule(param: Param, text: str) -> str | None:
         written = written[len(current.strip()):]
     lines = {line.strip() for line in current.splitlines()}
     new = [line.strip() for line in written.splitlines()
-           if line.strip() and line.strip() not in lines]
+           if line.strip() and line.strip() not in lines
+           and len(line.split()) >= 3]  # "Answer" alone (the prefill, closed at once) is none
     if not new:
         return None
     return f"### {param.name}\n```text\n{current}\n{new[0]}\n```"  # one rule a step

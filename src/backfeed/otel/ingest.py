@@ -166,6 +166,12 @@ def ingest(paths: str | os.PathLike[str] | list[str | os.PathLike[str]],
         read = read_text(text)
         spans.spans.extend(read.spans)
         spans.problems.update(read.problems)
+        for span_id, events in read.pending.items():  # logs in one file, spans in another
+            spans.pending.setdefault(span_id, []).extend(events)
+    spans.attach()
+    if spans.pending:
+        spans.problems["log events whose span is not in the input"] += sum(
+            len(events) for events in spans.pending.values())
     given = read_feedback(feedback, spans.problems) if feedback is not None else None
     found, report = records(spans, given)
     if out is not None:

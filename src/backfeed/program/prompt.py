@@ -115,6 +115,7 @@ class Prompt(Module):
                 f"output= gives the shape of one output; {signature!r} names {len(outputs)}")
         self._signature, self._inputs, self._outputs = signature, inputs, outputs
         self._schema = output if output is not None else _schema_of(outputs)
+        self._given = output is not None  # the one output is that object, not a field of it
         self._llm, self._options = llm, options
         self.instruction = param(instruction if instruction is not None
                                  else default_instruction(inputs, outputs), name="instruction")
@@ -171,8 +172,12 @@ class Prompt(Module):
             missing = [f.name for f in (*self._inputs, *self._outputs) if f.name not in demo]
             if missing:
                 raise SignatureError(f"demo {demo!r:.80} of {self!r} lacks field {missing[0]!r}")
-            reply = (demo[self._outputs[0].name] if len(self._outputs) == 1 and
-                     self._schema is None else {f.name: demo[f.name] for f in self._outputs})
+            single = len(self._outputs) == 1
+            reply = (demo[self._outputs[0].name] if single and (
+                self._schema is None or self._given) else
+                {f.name: demo[f.name] for f in self._outputs})
+            if hasattr(reply, "model_dump"):  # a pydantic instance: its JSON, as asked for
+                reply = reply.model_dump(mode="json")
             return {"input": render_inputs({f.name: demo[f.name] for f in self._inputs}),
                     "output": reply if isinstance(reply, str) else _as_json(reply)}
         return demo
@@ -224,16 +229,20 @@ def read_field(text: str, field: Field) -> Any:
         if found in ("false", "no"):
             return False
         raise ValueError(f"{field.name} must be true or false; the reply was {text[:120]!r}")
-    number = re.search(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", body.replace(",", ""))
+    grouped = re.sub(r"(?<=\d),(?=\d{3}\b)", "", body)  # 1,234 is a thousand; 3,5 is not
+    number = re.search(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", grouped)
     if number is None:
         raise ValueError(f"{field.name} must be {_SHOWN[field.type]}; the reply was "
                          f"{text[:120]!r}")
-    value = float(number.group())
+    found = number.group()
     if field.type == "int":
+        if re.fullmatch(r"-?\d+", found):
+            return int(found)
+        value = float(found)
         if not value.is_integer():
             raise ValueError(f"{field.name} must be a whole number; the reply has {value}")
         return int(value)
-    return value
+    return float(found)
 
 
 def _schema_of(outputs: tuple[Field, ...]) -> dict[str, Any] | None:
