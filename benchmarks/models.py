@@ -8,9 +8,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import backfeed as bf
@@ -47,10 +49,52 @@ def litellm_llm(model: str, api_base: str | None = None) -> LLM:
     return bf.llm.LiteLLM(model, cache=False, **options)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a server process; kill it if it has not gone within 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@contextlib.contextmanager
+def serving(command: list[str], url: str, *, seconds: float = 300.0,
+            log: Path | None = None) -> Iterator[subprocess.Popen]:
+    """Run a server (`command`) until the block ends, once `url` answers (any HTTP status
+    counts: a 405 to a GET is an answer). Its stderr goes to `log`, whose end is quoted if
+    it exits before answering."""
+    errors = log.open("w") if log is not None else subprocess.DEVNULL
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            if proc.poll() is not None:
+                tail = log.read_text()[-1500:] if log is not None else ""
+                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}"
+                                   + (f": {tail}" if tail else ""))
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"nothing answered at {url} within {seconds:.0f} s"
+                                       ) from None
+                time.sleep(0.5)
+        yield proc
+    finally:
+        stop(proc)
+        if log is not None:
+            errors.close()  # type: ignore[union-attr]
 
 
 @contextlib.contextmanager
@@ -63,7 +107,7 @@ def open_model(spec: str, *, threads: int = 0,
     if spec not in LOCAL_MODELS:
         yield ModelHandle(spec, litellm_llm(spec))
         return
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-c", _SERVE, LOCAL_MODELS[spec], str(port), str(threads)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     api_base = f"http://127.0.0.1:{port}/v1"
@@ -71,11 +115,7 @@ def open_model(spec: str, *, threads: int = 0,
         name = _wait_for_server(server, api_base, startup_seconds)
         yield ModelHandle(spec, litellm_llm(f"openai/{name}", api_base), api_base)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
 
 
 def _wait_for_server(server: subprocess.Popen, api_base: str, seconds: float) -> str:

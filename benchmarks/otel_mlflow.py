@@ -17,12 +17,9 @@ import argparse
 import contextlib
 import json
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,46 +27,23 @@ from typing import Any
 import backfeed as bf
 from backfeed.otel.export import Telemetry
 
+from .models import free_port, serving
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import train_helpers as h
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
 def mlflow_server(work: Path, seconds: float = 120) -> Iterator[str]:
     """`mlflow server` on 127.0.0.1 with its store in `work`; yields its URL."""
-    port = _port()
-    mlflow = shutil.which("mlflow") or "mlflow"
-    proc = subprocess.Popen(
-        [mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}",
-         "--default-artifact-root", str(work / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=(work / "mlflow.log").open("w"))
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + seconds
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(work / 'mlflow.log').read_text()[-1500:]}")
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server did not answer at {url}") from None
-                time.sleep(0.5)
+    command = [shutil.which("mlflow") or "mlflow", "server", "--host", "127.0.0.1", "--port",
+               str(port), "--workers", "1", "--backend-store-uri",
+               f"sqlite:///{work / 'mlflow.db'}", "--default-artifact-root",
+               str(work / "artifacts")]
+    with serving(command, f"{url}/health", seconds=seconds, log=work / "mlflow.log"):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def run(work: Path, screenshot: Path | None = None) -> dict[str, Any]:

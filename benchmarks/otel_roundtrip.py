@@ -21,63 +21,25 @@ calls, with fewer requests and steps.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import backfeed as bf
 from backfeed import otel
 
+from .models import free_port, serving
 from .tasks.conventions import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "examples" / "apps" / "otel_app.py"
 SEED_PROMPT = "What date does the text mention?"
 CLI = [sys.executable, "-c", "from backfeed.cli import main; main()"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str, seconds: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except urllib.error.HTTPError:
-            return  # it answers (405 to a GET on /v1/traces)
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"nothing answered at {url} within {seconds:.0f} s")
-
-
-@contextlib.contextmanager
-def _serving(command: list[str], url: str, seconds: float = 300) -> Iterator[None]:
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait(url, seconds, proc)
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _app(model_url: str, otlp: str, system: str, requests: list[dict[str, str]], work: Path,
@@ -125,15 +87,15 @@ def run(work: Path, *, requests: int = 24, held_out: int = 12, steps: int = 8,
     data = generate("dates", seed, requests + held_out)
     train = [{"text": t, "expected": e} for t, e in data[:requests]]
     test = [{"text": t, "expected": e} for t, e in data[requests:]]
-    model_port, collect_port = _port(), _port()
+    model_port, collect_port = free_port(), free_port()
     model_url = f"http://127.0.0.1:{model_port}/v1"
     otlp = f"http://127.0.0.1:{collect_port}"
     traces = work / "traces.jsonl"
     started = time.perf_counter()
-    with _serving([*CLI, "serve-model", "--model", program, "--port", str(model_port)],
-                  f"{model_url}/models"):
-        with _serving([*CLI, "collect", "--port", str(collect_port), "--out", str(traces)],
-                      f"{otlp}/v1/traces", 60):
+    with serving([*CLI, "serve-model", "--model", program, "--port", str(model_port)],
+                 f"{model_url}/models"):
+        with serving([*CLI, "collect", "--port", str(collect_port), "--out", str(traces)],
+                     f"{otlp}/v1/traces", seconds=60):
             recorded = _app(model_url, otlp, SEED_PROMPT, train, work, "recorded")
             time.sleep(1.0)  # the receiver appends each export as it arrives
         records, report = otel.ingest(traces, work / "calls.jsonl",
@@ -151,10 +113,10 @@ def run(work: Path, *, requests: int = 24, held_out: int = 12, steps: int = 8,
         if exported.returncode:
             raise RuntimeError(f"backfeed export failed: {exported.stderr[-1500:]}")
         prompt = (deploy / "system_prompt.txt").read_text()
-        heldout_collect = _port()
-        with _serving([*CLI, "collect", "--port", str(heldout_collect), "--out",
-                       str(work / "heldout-traces.jsonl")],
-                      f"http://127.0.0.1:{heldout_collect}/v1/traces", 60):
+        heldout_collect = free_port()
+        with serving([*CLI, "collect", "--port", str(heldout_collect), "--out",
+                      str(work / "heldout-traces.jsonl")],
+                     f"http://127.0.0.1:{heldout_collect}/v1/traces", seconds=60):
             before = _app(model_url, f"http://127.0.0.1:{heldout_collect}", SEED_PROMPT, test,
                           work, "before")
             after = _app(model_url, f"http://127.0.0.1:{heldout_collect}", prompt, test, work,
