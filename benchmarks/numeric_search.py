@@ -26,7 +26,6 @@ from pathlib import Path
 import backfeed as bf
 
 from .tasks import make_task
-from .tasks.numeric import gradient_baseline
 
 
 def score(task, x: float) -> float:
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         task = make_task("numeric", problem, "quick")
         ours, evaluations = backfeed_run(task, args.steps, llm)
         randoms = [random_search(task, evaluations, seed) for seed in range(args.seeds)]
-        adam = gradient_baseline(*_graph(task), iterations=evaluations)["score"]
+        adam = task.info["baseline"](evaluations)["score"]  # the task's own reference
         rows.append({"problem": problem, "evaluations": evaluations, "backfeed": ours,
                      "random_mean": statistics.mean(randoms), "random_max": max(randoms),
                      "adam": adam, "beats_every_random": all(ours > r for r in randoms)})
@@ -86,13 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
     return 0
-
-
-def _graph(task):
-    from .tasks.numeric import generate
-
-    steps, _, target = generate(task.seed, 6 if task.size == "quick" else 12)
-    return steps, target
 
 
 if __name__ == "__main__":
