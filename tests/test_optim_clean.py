@@ -86,7 +86,8 @@ def test_re_spaced_or_re_quoted_seeds_are_not_evaluated_again():
 def test_code_is_compared_as_written():
     code = bf.param("def f(x):\n    return x\n", kind="code", name="f")
     opt = Prime([code], llm=bf.llm.Scripted([]))
-    assert opt._seen({"f": "def f(x):\n  return x\n"}) != opt._seen({"f": code.value})
+    seen = opt._seen_key()
+    assert seen({"f": "def f(x):\n  return x\n"}) != seen({"f": code.value})
 
 
 FIXTURES = Path(__file__).parent / "fixtures" / "instruction_answers"

@@ -6,7 +6,7 @@ import contextlib
 import contextvars
 import random
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -225,18 +225,19 @@ class Optimizer:
         are replaced by the call's other proposals, or perturbed within their bounds, and the
         problems say which). The first proposal's updates and reasoning are the step's; the
         others' rejections and problems are added with a `candidate i:` prefix."""
-        evaluated = ({self._seen(h.values) for h in self.history} if self.dedupe else set()
-                     ) | {self._seen(start)}
+        seen = self._seen_key()
+        evaluated = ({seen(h.values) for h in self.history} if self.dedupe else set()
+                     ) | {seen(start)}
         notes: list[list[Problem]] = [[] for _ in proposals]
         kept: list[Proposal] = []
         repeats: list[int] = []
         for i, proposal in enumerate(proposals):
-            key = self._seen(proposal.values)
+            key = seen(proposal.values)
             if proposal.values == start:
                 continue  # no change proposed
             if key in evaluated:
                 repeats.append(i)
-            elif any(self._seen(k.values) == key for k in kept):
+            elif any(seen(k.values) == key for k in kept):
                 notes[i].append(Problem("repeat: the same values as an earlier candidate; "
                                         "dropped", REPEAT))
             else:
@@ -245,7 +246,7 @@ class Optimizer:
         for i in repeats:  # another proposal of the call if any, else a perturbation
             values = dict(proposals[i].values)
             moved = [] if kept else _perturb(self.params, values, rng)
-            if moved and self._seen(values) not in evaluated:
+            if moved and seen(values) not in evaluated:
                 notes[i].append(Problem(f"repeat: these values were already evaluated; "
                                         f"perturbed {moved} within their bounds", REPEAT))
                 kept.append(proposals[i].with_values(values))
@@ -254,7 +255,7 @@ class Optimizer:
                                         REPEAT))
         report.proposals = kept
         if self.split and len(self.params) > 1:
-            self._split(report, start, evaluated)
+            self._split(report, start, evaluated, seen)
         if proposals:
             first = proposals[0]
             report.updates = [replace(u) for u in first.updates]
@@ -273,25 +274,31 @@ class Optimizer:
             update.changed = update.new != update.old
             update.applied = update.changed or (update.applied and first_as_proposed)
 
-    def _seen(self, values: dict[str, Any]) -> str:
+    def _seen_key(self) -> Callable[[dict[str, Any]], str]:
         """The key a value set is known by when looking for repeats: prose texts count as
         equal once whitespace runs and quotes around the whole are set aside (`norm_text`;
-        templates with `{fields}`, code and other kinds as written)."""
+        templates with `{fields}`, code and other kinds as written). Which parameters are
+        prose is read once, for the step."""
         texts = {p.name for p in self.params if is_prose(p)}  # a template's spaces matter
-        return values_key({k: norm_text(v) if k in texts and isinstance(v, str) else v
-                           for k, v in values.items()})
 
-    def _split(self, report: StepReport, start: dict[str, Any], evaluated: set[str]) -> None:
+        def key(values: dict[str, Any]) -> str:
+            return values_key({k: norm_text(v) if k in texts and isinstance(v, str) else v
+                               for k, v in values.items()})
+
+        return key
+
+    def _split(self, report: StepReport, start: dict[str, Any], evaluated: set[str],
+               seen: Callable[[dict[str, Any]], str]) -> None:
         """Add each proposal's change of one parameter alone as a further proposal, so a good
         change is not lost next to a bad one (the trainer scores each)."""
-        keys = evaluated | {self._seen(p.values) for p in report.proposals}
+        keys = evaluated | {seen(p.values) for p in report.proposals}
         for proposal in list(report.proposals):
             values = proposal.values
             changed = [name for name in values if values[name] != start[name]]
             for name in changed if len(changed) > 1 else []:
                 alone = {**start, name: values[name]}
-                if self._seen(alone) not in keys:
-                    keys.add(self._seen(alone))
+                if seen(alone) not in keys:
+                    keys.add(seen(alone))
                     report.proposals.append(Proposal(alone, by=f"{proposal.by} ({name} alone)",
                                                      answer=proposal.answer))
 
