@@ -3,7 +3,6 @@ output description."""
 
 from __future__ import annotations
 
-import json
 import keyword
 import re
 from collections.abc import Sequence
@@ -179,7 +178,7 @@ class Prompt(Module):
             if hasattr(reply, "model_dump"):  # a pydantic instance: its JSON, as asked for
                 reply = reply.model_dump(mode="json")
             return {"input": render_inputs({f.name: demo[f.name] for f in self._inputs}),
-                    "output": reply if isinstance(reply, str) else _as_json(reply)}
+                    "output": _as_text(reply)}
         return demo
 
 
@@ -267,10 +266,6 @@ def _join(instruction: Any, format: Any) -> str:
 def _and(names: Any) -> str:
     names = list(names)
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def _as_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 __all__ = ["Field", "Prompt", "SignatureError", "parse_signature", "read_field",

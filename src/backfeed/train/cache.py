@@ -85,7 +85,9 @@ class EvalCache:
             if trace or self.executor.in_process:
                 self.module.load_state_dict(cand.values)
             executor = self.executor if (self.executor.in_process or not trace) else Threads(1)
-            with _span(self.telemetry, cand.id, split, len(missing)) as span:
+            spans = contextlib.nullcontext() if self.telemetry is None else \
+                self.telemetry.evaluation(cand.id, split, len(missing))  # None while off
+            with spans as span:
                 executor.evaluate(self.module, cand.values, [(i, data[i]) for i in missing],
                                   self.metric, self.forward, store_result)
                 scores = [found[i].score for i in missing if i in found]
@@ -124,13 +126,6 @@ class EvalCache:
         program = self.program_model
         return program is not None and (program.exceeded is not None or
                                         program.failed is not None)
-
-
-def _span(telemetry: Any, candidate: int, split: str, examples: int) -> Any:
-    """The evaluation's span when telemetry is on, else nothing at all."""
-    if telemetry is None or not telemetry.enabled:
-        return contextlib.nullcontext()
-    return telemetry.evaluation(candidate, split, examples)
 
 
 def _example_text(example: Any) -> str:
