@@ -363,3 +363,59 @@ def test_the_compact_code_prompt_shows_what_the_function_got_and_gave_inside_the
     user = llm.calls[0].messages[-1]["content"]
     assert "spamminess(text=\"BUY NOW cheap pills\") -> 0.1" in user
     assert "the program then returned decide(score=0.1) -> \"ham\"; feedback: expected spam" in user
+
+
+def _sorting_program():
+    instruction = bf.param("Answer the question.", name="instruction",
+                           description="instructions given to the model before every question")
+
+    @bf.op
+    def prompt(instruction: str, question: str) -> list:
+        """The chat messages."""
+        return [{"role": "system", "content": instruction}, {"role": "user", "content": question}]
+
+    @bf.op
+    def answer(messages: list) -> str:
+        """The model's answer (here: a fixed one)."""
+        return "no idea"
+
+    def batch(questions):
+        for question in questions:
+            out = answer(prompt(instruction, bf.node(question)))
+            out.backward(bf.Feedback(score=0.0, text=f"wrong: expected the sorted {question}"))
+
+    return instruction, batch
+
+
+def test_a_prose_text_also_sees_the_failing_examples_of_earlier_minibatches():
+    instruction, batch = _sorting_program()
+    opt = Prime([instruction], llm=bf.llm.Scripted([]), compact=True, past_examples=2)
+    batch(["Sort: b a", "Sort: d c"])
+    first = opt.compact_messages(instruction)[1]["content"]
+    assert "earlier minibatches" not in first  # nothing earlier yet
+    opt.zero_feedback()
+    batch(["Sort: f e", "Sort: b a"])  # one input again: shown once, among this step's
+    again = opt.compact_messages(instruction)[1]["content"]
+    assert again == opt.compact_messages(instruction)[1]["content"]  # asking again adds nothing
+    now, earlier = again.split("#Failing examples of earlier minibatches (made with earlier values)")
+    assert "Sort: f e" in now and "Sort: b a" in now and "Sort: d c" not in now
+    assert "- input: Sort: d c" in earlier and "Sort: b a" not in earlier
+    restored = Prime([instruction], llm=bf.llm.Scripted([]), compact=True, past_examples=2)
+    restored.load_state_dict(opt.state_dict())  # a resumed run remembers them
+    assert restored.failures == opt.failures and restored.past_examples == 2
+    off = Prime([instruction], llm=bf.llm.Scripted([]), compact=True, past_examples=0)
+    off.failures = dict(opt.failures)
+    assert "earlier minibatches" not in off.compact_messages(instruction)[1]["content"]
+
+
+def test_a_prose_text_may_hold_a_json_example_but_code_may_not():
+    instruction, batch = _sorting_program()
+    batch(["Sort: b a"])
+    user = Prime([instruction], llm=bf.llm.Scripted([]), compact=True) \
+        .compact_messages(instruction)[1]["content"]
+    assert "no JSON quoting" not in user and "not quoted as a whole" in user
+    assert "<placeholders>" in user  # a structured output is asked for by its shape
+    op = make_op()
+    run_tests(op)
+    code = Prime(op.parameters(), llm=bf.llm.Scripted([])).compact_messages()[1]["content"]
+    assert "no JSON quoting, no example calls, no tests" in code

@@ -10,7 +10,7 @@ from ..graph import Node, Param
 from ..llm import Message
 from . import prompts
 from .examples import call_text, result_text, worst_failures
-from .schema import code_head, function_name
+from .schema import code_head, fields, function_name, is_prose
 
 
 def fits_compact(params: list[Param]) -> bool:
@@ -23,22 +23,6 @@ def fits_compact(params: list[Param]) -> bool:
 def each_compact(params: list[Param]) -> bool:
     """Whether every parameter can be asked for with its own compact prompt (code or text)."""
     return bool(params) and all(p.kind in ("code", "str") for p in params)
-
-
-_FIELD = re.compile(r"(?<!\{)\{([A-Za-z_]\w*)\}(?!\})")
-
-
-def is_prose(param: Param) -> bool:
-    """A text parameter with no `{fields}`: an instruction, not a template."""
-    return param.kind == "str" and not fields(param)
-
-
-def fields(param: Param) -> list[str]:
-    """The `{name}` format fields a text parameter's description or value mentions, in order.
-    Told to end a template with ` Total: {total} EUR`, a 0.5B model wrote `Total: 100 EUR`;
-    with the fields listed as fields it wrote the field in 4 answers of 4 (BENCHMARKS.md)."""
-    found = _FIELD.findall(f"{param.description or ''}\n{param._value}")
-    return list(dict.fromkeys(found))
 
 
 def _names(param: Param) -> set[str]:
@@ -193,14 +177,15 @@ def _input_text(out: Node) -> str:
 def compact_messages(params: list[Param], *, answer_format: str, rejections: list[str],
                      memory: str, limit: int, fresh: bool = False,
                      among: list[Param] | None = None, edits: bool = False,
-                     rule: bool = False) -> list[Message]:
+                     rule: bool = False, earlier: list[str] | None = None) -> list[Message]:
     """The short prompt for one parameter. For code: spec, current function, failing tests
     side by side, what the last answer had rejected and earlier attempts (each only when there
     is one), the format; `fresh`: the function's signature instead of its code, asking for it
     anew (a 0.5B model shown the code tends to copy it unchanged). For text: its description,
     its format fields, its value (not with `fresh`) and the feedback meant for it. `among`:
     the optimizer's parameters, to narrow each feedback to the part that names this one.
-    `rule`: a prose text's value shown, one new rule asked for (`EachParam.rule_retry`)."""
+    `rule`: a prose text's value shown, one new rule asked for (`EachParam.rule_retry`).
+    `earlier`: failing examples of earlier minibatches, shown after this step's (a text only)."""
     (param,) = params
     rows = failing_tests(params, limit, among=among) if param.kind == "code" else \
         failing_outputs(param, limit, among=among)
@@ -212,6 +197,9 @@ def compact_messages(params: list[Param], *, answer_format: str, rejections: lis
     if memory:
         extra += f"#Earlier attempts (oldest first; higher score is better)\n{memory}\n"
     if param.kind != "code":
+        if earlier:
+            failing += ("\n#Failing examples of earlier minibatches (made with earlier values)\n"
+                        + "\n".join(f"- {row}" for row in earlier))
         listed = fields(param)
         field_text = ("#Fields (write them in braces; the program fills them in)\n"
                       + "\n".join(f"- {{{f}}}" for f in listed) + "\n") if listed else ""

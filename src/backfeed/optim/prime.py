@@ -15,8 +15,10 @@ from .base import Optimizer
 from .compact import (
     compact_messages,
     each_compact,
+    failing_outputs,
     fits_compact,
     focus_feedback,
+    is_prose,
 )
 from .examples import failing_examples
 from .history import History, Observation, values_key
@@ -42,7 +44,8 @@ NOT_ASKED = NOT_ASKED_TEXT  # older name
 class Prime(Optimizer):
     """Show the model the minimal subgraph, the feedback and the last `memory` attempts, and
     ask for new values (the `examples` worst failing outputs are listed side by side with their
-    feedback): code and text in one fenced block per parameter (under its name), other
+    feedback; a prose text's compact prompt also lists up to `past_examples` failing examples
+    of earlier minibatches): code and text in one fenced block per parameter (under its name), other
     values as JSON; with only typed values, one `{reasoning, suggestion, stop}` object under a
     JSON schema whose only suggestion keys are the parameter names. The whole prompt stays
     within `budget_tokens`; the answer's limit derives from it (`max_tokens` overrides it).
@@ -94,6 +97,7 @@ class Prime(Optimizer):
         temperature: float | None = None,
         prefill: bool | None = None,
         examples: int = 4,
+        past_examples: int = 4,
         candidates: int = 1,
         split: bool = False,
         compact: bool | None = None,
@@ -121,6 +125,9 @@ class Prime(Optimizer):
         self.temperature = temperature
         self.prefill = prefill
         self.examples = examples
+        self.past_examples = past_examples
+        # a prose text's failing examples of earlier steps, newest last (shown with this step's)
+        self.failures: dict[str, list[str]] = {}
         self.rejections: list[str] = []  # reasons from the last answer, shown in the next prompt
         self.focus: set[str] | None = None  # the parameters it writes (None: all)
         self.whole_trace = WholeTrace(self)
@@ -245,9 +252,23 @@ class Prime(Optimizer):
             rejections=rejections, memory=self.param_memory(param, self.budget_tokens // 4),
             limit=self.examples, fresh=fresh, rule=rule,
             among=self.params if len(self.params) > 1 else None,
+            earlier=self.earlier_failures(param) if is_prose(param) else None,
         )
         used = sum(estimate_tokens(m["content"]) for m in messages)
         return messages if used <= self.budget_tokens else None
+
+    def earlier_failures(self, param: Param) -> list[str]:
+        """Up to `past_examples` failing examples of earlier minibatches for a prose text,
+        newest last, none of them this step's; this step's are kept for the next steps.
+        Reflection over one minibatch sees 4 examples of a convention; over several it sees
+        more of them (issue 19: a JSON shape's rules were in every failure, one at a time)."""
+        if not self.past_examples:
+            return []
+        among = self.params if len(self.params) > 1 else None
+        now = failing_outputs(param, self.examples, among=among)
+        kept = [row for row in self.failures.get(param.name, []) if row not in now]
+        self.failures[param.name] = (kept + now)[-4 * max(self.past_examples, self.examples):]
+        return kept[-self.past_examples:]
 
     def param_memory(self, param: Param, limit_tokens: int) -> str:
         """The last `memory` values `param` had other than its current one while the other
@@ -384,17 +405,20 @@ class Prime(Optimizer):
             "reasoning_chars": self.reasoning_chars,
             "prefill": self.prefill,
             "examples": self.examples,
+            "past_examples": self.past_examples,
             "candidates": self.candidates,
             "compact": self.compact,
             "retry": self.retry,
             "edits": self.edits,
         }
         state["rejections"] = list(self.rejections)
+        state["failures"] = {name: list(rows) for name, rows in self.failures.items()}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.rejections = list(state.get("rejections", []))
+        self.failures = {name: list(rows) for name, rows in state.get("failures", {}).items()}
 
 
 def _memory_row(obs: Observation, limit_chars: int, now: dict[str, Any]) -> str:

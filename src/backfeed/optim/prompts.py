@@ -43,8 +43,13 @@ BLOCK_FORMAT = Template(
     """Answer with one section for each parameter you change (leave out the others) and \
 nothing after them:
 {skeleton}
-In the blocks, plain text: no JSON quoting, no example calls, no tests.""",
+{plain}""",
 )
+
+# The last line of a block answer: code may not hold calls or tests; a prose text may hold a
+# JSON example (an output shape is best told by one), only not be quoted as a whole
+PLAIN_CODE = "In the blocks, plain text: no JSON quoting, no example calls, no tests."
+PLAIN_PROSE = "In the blocks, the text itself as the program will use it, not quoted as a whole."
 
 EDIT_SECTION = Template(
     "edit_section",
@@ -64,7 +69,7 @@ VARIANTS_FORMAT = Template(
     """Answer with {count} different candidates. Start each with a line `## Candidate N` \
 (N = 1, 2, ...), then one section for each parameter it changes (leave out the others):
 {skeleton}
-In the blocks, plain text: no JSON quoting, no example calls, no tests.""",
+{plain}""",
 )
 
 MEMBERS_FORMAT = Template(
@@ -130,8 +135,9 @@ COMPACT_TASK_ONE_RULE = ("Your answer repeated the current value of `{name}`. Wr
 # a prose text (no fields): lessons as rules, kept across steps (issue 19)
 COMPACT_TASK_RULES = ("The outputs above do not match the expected ones. Write a new "
                       "`{name}` for the model that makes them match: tell it exactly what form "
-                      "and content the expected outputs have. Keep every rule the current value "
-                      "has that the feedback does not contradict.")
+                      "and content the expected outputs have (a structured output: its exact "
+                      "shape, with <placeholders> for the values). Keep every rule the current "
+                      "value has that the feedback does not contradict.")
 COMPACT_TASK_TEXT_EDITS = ("Write edits to `{name}` that fix the feedback: change only the lines "
                            "that need it.")
 
