@@ -128,6 +128,7 @@ class Prime(Optimizer):
         self.past_examples = past_examples
         # a prose text's failing examples of earlier steps, newest last (shown with this step's)
         self.failures: dict[str, list[str]] = {}
+        self.start = self.values()  # before any step: what a prose text has learned is since
         self.rejections: list[str] = []  # reasons from the last answer, shown in the next prompt
         self.focus: set[str] | None = None  # the parameters it writes (None: all)
         self.whole_trace = WholeTrace(self)
@@ -413,12 +414,14 @@ class Prime(Optimizer):
         }
         state["rejections"] = list(self.rejections)
         state["failures"] = {name: list(rows) for name, rows in self.failures.items()}
+        state["start"] = dict(self.start)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.rejections = list(state.get("rejections", []))
         self.failures = {name: list(rows) for name, rows in state.get("failures", {}).items()}
+        self.start = {**self.start, **state.get("start", {})}
 
 
 def _memory_row(obs: Observation, limit_chars: int, now: dict[str, Any]) -> str:

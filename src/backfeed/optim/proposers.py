@@ -16,8 +16,9 @@ from .apply import answer_proposal
 from .asking import SAMPLE_TEMPERATURE
 from .compact import blamed, is_prose, retry_turn
 from .history import values_key
+from .lessons import LESSONS, keep_lessons
 from .parse import read_answer
-from .records import NOT_ASKED, RETRY, ParamUpdate, Proposal, StepReport
+from .records import NOT_ASKED, RETRY, ParamUpdate, Problem, Proposal, StepReport
 from .schema import rewrite_tokens
 
 if TYPE_CHECKING:
@@ -122,8 +123,35 @@ class EachParam:
                                       max(p.candidates, 1) * len(changes))
             for combo in combos:
                 proposals.append(self.read([(t, {q.name}) for (q, _), t in zip(changes, combo)]))
-        proposals += [self.read([(t, {q.name})]) for q, texts in asked for t in texts]
-        return proposals
+        alone = [self.read([(t, {q.name})]) for q, texts in asked for t in texts]
+        return proposals + alone + self.lessons_kept(alone, [q for q, _ in asked])
+
+    def lessons_kept(self, proposals: list[Proposal], params: list[Param]) -> list[Proposal]:
+        """For each proposal that rewrote a prose text and dropped rules its current value
+        had learned since the start (`lessons.learned`), one more candidate: the proposal with
+        those rules put back as its last lines, so that a rule learned at step 2 is not lost
+        at step 5 because one answer left it out. Both are evaluated; the scores decide."""
+        p = self.prime
+        now = p.values()
+        extra = []
+        for param in params:
+            start = p.start.get(param.name)
+            if not is_prose(param) or not isinstance(start, str):
+                continue
+            for proposal in proposals:
+                new = proposal.values.get(param.name)
+                if not isinstance(new, str) or new == now[param.name]:
+                    continue
+                kept = keep_lessons(start, str(now[param.name]), new)
+                if kept is None:
+                    continue
+                value, dropped = kept
+                extra.append(replace(proposal.with_values(
+                    {**proposal.values, param.name: value},
+                    Problem(f"{param.name}: kept {len(dropped)} rule(s) the current value learned "
+                            f"and this answer dropped: {'; '.join(dropped)[:200]}", LESSONS,
+                            param.name)), by=f"{self.by}, lessons kept"))
+        return extra
 
     def retry(self, report: StepReport, param: Param, texts: list[str], limit: int, *,
               long: bool) -> list[str]:
