@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -56,6 +57,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def die_with_parent() -> None:
+    """Run in a server's child process before its program starts: Linux sends it SIGTERM
+    when the harness dies, so a harness killed mid-run (SIGTERM, SIGKILL) leaves no model
+    server holding gigabytes behind (two did, 2026-12-05). Elsewhere it does nothing."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def stop(proc: subprocess.Popen) -> None:
     """Terminate a server process; kill it if it has not gone within 20 s."""
     proc.terminate()
@@ -72,7 +85,8 @@ def serving(command: list[str], url: str, *, seconds: float = 300.0,
     counts: a 405 to a GET is an answer). Its stderr goes to `log`, whose end is quoted if
     it exits before answering."""
     errors = log.open("w") if log is not None else subprocess.DEVNULL
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors,
+                            preexec_fn=die_with_parent)
     try:
         deadline = time.monotonic() + seconds
         while True:
@@ -109,7 +123,8 @@ def open_model(spec: str, *, threads: int = 0,
         return
     port = free_port()
     command = [sys.executable, "-c", _SERVE, LOCAL_MODELS[spec], str(port), str(threads)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              preexec_fn=die_with_parent)
     api_base = f"http://127.0.0.1:{port}/v1"
     try:
         name = _wait_for_server(server, api_base, startup_seconds)
