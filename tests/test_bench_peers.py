@@ -55,22 +55,36 @@ def test_textgrad_backward_and_step_within_the_call_limit(tmp_path, monkeypatch)
     assert not os.path.exists(tmp_path / "logs")  # TextGrad's import-time logs go elsewhere
 
 
-def test_dspy_optimizes_an_instruction_and_is_scored_on_its_own_program():
+def _dspy_responder(messages, options):
+    """DSPy's chat format: every output field the system message asks for, then completed."""
+    import re
+
+    asked = re.search(r"Your output fields are:(.*?)All interactions", messages[0]["content"],
+                      re.S)
+    names = re.findall(r"\d+\. `(\w+)`", asked.group(1)) if asked else ["answer"]
+    values = {"proposed_instruction": "Count the fruits.", "answer": "3"}
+    return "".join(f"[[ ## {n} ## ]]\n{values.get(n, 'Fruits are counted.')}\n\n"
+                   for n in names) + "[[ ## completed ## ]]"
+
+
+def test_dspy_copro_optimizes_an_instruction_and_is_scored_on_its_own_program():
     pytest.importorskip("dspy")
-
-    def responder(messages, options):
-        text = messages[-1]["content"]
-        if "proposed_instruction" in text:
-            return ("[[ ## proposed_instruction ## ]]\nCount the fruits.\n\n"
-                    "[[ ## proposed_prefix_for_output_field ## ]]\nAnswer:\n\n"
-                    "[[ ## completed ## ]]")
-        return "[[ ## answer ## ]]\n3\n\n[[ ## completed ## ]]"
-
-    runs = _run("dspy", ["bbh/object_counting", "battleship"], responder, calls=3)
+    runs = _run("dspy:optimizer=copro", ["bbh/object_counting", "battleship"], _dspy_responder,
+                calls=3)
     counting = runs["bbh/object_counting"]
     assert counting.status == "ok", counting.reason
     assert 0 <= counting.test_score <= 1 and counting.optimizer_calls >= 1
     assert runs["battleship"].status == "n/a"
+
+
+def test_dspy_mipro_proposes_instructions_within_the_call_limit():
+    pytest.importorskip("dspy")
+    runs = _run("dspy", ["bbh/object_counting"], _dspy_responder, calls=8)
+    counting = runs["bbh/object_counting"]
+    assert counting.status == "ok", counting.reason
+    # 4 candidates (8 - 4), each proposed in one call, and the dataset summary's calls
+    assert 5 <= counting.optimizer_calls <= 8
+    assert counting.test_score is not None and 0 <= counting.test_score <= 1
 
 
 @pytest.mark.parametrize("framework", ["trace", "gepa", "textgrad"])

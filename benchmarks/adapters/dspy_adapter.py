@@ -1,9 +1,17 @@
-"""DSPy through its public API: a `dspy.Predict` program optimized by COPRO (instructions).
+"""DSPy through its public API: a `dspy.Predict` program optimized by MIPROv2 (default) or
+COPRO, instructions only.
 
 DSPy optimizes programs made of LM calls, so it takes the tasks whose program is one model
 call (prompt tasks and verbalized ML); code, numbers and choices are n/a. Its program is its
 own (a signature `input -> answer` whose instructions start as the task's initial text), so
 the harness scores DSPy's optimized program on the test split through `ctx.final_forward`.
+
+Options: `optimizer=mipro` (MIPROv2, DSPy's strongest instruction optimizer that installs
+here: grounded instruction proposals, then Bayesian search over them on the validation
+split) or `optimizer=copro`. MIPROv2 runs zero-shot (no demos: every library here optimizes
+the instruction alone) with `call_limit - 4` candidates. Counted with a fake model, its
+proposer makes candidates + 2 calls (a dataset summary in 2) with 8 training examples; the
+other 2 calls are slack for DSPy's JSON-adapter retry after an answer it cannot parse.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from . import RunContext
 
 class DspyAdapter:
     name = "dspy"
+    options = ("optimizer",)
 
     def unsupported(self, task: Task) -> str | None:
         if task.family == "code_repair":
@@ -48,13 +57,30 @@ class DspyAdapter:
 
         trainset = [dspy.Example(input=_text(x), target=y).with_inputs("input")
                     for x, y in ctx.task.trainset]
-        depth = max(1, (ctx.call_limit - 1) // 2)  # 1 call to start, then 2 per depth (breadth 2)
+        valset = [dspy.Example(input=_text(x), target=y).with_inputs("input")
+                  for x, y in ctx.task.valset]
+        which = ctx.options.get("optimizer", "mipro")
         with dspy.context(lm=task_lm):
-            optimizer = dspy.COPRO(prompt_model=prompt_lm, metric=metric, breadth=2,
-                                   depth=depth, init_temperature=1.0)
-            optimized = optimizer.compile(student, trainset=trainset,
-                                          eval_kwargs={"num_threads": 1,
-                                                       "display_progress": False})
+            if which == "copro":
+                depth = max(1, (ctx.call_limit - 1) // 2)  # 1 call to start, then 2 a depth
+                optimizer = dspy.COPRO(prompt_model=prompt_lm, metric=metric, breadth=2,
+                                       depth=depth, init_temperature=1.0)
+                optimized = optimizer.compile(student, trainset=trainset,
+                                              eval_kwargs={"num_threads": 1,
+                                                           "display_progress": False})
+            elif which == "mipro":
+                candidates = max(2, ctx.call_limit - 4)
+                optimizer = dspy.MIPROv2(metric=metric, prompt_model=prompt_lm,
+                                         task_model=task_lm, auto=None,
+                                         num_candidates=candidates, max_bootstrapped_demos=0,
+                                         max_labeled_demos=0, num_threads=1, seed=ctx.seed,
+                                         verbose=False)
+                optimized = optimizer.compile(
+                    student, trainset=trainset, valset=valset or None, num_trials=candidates,
+                    minibatch=False, program_aware_proposer=False, data_aware_proposer=True,
+                    fewshot_aware_proposer=False, requires_permission_to_run=False)
+            else:
+                raise ValueError(f"dspy: optimizer must be mipro or copro, got {which!r}")
 
         def final_forward(x: Any) -> str:
             with dspy.context(lm=task_lm):
