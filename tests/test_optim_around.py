@@ -76,3 +76,37 @@ def test_its_state_resumes_the_same_search():
         first.size, first.turn, first.last, first.probe_keys)
     with pytest.raises(ValueError, match="not among the parameters"):
         Around(Peak().parameters(), ask=False, steps={"y": 1.0})
+
+
+def test_a_steep_peak_far_from_the_probes_is_found_by_the_reciprocal_fit():
+    """A score 1/(1 + 14|x - x*|) (issue 19's numeric problem 11): after probes at ±2 that
+    both score under half the center's, the line fit on the scores is refused; the fit on
+    -1/score is exact there, and its guess is the peak."""
+
+    class Steep(bf.Module):
+        def __init__(self):
+            self.x = bf.param(-10.0, name="x")
+
+        def forward(self, _):
+            return self.x * 14
+
+    program = Steep()
+    optimizer = Around(program.parameters(), ask=False, steps={"x": 2.0})
+    result = train(program, optimizer, at=-9.91 * 14, steps=3)
+    guesses = [c.values["x"] for c in result.store.candidates(result.run_id)]
+    assert guesses[:3] == [-10.0, -8.0, -12.0]
+    assert any(abs(g + 9.91) < 1e-6 for g in guesses[3:])  # the peak, at the next step
+    assert result.best_score == pytest.approx(1.0)
+
+
+def test_the_peak_of_three_unevenly_spaced_points():
+    from backfeed.optim.local import _peak
+
+    # a V of slope 2 with its top at 0.3: points at -1, 0 and 2
+    def v(x):
+        return -2 * abs(x - 0.3)
+
+    assert _peak([(-1, v(-1)), (0, v(0)), (2, v(2))], near_only=False) == pytest.approx(0.3)
+    assert _peak([(-1, v(-1)), (0.5, v(0.5)), (2, v(2))], near_only=False) == pytest.approx(0.3)
+    assert _peak([(-1, 0.1), (0, 0.05), (1, 0.0)], near_only=False) is None  # not a peak
+    assert _peak([(-1, 0.1), (0, 1.0), (1, 0.2)], near_only=True) is None  # too far for a line

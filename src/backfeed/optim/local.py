@@ -21,8 +21,9 @@ class Around(Optimizer):
     Each step probes one parameter (in turn) at `value + s` and `value - s`, clipped to its
     bounds, with `s` its step size: a step that moved the values (the trainer kept a probe)
     doubles the step size of the parameter it probed, one that did not halves it and moves to
-    the next parameter. When both probes scored lower and not far below, the point where lines
-    through their scores meet is tried as well. A parameter starts at a quarter of its bounds' width, or
+    the next parameter. When the center scored at least as well as the nearest values on each
+    side, the point where lines through their scores meet is tried as well, fitted on the
+    scores and on -1/score (exact for a score 1/(1 + |error|)). A parameter starts at a quarter of its bounds' width, or
     `max(1, |value|)` without bounds, unless `steps={name: size}` says. This is compass search
     with expansion: it needs no bounds and no gradient, and a score that only says "closer"
     is enough.
@@ -87,11 +88,10 @@ class Around(Optimizer):
         why = f"compass search: {param.name} ± {self.size[param.name]:.4g}"
         found = [values_proposal(self.params, center, probe, by=self.name, reasoning=why)
                  for probe in probes]
-        vertex = self._vertex(center, seen)
-        if vertex is not None:
-            found.insert(0, values_proposal(
-                self.params, center, vertex, by=self.name,
-                reasoning="the peak where lines through the last probes' scores meet"))
+        found[:0] = [values_proposal(
+            self.params, center, vertex, by=self.name,
+            reasoning="the peak where lines through the last probes' scores meet")
+            for vertex in self._vertices(center, seen)]
         if self.prime is not None:
             found.extend(self.prime.proposals(report))
         self.last = dict(center)
@@ -99,30 +99,52 @@ class Around(Optimizer):
         self.probe_keys = {values_key(probe) for probe in probes}
         return found
 
-    def _vertex(self, center: dict[str, Any], seen: set[str]) -> dict[str, Any] | None:
-        """After probes around `center` that both scored lower: the point where a line
-        through the steeper side, and one of opposite slope through the other, meet (exact
-        when the score falls off linearly on both sides of its peak), if it is new."""
+    def _vertices(self, center: dict[str, Any], seen: set[str]) -> list[dict[str, Any]]:
+        """When `center` scored at least as well as the nearest values evaluated on each side
+        of it along the parameter probed last (the others as now): where a line through the
+        steeper side, and one of opposite slope through the other side's point, meet (exact
+        when the score falls off linearly on both sides of its peak), if new. Fitted twice: on
+        the scores, and on -1/score, which is linear on both sides for a score
+        1/(1 + |error|) with the error linear near its zero (the numeric family's metric:
+        problem 11's peak was found in one guess this way, after the linear fit was refused
+        as too far from the peak)."""
         if self.probed is None or values_key(center) != values_key(self.probed[1]):
-            return None
-        name, _, size = self.probed
-        scores = {values_key(h.values): h.score for h in self.history}
+            return []
+        name = self.probed[0]
         x = float(center[name])
-        f0, up, down = (scores.get(values_key({**center, name: v}))
-                        for v in (center[name], _moved(self.param(name), x, size),
-                                  _moved(self.param(name), x, -size)))
-        if None in (f0, up, down) or not (f0 >= up and f0 >= down) or f0 == min(up, down):
-            return None
-        if min(up, down) < f0 / 2:  # far from the peak a line fits the score badly
-            return None
-        slope = (f0 - min(up, down)) / size  # the steeper side lies wholly past the peak
-        side = 1.0 if up > down else -1.0  # the peak lies toward the higher probe
-        offset = (size - (f0 - max(up, down)) / slope) / 2.0
-        guess = _moved(self.param(name), x, side * offset)
-        if guess is None or guess == center[name]:
-            return None
-        values = {**center, name: guess}
-        return values if values_key(values) not in seen else None
+        line = {}  # value of `name` -> score, the other parameters as now
+        for h in self.history:
+            if h.score is not None and name in h.values and all(
+                    h.values.get(k) == v for k, v in center.items() if k != name):
+                line[float(h.values[name])] = h.score
+        left = [v for v in line if v < x]
+        right = [v for v in line if v > x]
+        if x not in line or not left or not right:
+            return []
+        size = self.probed[2]
+        triples = [(max(left), min(right))]  # the nearest on each side
+        probes = (_moved(self.param(name), x, -size), _moved(self.param(name), x, size))
+        if probes[0] in line and probes[1] in line and probes != triples[0]:
+            triples.append(probes)  # the last probes, when others lie nearer
+        fits = []
+        for xl, xr in triples:
+            points = [(xl, line[xl]), (x, line[x]), (xr, line[xr])]
+            fits.append((points, True))
+            if all(score > 0 for _, score in points):
+                fits.append(([(v, -1.0 / score) for v, score in points], False))
+        found: list[dict[str, Any]] = []
+        for three, near_only in fits:
+            peak = _peak(three, near_only=near_only)
+            if peak is None:
+                continue
+            guess = _moved(self.param(name), peak, 0.0)
+            values = {**center, name: guess}
+            if guess is None or guess == center[name] or values_key(values) in seen or \
+                    any(abs(float(v[name]) - float(guess)) <= 1e-9 * max(1.0, abs(guess))
+                        for v in found):
+                continue
+            found.append(values)
+        return found
 
     def _adapt(self, center: dict[str, Any]) -> None:
         """After a step: a kept probe doubles its parameter's step size; another kept
@@ -163,6 +185,21 @@ class Around(Optimizer):
         self.probe_keys = set(state.get("probe_keys", ()))
         if self.prime is not None and "prime" in state:
             self.prime.load_state_dict(state["prime"])
+
+
+def _peak(points: list[tuple[float, float]], *, near_only: bool) -> float | None:
+    """Where the peak of a V through three points (left, center, right; not evenly spaced
+    needed) lies; None when the center is not the highest, or (`near_only`) when a side
+    scored below half the center's (far from the peak a line fits raw scores badly)."""
+    (xl, hl), (x0, h0), (xr, hr) = points
+    if not (h0 >= hl and h0 >= hr) or h0 == min(hl, hr):
+        return None
+    if near_only and min(hl, hr) < h0 / 2:
+        return None
+    rise, fall = (h0 - hl) / (x0 - xl), (h0 - hr) / (xr - x0)
+    if rise >= fall:  # the left side is steeper: the peak lies right of the center
+        return (x0 + xr) / 2.0 + (hr - h0) / (2.0 * rise)
+    return (xl + x0) / 2.0 + (h0 - hl) / (2.0 * fall)
 
 
 def _first_step(p: Param) -> float:
